@@ -1,0 +1,263 @@
+"""`python -m ocr_core`: train, evaluate, predict and manage runs from a terminal."""
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from .augment import PRESETS, as_spec, preview_grid
+from .checkpoints import CheckpointError, RunStore
+from .data import DataUnavailableError, load_mnist
+from .evaluation import evaluate, predict_probabilities
+from .models import ARCHITECTURES, build_model, multiply_adds, parameter_count
+from .preprocess import ImageError, load_image, prepare_digit
+from .runs import train_run
+from .training import OPTIMIZERS, RECIPES, SCHEDULES, Progress, TrainingCallback, with_overrides
+
+USER_ERRORS = (DataUnavailableError, CheckpointError, ImageError, ValueError)
+
+
+class ProgressBar(TrainingCallback):
+    """tqdm over optimizer steps, with the per-epoch test accuracy written above it."""
+
+    def __init__(self) -> None:
+        self.bar: tqdm | None = None
+
+    def on_batch(self, progress: Progress) -> None:
+        if self.bar is None:
+            self.bar = tqdm(total=progress.total_steps, unit="step", file=sys.stderr, dynamic_ncols=True)
+        self.bar.update(progress.step - self.bar.n)
+        self.bar.set_postfix(epoch=f"{progress.epoch}/{progress.total_epochs}", loss=f"{progress.loss:.3f}",
+                             img_s=f"{progress.images_per_second:,.0f}")
+
+    def on_epoch(self, progress: Progress) -> None:
+        record = progress.history[-1]
+        message = (f"epoch {record.epoch:g}: train loss {record.train_loss:.4f} acc {record.train_accuracy:.4f} | "
+                   f"test loss {record.test_loss:.4f} acc {record.test_accuracy:.4f} | {record.seconds:.1f}s, "
+                   f"{record.images_per_second:,.0f} img/s")
+        (self.bar.write if self.bar else print)(message, file=sys.stderr)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def emit(payload, as_json: bool, text: str) -> None:
+    print(json.dumps(payload, indent=2) if as_json else text)
+
+
+def command_train(args: argparse.Namespace) -> int:
+    config = with_overrides(
+        RECIPES[args.recipe], architecture=args.model, epochs=args.epochs, batch_size=args.batch_size,
+        learning_rate=args.lr, optimizer=args.optimizer, schedule=args.schedule, weight_decay=args.weight_decay,
+        label_smoothing=args.label_smoothing, augment=args.augment, seed=args.seed, device=args.device)
+    data = load_mnist()
+    if args.train_limit or args.test_limit:
+        data = data.subset(args.train_limit, args.test_limit)
+    stop = threading.Event()
+    # Ctrl-C asks the loop to stop at the next batch, so what was trained is still saved.
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
+    bar = ProgressBar()
+    try:
+        info, result = train_run(args.name, config, RunStore(), data, (bar,), stop, overwrite=args.overwrite)
+    finally:
+        bar.close()
+        signal.signal(signal.SIGINT, previous)
+    if info is None:
+        print("error: stopped before any batch was trained; nothing saved", file=sys.stderr)
+        return 1
+    metrics = info.metadata["metrics"]
+    state = "stopped early, saved" if result.stopped else "saved"
+    print(f"{state} {info.name} ({info.path}) in {result.seconds:.1f}s: test accuracy "
+          f"{metrics['clean']['accuracy']:.4f} clean, {metrics['seed_augmented']['accuracy']:.4f} seed-augmented")
+    return 0
+
+
+def command_evaluate(args: argparse.Namespace) -> int:
+    store = RunStore()
+    model, metadata = store.load(args.name)
+    data = load_mnist()
+    spec = as_spec(args.augment)
+    evaluation = evaluate(model, data.test_images[: args.test_limit], data.test_labels[: args.test_limit], spec)
+    per_class = evaluation.per_class()
+    payload = {"name": args.name, **evaluation.summary(), "errors": int(len(evaluation.misclassified)),
+               "per_class": [vars(metrics) for metrics in per_class],
+               "confusion": evaluation.confusion.tolist()}
+    lines = [f"{args.name} on the {'clean' if spec.is_identity else spec.to_string()} test set: "
+             f"accuracy {evaluation.accuracy:.4f}, loss {evaluation.loss:.4f}, "
+             f"{payload['errors']} errors in {len(evaluation.labels)}",
+             "digit  precision  recall  f1      support"]
+    lines += [f"{m.digit:>5}  {m.precision:9.4f}  {m.recall:6.4f}  {m.f1:.4f}  {m.support:>7}" for m in per_class]
+    emit(payload, args.json, "\n".join(lines))
+    return 0
+
+
+def command_predict(args: argparse.Namespace) -> int:
+    model, _ = RunStore().load(args.name)
+    results, failures = [], 0
+    for path in args.images:
+        try:
+            digit = prepare_digit(load_image(path))
+            if digit is None:
+                raise ImageError("no ink found (blank image)")
+        except ImageError as error:
+            failures += 1
+            results.append({"image": path, "error": str(error)})
+            continue
+        probabilities = predict_probabilities(model, digit[None])[0]
+        results.append({"image": path, "prediction": int(probabilities.argmax()),
+                        "confidence": float(probabilities.max()),
+                        "probabilities": [round(float(p), 6) for p in probabilities]})
+    text = "\n".join(f"{r['image']}: error: {r['error']}" if "error" in r else
+                     f"{r['image']}: {r['prediction']} ({r['confidence']:.1%})" for r in results)
+    emit(results, args.json, text)
+    return 1 if failures else 0
+
+
+def command_list(args: argparse.Namespace) -> int:
+    runs = RunStore().list()
+    payload = []
+    for run in runs:
+        entry = {"name": run.name, "path": str(run.path), "size": run.size}
+        if run.ok:
+            entry.update(architecture=run.metadata["architecture"], augment=run.metadata["augment"],
+                         accuracy=run.metric("clean"), seed_augmented_accuracy=run.metric("seed_augmented"),
+                         epochs=run.metadata["epochs_completed"], created=run.metadata["created"])
+        else:
+            entry["problem"] = run.problem
+        payload.append(entry)
+    lines = [f"{'name':<20} {'arch':<9} {'clean':>7} {'seed-aug':>8}  augment"]
+    for entry in payload:
+        if "problem" in entry:
+            lines.append(f"{entry['name']:<20} skipped: {entry['problem']}")
+        else:
+            lines.append(f"{entry['name']:<20} {entry['architecture']:<9} {entry['accuracy']:>7.4f} "
+                         f"{entry['seed_augmented_accuracy']:>8.4f}  {entry['augment']}")
+    emit(payload, args.json, "\n".join(lines) if payload else "no runs saved yet")
+    return 0
+
+
+def command_info(args: argparse.Namespace) -> int:
+    print(json.dumps(RunStore().info(args.name).metadata, indent=2))
+    return 0
+
+
+def command_rename(args: argparse.Namespace) -> int:
+    info = RunStore().rename(args.old, args.new)
+    print(f"renamed {args.old} to {info.name}")
+    return 0
+
+
+def command_delete(args: argparse.Namespace) -> int:
+    RunStore().delete(args.name)
+    print(f"deleted {args.name}")
+    return 0
+
+
+def command_models(args: argparse.Namespace) -> int:
+    payload = []
+    for arch in ARCHITECTURES.values():
+        model = build_model(arch.name)
+        payload.append({"name": arch.name, "parameters": parameter_count(model),
+                        "multiply_adds": multiply_adds(model), "description": arch.description})
+    emit(payload, args.json, "\n".join(f"{p['name']:<9} {p['parameters']:>8,} params {p['multiply_adds'] / 1e6:6.2f} M mult-adds"
+                                       f"  {p['description']}" for p in payload))
+    return 0
+
+
+def command_preview(args: argparse.Namespace) -> int:
+    from PIL import Image
+
+    data = load_mnist()
+    grid = preview_grid(data.train_images, args.augment, seed=args.seed, rows=args.rows, columns=args.columns,
+                        variants_of_first=args.variants)
+    Image.fromarray(grid.numpy()).resize((grid.shape[1] * 3, grid.shape[0] * 3), Image.NEAREST).save(args.output)
+    print(f"wrote {args.output}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m ocr_core", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train a model and save it as a run")
+    train.add_argument("--name", required=True, help="run name (letters, digits, . _ -)")
+    train.add_argument("--recipe", choices=RECIPES, default="fast",
+                       help="starting settings: fast (default, ~99%% in seconds), tutorial, best")
+    train.add_argument("--model", choices=ARCHITECTURES, help="architecture")
+    train.add_argument("--epochs", type=float)
+    train.add_argument("--batch-size", type=int)
+    train.add_argument("--lr", type=float, help="learning rate (peak rate under onecycle)")
+    train.add_argument("--optimizer", choices=OPTIMIZERS)
+    train.add_argument("--schedule", choices=SCHEDULES)
+    train.add_argument("--weight-decay", type=float)
+    train.add_argument("--label-smoothing", type=float)
+    train.add_argument("--augment", help=f"preset ({', '.join(PRESETS)}) or spec like rotate=15,translate=0.1")
+    train.add_argument("--seed", type=int)
+    train.add_argument("--device", help="auto (default), cpu, cuda, mps")
+    train.add_argument("--train-limit", type=int, help="use only the first N training images")
+    train.add_argument("--test-limit", type=int, help="use only the first N test images")
+    train.add_argument("--overwrite", action="store_true", help="replace a run with the same name")
+    train.set_defaults(handler=command_train)
+
+    evaluate_parser = commands.add_parser("evaluate", help="score a run on the (optionally augmented) test set")
+    evaluate_parser.add_argument("name")
+    evaluate_parser.add_argument("--augment", default="none", help="transform the test set first (preset or spec)")
+    evaluate_parser.add_argument("--test-limit", type=int)
+    evaluate_parser.add_argument("--json", action="store_true")
+    evaluate_parser.set_defaults(handler=command_evaluate)
+
+    predict = commands.add_parser("predict", help="read digits from image files")
+    predict.add_argument("name")
+    predict.add_argument("images", nargs="+", metavar="IMAGE")
+    predict.add_argument("--json", action="store_true")
+    predict.set_defaults(handler=command_predict)
+
+    listing = commands.add_parser("list", help="list saved runs")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(handler=command_list)
+
+    info = commands.add_parser("info", help="print a run's metadata (JSON)")
+    info.add_argument("name")
+    info.set_defaults(handler=command_info)
+
+    rename = commands.add_parser("rename", help="rename a run")
+    rename.add_argument("old")
+    rename.add_argument("new")
+    rename.set_defaults(handler=command_rename)
+
+    delete = commands.add_parser("delete", help="delete a run")
+    delete.add_argument("name")
+    delete.set_defaults(handler=command_delete)
+
+    models = commands.add_parser("models", help="list architectures with size and compute")
+    models.add_argument("--json", action="store_true")
+    models.set_defaults(handler=command_models)
+
+    preview = commands.add_parser("preview", help="save a PNG grid of augmented training digits")
+    preview.add_argument("--augment", default="recommended")
+    preview.add_argument("--output", default="augment-preview.png")
+    preview.add_argument("--seed", type=int, default=0)
+    preview.add_argument("--rows", type=int, default=4)
+    preview.add_argument("--columns", type=int, default=8)
+    preview.add_argument("--variants", action="store_true", help="show variants of the same digits")
+    preview.set_defaults(handler=command_preview)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except USER_ERRORS as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,210 @@
+"""MNIST as in-memory uint8 tensors, read from a local data dir laid out like torchvision's."""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+DEFAULT_DATA_DIR = PROJECT_DIR / "data"
+
+# name -> (md5 of the .gz, expected IDX dimensions); the md5s are torchvision's.
+MNIST_FILES = {
+    "train-images-idx3-ubyte": ("f68b3c2dcbeaaa9fbdd348bbdeb94873", (60000, 28, 28)),
+    "train-labels-idx1-ubyte": ("d53e105ee54ea40749a09fcbcd1e9432", (60000,)),
+    "t10k-images-idx3-ubyte": ("9fb629c4189551a2d022fa330f9573f3", (10000, 28, 28)),
+    "t10k-labels-idx1-ubyte": ("ec29112dd5afa0611ce80d1b7f02629c", (10000,)),
+}
+IDX_UBYTE = 0x08
+CACHE_FORMAT = 1
+
+
+class DataUnavailableError(RuntimeError):
+    """MNIST is neither in the data dir nor downloadable; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class MnistData:
+    """Images are uint8 (N, 28, 28), labels int64 (N,); the fingerprint identifies the source files."""
+
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+    fingerprint: str
+    source: str
+
+    def subset(self, train: int | None = None, test: int | None = None) -> "MnistData":
+        """The first `train`/`test` samples, for quick runs."""
+        return MnistData(
+            self.train_images[:train], self.train_labels[:train],
+            self.test_images[:test], self.test_labels[:test],
+            fingerprint=f"{self.fingerprint}[:{train},:{test}]", source=self.source,
+        )
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("OCR_DATA_DIR") or DEFAULT_DATA_DIR).expanduser()
+
+
+def cache_dir() -> Path:
+    """Where decoded copies go: never inside the data dir, which may be read-only or shared."""
+    configured = os.environ.get("OCR_CACHE_DIR")
+    if configured:
+        return Path(configured).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ocr-lab"
+
+
+def raw_dir(root: Path) -> Path:
+    return root / "MNIST" / "raw"
+
+
+def find_raw_file(root: Path, name: str) -> Path | None:
+    for candidate in (raw_dir(root) / f"{name}.gz", raw_dir(root) / name):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def missing_files_message(searched: list[Path], reason: str) -> str:
+    names = ", ".join(f"{name}.gz" for name in MNIST_FILES)
+    places = " or ".join(str(raw_dir(root)) for root in searched)
+    return (
+        f"MNIST is not available ({reason}). Put the four files {names} in {places}, "
+        "or set OCR_DATA_DIR to a folder holding MNIST/raw/."
+    )
+
+
+def read_idx(path: Path, expected_shape: tuple[int, ...]) -> np.ndarray:
+    """Decode one IDX file (gzip or plain), checking its header against the MNIST layout."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as stream:
+        payload = stream.read()
+    if len(payload) < 4:
+        raise DataUnavailableError(f"{path} is truncated")
+    zero, dtype_code, ndim = struct.unpack(">HBB", payload[:4])
+    if zero != 0 or dtype_code != IDX_UBYTE or ndim != len(expected_shape):
+        raise DataUnavailableError(f"{path} is not an MNIST IDX file (bad header)")
+    shape = struct.unpack(f">{ndim}I", payload[4 : 4 + 4 * ndim])
+    if tuple(shape) != expected_shape:
+        raise DataUnavailableError(f"{path} holds shape {shape}, expected {expected_shape}")
+    body = np.frombuffer(payload, dtype=np.uint8, offset=4 + 4 * ndim)
+    if body.size != int(np.prod(shape)):
+        raise DataUnavailableError(f"{path} is truncated")
+    return body.reshape(shape).copy()  # frombuffer is read-only; tensors want writable memory
+
+
+def file_md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def locate_raw_files(root: Path) -> dict[str, Path] | None:
+    found = {name: find_raw_file(root, name) for name in MNIST_FILES}
+    return None if any(path is None for path in found.values()) else found
+
+
+def fingerprint_of(files: dict[str, Path]) -> str:
+    """Stat-based identity, so a cache hit costs no hashing; content is checked when decoding."""
+    digest = hashlib.sha256()
+    for name, path in sorted(files.items()):
+        stat = path.stat()
+        digest.update(f"{name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:16]
+
+
+def decode_raw_files(files: dict[str, Path]) -> dict[str, np.ndarray]:
+    arrays = {}
+    for name, path in files.items():
+        expected_md5, shape = MNIST_FILES[name]
+        if path.suffix == ".gz" and file_md5(path) != expected_md5:
+            raise DataUnavailableError(f"{path} is corrupt (md5 differs from the MNIST original)")
+        arrays[name] = read_idx(path, shape)
+    return arrays
+
+
+def content_fingerprint(arrays: dict[str, np.ndarray]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        digest.update(arrays[name].tobytes())
+    return "mnist-" + digest.hexdigest()[:12]
+
+
+def load_decoded(files: dict[str, Path]) -> tuple[dict[str, np.ndarray], str]:
+    """Decoded arrays plus a content fingerprint, from the cache when the raw files are unchanged."""
+    cache_file = cache_dir() / f"mnist-v{CACHE_FORMAT}-{fingerprint_of(files)}.npz"
+    try:
+        with np.load(cache_file, allow_pickle=False) as cached:
+            arrays = {name: cached[name] for name in MNIST_FILES}
+            return arrays, str(cached["fingerprint"])
+    except (OSError, KeyError, ValueError):
+        pass
+    arrays = decode_raw_files(files)
+    fingerprint = content_fingerprint(arrays)
+    try:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        temporary = cache_file.with_suffix(f".{os.getpid()}.tmp")
+        with open(temporary, "wb") as stream:
+            np.savez(stream, fingerprint=np.array(fingerprint), **arrays)
+        os.replace(temporary, cache_file)
+    except OSError:
+        pass  # a read-only home only costs the decode time on the next load
+    return arrays, fingerprint
+
+
+def download_mnist(root: Path) -> None:
+    """torchvision's own downloader; it also extracts next to the .gz, inside `root` (ours)."""
+    from torchvision.datasets import MNIST
+
+    for train in (True, False):
+        MNIST(str(root), train=train, download=True)
+
+
+def search_roots() -> list[Path]:
+    return list(dict.fromkeys([data_dir(), DEFAULT_DATA_DIR]))
+
+
+def find_mnist() -> tuple[Path, dict[str, Path]] | None:
+    for root in search_roots():
+        files = locate_raw_files(root)
+        if files is not None:
+            return root, files
+    return None
+
+
+def load_mnist(download: bool = True) -> MnistData:
+    """MNIST from the data dir; else downloaded into the default data dir; else a clear error."""
+    found = find_mnist()
+    if found is None:
+        if not download:
+            raise DataUnavailableError(missing_files_message(search_roots(), "files not found"))
+        try:
+            download_mnist(DEFAULT_DATA_DIR)
+        except Exception as error:  # torchvision raises several kinds when offline
+            reason = f"download failed: {type(error).__name__}"
+            raise DataUnavailableError(missing_files_message(search_roots(), reason)) from error
+        found = find_mnist()
+        if found is None:
+            raise DataUnavailableError(missing_files_message(search_roots(), "download left no files"))
+    root, files = found
+    arrays, fingerprint = load_decoded(files)
+    return MnistData(
+        train_images=torch.from_numpy(arrays["train-images-idx3-ubyte"]),
+        train_labels=torch.from_numpy(arrays["train-labels-idx1-ubyte"]).long(),
+        test_images=torch.from_numpy(arrays["t10k-images-idx3-ubyte"]),
+        test_labels=torch.from_numpy(arrays["t10k-labels-idx1-ubyte"]).long(),
+        fingerprint=fingerprint,
+        source=str(root),
+    )
+
+
+def data_status() -> str | None:
+    """None when MNIST loads without a download, else why not (for status lines in UIs)."""
+    if find_mnist() is not None:
+        return None
+    return missing_files_message(search_roots(), "files not found")

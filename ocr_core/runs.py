@@ -1,0 +1,73 @@
+"""Train, score and save a run in one call: what the CLI's `train` and the Train page both do."""
+from __future__ import annotations
+
+import platform
+import threading
+from dataclasses import asdict
+from datetime import datetime, timezone
+
+import safetensors
+import torch
+import torchvision
+
+from .augment import PRESETS, as_spec
+from .checkpoints import CheckpointError, RunInfo, RunStore, validate_run_name
+from .data import MnistData, load_mnist
+from .evaluation import Evaluation, evaluate
+from .models import multiply_adds, parameter_count
+from .training import TrainConfig, TrainingCallback, TrainResult, fit
+
+LIBRARY_VERSION = "1.0.0"
+SEED_AUGMENTED = "seed"  # the tutorial's augmentation, as a robustness test set
+
+
+def versions() -> dict[str, str]:
+    return {"ocr_core": LIBRARY_VERSION, "torch": torch.__version__, "torchvision": torchvision.__version__,
+            "safetensors": safetensors.__version__, "python": platform.python_version()}
+
+
+def score(model: torch.nn.Module, data: MnistData) -> dict[str, Evaluation]:
+    """The two test sets every run is scored on: clean, and transformed by the tutorial's augmentation."""
+    return {
+        "clean": evaluate(model, data.test_images, data.test_labels),
+        "seed_augmented": evaluate(model, data.test_images, data.test_labels, PRESETS[SEED_AUGMENTED]),
+    }
+
+
+def run_metadata(result: TrainResult, data: MnistData, evaluations: dict[str, Evaluation]) -> dict:
+    clean = evaluations["clean"]
+    return {
+        "architecture": result.config.architecture,
+        "parameters": parameter_count(result.model),
+        "multiply_adds": multiply_adds(result.model),
+        "config": result.config.as_dict(),
+        "augment": as_spec(result.config.augment).to_string(),
+        "history": [asdict(record) for record in result.history],
+        "metrics": {name: evaluation.summary() for name, evaluation in evaluations.items()},
+        "per_class": [asdict(metrics) for metrics in clean.per_class()],
+        "stopped_early": result.stopped,
+        "epochs_completed": result.history[-1].epoch if result.history else 0,
+        "training_seconds": round(result.seconds, 2),
+        "device": result.device,
+        "data": {"fingerprint": data.fingerprint, "train_size": len(data.train_labels),
+                 "test_size": len(data.test_labels)},
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "versions": versions(),
+    }
+
+
+def train_run(name: str, config: TrainConfig, store: RunStore | None = None, data: MnistData | None = None,
+              callbacks: tuple[TrainingCallback, ...] = (), stop: threading.Event | None = None,
+              overwrite: bool = False, keep_if_stopped: bool = True) -> tuple[RunInfo | None, TrainResult]:
+    """Check the name, train, score, save. A stopped run is saved (marked so) unless `keep_if_stopped`
+    is False; then the RunInfo is None."""
+    store = store or RunStore()
+    validate_run_name(name)
+    if store.exists(name) and not overwrite:
+        raise CheckpointError(f"a run named {name!r} exists already; choose another name or overwrite it")
+    data = data or load_mnist()
+    result = fit(config, data, callbacks, stop)
+    if not result.history or (result.stopped and not keep_if_stopped):
+        return None, result
+    metadata = run_metadata(result, data, score(result.model, data))
+    return store.save(name, result.model, metadata, overwrite=overwrite), result

@@ -1,0 +1,234 @@
+"""`fit(config)`: the one training loop behind the CLI, the app and the benchmark."""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import asdict, dataclass, field, fields, replace
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .augment import as_spec, augment_batch, to_float_images
+from .data import MnistData, load_mnist
+from .evaluation import evaluate
+from .models import ARCHITECTURES, build_model, normalize
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("constant", "onecycle")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    architecture: str = "fast"
+    epochs: float = 1.0  # fractions train on part of the last epoch
+    batch_size: int = 128
+    learning_rate: float = 0.01  # the peak rate under onecycle
+    optimizer: str = "adam"
+    schedule: str = "onecycle"
+    weight_decay: float = 0.0
+    label_smoothing: float = 0.0
+    augment: str = "none"  # preset or spec string, see augment.parse_augment
+    seed: int = 0
+    device: str = "auto"
+    report_every: int = 20  # batches between progress callbacks
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.architecture not in ARCHITECTURES:
+            problems.append(f"architecture must be one of {', '.join(ARCHITECTURES)}")
+        if not 0 < self.epochs <= 200:
+            problems.append("epochs must be in (0, 200]")
+        if not 1 <= self.batch_size <= 8192:
+            problems.append("batch size must be in [1, 8192]")
+        if not 0 < self.learning_rate <= 10:
+            problems.append("learning rate must be in (0, 10]")
+        if self.optimizer not in OPTIMIZERS:
+            problems.append(f"optimizer must be one of {', '.join(OPTIMIZERS)}")
+        if self.schedule not in SCHEDULES:
+            problems.append(f"schedule must be one of {', '.join(SCHEDULES)}")
+        if not 0 <= self.weight_decay < 1 or not 0 <= self.label_smoothing < 1:
+            problems.append("weight decay and label smoothing must be in [0, 1)")
+        if self.report_every < 1:
+            problems.append("report_every must be at least 1")
+        if problems:
+            raise ValueError("; ".join(problems))
+        as_spec(self.augment)  # raises on a bad spec before any work starts
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{key: value for key, value in values.items() if key in known})
+
+
+RECIPES = {
+    # Fastest to 99% on a CPU (see docs/benchmarks.md): the default of the CLI and the Train page.
+    "fast": TrainConfig(),
+    # pytorch tutorial: Adam 1e-3, batch 64, 5 epochs, constant rate.
+    "tutorial": TrainConfig(architecture="seed", epochs=5, batch_size=64, learning_rate=1e-3,
+                            optimizer="adam", schedule="constant"),
+    # The shipped `best`: the accurate net, tuned augmentation, one-cycle.
+    "best": TrainConfig(architecture="accurate", epochs=16, batch_size=128, learning_rate=4e-3,
+                        optimizer="adamw", schedule="onecycle", weight_decay=0.05, label_smoothing=0.05,
+                        augment="recommended"),
+}
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+@dataclass
+class EpochRecord:
+    epoch: float  # fractional when a run stops or ends mid-epoch
+    train_loss: float
+    train_accuracy: float
+    test_loss: float
+    test_accuracy: float
+    seconds: float
+    images_per_second: float
+    learning_rate: float
+
+
+@dataclass
+class Progress:
+    """What callbacks see; `model` is live, so a callback may evaluate it (in eval mode, then restore)."""
+
+    config: TrainConfig
+    model: nn.Module
+    epoch: int  # 1-based epoch in progress
+    total_epochs: int
+    step: int  # optimizer steps so far
+    total_steps: int
+    images_seen: int
+    loss: float  # running mean over the current epoch
+    accuracy: float
+    images_per_second: float
+    elapsed_seconds: float
+    learning_rate: float
+    history: list[EpochRecord] = field(default_factory=list)
+
+    @property
+    def fraction_done(self) -> float:
+        return self.step / self.total_steps
+
+    @property
+    def eta_seconds(self) -> float:
+        return self.elapsed_seconds / max(self.step, 1) * (self.total_steps - self.step)
+
+
+class TrainingCallback:
+    """Override what you need; `on_batch` runs every `report_every` steps, `on_epoch` after each evaluation."""
+
+    def on_batch(self, progress: Progress) -> None: ...
+
+    def on_epoch(self, progress: Progress) -> None: ...
+
+
+@dataclass
+class TrainResult:
+    model: nn.Module
+    config: TrainConfig
+    history: list[EpochRecord]
+    stopped: bool
+    seconds: float
+    device: str
+
+
+def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    parameters, rate, decay = model.parameters(), config.learning_rate, config.weight_decay
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(parameters, lr=rate, momentum=0.9, nesterov=True, weight_decay=decay)
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(parameters, lr=rate, weight_decay=decay)
+    return torch.optim.Adam(parameters, lr=rate, weight_decay=decay)
+
+
+def make_schedule(config: TrainConfig, optimizer: torch.optim.Optimizer, total_steps: int):
+    if config.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=config.learning_rate, total_steps=total_steps, pct_start=0.25)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+
+
+def fit(config: TrainConfig, data: MnistData | None = None, callbacks: tuple[TrainingCallback, ...] = (),
+        stop: threading.Event | None = None) -> TrainResult:
+    """Train from scratch, evaluating on the test set after each epoch. Setting `stop` ends training
+    at the next batch; the partly trained model is evaluated and returned with `stopped=True`."""
+    data = data or load_mnist()
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)  # weights init and dropout
+    generator = torch.Generator().manual_seed(config.seed)  # shuffling and augmentation
+    spec = as_spec(config.augment)
+    model = build_model(config.architecture).to(device)
+    optimizer = make_optimizer(config, model)
+    train_count = len(data.train_labels)
+    steps_per_epoch = math.ceil(train_count / config.batch_size)
+    total_steps = max(1, round(config.epochs * steps_per_epoch))
+    schedule = make_schedule(config, optimizer, total_steps)
+    total_epochs = math.ceil(total_steps / steps_per_epoch)
+    history: list[EpochRecord] = []
+    step, started, stopped = 0, time.perf_counter(), False
+    progress = None
+    for epoch in range(1, total_epochs + 1):
+        model.train()
+        epoch_started, loss_sum, correct, seen = time.perf_counter(), 0.0, 0, 0
+        order = torch.randperm(train_count, generator=generator)
+        for batch_indices in order.split(config.batch_size):
+            if step >= total_steps or (stop is not None and stop.is_set()):
+                break
+            images = augment_batch(to_float_images(data.train_images[batch_indices]), spec, generator)
+            labels = data.train_labels[batch_indices].to(device)
+            logits = model(normalize(images.to(device)))
+            loss = F.cross_entropy(logits, labels, label_smoothing=config.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            step += 1
+            loss_sum += loss.item() * len(labels)
+            correct += int((logits.argmax(1) == labels).sum())
+            seen += len(labels)
+            if step % config.report_every == 0 or step == total_steps:
+                elapsed = time.perf_counter() - epoch_started
+                progress = Progress(config, model, epoch, total_epochs, step, total_steps,
+                                    images_seen=step * config.batch_size, loss=loss_sum / seen,
+                                    accuracy=correct / seen, images_per_second=seen / elapsed,
+                                    elapsed_seconds=time.perf_counter() - started,
+                                    learning_rate=optimizer.param_groups[0]["lr"], history=history)
+                for callback in callbacks:
+                    callback.on_batch(progress)
+        stopped = stop is not None and stop.is_set()
+        if seen == 0:
+            break
+        train_seconds = time.perf_counter() - epoch_started
+        test = evaluate(model, data.test_images, data.test_labels, device=device)
+        history.append(EpochRecord(
+            epoch=round(epoch - 1 + seen / train_count, 4), train_loss=loss_sum / seen,
+            train_accuracy=correct / seen, test_loss=test.loss, test_accuracy=test.accuracy,
+            seconds=train_seconds, images_per_second=seen / train_seconds,
+            learning_rate=optimizer.param_groups[0]["lr"]))
+        progress = Progress(config, model, epoch, total_epochs, step, total_steps, step * config.batch_size,
+                            loss_sum / seen, correct / seen, seen / train_seconds,
+                            time.perf_counter() - started, optimizer.param_groups[0]["lr"], history)
+        for callback in callbacks:
+            callback.on_epoch(progress)
+        if stopped:
+            break
+    model.eval()
+    return TrainResult(model, config, history, stopped, time.perf_counter() - started, str(device))
+
+
+def with_overrides(config: TrainConfig, **overrides) -> TrainConfig:
+    """`config` with the given fields replaced, ignoring overrides that are None."""
+    return replace(config, **{key: value for key, value in overrides.items() if value is not None})
