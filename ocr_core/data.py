@@ -14,12 +14,13 @@ import torch
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = PROJECT_DIR / "data"
 
-# name -> (md5 of the .gz, expected IDX dimensions); the md5s are torchvision's.
+# name -> (md5 of the original .gz, as in torchvision; per-sample shape). Plain (extracted) files are
+# checked by header and sizes only, which also lets tests use small IDX files.
 MNIST_FILES = {
-    "train-images-idx3-ubyte": ("f68b3c2dcbeaaa9fbdd348bbdeb94873", (60000, 28, 28)),
-    "train-labels-idx1-ubyte": ("d53e105ee54ea40749a09fcbcd1e9432", (60000,)),
-    "t10k-images-idx3-ubyte": ("9fb629c4189551a2d022fa330f9573f3", (10000, 28, 28)),
-    "t10k-labels-idx1-ubyte": ("ec29112dd5afa0611ce80d1b7f02629c", (10000,)),
+    "train-images-idx3-ubyte": ("f68b3c2dcbeaaa9fbdd348bbdeb94873", (28, 28)),
+    "train-labels-idx1-ubyte": ("d53e105ee54ea40749a09fcbcd1e9432", ()),
+    "t10k-images-idx3-ubyte": ("9fb629c4189551a2d022fa330f9573f3", (28, 28)),
+    "t10k-labels-idx1-ubyte": ("ec29112dd5afa0611ce80d1b7f02629c", ()),
 }
 IDX_UBYTE = 0x08
 CACHE_FORMAT = 1
@@ -81,7 +82,7 @@ def missing_files_message(searched: list[Path], reason: str) -> str:
     )
 
 
-def read_idx(path: Path, expected_shape: tuple[int, ...]) -> np.ndarray:
+def read_idx(path: Path, sample_shape: tuple[int, ...]) -> np.ndarray:
     """Decode one IDX file (gzip or plain), checking its header against the MNIST layout."""
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rb") as stream:
@@ -89,11 +90,11 @@ def read_idx(path: Path, expected_shape: tuple[int, ...]) -> np.ndarray:
     if len(payload) < 4:
         raise DataUnavailableError(f"{path} is truncated")
     zero, dtype_code, ndim = struct.unpack(">HBB", payload[:4])
-    if zero != 0 or dtype_code != IDX_UBYTE or ndim != len(expected_shape):
+    if zero != 0 or dtype_code != IDX_UBYTE or ndim != 1 + len(sample_shape):
         raise DataUnavailableError(f"{path} is not an MNIST IDX file (bad header)")
     shape = struct.unpack(f">{ndim}I", payload[4 : 4 + 4 * ndim])
-    if tuple(shape) != expected_shape:
-        raise DataUnavailableError(f"{path} holds shape {shape}, expected {expected_shape}")
+    if tuple(shape[1:]) != sample_shape:
+        raise DataUnavailableError(f"{path} holds samples of shape {shape[1:]}, expected {sample_shape}")
     body = np.frombuffer(payload, dtype=np.uint8, offset=4 + 4 * ndim)
     if body.size != int(np.prod(shape)):
         raise DataUnavailableError(f"{path} is truncated")
@@ -125,6 +126,9 @@ def decode_raw_files(files: dict[str, Path]) -> dict[str, np.ndarray]:
         if path.suffix == ".gz" and file_md5(path) != expected_md5:
             raise DataUnavailableError(f"{path} is corrupt (md5 differs from the MNIST original)")
         arrays[name] = read_idx(path, shape)
+    for split in ("train", "t10k"):
+        if len(arrays[f"{split}-images-idx3-ubyte"]) != len(arrays[f"{split}-labels-idx1-ubyte"]):
+            raise DataUnavailableError(f"MNIST {split} images and labels differ in count")
     return arrays
 
 

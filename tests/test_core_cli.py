@@ -1,0 +1,111 @@
+"""The CLI in-process, on tiny data: the same functions the app uses, reached through argv."""
+import io
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import PROJECT_DIR
+from ocr_core.cli import main
+
+
+@pytest.fixture
+def trained(tiny_data_dir, store, capsys):
+    assert main(["train", "--name", "tiny", "--epochs", "1", "--batch-size", "64"]) == 0
+    capsys.readouterr()
+    return store
+
+
+def run_json(capsys, argv):
+    code = main(argv)
+    return code, json.loads(capsys.readouterr().out)
+
+
+def test_train_saves_a_run_and_reports_it(tiny_data_dir, store, capsys):
+    assert main(["train", "--name", "cli-run", "--model", "seed", "--epochs", "0.5", "--augment", "seed"]) == 0
+    captured = capsys.readouterr()
+    assert "saved cli-run" in captured.out and "epoch 0.5" in captured.err
+    metadata = store.info("cli-run").metadata
+    assert metadata["architecture"] == "seed" and metadata["config"]["augment"] == "seed"
+
+
+def test_list_evaluate_and_info_as_json(trained, capsys):
+    code, listing = run_json(capsys, ["list", "--json"])
+    assert code == 0 and [entry["name"] for entry in listing] == ["tiny"]
+    assert 0 <= listing[0]["accuracy"] <= 1
+    code, clean = run_json(capsys, ["evaluate", "tiny", "--json"])
+    assert code == 0 and 0 <= clean["accuracy"] <= 1 and clean["augment"] == "none"
+    assert len(clean["confusion"]) == 10 and sum(map(sum, clean["confusion"])) == 128
+    code, augmented = run_json(capsys, ["evaluate", "tiny", "--augment", "rotate=30", "--json"])
+    assert code == 0 and augmented["augment"] == "rotate=30"
+    assert main(["info", "tiny"]) == 0 and json.loads(capsys.readouterr().out)["architecture"] == "fast"
+
+
+def test_predict_reads_image_files_and_reports_bad_ones(trained, tmp_path, capsys):
+    drawing = np.zeros((200, 200), np.uint8)
+    drawing[40:160, 90:110] = 255
+    good = tmp_path / "digit.png"
+    Image.fromarray(255 - drawing).save(good)  # dark on light, like a scan
+    blank, text = tmp_path / "blank.png", tmp_path / "notes.txt"
+    Image.fromarray(np.zeros((50, 50), np.uint8)).save(blank)
+    text.write_text("not an image")
+    code, results = run_json(capsys, ["predict", "tiny", str(good), str(blank), str(text), "--json"])
+    assert code == 1, "a failed image makes the exit code non-zero"
+    assert 0 <= results[0]["prediction"] <= 9 and 0 < results[0]["confidence"] <= 1
+    assert len(results[0]["probabilities"]) == 10
+    assert "no ink" in results[1]["error"] and "not an image" in results[2]["error"]
+
+
+def test_rename_delete_and_list_survive_a_corrupt_file(trained, capsys):
+    (trained.root / "broken.safetensors").write_bytes(b"junk")
+    assert main(["rename", "tiny", "renamed"]) == 0
+    assert "renamed tiny to renamed" in capsys.readouterr().out
+    code, listing = run_json(capsys, ["list", "--json"])
+    names = {entry["name"]: entry for entry in listing}
+    assert "problem" in names["broken"] and names["renamed"]["architecture"] == "fast"
+    assert main(["delete", "renamed"]) == 0
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--name", "../x"], "invalid run name"),
+    (["train", "--name", "ok", "--augment", "wobble=2"], "unknown augmentation"),
+    (["train", "--name", "ok", "--epochs", "-1"], "epochs"),
+    (["evaluate", "ghost"], "no run named 'ghost'"),
+    (["predict", "ghost", "x.png"], "no run named"),
+    (["delete", "../../etc"], "invalid run name"),
+])
+def test_bad_input_gives_a_one_line_error_and_non_zero_exit(tiny_data_dir, store, capsys, argv, message):
+    assert main(argv) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error:") and message in error and "\n" not in error
+
+
+def test_missing_data_is_explained(tmp_path, monkeypatch, store, capsys):
+    from ocr_core import data
+
+    monkeypatch.setenv("OCR_DATA_DIR", str(tmp_path / "empty"))
+    monkeypatch.setattr(data, "DEFAULT_DATA_DIR", tmp_path / "default")
+    monkeypatch.setattr(data, "download_mnist", lambda root: (_ for _ in ()).throw(OSError("offline")))
+    assert main(["train", "--name", "x"]) == 2
+    assert "train-images-idx3-ubyte.gz" in capsys.readouterr().err
+
+
+def test_models_lists_sizes(capsys):
+    code, models = run_json(capsys, ["models", "--json"])
+    assert code == 0 and {m["name"] for m in models} == {"seed", "fast", "accurate"}
+    assert next(m for m in models if m["name"] == "seed")["parameters"] == 421_642
+
+
+def test_preview_writes_a_png(tiny_data_dir, tmp_path, capsys):
+    output = tmp_path / "grid.png"
+    assert main(["preview", "--augment", "seed", "--output", str(output), "--rows", "2", "--columns", "3"]) == 0
+    assert Image.open(output).size == (3 * (2 + 3 * 30), 3 * (2 + 2 * 30))
+
+
+def test_module_entry_point_runs():
+    completed = subprocess.run([sys.executable, "-m", "ocr_core", "--help"], cwd=PROJECT_DIR,
+                               capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 0 and "train" in completed.stdout
