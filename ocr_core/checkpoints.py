@@ -99,6 +99,7 @@ def atomic_path(final: Path) -> Iterator[Path]:
     os.close(handle)
     try:
         yield Path(temporary)
+        os.chmod(temporary, 0o644)  # mkstemp's 0600 would hide runs from other users of a shared server
         os.replace(temporary, final)
     finally:
         Path(temporary).unlink(missing_ok=True)

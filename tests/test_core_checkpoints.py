@@ -130,3 +130,8 @@ def test_default_dir_follows_the_environment(tmp_path, monkeypatch):
     monkeypatch.delenv("OCR_CHECKPOINT_DIR")
     assert RunStore().root == checkpoints.DEFAULT_CHECKPOINT_DIR
     assert os.path.basename(RunStore().root) == "checkpoints"
+
+
+def test_saved_runs_are_readable_by_other_users(store):
+    saved(store)
+    assert store.path("one").stat().st_mode & 0o777 == 0o644
