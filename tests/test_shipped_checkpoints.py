@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -70,3 +71,38 @@ def test_drawing_preprocessing_keeps_mnist_digits_readable():
     assert all(digit is not None for digit in prepared)
     probabilities = predict_probabilities(SHIPPED.load("best")[0], torch.stack(prepared))
     assert (probabilities.argmax(1) == labels.numpy()).mean() >= 0.98
+
+
+def canvas_drawing(strokes, width=18):
+    """A 280x280 RGBA canvas (white ink on black), with lines and ellipses as a mouse would draw them."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGBA", (280, 280), (0, 0, 0, 255))
+    pen = ImageDraw.Draw(image)
+    for kind, points in strokes:
+        if kind == "line":
+            pen.line(points, fill=(255, 255, 255, 255), width=width, joint="curve")
+        else:
+            pen.ellipse(points, outline=(255, 255, 255, 255), width=width)
+    return np.asarray(image)
+
+
+DRAWN_DIGITS = {
+    0: [("ellipse", [90, 50, 190, 230])],
+    1: [("line", [(140, 40), (140, 240)])],
+    2: [("line", [(80, 80), (120, 45), (170, 50), (190, 90), (170, 140), (80, 230), (200, 230)])],
+    3: [("line", [(80, 60), (180, 60), (130, 130), (190, 180), (150, 235), (80, 220)])],
+    4: [("line", [(150, 40), (70, 170), (200, 170)]), ("line", [(160, 100), (160, 240)])],
+    5: [("line", [(190, 50), (100, 50), (90, 130), (170, 130), (190, 190), (150, 235), (80, 220)])],
+    6: [("line", [(170, 40), (100, 120), (90, 190)]), ("ellipse", [85, 140, 185, 235])],
+    7: [("line", [(70, 50), (200, 50), (110, 240)])],
+    8: [("ellipse", [100, 40, 180, 130]), ("ellipse", [90, 130, 190, 235])],
+    9: [("ellipse", [90, 40, 180, 130]), ("line", [(178, 90), (170, 240)])],
+}
+
+
+def test_best_reads_canvas_drawings_of_every_digit():
+    model, _ = SHIPPED.load("best")
+    drawings = torch.stack([prepare_digit(canvas_drawing(strokes)) for strokes in DRAWN_DIGITS.values()])
+    predictions = predict_probabilities(model, drawings).argmax(1)
+    assert predictions.tolist() == list(DRAWN_DIGITS)
