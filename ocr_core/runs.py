@@ -5,10 +5,10 @@ import platform
 import threading
 from dataclasses import asdict
 from datetime import datetime, timezone
+from importlib.metadata import version
 
 import safetensors
 import torch
-import torchvision
 
 from .augment import PRESETS, as_spec
 from .checkpoints import CheckpointError, RunInfo, RunStore, validate_run_name
@@ -22,7 +22,7 @@ SEED_AUGMENTED = "seed"  # the tutorial's augmentation, as a robustness test set
 
 
 def versions() -> dict[str, str]:
-    return {"ocr_core": LIBRARY_VERSION, "torch": torch.__version__, "torchvision": torchvision.__version__,
+    return {"ocr_core": LIBRARY_VERSION, "torch": torch.__version__, "torchvision": version("torchvision"),  # importing it costs start-up time and memory
             "safetensors": safetensors.__version__, "python": platform.python_version()}
 
 
