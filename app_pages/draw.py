@@ -1,0 +1,116 @@
+"""Draw or upload a digit and watch the saved models read it."""
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from lab_ui import canvas, charts, loaders
+from lab_ui.widgets import ACTIVE_RUN, describe_run, enlarged, show_skipped
+from ocr_core import CheckpointError, ImageError, RunInfo, load_image, prepare_digit
+
+UNSURE_BELOW = 0.6
+
+
+def drawn_image() -> np.ndarray | None:
+    stroke_width = st.slider("Pen width", 8, 40, 20, key="draw.stroke", persist_state="session")
+    image = canvas.draw_canvas(stroke_width, key="draw.canvas")
+    st.caption("White ink on black, like MNIST. The canvas toolbar undoes strokes or clears the drawing.")
+    return image
+
+
+def uploaded_image() -> np.ndarray | None:
+    upload = st.file_uploader("A photo or scan of one digit (PNG or JPEG, dark on light or light on dark)",
+                              type=["png", "jpg", "jpeg"], key="draw.upload")
+    if upload is None:
+        return None
+    try:
+        image = load_image(upload.getvalue())
+    except ImageError as error:
+        st.error(f"Cannot use {upload.name}: {error}", icon=":material/broken_image:")
+        return None
+    st.image(image, caption=upload.name, width=canvas.CANVAS_SIDE, clamp=True)
+    return image
+
+
+def show_prediction(run: RunInfo, digit) -> None:
+    probabilities = loaders.predict(run, digit)
+    predicted = int(probabilities.argmax())
+    prediction_column, confidence_column, input_column = st.columns(3)
+    prediction_column.metric("Prediction", predicted, border=True)
+    confidence_column.metric("Confidence", f"{probabilities[predicted]:.1%}", border=True)
+    input_column.image(enlarged(digit, 112), caption="What the model sees (28×28)")
+    if probabilities[predicted] < UNSURE_BELOW:
+        st.caption(f"Not sure: {probabilities.argsort()[-2]} is the runner-up. Try a bolder or more centred digit.")
+    st.altair_chart(charts.probability_chart(probabilities), width="stretch")
+    st.caption("The 28×28 input follows MNIST's recipe: crop to the ink, fit into 20×20 keeping the aspect "
+               "ratio, then centre by centre of mass.")
+
+
+def comparison_table(runs: list[RunInfo], digit, active: str) -> pd.DataFrame:
+    rows = []
+    for run in runs:
+        row = {"run": run.name, "in use": run.name == active, "prediction": None, "confidence": None,
+               "architecture": (run.metadata or {}).get("architecture"), "clean test accuracy": run.metric("clean"),
+               "problem": None}
+        try:
+            probabilities = loaders.predict(run, digit)
+        except CheckpointError as error:
+            row["problem"] = str(error)
+        else:
+            row["prediction"] = int(probabilities.argmax())
+            row["confidence"] = float(probabilities.max())
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    return table if table["problem"].notna().any() else table.drop(columns="problem")
+
+
+st.title("Draw a digit")
+st.caption("Sketch a digit from 0 to 9 and a convolutional network trained on MNIST reads it as you draw.")
+
+runs, skipped = loaders.list_runs()
+if not runs:
+    st.error(f"There are no usable runs in `{loaders.run_store().root}`. Train one on the Train page.",
+             icon=":material/error:")
+    show_skipped(skipped)
+    st.stop()
+
+names = [run.name for run in runs]
+selector_column, description_column = st.columns([1, 3], vertical_alignment="bottom")
+selector_column.selectbox("Model", names, key=ACTIVE_RUN, persist_state="session",
+                          help="Any saved run; `best` is the most accurate shipped model.")
+active = runs[names.index(st.session_state[ACTIVE_RUN])]
+description_column.caption(describe_run(active))
+
+input_column, result_column = st.columns([2, 3], gap="large")
+with input_column:
+    source = st.segmented_control("Input", ["Draw", "Upload"], default="Draw", required=True,
+                                  key="draw.source", persist_state="session", label_visibility="collapsed")
+    image = drawn_image() if source == "Draw" else uploaded_image()
+
+digit = None
+if image is not None:
+    try:
+        digit = prepare_digit(image)
+    except ImageError as error:
+        st.error(str(error), icon=":material/broken_image:")
+
+with result_column:
+    if digit is None:
+        st.info("Draw a digit on the black square, or upload a photo of one: the prediction appears here "
+                "as soon as there is some ink.", icon=":material/gesture:")
+    else:
+        try:
+            show_prediction(active, digit)
+        except CheckpointError as error:
+            st.error(f"Run `{active.name}` cannot be loaded: {error}", icon=":material/error:")
+
+if digit is not None:
+    st.subheader("What every saved run says")
+    st.dataframe(
+        comparison_table(runs, digit, active.name), hide_index=True, width="stretch",
+        column_config={
+            "in use": st.column_config.CheckboxColumn(help="the model chosen above"),
+            "confidence": st.column_config.ProgressColumn(min_value=0, max_value=1, format="percent"),
+            "clean test accuracy": st.column_config.NumberColumn(format="percent"),
+        },
+    )
+show_skipped(skipped)

@@ -1,0 +1,278 @@
+"""Train a run: settings with a live preview of the augmented data, then live progress of the job."""
+import math
+import uuid
+
+import pandas as pd
+import streamlit as st
+
+from lab_ui import charts, loaders
+from lab_ui.training import TrainingBusyError, TrainingJob, training_manager
+from lab_ui.widgets import ACTIVE_RUN, enlarged, percent, require_dataset
+from ocr_core import (ARCHITECTURES, PRESETS, RECIPES, AugmentSpec, CheckpointError, MnistData, TrainConfig,
+                      parse_augment, preview_grid, validate_run_name)
+from ocr_core.training import OPTIMIZERS, SCHEDULES
+
+CONFIG_FIELDS = ("architecture", "epochs", "batch_size", "learning_rate", "optimizer", "schedule",
+                 "weight_decay", "label_smoothing", "seed")
+BATCH_SIZES = (16, 32, 64, 128, 256, 512, 1024)
+LEARNING_RATES = (1e-4, 3e-4, 1e-3, 2e-3, 4e-3, 1e-2, 2e-2, 5e-2, 0.1)
+QUICK_SUBSETS = (1_000, 5_000, 10_000, 30_000)
+PROGRESS_UPDATES = 100  # per run, however long: enough for a smooth bar, few enough to cost nothing
+# op: (label, lowest, highest, step, strength when switched on, what the strength means)
+AUGMENT_OPS = {
+    "rotate": ("Rotate", 0.0, 180.0, 1.0, 15.0, "max degrees either way"),
+    "translate": ("Shift", 0.0, 0.5, 0.01, 0.1, "max shift per axis, as a fraction of the side"),
+    "scale": ("Zoom", 0.2, 3.0, 0.05, (0.9, 1.1), "range of zoom factors"),
+    "shear": ("Shear", 0.0, 60.0, 1.0, 10.0, "max degrees either way"),
+    "hflip": ("Mirror", 0.0, 1.0, 0.05, 0.5, "probability of a mirror image (a mirrored digit is rarely a digit)"),
+    "elastic": ("Elastic", 0.0, 10.0, 0.25, 1.0, "typical displacement of a smooth random field, in pixels"),
+    "noise": ("Noise", 0.0, 1.0, 0.01, 0.1, "std of gaussian noise on pixels in [0, 1]"),
+    "blur": ("Blur", 0.0, 3.0, 0.1, 1.0, "max gaussian sigma, in pixels"),
+    "erase": ("Erase", 0.0, 1.0, 0.05, 0.25, "probability of blanking a random rectangle"),
+}
+IDENTITY = AugmentSpec()
+
+
+def set_augment_controls(spec: AugmentSpec) -> None:
+    for op, (*_, typical, _) in AUGMENT_OPS.items():
+        value = getattr(spec, op)
+        switched_on = value != getattr(IDENTITY, op)
+        st.session_state[f"train.aug.{op}.on"] = switched_on
+        st.session_state[f"train.aug.{op}.value"] = value if switched_on else typical
+
+
+def apply_recipe() -> None:
+    recipe = RECIPES[st.session_state["train.recipe"]]
+    for name in CONFIG_FIELDS:
+        default = getattr(TrainConfig(), name)
+        st.session_state[f"train.{name}"] = type(default)(getattr(recipe, name))
+    set_augment_controls(parse_augment(recipe.augment))
+
+
+def apply_preset() -> None:
+    preset = st.session_state["train.preset"]
+    if preset is not None:
+        set_augment_controls(PRESETS[preset])
+
+
+def free_run_name(stem: str = "my-run") -> str:
+    store = loaders.run_store()
+    return next(name for number in range(1, 10_000)
+                if not store.exists(name := stem if number == 1 else f"{stem}-{number}"))
+
+
+def chosen_spec() -> AugmentSpec:
+    """The augmentation the toggles and sliders describe."""
+    values = {op: st.session_state[f"train.aug.{op}.value"] for op in AUGMENT_OPS
+              if st.session_state[f"train.aug.{op}.on"]}
+    if "scale" in values:
+        values["scale"] = tuple(values["scale"])
+    return AugmentSpec(**values)
+
+
+def prepare_settings() -> None:
+    """Defaults on the first visit; afterwards the preset buttons follow what the toggles describe."""
+    if "train.recipe" not in st.session_state:
+        st.session_state["train.recipe"] = "fast"
+        apply_recipe()
+    st.session_state.setdefault("train.name", free_run_name())
+    st.session_state.setdefault("train.preview_seed", 0)
+    try:
+        spec = chosen_spec()
+    except ValueError:
+        spec = None
+    st.session_state["train.preset"] = next((name for name, preset in PRESETS.items() if preset == spec), None)
+
+
+def augmentation_controls() -> None:
+    for op, (label, lowest, highest, step, _, meaning) in AUGMENT_OPS.items():
+        toggle_column, slider_column = st.columns([1, 3], vertical_alignment="center")
+        switched_on = toggle_column.toggle(label, key=f"train.aug.{op}.on", persist_state="session")
+        slider_column.slider(label, lowest, highest, step=step, key=f"train.aug.{op}.value", help=meaning,
+                             disabled=not switched_on, label_visibility="collapsed", persist_state="session")
+
+
+def settings(data: MnistData) -> None:
+    keep = {"persist_state": "session"}
+    name_column, owner_column = st.columns(2)
+    name_column.text_input("Run name", key="train.name", max_chars=64, **keep,
+                           help="Letters, digits, '.', '_' and '-'; it becomes the checkpoint's file name.")
+    owner_column.text_input("Your name (optional)", key="train.owner_label", max_chars=40, **keep,
+                            help="Shown to other visitors while your run trains: one training runs at a time.")
+    recipe_column, architecture_column = st.columns(2)
+    recipe_column.selectbox("Recipe", list(RECIPES), key="train.recipe", on_change=apply_recipe, **keep,
+                            help="Fills in every setting: `fast` reaches 99% in one epoch, `tutorial` is the "
+                                 "PyTorch tutorial's recipe, `best` trained the shipped `best` run.")
+    architecture = architecture_column.selectbox("Architecture", list(ARCHITECTURES), key="train.architecture",
+                                                 **keep)
+    st.caption(ARCHITECTURES[architecture].description)
+    epochs_column, images_column, batch_column = st.columns(3)
+    epochs_column.number_input("Epochs", min_value=0.01, max_value=200.0, step=0.25, format="%.2f",
+                               key="train.epochs", **keep, help="Fractions train on part of an epoch.")
+    total = len(data.train_labels)
+    images_column.selectbox(
+        "Training images", [None, *(count for count in QUICK_SUBSETS if count < total)], key="train.images",
+        format_func=lambda count: f"all {total:,}" if count is None else f"first {count:,} (quick demo)", **keep)
+    batch_column.select_slider("Batch size", BATCH_SIZES, key="train.batch_size", **keep)
+    rate_column, optimizer_column, schedule_column = st.columns(3)
+    rate_column.select_slider("Learning rate", LEARNING_RATES, key="train.learning_rate", format_func="{:g}".format,
+                              **keep, help="The peak rate under the one-cycle schedule.")
+    optimizer_column.selectbox("Optimizer", OPTIMIZERS, key="train.optimizer", **keep)
+    schedule_column.selectbox("Schedule", SCHEDULES, key="train.schedule", **keep)
+    with st.expander("Regularisation and seed"):
+        decay_column, smoothing_column, seed_column = st.columns(3)
+        decay_column.number_input("Weight decay", 0.0, 0.99, step=0.01, key="train.weight_decay", **keep)
+        smoothing_column.number_input("Label smoothing", 0.0, 0.99, step=0.01, key="train.label_smoothing", **keep)
+        seed_column.number_input("Seed", 0, 2**31 - 1, step=1, key="train.seed", **keep,
+                                 help="Same seed, same settings: the same run.")
+    st.subheader("Augmentation")
+    st.segmented_control("Preset", list(PRESETS), key="train.preset", on_change=apply_preset,
+                         help="`seed` is the tutorial's augmentation; `recommended` suits real handwriting.")
+    augmentation_controls()
+
+
+def start(data: MnistData, spec: AugmentSpec) -> None:
+    state = st.session_state
+    name = state["train.name"].strip()
+    count = state["train.images"] or len(data.train_labels)
+    steps = math.ceil(count / state["train.batch_size"]) * state["train.epochs"]
+    try:
+        validate_run_name(name)
+        config = TrainConfig(**{field: state[f"train.{field}"] for field in CONFIG_FIELDS}, augment=spec.to_string(),
+                             report_every=max(1, round(steps / PROGRESS_UPDATES)))
+    except (CheckpointError, ValueError) as error:
+        st.error(str(error), icon=":material/error:")
+        return
+    if loaders.run_store().exists(name) and not state["train.overwrite"]:
+        st.error(f"A run named `{name}` exists already: choose another name, or tick *Replace*.",
+                 icon=":material/error:")
+        return
+    job = TrainingJob(name, config, owner=state["visitor"], owner_label=state["train.owner_label"].strip()
+                      or "Another visitor", train_images=count, overwrite=state["train.overwrite"],
+                      keep_if_stopped=state["train.if_stopped"] == "keep")
+    try:
+        training_manager().start(job, loaders.run_store(), data.subset(train=count))
+    except TrainingBusyError as busy:
+        st.warning(f"{busy}. Please wait until it has finished.", icon=":material/hourglass:")
+        return
+    st.rerun()
+
+
+def trace_frame(job: TrainingJob) -> pd.DataFrame:
+    return pd.DataFrame(list(job.trace), columns=["epoch", "series", "loss", "accuracy"])
+
+
+def progress_text(job: TrainingJob) -> str:
+    snapshot = job.snapshot
+    if job.finishing:
+        return "Scoring on the clean and the augmented test set, then saving…"
+    if snapshot.step == 0:
+        return "Starting…"
+    eta = "–" if snapshot.eta_seconds is None else f"{int(snapshot.eta_seconds // 60)}:{int(snapshot.eta_seconds % 60):02d}"
+    return (f"Epoch {snapshot.epoch}/{snapshot.total_epochs} · step {snapshot.step:,}/{snapshot.total_steps:,} · "
+            f"{snapshot.images_per_second:,.0f} images/s · ETA {eta}")
+
+
+@st.fragment(run_every=1.0)
+def live_progress(job: TrainingJob, mine: bool) -> None:
+    """Redraws itself every second; a full rerun shows the result once the job has ended."""
+    if not job.running:
+        st.rerun()
+    st.progress(job.snapshot.fraction_done, text=progress_text(job))
+    loss_column, accuracy_column, stop_column = st.columns([2, 2, 3], vertical_alignment="center")
+    loss_column.metric("Training loss", f"{job.snapshot.loss:.3f}")
+    accuracy_column.metric("Training accuracy", percent(job.snapshot.accuracy))
+    if mine and job.stop.is_set() and not job.finishing:
+        stop_column.caption("Stopping after the current batch…")
+    elif mine and not job.finishing and stop_column.button("Stop", icon=":material/stop_circle:", key="train.stop"):
+        job.stop.set()
+        st.rerun(scope="fragment")
+    trace = trace_frame(job)
+    if not trace.empty:
+        loss_chart, accuracy_chart = st.columns(2)
+        loss_chart.altair_chart(charts.curves_chart(trace, "loss", "loss", colour_by="series"), width="stretch")
+        accuracy_chart.altair_chart(charts.curves_chart(trace, "accuracy", "accuracy", colour_by="series"),
+                                    width="stretch")
+
+
+def show_result(job: TrainingJob) -> None:
+    if job.state == "failed":
+        st.error(f"Training `{job.name}` failed: {job.error}", icon=":material/error:")
+    elif job.state == "discarded":
+        st.info(f"Training `{job.name}` was stopped and, as you chose, not saved.", icon=":material/delete:")
+    else:
+        metadata = job.run.metadata
+        stopped = f" (stopped early, after {metadata['epochs_completed']:g} epochs)" if job.stopped else ""
+        st.success(f"Saved run `{job.name}`{stopped}.", icon=":material/check_circle:")
+        columns = st.columns(4)
+        columns[0].metric("Clean test accuracy", percent(job.run.metric("clean")))
+        columns[1].metric("`seed`-augmented test accuracy", percent(job.run.metric("seed_augmented")))
+        columns[2].metric("Training time", f"{metadata['training_seconds']:.0f} s")
+        columns[3].metric("Parameters", f"{metadata['parameters']:,}")
+        trace = trace_frame(job)
+        if not trace.empty:
+            st.altair_chart(charts.curves_chart(trace, "accuracy", "accuracy", colour_by="series"), width="stretch")
+        st.page_link("app_pages/evaluate.py", label="Compare it with the other runs on Evaluate",
+                     icon=":material/analytics:")
+        st.caption(f"On Evaluate, pick `{job.name}` next to `seed` or `best`: accuracy on clean and augmented "
+                   "digits, the confusion matrix, its mistakes and learning curves.")
+        if st.button("Draw with it", icon=":material/draw:"):
+            st.session_state[ACTIVE_RUN] = job.name
+            st.switch_page("app_pages/draw.py")
+    if st.button("Train another run", type="primary", icon=":material/restart_alt:"):
+        st.session_state["train.seen_job"] = job.id
+        st.session_state["train.name"] = free_run_name()
+        st.rerun()
+
+
+def preview(data: MnistData, spec: AugmentSpec) -> None:
+    st.subheader("What the network will see")
+    variants = st.toggle("One digit, many variants", key="train.preview_variants", persist_state="session",
+                         help="Each row shows one digit augmented eight times: the spread of the chosen ops.")
+    if st.button("New samples", icon=":material/shuffle:"):
+        st.session_state["train.preview_seed"] += 1
+    grid = preview_grid(data.train_images, spec, seed=st.session_state["train.preview_seed"], rows=4, columns=8,
+                        variants_of_first=variants)
+    st.image(enlarged(grid, 560), caption=f"augmentation: {spec.to_string()}", width="stretch")
+
+
+st.title("Train a model")
+st.caption("Pick a recipe, tweak it, watch the augmented digits change, and train: progress and curves update live.")
+st.session_state.setdefault("visitor", uuid.uuid4().hex)
+job = training_manager().job
+mine = job is not None and job.owner == st.session_state["visitor"]
+if job is not None and job.running:
+    if mine:
+        st.subheader(f"Training `{job.name}`")
+        live_progress(job, mine)
+        st.stop()
+    st.info(f"{job.owner_label} is training `{job.name}` ({job.config.architecture} net, {job.config.epochs:g} "
+            "epochs). One training runs at a time on this server: watch it here, prepare your settings, and "
+            "start yours when it has finished, or come back later.", icon=":material/hourglass:")
+    live_progress(job, mine)
+elif mine and st.session_state.get("train.seen_job") != job.id:
+    show_result(job)
+    st.stop()
+
+data = require_dataset("Training")
+if data is None:
+    st.stop()
+prepare_settings()
+settings_column, preview_column = st.columns([3, 2], gap="large")
+with settings_column:
+    settings(data)
+    try:
+        spec = chosen_spec()
+    except ValueError as error:
+        st.error(str(error), icon=":material/error:")
+        st.stop()
+    stopped_column, overwrite_column = st.columns(2)
+    stopped_column.radio("If you press Stop", ["keep", "discard"], key="train.if_stopped", persist_state="session",
+                         format_func={"keep": "save what was trained", "discard": "discard the run"}.get)
+    overwrite_column.checkbox("Replace a run with the same name", key="train.overwrite", persist_state="session")
+    busy = job is not None and job.running
+    if st.button("Start training", type="primary", icon=":material/play_arrow:", disabled=busy,
+                 help="Another training is running; wait until it has finished." if busy else None):
+        start(data, spec)
+with preview_column:
+    preview(data, spec)

@@ -1,0 +1,80 @@
+"""Screenshots of the three pages, and the app's cold-start time, from a real browser.
+
+    OCR_DATA_DIR=/path/to/data python docs/screenshots/make.py
+
+Uses the shipped runs (copied to a temp dir, so the demo training leaves nothing behind) and real MNIST;
+needs Debian's chromium at /usr/bin/chromium and the Python playwright package."""
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent.parent / "tests"))
+
+from browser_session import PROJECT_DIR, SEVEN, browser_page, draw, prediction, streamlit_server, wait_until_idle  # noqa: E402
+
+
+def shoot(page, name: str, height: int, idle: bool = True) -> None:
+    page.set_viewport_size({"width": 1400, "height": height})
+    page.mouse.move(0, height - 1)  # no hover tooltips in the picture
+    if idle:
+        wait_until_idle(page)
+    page.wait_for_timeout(800)  # charts fade in
+    page.screenshot(path=str(HERE / f"{name}.png"))
+    print(f"wrote {HERE / name}.png")
+
+
+def train_demo(page) -> None:
+    """Three epochs on 10,000 images with the recommended augmentation: the form, the live view, the result."""
+    page.get_by_role("link", name="Train").click()
+    page.get_by_role("textbox", name="Run name").fill("demo")
+    page.get_by_role("textbox", name="Run name").press("Enter")
+    wait_until_idle(page)
+    page.get_by_role("radio", name="recommended", exact=True).click()
+    wait_until_idle(page)
+    page.locator('[data-testid="stSelectbox"]').filter(has_text="Training images").click()
+    page.get_by_role("option", name="first 10,000 (quick demo)").click()
+    wait_until_idle(page)
+    page.get_by_role("spinbutton", name="Epochs").fill("3")
+    page.get_by_role("spinbutton", name="Epochs").press("Enter")
+    shoot(page, "train", 1250)
+    page.get_by_role("button", name="Start training").click()
+    page.get_by_text("test (per epoch)").first.wait_for(timeout=300_000)
+    page.wait_for_timeout(3000)  # into the second epoch
+    shoot(page, "train-progress", 1000, idle=False)  # while it trains: the page refreshes itself every second
+    page.get_by_text("Saved run").wait_for(timeout=300_000)
+    shoot(page, "train-result", 1000)
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as scratch:
+        runs = Path(scratch) / "checkpoints"
+        shutil.copytree(PROJECT_DIR / "checkpoints", runs)
+        started = time.perf_counter()
+        with streamlit_server({"OCR_CHECKPOINT_DIR": str(runs)}) as url, browser_page() as page:
+            healthy = time.perf_counter()
+            page.goto(url)
+            page.get_by_text("Draw a digit on the black square").wait_for(timeout=120_000)
+            rendered = time.perf_counter()
+            draw(page, SEVEN)
+            print(f"drawn 7 read as {prediction(page)}")
+            predicted = time.perf_counter()
+            print(f"cold start: server healthy after {healthy - started:.1f} s, Draw page ready after "
+                  f"{rendered - started:.1f} s, first prediction {predicted - rendered:.1f} s after drawing began")
+            shoot(page, "draw", 1150)
+            page.get_by_role("link", name="Evaluate").click()
+            page.get_by_role("button", name="Tutorial experiment").click()
+            page.get_by_text("The tutorial's experiment").wait_for(timeout=300_000)
+            shoot(page, "evaluate", 1500)
+            page.get_by_role("tab", name="Mistakes").click()
+            page.get_by_role("tab", name="Mistakes").evaluate("tab => tab.scrollIntoView({block: 'start'})")
+            shoot(page, "evaluate-mistakes", 1000)
+            train_demo(page)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""Altair chart builders: pages hand over numbers, these decide how they look."""
+from __future__ import annotations
+
+import altair as alt
+import numpy as np
+import pandas as pd
+
+DIGITS = list(range(10))
+ACCURACY_AXIS = alt.Axis(format="%")
+
+
+def probability_chart(probabilities: np.ndarray) -> alt.Chart:
+    """Ten bars, the predicted digit highlighted."""
+    frame = pd.DataFrame({"digit": DIGITS, "probability": probabilities.astype(float)})
+    frame["predicted"] = frame["digit"] == int(probabilities.argmax())
+    bars = alt.Chart(frame).mark_bar().encode(
+        x=alt.X("digit:O", title="digit", axis=alt.Axis(labelAngle=0)),
+        y=alt.Y("probability:Q", scale=alt.Scale(domain=[0, 1]), axis=ACCURACY_AXIS, title="probability"),
+        color=alt.condition("datum.predicted", alt.value("#ff4b4b"), alt.value("#8c9bb5")),
+        tooltip=["digit", alt.Tooltip("probability:Q", format=".2%")],
+    )
+    labels = bars.mark_text(dy=-6, fontSize=11).encode(
+        text=alt.Text("probability:Q", format=".0%"), color=alt.value("#888"))
+    return (bars + labels.transform_filter("datum.probability >= 0.01")).properties(height=220)
+
+
+def accuracy_chart(frame: pd.DataFrame) -> alt.Chart:
+    """Grouped bars from columns run, test set, accuracy (runs and test sets in the frame's order)."""
+    runs, test_sets = list(dict.fromkeys(frame["run"])), list(dict.fromkeys(frame["test set"]))
+    bars = alt.Chart(frame).mark_bar().encode(
+        x=alt.X("run:N", title=None, sort=runs, axis=alt.Axis(labelAngle=0)),
+        xOffset=alt.XOffset("test set:N", sort=test_sets),
+        y=alt.Y("accuracy:Q", scale=alt.Scale(domain=[0, 1]), axis=ACCURACY_AXIS),
+        color=alt.Color("test set:N", sort=test_sets, legend=alt.Legend(orient="bottom")),
+        tooltip=["run", "test set", alt.Tooltip("accuracy:Q", format=".2%")],
+    )
+    labels = bars.mark_text(dy=-6, fontSize=11).encode(text=alt.Text("accuracy:Q", format=".1%"), color=alt.value("#888"))
+    return (bars + labels).properties(height=300)
+
+
+def confusion_chart(confusion: np.ndarray, normalised: bool) -> alt.Chart:
+    """Heatmap of counts[true, predicted] with the numbers written in; rows sum to 1 when normalised."""
+    totals = confusion.sum(1, keepdims=True)
+    shares = np.divide(confusion, totals, out=np.zeros(confusion.shape), where=totals > 0)
+    true, predicted = np.indices(confusion.shape)
+    frame = pd.DataFrame({"true": true.ravel(), "predicted": predicted.ravel(),
+                          "count": confusion.ravel(), "share": shares.ravel()})
+    value, text_format = ("share", ".0%") if normalised else ("count", "d")
+    frame["label"] = frame[value].map(lambda number: format(number, text_format) if number else "")
+    base = alt.Chart(frame).encode(
+        x=alt.X("predicted:O", title="predicted digit", axis=alt.Axis(labelAngle=0, orient="top")),
+        y=alt.Y("true:O", title="true digit"),
+    )
+    # A log scale keeps the few mistakes visible next to ~1000 correct answers per digit.
+    colour_scale = alt.Scale(scheme="blues", type="symlog" if not normalised else "sqrt")
+    cells = base.mark_rect().encode(
+        color=alt.condition("datum.count == 0", alt.value("#f7f9fc"),
+                            alt.Color(f"{value}:Q", scale=colour_scale, legend=None)),
+        tooltip=["true", "predicted", "count", alt.Tooltip("share:Q", format=".2%", title="share of row")],
+    )
+    text = base.mark_text(fontSize=11).encode(
+        text="label:N",
+        color=alt.condition("datum.share > 0.5", alt.value("white"), alt.value("#333")),
+    )
+    return (cells + text).properties(height=380)
+
+
+def curves_chart(frame: pd.DataFrame, metric: str, title: str, colour_by: str = "run") -> alt.Chart:
+    """Lines of `metric` against column `epoch`, one colour per value of `colour_by`
+    (the runs on Evaluate; training and test numbers of the live run on Train)."""
+    axis = ACCURACY_AXIS if "accuracy" in metric else alt.Axis()
+    return alt.Chart(frame).mark_line(point=True).encode(
+        x=alt.X("epoch:Q", title="epoch"),
+        y=alt.Y(f"{metric}:Q", title=title, axis=axis, scale=alt.Scale(zero=False)),
+        color=alt.Color(f"{colour_by}:N", legend=alt.Legend(orient="bottom", title=None)),
+        tooltip=[colour_by, alt.Tooltip("epoch:Q", format=".2f"), alt.Tooltip(f"{metric}:Q", format=".4f")],
+    ).properties(height=280)

@@ -1,0 +1,112 @@
+"""Panels and widgets that more than one page, or the sidebar, shows."""
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+import torch
+from PIL import Image
+
+from ocr_core import PRESETS, DataUnavailableError, MnistData, RunInfo, data_status, load_mnist, parse_augment
+
+from . import loaders
+from .training import training_manager
+
+ACTIVE_RUN = "active_run"  # session key of the model the Draw page uses, shown in the sidebar
+PREFERRED_RUN = "best"
+FLASH = "flash"
+
+
+def choose_active_run(runs: list[RunInfo]) -> RunInfo | None:
+    """The session's model: its last choice while that run exists, else `best`, else the first run."""
+    names = [run.name for run in runs]
+    if st.session_state.get(ACTIVE_RUN) not in names:
+        st.session_state[ACTIVE_RUN] = PREFERRED_RUN if PREFERRED_RUN in names else next(iter(names), None)
+    return next((run for run in runs if run.name == st.session_state[ACTIVE_RUN]), None)
+
+
+def percent(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2%}"
+
+
+def augment_label(spec: str) -> str:
+    """A preset's name for a spec string that is exactly that preset, else the spec itself."""
+    parsed = parse_augment(spec)
+    return next((name for name, preset in PRESETS.items() if preset == parsed), spec)
+
+
+def describe_run(run: RunInfo) -> str:
+    metadata = run.metadata or {}
+    parts = [f"{metadata.get('architecture', '?')} net", f"{percent(run.metric('clean'))} on clean test digits",
+             f"{percent(run.metric('seed_augmented'))} on `seed`-augmented ones"]
+    if metadata.get("stopped_early"):
+        parts.append("stopped early")
+    return " · ".join(parts)
+
+
+def sidebar_status() -> None:
+    runs, skipped = loaders.list_runs()
+    active = choose_active_run(runs)
+    with st.sidebar:
+        if active is None:
+            st.warning("No saved runs yet: train one on the Train page.", icon=":material/model_training:")
+        else:
+            st.markdown(f"**Model** `{active.name}`")
+            st.caption(describe_run(active))
+        if skipped:
+            st.caption(f"{len(skipped)} checkpoint file(s) skipped as unreadable: see Evaluate → Manage runs.")
+        if data_status() is None:
+            st.markdown("**Data** MNIST ready")
+        else:
+            st.markdown("**Data** MNIST not downloaded")
+            st.caption("Draw works without it; Train and Evaluate offer the download.")
+        job = training_manager().job
+        if job is not None and job.running:
+            st.markdown(f"**Training** `{job.name}`: progress on the Train page")
+
+
+def require_dataset(purpose: str) -> MnistData | None:
+    """MNIST, or None after explaining how to get it (with a button that tries the download)."""
+    try:
+        with st.spinner("Loading MNIST…"):
+            return loaders.dataset()
+    except DataUnavailableError as error:
+        problem = str(error)
+    st.warning(f"{purpose} needs the MNIST dataset (about 11 MB), which is not on this server yet. "
+               "Drawing works without it.", icon=":material/database:")
+    st.caption(problem)
+    if st.button("Download MNIST now", type="primary", icon=":material/download:"):
+        with st.spinner("Downloading MNIST…"):
+            try:
+                load_mnist(download=True)
+            except DataUnavailableError as error:
+                st.error(f"The download did not work: {error}")
+                return None
+        st.rerun()
+    return None
+
+
+def show_skipped(skipped: list[RunInfo]) -> None:
+    if skipped:
+        with st.expander(f"{len(skipped)} checkpoint file(s) skipped", icon=":material/warning:"):
+            for run in skipped:
+                st.markdown(f"- `{run.path.name}`: {run.problem}")
+
+
+def flash(message: str) -> None:
+    """A success message for the next run of the script (after an st.rerun)."""
+    st.session_state[FLASH] = message
+
+
+def show_flash() -> None:
+    message = st.session_state.pop(FLASH, None)
+    if message:
+        st.success(message, icon=":material/check_circle:")
+
+
+def enlarged(image: torch.Tensor | np.ndarray, side: int) -> Image.Image:
+    """A small greyscale image (float in [0, 1] or uint8) scaled up with visible pixels."""
+    array = image.numpy() if isinstance(image, torch.Tensor) else image
+    if array.dtype != np.uint8:
+        array = (array.clip(0, 1) * 255).round().astype(np.uint8)
+    height, width = array.shape
+    return Image.fromarray(array).resize((side, round(side * height / width)), Image.Resampling.NEAREST)
