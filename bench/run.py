@@ -1,0 +1,219 @@
+"""`python -m bench [--quick] [--skip-app] [--no-browser]`: the tutorial's pipeline and ours, measured side
+by side in one run on this machine, printed as a Markdown table (progress goes to stderr)."""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+import torchvision
+
+from bench import app_timing, tutorial
+from bench.measure import (SEED_MODEL_RECIPE, TargetRun, augmentation_seconds_per_batch, drawing_latency,
+                           evaluation_seconds, fit_to_accuracy, train_command, training_throughput)
+from ocr_core import ARCHITECTURES, RECIPES, load_mnist
+from ocr_core.data import DataUnavailableError, MnistData
+
+TARGET_ACCURACY = 0.99
+AUGMENT = "seed"  # our preset of the tutorial's four PIL transforms
+
+
+@dataclass(frozen=True)
+class Settings:
+    train_count: int | None  # None: all 60,000
+    test_count: int | None  # None: all 10,000
+    throughput_batches: int  # of 64 images, per pipeline and augmentation
+    augment_batches: int
+    tutorial_max_epochs: float
+    train_command_seeds: tuple[int, ...]  # the first runs as the plain default command
+    latency_repeats: int
+    rerun_repeats: int
+
+
+FULL = Settings(None, None, throughput_batches=300, augment_batches=100, tutorial_max_epochs=5,
+                train_command_seeds=(0, 1, 2), latency_repeats=200, rerun_repeats=10)
+# A smoke run for CI: every code path, on small slices, with figures that mean little.
+QUICK = Settings(4096, 1000, throughput_batches=20, augment_batches=10, tutorial_max_epochs=0.5,
+                 train_command_seeds=(0,), latency_repeats=20, rerun_repeats=2)
+
+
+@dataclass(frozen=True)
+class Row:
+    measurement: str
+    tutorial: str = ""
+    ours: str = ""
+    ratio: str = ""
+    target: str = ""
+    met: str = ""
+
+
+def verdict(ok: bool) -> str:
+    return "yes" if ok else "**no**"
+
+
+def reached(run: TargetRun) -> str:
+    if run.seconds is None:
+        return f"not reached ({run.accuracy:.2%} after {run.epochs:.2f} epochs)"
+    return f"{run.seconds:.1f} s ({run.accuracy:.2%} at {run.epochs:.2f} epochs)"
+
+
+def progress(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def throughput_rows(data: MnistData, settings: Settings) -> list[Row]:
+    batch = SEED_MODEL_RECIPE.batch_size
+    epochs = settings.throughput_batches * batch / len(data.train_labels)
+    rows = []
+    for augment in ("none", AUGMENT):
+        augmented = augment != "none"
+        progress(f"training throughput, seed model, augment={augment}: tutorial pipeline")
+        theirs = tutorial.throughput(augmented, settings.throughput_batches, train_count=settings.train_count)
+        progress(f"training throughput, seed model, augment={augment}: ours")
+        # Progress reports every 5% of the steps: the meter leaves out the first 5%, the warm-up.
+        config = replace(SEED_MODEL_RECIPE, epochs=epochs, augment=augment,
+                         report_every=max(1, settings.throughput_batches // 20))
+        ours = training_throughput(data, config)
+        label = "with the tutorial's augmentation" if augmented else "no augmentation"
+        rows.append(Row(f"training images/s, `seed` model, batch {batch}, {label}", f"{theirs:,.0f}",
+                        f"{ours:,.0f}", f"{ours / theirs:.2f}x", "≥ 1.5x" if augmented else "",
+                        verdict(ours / theirs >= 1.5) if augmented else ""))
+        if augmented:
+            step_seconds = batch / ours
+            share = augmentation_seconds_per_batch(data, augment, batch, settings.augment_batches) / step_seconds
+            rows.append(Row(f"augmentation share of our step time (`seed` model, batch {batch})", "",
+                            f"{share:.1%}", "", "≤ 10%", verdict(share <= 0.10)))
+    return rows
+
+
+def time_to_target_rows(data: MnistData, settings: Settings) -> list[Row]:
+    progress(f"tutorial recipe to {TARGET_ACCURACY:.1%} (up to {settings.tutorial_max_epochs:g} epochs)")
+    theirs = tutorial.time_to_accuracy(data, TARGET_ACCURACY, settings.tutorial_max_epochs,
+                                       train_count=settings.train_count)
+    progress("fast recipe, in process")
+    fast = RECIPES["fast"]
+    ours = fit_to_accuracy(data, fast, TARGET_ACCURACY)
+    rows = [Row(f"time to {TARGET_ACCURACY:.1%} test accuracy, training only (tutorial: scored 4x an epoch)",
+                reached(theirs),
+                f"{reached(ours)}: `fast` recipe ({fast.architecture} net, batch {fast.batch_size}, "
+                f"{fast.optimizer} {fast.schedule} {fast.learning_rate:g}, {fast.epochs:g} epochs)",
+                ratio(theirs, ours))]
+    limits = [] if settings.train_count is None else [
+        "--train-limit", str(settings.train_count), "--test-limit", str(settings.test_count)]
+    for index, seed in enumerate(settings.train_command_seeds):
+        options = limits + ([] if index == 0 else ["--seed", str(seed)])
+        progress(f"python -m ocr_core train --name bench {' '.join(options)}")
+        run = train_command(options)
+        good = run.accuracy >= TARGET_ACCURACY and theirs.seconds is not None and run.seconds * 10 <= theirs.seconds
+        rows.append(Row(f"`python -m ocr_core train --name bench {' '.join(options)}`".replace(" `", "`"),
+                        "", f"{run.seconds:.1f} s whole process, {run.accuracy:.2%}", ratio(theirs, run),
+                        "≥ 10x, ≥ 99.0%", verdict(good)))
+    return rows
+
+
+def ratio(theirs: TargetRun, ours: TargetRun) -> str:
+    if theirs.seconds is None or ours.seconds is None:
+        return "n/a"
+    return f"{theirs.seconds / ours.seconds:.1f}x"
+
+
+def inference_rows(data: MnistData, settings: Settings) -> list[Row]:
+    rows = []
+    for architecture in ARCHITECTURES:
+        progress(f"evaluation and drawing latency, {architecture} net")
+        seconds = evaluation_seconds(data, architecture)
+        count = len(data.test_labels)
+        rows.append(Row(f"`evaluate` {count:,} test images, `{architecture}` net", "",
+                        f"{seconds:.2f} s ({count / seconds:,.0f} img/s)", "", "≤ 2 s", verdict(seconds <= 2)))
+    for architecture in ARCHITECTURES:
+        timing = drawing_latency(architecture, settings.latency_repeats)
+        rows.append(Row(f"drawing → probabilities p50 / p95, `{architecture}` net", "",
+                        f"{timing.p50_ms:.1f} / {timing.p95_ms:.1f} ms", "", "p50 ≤ 10 ms",
+                        verdict(timing.p50_ms <= 10)))
+    return rows
+
+
+def app_rows(settings: Settings, use_browser: bool) -> list[Row]:
+    rows = []
+    progress("app cold start")
+    try:
+        start = app_timing.cold_start(use_browser)
+    except app_timing.Skipped as reason:
+        rows.append(Row("app cold start", "", f"skipped: {reason}"))
+    else:
+        rendered = (f"{start.rendered_seconds:.1f} s" if start.rendered_seconds is not None
+                    else f"n/a ({start.browser_note})")
+        rows.append(Row("app cold start: healthy / Draw page served / rendered in chromium", "",
+                        f"{start.healthy_seconds:.1f} s / {start.served_seconds:.1f} s / {rendered}"))
+    progress("Draw page reruns (AppTest)")
+    try:
+        rerun = app_timing.draw_page_reruns(settings.rerun_repeats)
+    except app_timing.Skipped as reason:
+        rows.append(Row("Draw page rerun with a drawing", "", f"skipped: {reason}"))
+    else:
+        shown = "" if rerun.predicted else " (no saved runs: no prediction shown)"
+        rows.append(Row("Draw page with a drawing (AppTest): first run; rerun p50 / p95", "",
+                        f"{rerun.first_run_seconds:.2f} s; {rerun.rerun.p50_ms / 1000:.2f} / "
+                        f"{rerun.rerun.p95_ms / 1000:.2f} s{shown}"))
+    return rows
+
+
+def cpu_name() -> str:
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.processor() or platform.machine()
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")),
+                platform.machine())
+
+
+def machine_lines() -> list[str]:
+    load = " ".join(f"{value:.2f}" for value in os.getloadavg())
+    return [f"machine: {cpu_name()}, {os.cpu_count()} logical CPUs, torch threads {torch.get_num_threads()}, "
+            f"{platform.system()} {platform.release()}",
+            f"software: Python {platform.python_version()}, torch {torch.__version__}, "
+            f"torchvision {torchvision.__version__}",
+            f"load average (1, 5, 15 min): {load}"]
+
+
+def table(rows: list[Row]) -> str:
+    lines = ["| measurement | tutorial pipeline | ours | ours vs tutorial | target | met |",
+             "|---|---|---|---|---|---|"]
+    lines += [f"| {r.measurement} | {r.tutorial} | {r.ours} | {r.ratio} | {r.target} | {r.met} |" for r in rows]
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run on slices of MNIST (under a minute); its figures are not comparable")
+    parser.add_argument("--skip-app", action="store_true", help="leave out the Streamlit app figures")
+    parser.add_argument("--no-browser", action="store_true", help="cold start without the chromium render")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    settings = QUICK if args.quick else FULL
+    try:
+        data = load_mnist(download=False).subset(settings.train_count, settings.test_count)
+    except DataUnavailableError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    started, header = time.perf_counter(), machine_lines()
+    rows = throughput_rows(data, settings) + time_to_target_rows(data, settings) + inference_rows(data, settings)
+    if not args.skip_app:
+        rows += app_rows(settings, use_browser=not args.no_browser)
+    command = "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:])
+    print(f"# `{command.strip()}` ({'quick smoke run' if args.quick else 'full run'}), "
+          f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {time.perf_counter() - started:.0f} s")
+    print("\n".join(header[:2]))
+    print(f"{header[2]} at the start; {machine_lines()[2].split(': ')[1]} at the end\n")
+    print(table(rows))
+    return 0
