@@ -22,7 +22,8 @@ SEED_AUGMENTED = "seed"  # the tutorial's augmentation, as a robustness test set
 
 
 def versions() -> dict[str, str]:
-    return {"ocr_core": LIBRARY_VERSION, "torch": torch.__version__, "torchvision": version("torchvision"),  # importing it costs start-up time and memory
+    # torchvision's version from package metadata: importing it would cost start-up time and memory
+    return {"ocr_core": LIBRARY_VERSION, "torch": torch.__version__, "torchvision": version("torchvision"),
             "safetensors": safetensors.__version__, "python": platform.python_version()}
 
 

@@ -179,7 +179,13 @@ def fit(config: TrainConfig, data: MnistData | None = None, callbacks: tuple[Tra
     total_epochs = math.ceil(total_steps / steps_per_epoch)
     history: list[EpochRecord] = []
     step, started, stopped = 0, time.perf_counter(), False
-    progress = None
+
+    def snapshot(epoch: int, loss_sum: float, correct: int, seen: int, epoch_seconds: float) -> Progress:
+        return Progress(config, model, epoch, total_epochs, step, total_steps,
+                        images_seen=step * config.batch_size, loss=loss_sum / seen, accuracy=correct / seen,
+                        images_per_second=seen / epoch_seconds, elapsed_seconds=time.perf_counter() - started,
+                        learning_rate=optimizer.param_groups[0]["lr"], history=history)
+
     for epoch in range(1, total_epochs + 1):
         model.train()
         epoch_started, loss_sum, correct, seen = time.perf_counter(), 0.0, 0, 0
@@ -200,12 +206,7 @@ def fit(config: TrainConfig, data: MnistData | None = None, callbacks: tuple[Tra
             correct += int((logits.argmax(1) == labels).sum())
             seen += len(labels)
             if step % config.report_every == 0 or step == total_steps:
-                elapsed = time.perf_counter() - epoch_started
-                progress = Progress(config, model, epoch, total_epochs, step, total_steps,
-                                    images_seen=step * config.batch_size, loss=loss_sum / seen,
-                                    accuracy=correct / seen, images_per_second=seen / elapsed,
-                                    elapsed_seconds=time.perf_counter() - started,
-                                    learning_rate=optimizer.param_groups[0]["lr"], history=history)
+                progress = snapshot(epoch, loss_sum, correct, seen, time.perf_counter() - epoch_started)
                 for callback in callbacks:
                     callback.on_batch(progress)
         stopped = stop is not None and stop.is_set()
@@ -218,9 +219,7 @@ def fit(config: TrainConfig, data: MnistData | None = None, callbacks: tuple[Tra
             train_accuracy=correct / seen, test_loss=test.loss, test_accuracy=test.accuracy,
             seconds=train_seconds, images_per_second=seen / train_seconds,
             learning_rate=optimizer.param_groups[0]["lr"]))
-        progress = Progress(config, model, epoch, total_epochs, step, total_steps, step * config.batch_size,
-                            loss_sum / seen, correct / seen, seen / train_seconds,
-                            time.perf_counter() - started, optimizer.param_groups[0]["lr"], history)
+        progress = snapshot(epoch, loss_sum, correct, seen, train_seconds)
         for callback in callbacks:
             callback.on_epoch(progress)
         if stopped:
