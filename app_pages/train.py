@@ -10,10 +10,10 @@ from lab_ui.training import TrainingBusyError, TrainingJob, training_manager
 from lab_ui.widgets import ACTIVE_RUN, enlarged, percent, require_dataset
 from ocr_core import (ARCHITECTURES, PRESETS, RECIPES, AugmentSpec, CheckpointError, MnistData, TrainConfig,
                       parse_augment, preview_grid, validate_run_name)
-from ocr_core.training import OPTIMIZERS, SCHEDULES
+from ocr_core.training import OPTIMIZERS, PRECISIONS, SCHEDULES
 
 CONFIG_FIELDS = ("architecture", "epochs", "batch_size", "learning_rate", "optimizer", "schedule",
-                 "weight_decay", "label_smoothing", "seed")
+                 "weight_decay", "label_smoothing", "ema_decay", "precision", "seed")
 BATCH_SIZES = (16, 32, 64, 128, 256, 512, 1024)
 LEARNING_RATES = (1e-4, 3e-4, 1e-3, 2e-3, 4e-3, 1e-2, 2e-2, 5e-2, 0.1)
 QUICK_SUBSETS = (1_000, 5_000, 10_000, 30_000)
@@ -119,10 +119,18 @@ def settings(data: MnistData) -> None:
                               **keep, help="The peak rate under the one-cycle schedule.")
     optimizer_column.selectbox("Optimizer", OPTIMIZERS, key="train.optimizer", **keep)
     schedule_column.selectbox("Schedule", SCHEDULES, key="train.schedule", **keep)
-    with st.expander("Regularisation and seed"):
-        decay_column, smoothing_column, seed_column = st.columns(3)
+    with st.expander("Regularisation, precision and seed"):
+        decay_column, smoothing_column, average_column = st.columns(3)
         decay_column.number_input("Weight decay", 0.0, 0.99, step=0.01, key="train.weight_decay", **keep)
         smoothing_column.number_input("Label smoothing", 0.0, 0.99, step=0.01, key="train.label_smoothing", **keep)
+        average_column.number_input("Weight averaging (EMA decay)", 0.0, 0.9999, step=0.001, format="%.4f",
+                                    key="train.ema_decay", **keep,
+                                    help="0 turns it off; 0.999 scores and saves an average of the last ~1,000 "
+                                         "steps' weights, which smooths out the last steps' noise.")
+        precision_column, seed_column = st.columns(2)
+        precision_column.selectbox("Precision", PRECISIONS, key="train.precision", **keep,
+                                   help="`auto` trains in bf16 mixed precision where the processor computes "
+                                        "bf16 natively (about twice as fast), in fp32 elsewhere.")
         seed_column.number_input("Seed", 0, 2**31 - 1, step=1, key="train.seed", **keep,
                                  help="Same seed, same settings: the same run.")
     st.subheader("Augmentation")

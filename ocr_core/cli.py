@@ -18,7 +18,7 @@ from .evaluation import evaluate, predict_probabilities
 from .models import ARCHITECTURES, build_model, multiply_adds, parameter_count
 from .preprocess import ImageError, load_image, prepare_digit
 from .runs import train_run
-from .training import OPTIMIZERS, RECIPES, SCHEDULES, Progress, TrainingCallback, with_overrides
+from .training import OPTIMIZERS, PRECISIONS, RECIPES, SCHEDULES, Progress, TrainingCallback, with_overrides
 
 USER_ERRORS = (DataUnavailableError, CheckpointError, ImageError, ValueError)
 
@@ -56,7 +56,8 @@ def command_train(args: argparse.Namespace) -> int:
     config = with_overrides(
         RECIPES[args.recipe], architecture=args.model, epochs=args.epochs, batch_size=args.batch_size,
         learning_rate=args.lr, optimizer=args.optimizer, schedule=args.schedule, weight_decay=args.weight_decay,
-        label_smoothing=args.label_smoothing, augment=args.augment, seed=args.seed, device=args.device)
+        label_smoothing=args.label_smoothing, augment=args.augment, ema_decay=args.ema, seed=args.seed,
+        device=args.device, precision=args.precision)
     data = load_mnist()
     if args.train_limit or args.test_limit:
         data = data.subset(args.train_limit, args.test_limit)
@@ -199,8 +200,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--weight-decay", type=float)
     train.add_argument("--label-smoothing", type=float)
     train.add_argument("--augment", help=f"preset ({', '.join(PRESETS)}) or spec like rotate=15,translate=0.1")
+    train.add_argument("--ema", type=float, help="decay of an average of the weights, e.g. 0.999 (0: off)")
     train.add_argument("--seed", type=int)
     train.add_argument("--device", help="auto (default), cpu, cuda, mps")
+    train.add_argument("--precision", choices=PRECISIONS,
+                       help="auto (default: bf16 mixed precision where the hardware has it), fp32, bf16")
     train.add_argument("--train-limit", type=int, help="use only the first N training images")
     train.add_argument("--test-limit", type=int, help="use only the first N test images")
     train.add_argument("--overwrite", action="store_true", help="replace a run with the same name")

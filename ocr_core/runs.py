@@ -27,10 +27,11 @@ def versions() -> dict[str, str]:
             "safetensors": safetensors.__version__, "python": platform.python_version()}
 
 
-def score(model: torch.nn.Module, data: MnistData) -> dict[str, Evaluation]:
-    """The two test sets every run is scored on: clean, and transformed by the tutorial's augmentation."""
+def score(model: torch.nn.Module, data: MnistData, clean: Evaluation | None = None) -> dict[str, Evaluation]:
+    """The two test sets every run is scored on: clean (pass `clean` if it was scored already), and
+    transformed by the tutorial's augmentation."""
     return {
-        "clean": evaluate(model, data.test_images, data.test_labels),
+        "clean": clean or evaluate(model, data.test_images, data.test_labels),
         "seed_augmented": evaluate(model, data.test_images, data.test_labels, PRESETS[SEED_AUGMENTED]),
     }
 
@@ -50,6 +51,7 @@ def run_metadata(result: TrainResult, data: MnistData, evaluations: dict[str, Ev
         "epochs_completed": result.history[-1].epoch if result.history else 0,
         "training_seconds": round(result.seconds, 2),
         "device": result.device,
+        "precision": result.precision,
         "data": {"fingerprint": data.fingerprint, "train_size": len(data.train_labels),
                  "test_size": len(data.test_labels)},
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -70,5 +72,5 @@ def train_run(name: str, config: TrainConfig, store: RunStore | None = None, dat
     result = fit(config, data, callbacks, stop)
     if not result.history or (result.stopped and not keep_if_stopped):
         return None, result
-    metadata = run_metadata(result, data, score(result.model, data))
+    metadata = run_metadata(result, data, score(result.model, data, result.final_test))
     return store.save(name, result.model, metadata, overwrite=overwrite), result

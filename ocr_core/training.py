@@ -4,19 +4,22 @@ from __future__ import annotations
 import math
 import threading
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields, replace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.swa_utils import AveragedModel
 
 from .augment import as_spec, augment_batch, to_float_images
 from .data import MnistData, load_mnist
-from .evaluation import evaluate
-from .models import ARCHITECTURES, build_model, normalize
+from .evaluation import Evaluation, evaluate
+from .models import ARCHITECTURES, as_model_input, build_model
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "onecycle")
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -30,8 +33,10 @@ class TrainConfig:
     weight_decay: float = 0.0
     label_smoothing: float = 0.0
     augment: str = "none"  # preset or spec string, see augment.parse_augment
+    ema_decay: float = 0.0  # >0: train an exponential moving average of the weights and return it
     seed: int = 0
     device: str = "auto"
+    precision: str = "auto"  # auto: bf16 mixed precision where the hardware computes bf16 natively
     report_every: int = 20  # batches between progress callbacks
 
     def __post_init__(self) -> None:
@@ -50,6 +55,10 @@ class TrainConfig:
             problems.append(f"schedule must be one of {', '.join(SCHEDULES)}")
         if not 0 <= self.weight_decay < 1 or not 0 <= self.label_smoothing < 1:
             problems.append("weight decay and label smoothing must be in [0, 1)")
+        if not 0 <= self.ema_decay < 1:
+            problems.append("ema decay must be in [0, 1)")
+        if self.precision not in PRECISIONS:
+            problems.append(f"precision must be one of {', '.join(PRECISIONS)}")
         if self.report_every < 1:
             problems.append("report_every must be at least 1")
         if problems:
@@ -72,9 +81,9 @@ RECIPES = {
     "tutorial": TrainConfig(architecture="seed", epochs=5, batch_size=64, learning_rate=1e-3,
                             optimizer="adam", schedule="constant"),
     # The shipped `best`: the accurate net, tuned augmentation, one-cycle.
-    "best": TrainConfig(architecture="accurate", epochs=16, batch_size=128, learning_rate=4e-3,
+    "best": TrainConfig(architecture="deep", epochs=20, batch_size=128, learning_rate=4e-3,
                         optimizer="adamw", schedule="onecycle", weight_decay=0.05, label_smoothing=0.05,
-                        augment="recommended"),
+                        augment="recommended", ema_decay=0.999),
 }
 
 
@@ -86,6 +95,28 @@ def resolve_device(name: str = "auto") -> torch.device:
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def has_native_bf16(device: torch.device) -> bool:
+    """bf16 pays only where the hardware computes it; elsewhere it is emulated and slower than fp32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    return False
+
+
+def resolve_precision(name: str, device: torch.device) -> str:
+    if name == "auto":
+        return "bf16" if has_native_bf16(device) else "fp32"
+    return name
+
+
+def autocast(precision: str, device: torch.device):
+    """Mixed precision: weights and optimizer stay fp32, convolutions and matmuls run in bf16."""
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return nullcontext()
 
 
 @dataclass
@@ -143,6 +174,21 @@ class TrainResult:
     stopped: bool
     seconds: float
     device: str
+    precision: str
+    final_test: Evaluation | None  # the last epoch's clean test scoring, of the returned model
+
+
+def ema_update(decay: float):
+    """Exponential moving average whose decay warms up as (1 + n) / (10 + n): a plain EMA would keep
+    most of the random initial weights for its first thousand steps and score near chance early on."""
+    @torch.no_grad()
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], updates_so_far: torch.Tensor) -> None:
+        if not averaged[0].is_floating_point():  # BN's batch counters: nothing to average
+            torch._foreach_copy_(averaged, current)
+            return
+        count = float(updates_so_far)
+        torch._foreach_lerp_(averaged, current, 1.0 - min(decay, (1.0 + count) / (10.0 + count)))
+    return update
 
 
 def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -167,17 +213,23 @@ def fit(config: TrainConfig, data: MnistData | None = None, callbacks: tuple[Tra
     at the next batch; the partly trained model is evaluated and returned with `stopped=True`."""
     data = data or load_mnist()
     device = resolve_device(config.device)
+    precision = resolve_precision(config.precision, device)
     torch.manual_seed(config.seed)  # weights init and dropout
     generator = torch.Generator().manual_seed(config.seed)  # shuffling and augmentation
     spec = as_spec(config.augment)
     model = build_model(config.architecture).to(device)
     optimizer = make_optimizer(config, model)
+    # The averaged copy (BN statistics included) is what gets scored and returned.
+    average = (AveragedModel(model, multi_avg_fn=ema_update(config.ema_decay), use_buffers=True)
+               if config.ema_decay else None)
+    scored = average.module if average is not None else model
     train_count = len(data.train_labels)
     steps_per_epoch = math.ceil(train_count / config.batch_size)
     total_steps = max(1, round(config.epochs * steps_per_epoch))
     schedule = make_schedule(config, optimizer, total_steps)
     total_epochs = math.ceil(total_steps / steps_per_epoch)
     history: list[EpochRecord] = []
+    test: Evaluation | None = None
     step, started, stopped = 0, time.perf_counter(), False
 
     def snapshot(epoch: int, loss_sum: float, correct: int, seen: int, epoch_seconds: float) -> Progress:
@@ -195,12 +247,15 @@ def fit(config: TrainConfig, data: MnistData | None = None, callbacks: tuple[Tra
                 break
             images = augment_batch(to_float_images(data.train_images[batch_indices]), spec, generator)
             labels = data.train_labels[batch_indices].to(device)
-            logits = model(normalize(images.to(device)))
-            loss = F.cross_entropy(logits, labels, label_smoothing=config.label_smoothing)
+            with autocast(precision, device):
+                logits = model(as_model_input(images.to(device)))
+                loss = F.cross_entropy(logits.float(), labels, label_smoothing=config.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             schedule.step()
+            if average is not None:
+                average.update_parameters(model)
             step += 1
             loss_sum += loss.item() * len(labels)
             correct += int((logits.argmax(1) == labels).sum())
@@ -213,7 +268,7 @@ def fit(config: TrainConfig, data: MnistData | None = None, callbacks: tuple[Tra
         if seen == 0:
             break
         train_seconds = time.perf_counter() - epoch_started
-        test = evaluate(model, data.test_images, data.test_labels, device=device)
+        test = evaluate(scored, data.test_images, data.test_labels, device=device)
         history.append(EpochRecord(
             epoch=round(epoch - 1 + seen / train_count, 4), train_loss=loss_sum / seen,
             train_accuracy=correct / seen, test_loss=test.loss, test_accuracy=test.accuracy,
@@ -224,8 +279,8 @@ def fit(config: TrainConfig, data: MnistData | None = None, callbacks: tuple[Tra
             callback.on_epoch(progress)
         if stopped:
             break
-    model.eval()
-    return TrainResult(model, config, history, stopped, time.perf_counter() - started, str(device))
+    scored.eval()
+    return TrainResult(scored, config, history, stopped, time.perf_counter() - started, str(device), precision, test)
 
 
 def with_overrides(config: TrainConfig, **overrides) -> TrainConfig:

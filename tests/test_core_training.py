@@ -3,7 +3,8 @@ import threading
 import pytest
 import torch
 
-from ocr_core.training import RECIPES, TrainConfig, TrainingCallback, fit, resolve_device, with_overrides
+from ocr_core.training import (RECIPES, TrainConfig, TrainingCallback, ema_update, fit, has_native_bf16, resolve_device,
+                               resolve_precision, with_overrides)
 
 TINY = TrainConfig(architecture="fast", epochs=2, batch_size=32, learning_rate=0.01, report_every=4)
 
@@ -75,7 +76,8 @@ def test_optimizer_and_schedule_choices_train(tiny_data, optimizer, schedule):
 @pytest.mark.parametrize("overrides, message", [
     ({"architecture": "vgg"}, "architecture"), ({"epochs": 0}, "epochs"), ({"batch_size": 0}, "batch size"),
     ({"learning_rate": -1}, "learning rate"), ({"optimizer": "lion"}, "optimizer"),
-    ({"schedule": "cosine"}, "schedule"), ({"augment": "spin=1"}, "spin"),
+    ({"schedule": "cosine"}, "schedule"), ({"augment": "spin=1"}, "spin"), ({"ema_decay": 1.0}, "ema decay"),
+    ({"precision": "fp16"}, "precision"),
 ])
 def test_bad_config_is_rejected_before_training(overrides, message):
     with pytest.raises(ValueError, match=message):
@@ -99,3 +101,46 @@ def test_device_auto_selects_an_available_device():
     assert device.type in ("cpu", "cuda", "mps")
     if not torch.cuda.is_available():
         assert device.type in ("cpu", "mps")
+
+
+def test_fit_returns_the_last_clean_scoring_for_reuse(tiny_data):
+    result = fit(with_overrides(TINY, epochs=1), tiny_data)
+    assert result.final_test is not None and result.final_test.augment == "none"
+    assert result.final_test.accuracy == result.history[-1].test_accuracy
+    assert len(result.final_test.labels) == len(tiny_data.test_labels)
+
+
+def test_weight_average_warms_up_then_keeps_its_decay():
+    update = ema_update(0.999)
+    averaged, current = [torch.zeros(3)], [torch.ones(3)]
+    update(averaged, current, torch.tensor(0))
+    assert torch.allclose(averaged[0], torch.full((3,), 0.9)), "first update moves 1 - 1/10 of the way"
+    averaged = [torch.zeros(3)]
+    update(averaged, current, torch.tensor(1_000_000))
+    assert torch.allclose(averaged[0], torch.full((3,), 0.001))
+    counters = [torch.tensor(5)]
+    update(counters, [torch.tensor(9)], torch.tensor(3))
+    assert int(counters[0]) == 9, "integer buffers (BN batch counters) are copied, not averaged"
+
+
+def test_fit_with_weight_averaging_returns_the_averaged_model(tiny_data):
+    config = with_overrides(TINY, epochs=1, ema_decay=0.99)
+    plain, averaged = fit(with_overrides(config, ema_decay=0.0), tiny_data), fit(config, tiny_data)
+    assert averaged.history[-1].test_accuracy > 0.8
+    assert type(averaged.model) is type(plain.model), "a plain model, saved and loaded like any other"
+    assert averaged.model.state_dict().keys() == plain.model.state_dict().keys()
+    assert not torch.equal(averaged.model[0].weight, plain.model[0].weight)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_both_precisions_train(tiny_data, precision):
+    result = fit(with_overrides(TINY, epochs=1, precision=precision), tiny_data)
+    assert result.precision == precision and result.history[-1].test_accuracy > 0.8
+    assert all(value.dtype != torch.bfloat16 for value in result.model.state_dict().values()), "weights stay fp32"
+
+
+def test_auto_precision_uses_bf16_only_where_the_hardware_has_it():
+    cpu = torch.device("cpu")
+    assert resolve_precision("auto", cpu) == ("bf16" if has_native_bf16(cpu) else "fp32")
+    assert resolve_precision("fp32", cpu) == "fp32"
+    assert resolve_precision("auto", torch.device("mps")) == "fp32"
