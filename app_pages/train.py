@@ -10,6 +10,7 @@ from lab_ui.training import TrainingBusyError, TrainingJob, training_manager
 from lab_ui.widgets import ACTIVE_RUN, enlarged, percent, require_dataset
 from ocr_core import (ARCHITECTURES, PRESETS, RECIPES, AugmentSpec, CheckpointError, MnistData, TrainConfig,
                       parse_augment, preview_grid, validate_run_name)
+from ocr_core.augment import RANGE_OPS
 from ocr_core.training import OPTIMIZERS, PRECISIONS, SCHEDULES
 
 CONFIG_FIELDS = ("architecture", "epochs", "batch_size", "learning_rate", "optimizer", "schedule",
@@ -23,6 +24,9 @@ AUGMENT_OPS = {
     "rotate": ("Rotate", 0.0, 180.0, 1.0, 15.0, "max degrees either way"),
     "translate": ("Shift", 0.0, 0.5, 0.01, 0.1, "max shift per axis, as a fraction of the side"),
     "scale": ("Zoom", 0.2, 3.0, 0.05, (0.9, 1.1), "range of zoom factors"),
+    "crop": ("Crop", 0.05, 2.0, 0.05, (0.8, 1.0), "area range of a random crop (aspect 3/4 to 4/3) resized back "
+                                                  "to 28x28, as torchvision's RandomResizedCrop; above 1 often "
+                                                  "cannot fit and leaves the image whole"),
     "shear": ("Shear", 0.0, 60.0, 1.0, 10.0, "max degrees either way"),
     "hflip": ("Mirror", 0.0, 1.0, 0.05, 0.5, "probability of a mirror image (a mirrored digit is rarely a digit)"),
     "elastic": ("Elastic", 0.0, 10.0, 0.25, 1.0, "typical displacement of a smooth random field, in pixels"),
@@ -65,8 +69,9 @@ def chosen_spec() -> AugmentSpec:
     """The augmentation the toggles and sliders describe."""
     values = {op: st.session_state[f"train.aug.{op}.value"] for op in AUGMENT_OPS
               if st.session_state[f"train.aug.{op}.on"]}
-    if "scale" in values:
-        values["scale"] = tuple(values["scale"])
+    for op in RANGE_OPS:
+        if op in values:
+            values[op] = tuple(values[op])
     return AugmentSpec(**values)
 
 

@@ -78,7 +78,7 @@ def train_steps(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batche
 
 def new_run(seed: int) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
     torch.manual_seed(seed)
-    model = build_model("seed")
+    model = build_model("seed").to(memory_format=torch.contiguous_format)  # as the tutorial builds it
     return model, torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
 
 

@@ -17,11 +17,12 @@ AUGMENT_CHUNK = 1000  # fixed chunking keeps a seeded augmented set identical wh
 
 @dataclass(frozen=True)
 class AugmentSpec:
-    """Strengths of each op; zero (or a 1-1 scale) turns an op off."""
+    """Strengths of each op; zero (or a 1-1 range) turns an op off."""
 
     rotate: float = 0.0  # max degrees either way
     translate: float = 0.0  # max shift, as a fraction of the image side, either way, per axis
     scale: tuple[float, float] = (1.0, 1.0)  # zoom factor range
+    crop: tuple[float, float] = (1.0, 1.0)  # area range of a random crop resized back, as RandomResizedCrop
     shear: float = 0.0  # max degrees either way
     hflip: float = 0.0  # probability of a mirror image
     elastic: float = 0.0  # typical displacement of a smooth random field, in pixels
@@ -30,11 +31,11 @@ class AugmentSpec:
     erase: float = 0.0  # probability of blanking a random rectangle
 
     def __post_init__(self) -> None:
-        low, high = self.scale
         checks = {
             "rotate": 0 <= self.rotate <= 180,
             "translate": 0 <= self.translate <= 0.5,
-            "scale": 0.2 <= low <= high <= 3.0,
+            "scale": 0.2 <= self.scale[0] <= self.scale[1] <= 3.0,
+            "crop": 0.05 <= self.crop[0] <= self.crop[1] <= 2.0,
             "shear": 0 <= self.shear <= 60,
             "hflip": 0 <= self.hflip <= 1,
             "elastic": 0 <= self.elastic <= 10,
@@ -53,7 +54,8 @@ class AugmentSpec:
 
     @property
     def is_geometric(self) -> bool:
-        return bool(self.rotate or self.translate or self.scale != (1.0, 1.0) or self.shear or self.hflip or self.elastic)
+        return bool(self.rotate or self.translate or self.scale != (1.0, 1.0) or self.crop != (1.0, 1.0)
+                    or self.shear or self.hflip or self.elastic)
 
     def to_string(self) -> str:
         """Canonical spec string; `parse_augment(spec.to_string()) == spec`."""
@@ -62,7 +64,7 @@ class AugmentSpec:
             value = getattr(self, field.name)
             if value == field.default:
                 continue
-            text = f"{value[0]:g}-{value[1]:g}" if field.name == "scale" else f"{value:g}"
+            text = f"{value[0]:g}-{value[1]:g}" if field.name in RANGE_OPS else f"{value:g}"
             parts.append(f"{field.name}={text}")
         return ",".join(parts) or "none"
 
@@ -70,14 +72,15 @@ class AugmentSpec:
         return asdict(self)
 
 
-SPEC_RANGES = ("rotate 0-180, translate 0-0.5, scale 0.2-3 (low-high), shear 0-60, hflip 0-1, "
+RANGE_OPS = ("scale", "crop")  # written low-high
+SPEC_RANGES = ("rotate 0-180, translate 0-0.5, scale 0.2-3 (low-high), crop 0.05-2 (low-high), shear 0-60, hflip 0-1, "
                "elastic 0-10, noise 0-1, blur 0-3, erase 0-1")
 
 PRESETS = {
     "none": AugmentSpec(),
-    # The tutorial's four: RandomRotation(20), RandomAffine(translate 0.2), RandomResizedCrop(scale 0.8-1.2)
-    # read as a zoom range, RandomHorizontalFlip.
-    "seed": AugmentSpec(rotate=20, translate=0.2, scale=(0.8, 1.2), hflip=0.5),
+    # The tutorial's four: RandomRotation(20), RandomAffine(translate 0.2), RandomResizedCrop(28, scale
+    # 0.8-1.2), RandomHorizontalFlip.
+    "seed": AugmentSpec(rotate=20, translate=0.2, crop=(0.8, 1.2), hflip=0.5),
     # Tuned for the variation real handwriting has (slant, size, position, wobble); no mirroring,
     # since mirrored digits are not digits.
     "recommended": AugmentSpec(rotate=10, translate=0.1, scale=(0.9, 1.1), shear=10, elastic=1.0),
@@ -98,7 +101,7 @@ def parse_augment(text: str) -> AugmentSpec:
         if key not in names:
             raise ValueError(f"unknown augmentation {key!r}; known: {', '.join(sorted(names))}")
         try:
-            if key == "scale":
+            if key in RANGE_OPS:
                 low, _, high = value.partition("-")
                 parsed = (float(low), float(high or low))
             else:
@@ -121,6 +124,27 @@ def uniform(generator: torch.Generator, count: int, low: float, high: float) -> 
     return torch.rand(count, generator=generator) * (high - low) + low
 
 
+def resized_crop(crop: tuple[float, float], count: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """torchvision's RandomResizedCrop(28, scale=crop) per sample, as the centre (N, 2) and half-size (N, 2)
+    of the crop window in [-1, 1] units: up to ten tries of an area share in `crop` and an aspect ratio in
+    3/4-4/3 (log-uniform) that fits the image, else the whole image, as torchvision falls back."""
+    tries = 10
+    area = uniform(generator, count * tries, *crop).view(count, tries) * IMAGE_SIZE**2
+    aspect = torch.exp(uniform(generator, count * tries, math.log(3 / 4), math.log(4 / 3))).view(count, tries)
+    width, height = (area * aspect).sqrt().round(), (area / aspect).sqrt().round()
+    fits = (width >= 1) & (width <= IMAGE_SIZE) & (height >= 1) & (height <= IMAGE_SIZE)
+    first = fits.int().argmax(1, keepdim=True)  # the first try that fits
+    found = fits.any(1)
+    width = torch.where(found, width.gather(1, first)[:, 0], float(IMAGE_SIZE))
+    height = torch.where(found, height.gather(1, first)[:, 0], float(IMAGE_SIZE))
+    # Integer top-left corners, uniform over the positions where the window fits, as torch.randint draws them.
+    left = (torch.rand(count, generator=generator) * (IMAGE_SIZE - width + 1)).floor()
+    top = (torch.rand(count, generator=generator) * (IMAGE_SIZE - height + 1)).floor()
+    size = torch.stack([width, height], -1)
+    centre = (torch.stack([left, top], -1) + size / 2) / IMAGE_SIZE * 2 - 1
+    return centre, size / IMAGE_SIZE
+
+
 def affine_grid(spec: AugmentSpec, count: int, generator: torch.Generator) -> torch.Tensor:
     """Sampling grid (N, 28, 28, 2) mapping each output pixel to where it reads the input."""
     angle = torch.deg2rad(uniform(generator, count, -spec.rotate, spec.rotate))
@@ -135,7 +159,12 @@ def affine_grid(spec: AugmentSpec, count: int, generator: torch.Generator) -> to
     shearing[:, 0, 1] = shear
     forward = rotation @ shearing @ torch.diag_embed(torch.stack([zoom * mirror, zoom], -1))
     inverse = torch.linalg.inv(forward)
-    theta = torch.cat([inverse, -(inverse @ shift.unsqueeze(-1))], dim=2)
+    # Output coordinates u read the transformed image at c + s*u when a crop window (centre c, half-size s)
+    # was cut from it last, as the tutorial crops after rotating and shifting.
+    centre, half_size = resized_crop(spec.crop, count, generator) if spec.crop != (1.0, 1.0) else (
+        torch.zeros(count, 2), torch.ones(count, 2))
+    linear = inverse @ torch.diag_embed(half_size)
+    theta = torch.cat([linear, inverse @ (centre - shift).unsqueeze(-1)], dim=2)
     grid = F.affine_grid(theta, [count, 1, IMAGE_SIZE, IMAGE_SIZE], align_corners=False)
     if spec.elastic:
         # A coarse random field upsampled smoothly: a Simard-style elastic distortion without a big blur.

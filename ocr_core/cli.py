@@ -17,7 +17,7 @@ from .data import DataUnavailableError, load_mnist
 from .evaluation import evaluate, predict_probabilities
 from .models import ARCHITECTURES, build_model, multiply_adds, parameter_count
 from .preprocess import ImageError, load_image, prepare_digit
-from .runs import train_run
+from .runs import rescore_run, train_run
 from .training import OPTIMIZERS, PRECISIONS, RECIPES, SCHEDULES, Progress, TrainingCallback, with_overrides
 
 USER_ERRORS = (DataUnavailableError, CheckpointError, ImageError, ValueError)
@@ -149,6 +149,13 @@ def command_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_rescore(args: argparse.Namespace) -> int:
+    metrics = rescore_run(args.name).metadata["metrics"]
+    print(f"rescored {args.name}: test accuracy {metrics['clean']['accuracy']:.4f} clean, "
+          f"{metrics['seed_augmented']['accuracy']:.4f} seed-augmented")
+    return 0
+
+
 def command_rename(args: argparse.Namespace) -> int:
     info = RunStore().rename(args.old, args.new)
     print(f"renamed {args.old} to {info.name}")
@@ -230,6 +237,10 @@ def build_parser() -> argparse.ArgumentParser:
     info = commands.add_parser("info", help="print a run's metadata (JSON)")
     info.add_argument("name")
     info.set_defaults(handler=command_info)
+
+    rescore = commands.add_parser("rescore", help="score a run again on today's test sets and update its metrics")
+    rescore.add_argument("name")
+    rescore.set_defaults(handler=command_rescore)
 
     rename = commands.add_parser("rename", help="rename a run")
     rename.add_argument("old")

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.fx.experimental.optimization import fuse
 
 from .augment import AugmentSpec, as_spec, augment_images, to_float_images
 from .models import as_model_input
@@ -78,6 +79,17 @@ def predict_probabilities(model: nn.Module, images: torch.Tensor, device: torch.
     return torch.cat(chunks).numpy() if chunks else np.zeros((0, 10), np.float32)
 
 
+def folded_for_inference(model: nn.Module) -> nn.Module:
+    """An eval-mode copy with each batch norm folded into the convolution before it: the same outputs
+    for one pass less over the activations (10-20% faster on a CPU). Worth its few milliseconds for a
+    test set, not for one drawing; a model torch.fx cannot trace is used as it is."""
+    model.eval()
+    try:
+        return fuse(model)
+    except Exception:  # noqa: BLE001 - any tracing failure only costs the speed-up
+        return model
+
+
 def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
              augment: AugmentSpec | str | None = None, seed: int = AUGMENTED_TEST_SEED,
              device: torch.device | str | None = None) -> Evaluation:
@@ -85,7 +97,7 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     spec = as_spec(augment)
     inputs = augment_images(images, spec, seed) if not spec.is_identity else to_float_images(images)
     was_training = model.training
-    probabilities = predict_probabilities(model, inputs, device)
+    probabilities = predict_probabilities(folded_for_inference(model), inputs, device)
     model.train(was_training)
     label_array = labels.numpy()
     picked = probabilities[np.arange(len(label_array)), label_array]

@@ -36,8 +36,12 @@ def score(model: torch.nn.Module, data: MnistData, clean: Evaluation | None = No
     }
 
 
+def scored_metadata(evaluations: dict[str, Evaluation]) -> dict:
+    return {"metrics": {name: evaluation.summary() for name, evaluation in evaluations.items()},
+            "per_class": [asdict(metrics) for metrics in evaluations["clean"].per_class()]}
+
+
 def run_metadata(result: TrainResult, data: MnistData, evaluations: dict[str, Evaluation]) -> dict:
-    clean = evaluations["clean"]
     return {
         "architecture": result.config.architecture,
         "parameters": parameter_count(result.model),
@@ -45,8 +49,7 @@ def run_metadata(result: TrainResult, data: MnistData, evaluations: dict[str, Ev
         "config": result.config.as_dict(),
         "augment": as_spec(result.config.augment).to_string(),
         "history": [asdict(record) for record in result.history],
-        "metrics": {name: evaluation.summary() for name, evaluation in evaluations.items()},
-        "per_class": [asdict(metrics) for metrics in clean.per_class()],
+        **scored_metadata(evaluations),
         "stopped_early": result.stopped,
         "epochs_completed": result.history[-1].epoch if result.history else 0,
         "training_seconds": round(result.seconds, 2),
@@ -74,3 +77,17 @@ def train_run(name: str, config: TrainConfig, store: RunStore | None = None, dat
         return None, result
     metadata = run_metadata(result, data, score(result.model, data, result.final_test))
     return store.save(name, result.model, metadata, overwrite=overwrite), result
+
+
+def rescore_run(name: str, store: RunStore | None = None, data: MnistData | None = None) -> RunInfo:
+    """Score a saved run again on the test sets as they are defined now (after a change to a preset, say)
+    and rewrite its metrics in place; weights, config and history stay as they were."""
+    store = store or RunStore()
+    model, metadata = store.load(name)
+    data = data or load_mnist()
+    if metadata.get("data", {}).get("fingerprint") != data.fingerprint:
+        raise CheckpointError(f"{name!r} was trained on other data than the test set at hand "
+                              f"({metadata.get('data', {}).get('fingerprint')} vs {data.fingerprint})")
+    rescored = {**metadata, **scored_metadata(score(model, data)),
+                "rescored": datetime.now(timezone.utc).isoformat(timespec="seconds"), "versions": versions()}
+    return store.save(name, model, rescored, overwrite=True)

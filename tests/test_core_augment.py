@@ -19,12 +19,13 @@ def test_presets_round_trip_through_their_spec_string(name):
 
 
 def test_seed_preset_is_the_tutorials_four_transforms():
-    assert PRESETS["seed"] == AugmentSpec(rotate=20, translate=0.2, scale=(0.8, 1.2), hflip=0.5)
+    assert PRESETS["seed"] == AugmentSpec(rotate=20, translate=0.2, crop=(0.8, 1.2), hflip=0.5)
+    assert PRESETS["seed"].to_string() == "rotate=20,translate=0.2,crop=0.8-1.2,hflip=0.5"
     assert PRESETS["none"].is_identity and PRESETS["none"].to_string() == "none"
 
 
 def test_spec_string_with_preset_and_overrides():
-    spec = parse_augment("seed, hflip=0, scale=0.9-1.1, noise=0.05")
+    spec = parse_augment("seed, hflip=0, scale=0.9-1.1, noise=0.05, crop=1")
     assert spec == AugmentSpec(rotate=20, translate=0.2, scale=(0.9, 1.1), noise=0.05)
     assert spec.to_string() == "rotate=20,translate=0.2,scale=0.9-1.1,noise=0.05"
 
@@ -35,6 +36,7 @@ def test_spec_string_with_preset_and_overrides():
     ("rotate=nan", "finite"),
     ("rotate=500", "out of range"),
     ("scale=1.2-0.8", "out of range"),
+    ("crop=0-1", "out of range"),
     ("fancy", "unknown augmentation preset"),
 ])
 def test_bad_spec_strings_are_clear_errors(text, message):
@@ -114,3 +116,26 @@ def test_preview_grid_shapes():
     variants = preview_grid(digit_batch(32), "seed", rows=2, columns=4, variants_of_first=True)
     assert variants.shape == grid.shape
 
+
+
+def horizontal_ramp(count: int) -> torch.Tensor:
+    return torch.linspace(0, 1, 28).expand(count, 1, 28, 28).contiguous()
+
+
+def test_a_crop_that_never_fits_falls_back_to_the_whole_image_as_torchvision_does():
+    # 1.2 of the area cannot fit in the image at any allowed aspect ratio: every try fails.
+    ramp = horizontal_ramp(32)
+    out = augment_batch(ramp, AugmentSpec(crop=(1.2, 1.2)), torch.Generator().manual_seed(0))
+    assert torch.allclose(out, ramp, atol=1e-5)
+
+
+def test_a_quarter_area_crop_zooms_in_about_twice():
+    ramp = horizontal_ramp(256)
+    out = augment_batch(ramp, AugmentSpec(crop=(0.25, 0.25)), torch.Generator().manual_seed(0))
+    row = out[:, 0, 14, 1:-1]  # the outermost pixels may blend with the zero padding beyond the image
+    span = row.max(1).values - row.min(1).values  # the window's width, as a share of the side
+    # sqrt(0.25 * aspect) for aspects 3/4..4/3, in whole pixels: 12 to 16 of the ramp's 27 steps, less one
+    assert span.min() >= 10 / 27 and span.max() <= 16 / 27  # a whole row would span 25 / 27
+    assert (row[:, 1:] >= row[:, :-1] - 1e-6).all(), "a crop is not a mirror"
+    starts = row[:, 0]
+    assert starts.min() < 0.1 and starts.max() > 0.4, "windows sit anywhere they fit"

@@ -95,7 +95,7 @@ def test_missing_data_is_explained(tmp_path, monkeypatch, store, capsys):
 
 def test_models_lists_sizes(capsys):
     code, models = run_json(capsys, ["models", "--json"])
-    assert code == 0 and {m["name"] for m in models} == {"seed", "fast", "accurate"}
+    assert code == 0 and {m["name"] for m in models} == {"seed", "fast", "accurate", "deep"}
     assert next(m for m in models if m["name"] == "seed")["parameters"] == 421_642
 
 
@@ -109,3 +109,11 @@ def test_module_entry_point_runs():
     completed = subprocess.run([sys.executable, "-m", "ocr_core", "--help"], cwd=PROJECT_DIR,
                                capture_output=True, text=True, timeout=60)
     assert completed.returncode == 0 and "train" in completed.stdout
+
+
+def test_rescore_updates_a_run_and_names_a_missing_one(trained, capsys):
+    assert main(["rescore", "tiny"]) == 0
+    assert "rescored tiny: test accuracy" in capsys.readouterr().out
+    assert trained.info("tiny").metadata["rescored"]
+    assert main(["rescore", "nope"]) == 2
+    assert "no run named 'nope'" in capsys.readouterr().err

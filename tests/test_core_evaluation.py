@@ -63,3 +63,22 @@ def test_evaluation_restores_training_mode():
     model = FixedAnswers().train()
     evaluate(model, images_answering([1], [1]), torch.tensor([1]))
     assert model.training
+
+
+@pytest.mark.parametrize("architecture", ["fast", "deep"])
+def test_folding_batch_norm_keeps_the_outputs_and_leaves_the_model_alone(architecture):
+    from ocr_core.evaluation import folded_for_inference
+    from ocr_core.models import as_model_input, build_model
+
+    torch.manual_seed(0)
+    model = build_model(architecture)
+    for layer in model.modules():
+        if isinstance(layer, torch.nn.BatchNorm2d):  # statistics a trained model would have
+            layer.running_mean.uniform_(-0.5, 0.5)
+            layer.running_var.uniform_(0.5, 2.0)
+    images = as_model_input(torch.rand(8, 1, 28, 28))
+    folded = folded_for_inference(model)
+    assert not any(isinstance(layer, torch.nn.BatchNorm2d) for layer in folded.modules())
+    assert any(isinstance(layer, torch.nn.BatchNorm2d) for layer in model.modules())
+    with torch.no_grad():
+        assert torch.allclose(folded(images), model(images), atol=1e-5)

@@ -5,7 +5,7 @@ import pytest
 
 from ocr_core import runs
 from ocr_core.checkpoints import CheckpointError
-from ocr_core.runs import train_run
+from ocr_core.runs import rescore_run, train_run
 from ocr_core.training import TrainConfig, TrainingCallback
 
 TINY = TrainConfig(architecture="fast", epochs=1, batch_size=64, augment="seed,hflip=0")
@@ -16,7 +16,8 @@ def test_a_run_is_trained_scored_and_saved_with_self_describing_metadata(store, 
     metadata = store.info("tiny").metadata
     assert info.name == "tiny" and not result.stopped
     assert metadata["architecture"] == "fast" and metadata["config"] == TINY.as_dict()
-    assert metadata["augment"] == "rotate=20,translate=0.2,scale=0.8-1.2"
+    assert metadata["augment"] == "rotate=20,translate=0.2,crop=0.8-1.2"
+    assert metadata["precision"] in ("fp32", "bf16")
     assert set(metadata["metrics"]) == {"clean", "seed_augmented"}
     assert 0 <= metadata["metrics"]["clean"]["accuracy"] <= 1
     assert metadata["metrics"]["clean"]["accuracy"] == pytest.approx(result.history[-1].test_accuracy)
@@ -64,3 +65,20 @@ def test_a_stopped_run_is_kept_marked_or_discarded(store, tiny_data, keep):
         assert metadata["stopped_early"] and metadata["epochs_completed"] == pytest.approx(64 / 512)
     else:
         assert info is None and not store.exists("halfway")
+
+
+def test_rescoring_rewrites_the_metrics_and_keeps_the_rest(store, tiny_data):
+    train_run("again", TINY, store, tiny_data)
+    before = store.info("again").metadata
+    stale = {**before, "metrics": {"clean": {"accuracy": 0.0}, "seed_augmented": {"accuracy": 0.0}}}
+    model, _ = store.load("again")
+    store.save("again", model, stale, overwrite=True)
+    after = rescore_run("again", store, tiny_data).metadata
+    assert after["metrics"] == before["metrics"] and after["per_class"] == before["per_class"]
+    assert after["history"] == before["history"] and after["config"] == before["config"] and after["rescored"]
+
+
+def test_rescoring_on_other_data_is_refused(store, tiny_data):
+    train_run("other", TINY, store, tiny_data)
+    with pytest.raises(CheckpointError, match="other data"):
+        rescore_run("other", store, tiny_data.subset(test=64))

@@ -88,6 +88,7 @@ def test_recipes_include_the_exact_tutorial_recipe():
     tutorial = RECIPES["tutorial"]
     assert (tutorial.architecture, tutorial.epochs, tutorial.batch_size, tutorial.learning_rate,
             tutorial.optimizer, tutorial.schedule, tutorial.augment) == ("seed", 5, 64, 1e-3, "adam", "constant", "none")
+    assert (tutorial.weight_decay, tutorial.label_smoothing, tutorial.ema_decay, tutorial.precision) == (0, 0, 0, "fp32")
     assert RECIPES["fast"] == TrainConfig(), "the defaults are the fast recipe"
 
 
