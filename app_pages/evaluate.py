@@ -77,7 +77,7 @@ def summary(runs: dict[str, RunInfo], results: dict[str, dict[str, Scores]], aug
         st.info(f"**The tutorial's experiment.** Training with its augmentation changes accuracy on clean digits "
                 f"by {points(augmented_run['clean'].accuracy - plain['clean'].accuracy)} and on augmented digits by "
                 f"{points(augmented_run['augmented'].accuracy - plain['augmented'].accuracy)}: the same CNN, "
-                "made robust to rotated, shifted, zoomed and mirrored digits.", icon=":material/science:")
+                "made robust to rotated, shifted, cropped and mirrored digits.", icon=":material/science:")
 
 
 def points(change: float) -> str:

@@ -101,6 +101,16 @@ def train_command(extra_args: list[str], name: str = "bench") -> TargetRun:
     return TargetRun(seconds, metadata["epochs_completed"], metadata["metrics"]["clean"]["accuracy"])
 
 
+def startup_seconds(repeats: int = 3) -> float:
+    """The floor under any command: a fresh Python importing the CLI (torch included), best of `repeats`."""
+    timings = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import ocr_core.cli"], cwd=PROJECT_DIR, check=True)
+        timings.append(time.perf_counter() - started)
+    return min(timings)
+
+
 def evaluation_seconds(data: MnistData, architecture: str) -> float:
     """`evaluate` on the whole test set (after one warm-up call, as in a running app)."""
     model = build_model(architecture).eval()

@@ -16,7 +16,8 @@ import torchvision
 
 from bench import app_timing, tutorial
 from bench.measure import (SEED_MODEL_RECIPE, TargetRun, augmentation_seconds_per_batch, drawing_latency,
-                           evaluation_seconds, fit_to_accuracy, train_command, training_throughput)
+                           evaluation_seconds, fit_to_accuracy, startup_seconds, train_command,
+                           training_throughput)
 from ocr_core import ARCHITECTURES, RECIPES, load_mnist
 from ocr_core.data import DataUnavailableError, MnistData
 from ocr_core.training import resolve_device, resolve_precision
@@ -107,6 +108,9 @@ def time_to_target_rows(data: MnistData, settings: Settings) -> list[Row]:
                 f"{reached(ours)}: `fast` recipe ({fast.architecture} net, batch {fast.batch_size}, "
                 f"{fast.optimizer} {fast.schedule} {fast.learning_rate:g}, {fast.epochs:g} epochs)",
                 ratio(theirs, ours))]
+    progress("start-up: python -c 'import ocr_core.cli'")
+    rows.append(Row("start-up alone: a fresh `python -c 'import ocr_core.cli'` (torch included), best of 3", "",
+                    f"{startup_seconds():.1f} s"))
     limits = [] if settings.train_count is None else [
         "--train-limit", str(settings.train_count), "--test-limit", str(settings.test_count)]
     for index, seed in enumerate(settings.train_command_seeds):

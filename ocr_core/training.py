@@ -80,7 +80,7 @@ RECIPES = {
     # pytorch tutorial: Adam 1e-3, batch 64, 5 epochs, constant rate, fp32.
     "tutorial": TrainConfig(architecture="seed", epochs=5, batch_size=64, learning_rate=1e-3,
                             optimizer="adam", schedule="constant", label_smoothing=0.0, precision="fp32"),
-    # The shipped `best`: the accurate net, tuned augmentation, one-cycle.
+    # The shipped `best`: the deep net, tuned augmentation, AdamW one-cycle, weights averaged.
     "best": TrainConfig(architecture="deep", epochs=20, batch_size=128, learning_rate=4e-3,
                         optimizer="adamw", schedule="onecycle", weight_decay=0.05, label_smoothing=0.05,
                         augment="recommended", ema_decay=0.999),

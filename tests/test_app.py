@@ -114,13 +114,13 @@ def test_train_a_tiny_run_through_the_page(app_env):
     app.text_input(key="train.name").set_value("ui-run")
     app.number_input(key="train.epochs").set_value(0.5)
     app.segmented_control(key="train.preset").set_value("seed").run()
-    assert app.toggle(key="train.aug.rotate.on").value
+    assert app.toggle(key="train.aug.rotate.on").value and app.toggle(key="train.aug.crop.on").value
     next(button for button in app.button if button.label == "Start training").click().run()
     assert not app.exception
     wait_for_training(app)
     assert "Saved run `ui-run`" in texts(app.success)
     saved = app_env.store.info("ui-run")
-    assert saved.metadata["augment"] == "rotate=20,translate=0.2,scale=0.8-1.2,hflip=0.5"
+    assert saved.metadata["augment"] == "rotate=20,translate=0.2,crop=0.8-1.2,hflip=0.5"
     assert 0 < saved.metadata["epochs_completed"] <= 0.5
     assert any(link.label.startswith("Compare it") for link in app.get("page_link"))
     next(button for button in app.button if button.label == "Draw with it").click().run()
