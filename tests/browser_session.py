@@ -3,7 +3,6 @@ pages, draw on the canvas. Used by test_browser.py and docs/screenshots/make.py.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -13,19 +12,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from bench.app_timing import CHROMIUM, unused_port
+from bench.app_timing import chromium_page as browser_page  # one way to launch Debian's chromium
+
 PROJECT_DIR = Path(__file__).resolve().parent.parent
-CHROMIUM = Path("/usr/bin/chromium")  # Debian's; Playwright's own browser download is not used
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+__all__ = ["CHROMIUM", "PROJECT_DIR", "SEVEN", "browser_page", "draw", "prediction", "streamlit_server",
+           "wait_until_idle"]
 # A '7' in canvas pixels (280x280), in one stroke: the canvas reports each finished stroke, and a
 # prediction of half a digit must not be mistaken for the answer.
 SEVEN = [[(70, 60), (200, 60), (110, 235)]]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def wait_until_healthy(url: str, process: subprocess.Popen, log: Path, timeout: float) -> None:
@@ -45,7 +40,7 @@ def wait_until_healthy(url: str, process: subprocess.Popen, log: Path, timeout: 
 @contextmanager
 def streamlit_server(environment: dict[str, str], startup_timeout: float = 90) -> Iterator[str]:
     """`streamlit run app.py` with the given OCR_* variables; yields the app's URL."""
-    port = free_port()
+    port = unused_port()
     command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
                "--server.port", str(port), "--server.fileWatcherType", "none",
                "--browser.gatherUsageStats", "false"]
@@ -64,18 +59,6 @@ def streamlit_server(environment: dict[str, str], startup_timeout: float = 90) -
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 process.kill()
-
-
-@contextmanager
-def browser_page(width: int = 1400, height: int = 1000) -> Iterator:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield browser.new_page(viewport={"width": width, "height": height})
-        finally:
-            browser.close()
 
 
 def wait_until_idle(page, timeout: float = 120) -> None:

@@ -55,7 +55,7 @@ def test_augmented_evaluation_is_seeded_and_reports_its_spec(tiny_data):
     first = evaluate(model, tiny_data.test_images, tiny_data.test_labels, "seed")
     second = evaluate(model, tiny_data.test_images, tiny_data.test_labels, "seed")
     assert torch.equal(first.images, second.images)
-    assert first.augment == "rotate=20,translate=0.2,scale=0.8-1.2,hflip=0.5"
+    assert first.augment == "rotate=20,translate=0.2,crop=0.8-1.2,hflip=0.5"
     assert not torch.equal(first.images, evaluate(model, tiny_data.test_images, tiny_data.test_labels).images)
 
 

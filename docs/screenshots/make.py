@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent.parent / "tests"))
+sys.path[:0] = [str(HERE.parent.parent), str(HERE.parent.parent / "tests")]
 
 from browser_session import PROJECT_DIR, SEVEN, browser_page, draw, prediction, streamlit_server, wait_until_idle  # noqa: E402
 
