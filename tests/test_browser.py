@@ -35,4 +35,7 @@ def test_drawing_a_digit_in_the_browser_shows_the_prediction(tmp_path):
         assert page.locator('[data-testid="stMetric"]').count() == 0
         page.get_by_role("link", name="Evaluate").click()
         page.get_by_text("A closer look").wait_for(timeout=60_000)
-        assert page.locator('[data-testid="stVegaLiteChart"]').count() >= 2  # accuracy bars, confusion matrix
+        wait_until_idle(page)
+        charts = page.locator('[data-testid="stVegaLiteChart"]')
+        charts.nth(1).wait_for(timeout=60_000)  # accuracy bars, confusion matrix: drawn after the text
+        assert charts.count() >= 2
