@@ -124,7 +124,8 @@ def uniform(generator: torch.Generator, count: int, low: float, high: float) -> 
     return torch.rand(count, generator=generator) * (high - low) + low
 
 
-def resized_crop(crop: tuple[float, float], count: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def resized_crop(crop: tuple[float, float], count: int,
+                 generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """torchvision's RandomResizedCrop(28, scale=crop) per sample, as the centre (N, 2) and half-size (N, 2)
     of the crop window in [-1, 1] units: up to ten tries of an area share in `crop` and an aspect ratio in
     3/4-4/3 (log-uniform) that fits the image, else the whole image, as torchvision falls back."""
