@@ -139,3 +139,29 @@ def test_a_quarter_area_crop_zooms_in_about_twice():
     assert (row[:, 1:] >= row[:, :-1] - 1e-6).all(), "a crop is not a mirror"
     starts = row[:, 0]
     assert starts.min() < 0.1 and starts.max() > 0.4, "windows sit anywhere they fit"
+
+
+def test_seed_preset_matches_the_tutorials_pil_transforms_in_distribution():
+    """The same digits through torchvision's four PIL transforms and through our batched `seed` preset:
+    how much ink survives, how far digits move and how much ends at the border agree within a few percent."""
+    from PIL import Image
+    from torchvision import transforms
+
+    from conftest import synthetic_digits
+
+    images, _ = synthetic_digits(1500, seed=3)
+    torch.manual_seed(0)
+    tutorial = transforms.Compose([
+        transforms.RandomRotation(20), transforms.RandomAffine(0, translate=(0.2, 0.2)),
+        transforms.RandomResizedCrop(28, scale=(0.8, 1.2)), transforms.RandomHorizontalFlip(), transforms.ToTensor()])
+    theirs = torch.stack([tutorial(Image.fromarray(image.numpy())) for image in images])
+    ours = augment_images(images, "seed", seed=0)
+
+    def figures(batch):
+        ink = batch[:, 0]
+        mass = ink.sum((1, 2)) + 1e-6
+        rows = (ink.sum(2) * torch.arange(28.0)).sum(1) / mass
+        border = ink.sum() - ink[:, 2:-2, 2:-2].sum()
+        return torch.stack([ink.mean(), rows.std(), border / ink.sum()])
+
+    assert torch.allclose(figures(ours), figures(theirs), rtol=0.1)
