@@ -12,7 +12,7 @@ from torch.fx.experimental.optimization import fuse
 from .augment import AugmentSpec, as_spec, augment_images, to_float_images
 from .models import as_model_input
 
-EVAL_BATCH = 256  # measured: larger batches fall out of cache and run slower on the CPU
+EVAL_BATCH = 256  # measured on a 2-core CPU: faster than 128, 512 or 1,000
 AUGMENTED_TEST_SEED = 1234  # one fixed seed, so every run is scored on the same augmented digits
 
 
@@ -81,7 +81,7 @@ def predict_probabilities(model: nn.Module, images: torch.Tensor, device: torch.
 
 def folded_for_inference(model: nn.Module) -> nn.Module:
     """An eval-mode copy with each batch norm folded into the convolution before it: the same outputs
-    for one pass less over the activations (10-20% faster on a CPU). Worth its few milliseconds for a
+    for one pass less over the activations (5-20% faster on a CPU, measured). Worth its few milliseconds for a
     test set, not for one drawing; a model torch.fx cannot trace is used as it is."""
     model.eval()
     try:

@@ -69,7 +69,7 @@ def accurate_cnn() -> nn.Module:
 
 
 def deep_cnn() -> nn.Module:
-    """`accurate` with a second conv at 14x14 and at 7x7: more depth where digits take shape."""
+    """`accurate` with a second conv at 7x7, where strokes have become parts of digits."""
     return nn.Sequential(
         *conv_bn_relu(1, 32), nn.MaxPool2d(2),
         *conv_bn_relu(32, 64), *conv_bn_relu(64, 64), nn.MaxPool2d(2),
