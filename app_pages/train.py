@@ -106,8 +106,8 @@ def settings(data: MnistData) -> None:
                             help="Shown to other visitors while your run trains: one training runs at a time.")
     recipe_column, architecture_column = st.columns(2)
     recipe_column.selectbox("Recipe", list(RECIPES), key="train.recipe", on_change=apply_recipe, **keep,
-                            help="Fills in every setting: `fast` reaches about 99.2% in one epoch, `tutorial` is the "
-                                 "PyTorch tutorial's recipe, `best` trained the shipped `best` run.")
+                            help="Fills in every setting: `fast` reaches about 99.2% in one epoch, `tutorial` is "
+                                 "the PyTorch tutorial's recipe, `best` trained the shipped `best` run.")
     architecture = architecture_column.selectbox("Architecture", list(ARCHITECTURES), key="train.architecture",
                                                  **keep)
     st.caption(ARCHITECTURES[architecture].description)

@@ -110,8 +110,8 @@ def time_to_target_rows(data: MnistData, settings: Settings) -> list[Row]:
                 f"{fast.optimizer} {fast.schedule} {fast.learning_rate:g}, {fast.epochs:g} epochs)",
                 ratio(theirs, ours))]
     progress("start-up: python importing the CLI, then torch._dynamo")
-    repeats = settings.startup_repeats
-    cli, optimizer = (startup_seconds(imports, repeats) for imports in ("ocr_core.cli", "ocr_core.cli, torch._dynamo"))
+    cli, optimizer = (startup_seconds(imports, settings.startup_repeats)
+                      for imports in ("ocr_core.cli", "ocr_core.cli, torch._dynamo"))
     rows.append(Row("start-up floor: a fresh Python importing the CLI (torch included); plus `torch._dynamo`, "
                     "which torch.optim imports when the first optimizer is built", "",
                     f"{cli:.1f} s; {optimizer:.1f} s"))

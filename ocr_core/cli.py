@@ -48,6 +48,11 @@ class ProgressBar(TrainingCallback):
             self.bar.close()
 
 
+def accuracies(metrics: dict) -> str:
+    return (f"test accuracy {metrics['clean']['accuracy']:.4f} clean, "
+            f"{metrics['seed_augmented']['accuracy']:.4f} seed-augmented")
+
+
 def emit(payload, as_json: bool, text: str) -> None:
     print(json.dumps(payload, indent=2) if as_json else text)
 
@@ -73,10 +78,8 @@ def command_train(args: argparse.Namespace) -> int:
     if info is None:
         print("error: stopped before any batch was trained; nothing saved", file=sys.stderr)
         return 1
-    metrics = info.metadata["metrics"]
     state = "stopped early, saved" if result.stopped else "saved"
-    print(f"{state} {info.name} ({info.path}) in {result.seconds:.1f}s: test accuracy "
-          f"{metrics['clean']['accuracy']:.4f} clean, {metrics['seed_augmented']['accuracy']:.4f} seed-augmented")
+    print(f"{state} {info.name} ({info.path}) in {result.seconds:.1f}s: {accuracies(info.metadata['metrics'])}")
     return 0
 
 
@@ -150,9 +153,7 @@ def command_info(args: argparse.Namespace) -> int:
 
 
 def command_rescore(args: argparse.Namespace) -> int:
-    metrics = rescore_run(args.name).metadata["metrics"]
-    print(f"rescored {args.name}: test accuracy {metrics['clean']['accuracy']:.4f} clean, "
-          f"{metrics['seed_augmented']['accuracy']:.4f} seed-augmented")
+    print(f"rescored {args.name}: {accuracies(rescore_run(args.name).metadata['metrics'])}")
     return 0
 
 

@@ -85,9 +85,10 @@ def rescore_run(name: str, store: RunStore | None = None, data: MnistData | None
     store = store or RunStore()
     model, metadata = store.load(name)
     data = data or load_mnist()
-    if metadata.get("data", {}).get("fingerprint") != data.fingerprint:
+    trained_on = metadata.get("data", {}).get("fingerprint")
+    if trained_on != data.fingerprint:
         raise CheckpointError(f"{name!r} was trained on other data than the test set at hand "
-                              f"({metadata.get('data', {}).get('fingerprint')} vs {data.fingerprint})")
+                              f"({trained_on} vs {data.fingerprint})")
     rescored = {**metadata, **scored_metadata(score(model, data)),
                 "rescored": datetime.now(timezone.utc).isoformat(timespec="seconds"), "versions": versions()}
     return store.save(name, model, rescored, overwrite=True)
