@@ -19,6 +19,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from .errors import UserError
 from .models import build_model
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -30,7 +31,7 @@ NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError):
     """A run that cannot be saved, found or read; the message is meant for the user."""
 
 

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .errors import UserError
+
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = PROJECT_DIR / "data"
 
@@ -26,7 +28,7 @@ IDX_UBYTE = 0x08
 CACHE_FORMAT = 1
 
 
-class DataUnavailableError(RuntimeError):
+class DataUnavailableError(UserError):
     """MNIST is neither in the data dir nor downloadable; the message says what to do."""
 
 

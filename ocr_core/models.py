@@ -106,6 +106,19 @@ def build_model(name: str) -> nn.Module:
     return ARCHITECTURES[name].build().to(memory_format=torch.channels_last)
 
 
+def penultimate_features(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """What the last linear layer reads, (N, F): every layer but the classifier, in eval mode, without
+    gradients. Float images in [0, 1], (N, [1,] 28, 28). The one feature space the lab uses for
+    similar-digit search, maps of the test set and out-of-distribution scores."""
+    body = model[:-1]
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        features = body(as_model_input(images)).flatten(1)
+    model.train(was_training)
+    return features
+
+
 def parameter_count(model: nn.Module) -> int:
     return sum(parameter.numel() for parameter in model.parameters())
 

@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .errors import UserError
+
 MAX_UPLOAD_PIXELS = 40_000_000
 MIN_SIDE = 8
 WORKING_SIDE = 512  # larger inputs are shrunk first: a digit needs no more detail than this
@@ -19,7 +21,7 @@ INK_FLOOR = 0.2  # after contrast stretching, weaker values are paper texture or
 MIN_INK_PIXELS = 3
 
 
-class ImageError(ValueError):
+class ImageError(UserError):
     """An input that cannot be read as a digit image; the message is meant for the user."""
 
 
