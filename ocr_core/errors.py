@@ -10,3 +10,7 @@ class UserError(ValueError):
 
 class ConfigError(UserError):
     """Training settings or an augmentation spec that cannot be used."""
+
+
+class ImageError(UserError):
+    """An input that cannot be read as a digit image; the message is meant for the user."""
