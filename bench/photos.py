@@ -159,19 +159,19 @@ def touching_offset(left: np.ndarray, right: np.ndarray, left_x: int, left_top: 
 
 
 def number_photo(digits: np.ndarray, labels: np.ndarray, rng: np.random.Generator, touching: bool = False,
-                 width: int | None = None) -> Photo:
+                 width: int | None = None, papers: tuple[str, ...] = PAPERS) -> Photo:
     """A number written on a line: digit sizes, gaps, baselines and slant vary; with `touching`, one pair
     of neighbours touches or overlaps slightly. `width` scales the photo to that many pixels."""
     height = int(rng.integers(50, 140))
     pen = pen_width(height, rng)
     strokes = [pen_strokes(digit, int(height * rng.uniform(0.85, 1.15)), pen) for digit in digits]
-    pair = int(rng.integers(len(digits) - 1)) if touching else -1
+    pair = int(rng.integers(len(digits) - 1))
     canvas_height = int(height * 2.2)
     placed, x = [], int(height * rng.uniform(0.3, 0.8))
     for index, coverage in enumerate(strokes):
         top = int(canvas_height / 2 + height / 2 - coverage.shape[0] + rng.normal(0, 0.05) * height)
         top = int(np.clip(top, 0, canvas_height - coverage.shape[0]))
-        if index == pair + 1:
+        if touching and index == pair + 1:
             previous, previous_x, previous_top = placed[-1]
             x = touching_offset(previous, coverage, previous_x, previous_top, top, int(rng.integers(1, max(2, pen))))
         placed.append((coverage, x, top))
@@ -189,7 +189,7 @@ def number_photo(digits: np.ndarray, labels: np.ndarray, rng: np.random.Generato
         layer = cv2.resize(layer, (width, max(8, round(canvas_height * factor))), interpolation=cv2.INTER_AREA)
         height = int(height * factor)
     light_on_dark = rng.random() < 0.25
-    kind = "plain" if light_on_dark else PAPERS[rng.integers(len(PAPERS))]
+    kind = "plain" if light_on_dark else papers[rng.integers(len(papers))]
     sheet = dark_surface(*layer.shape, rng) if light_on_dark else paper_sheet(*layer.shape, rng, kind, height)
     text = "".join(str(int(label)) for label in labels)
     return Photo(photograph(ink_onto(sheet, layer, rng, light_on_dark), rng), text, kind, touching)
@@ -203,11 +203,11 @@ def digit_photos(images: np.ndarray, labels: np.ndarray, count: int, seed: int) 
 
 
 def number_photos(images: np.ndarray, labels: np.ndarray, count: int, seed: int, lengths: tuple[int, ...] = (4,),
-                  touching: bool = False, width: int | None = None) -> list[Photo]:
-    """`count` photos of numbers whose lengths are drawn from `lengths`."""
+                  touching: bool = False, width: int | None = None, papers: tuple[str, ...] = PAPERS) -> list[Photo]:
+    """`count` photos of numbers whose lengths are drawn from `lengths`, on paper of the given kinds."""
     rng = np.random.default_rng(seed)
     photos = []
     for _ in range(count):
         chosen = rng.choice(len(images), int(rng.choice(lengths)), replace=False)
-        photos.append(number_photo(images[chosen], labels[chosen], rng, touching, width))
+        photos.append(number_photo(images[chosen], labels[chosen], rng, touching, width, papers))
     return photos

@@ -21,7 +21,6 @@ WORKING_SIDE = 512  # larger inputs are shrunk first: a digit needs no more deta
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 MIN_INK_PIXELS = 3
 PIECE_REACH = 0.25  # pieces of one digit lie within this fraction of its size from each other
-SLIVER = 6  # a component this many times longer than wide, at the edge, is a line's leftover
 MIN_STROKE = 0.1  # MNIST's strokes are about this fraction of the digit's longer side
 
 
@@ -99,13 +98,10 @@ def main_digit(mask: np.ndarray) -> np.ndarray:
         return mask
     left, top, width, height, area = stats[1:].T
     rows, columns = mask.shape
-    # Leftovers of printed lines are long, thin and reach the picture's edge; the digit is the largest
-    # of the other components, favouring those near the centre.
-    at_edge = (left == 0) | (top == 0) | (left + width == columns) | (top + height == rows)
-    sliver = at_edge & (np.maximum(width, height) > SLIVER * np.minimum(width, height))
+    # The digit is the largest component, favouring those near the centre (a photo is aimed at it).
     centre_x, centre_y = left + width / 2 - columns / 2, top + height / 2 - rows / 2
     off_centre = np.hypot(centre_x / columns, centre_y / rows)
-    largest = int(np.argmax(np.where(sliver, 0, area * (1 - off_centre))))
+    largest = int(np.argmax(area * (1 - off_centre)))
     box = np.array([left[largest], top[largest], left[largest] + width[largest], top[largest] + height[largest]])
     keep = np.zeros(count - 1, bool)
     keep[largest] = True
@@ -113,7 +109,7 @@ def main_digit(mask: np.ndarray) -> np.ndarray:
         reach = PIECE_REACH * max(box[2] - box[0], box[3] - box[1])
         gap_x = np.maximum(0, np.maximum(box[0] - (left + width), left - box[2]))
         gap_y = np.maximum(0, np.maximum(box[1] - (top + height), top - box[3]))
-        near = ~keep & ~sliver & (np.maximum(gap_x, gap_y) <= reach)
+        near = ~keep & (np.maximum(gap_x, gap_y) <= reach)
         if not near.any():
             break
         keep |= near
