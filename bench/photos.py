@@ -145,17 +145,33 @@ def digit_photo(digit: np.ndarray, label: int, rng: np.random.Generator) -> Phot
     return Photo(photograph(ink_onto(sheet, layer, rng, light_on_dark), rng), str(label), kind)
 
 
-def touching_offset(left: np.ndarray, right: np.ndarray, left_x: int, left_top: int, right_top: int,
-                    overlap: int) -> int:
-    """x for `right` so that the two digits touch (overlap by `overlap` pixels) where they come closest."""
-    best = None
+def closest_rows(left: np.ndarray, right: np.ndarray, left_x: int, left_top: int, right_top: int
+                 ) -> list[tuple[int, int, int]]:
+    """For each row where both digits have ink: (gap between them if `right` sat at x=0, row, left's end)."""
+    found = []
     for row in range(max(left_top, right_top), min(left_top + left.shape[0], right_top + right.shape[0])):
         left_ink = np.flatnonzero(left[row - left_top] > 0.5)
         right_ink = np.flatnonzero(right[row - right_top] > 0.5)
         if len(left_ink) and len(right_ink):
-            candidate = left_x + left_ink[-1] - right_ink[0] + 1 - overlap
-            best = candidate if best is None else max(best, candidate)
-    return left_x + left.shape[1] - overlap if best is None else best
+            found.append((right_ink[0] - left_x - left_ink[-1], row, left_x + left_ink[-1]))
+    return found
+
+
+def touching_offset(left: np.ndarray, right: np.ndarray, left_x: int, left_top: int, right_top: int,
+                    overlap: int) -> tuple[int, tuple[int, int, int] | None]:
+    """(x for `right`, a ligature (row, x0, x1) or None) so that the digits touch, overlapping by `overlap`
+    pixels where they come closest. Shapes that would interlock deeply (a 6 sliding under a 7's bar) are
+    kept at most a quarter of the narrower one's width into each other and joined by a pen stroke, as a
+    hand joins digits."""
+    rows = closest_rows(left, right, left_x, left_top, right_top)
+    deepest = left_x + left.shape[1] - max(overlap, min(left.shape[1], right.shape[1]) // 4)
+    if not rows:
+        return left_x + left.shape[1] - overlap, None
+    touching = max(1 - overlap - gap for gap, _, _ in rows)
+    if touching >= deepest:
+        return touching, None
+    gap, row, end = min(rows, key=lambda item: item[0] + deepest)
+    return deepest, (row, end, deepest + gap + end)
 
 
 def number_photo(digits: np.ndarray, labels: np.ndarray, rng: np.random.Generator, touching: bool = False,
@@ -167,13 +183,14 @@ def number_photo(digits: np.ndarray, labels: np.ndarray, rng: np.random.Generato
     strokes = [pen_strokes(digit, int(height * rng.uniform(0.85, 1.15)), pen) for digit in digits]
     pair = int(rng.integers(len(digits) - 1))
     canvas_height = int(height * 2.2)
-    placed, x = [], int(height * rng.uniform(0.3, 0.8))
+    placed, x, ligature = [], int(height * rng.uniform(0.3, 0.8)), None
     for index, coverage in enumerate(strokes):
         top = int(canvas_height / 2 + height / 2 - coverage.shape[0] + rng.normal(0, 0.05) * height)
         top = int(np.clip(top, 0, canvas_height - coverage.shape[0]))
         if touching and index == pair + 1:
             previous, previous_x, previous_top = placed[-1]
-            x = touching_offset(previous, coverage, previous_x, previous_top, top, int(rng.integers(1, max(2, pen))))
+            x, ligature = touching_offset(previous, coverage, previous_x, previous_top, top,
+                                          int(rng.integers(1, max(2, pen))))
         placed.append((coverage, x, top))
         x += coverage.shape[1] + int(height * rng.uniform(0.12, 0.5))
     canvas_width = x + int(height * rng.uniform(0.2, 0.6))
@@ -181,6 +198,9 @@ def number_photo(digits: np.ndarray, labels: np.ndarray, rng: np.random.Generato
     for coverage, left, top in placed:
         region = layer[top : top + coverage.shape[0], left : left + coverage.shape[1]]
         np.maximum(region, coverage, out=region)
+    if ligature is not None:
+        row, start, stop = ligature
+        cv2.line(layer, (int(start), int(row)), (int(stop), int(row)), 1.0, max(1, round(pen)))
     slant = rng.uniform(-0.3, 0.3)  # italic writing leans right (negative shear here) or left
     shear = np.float32([[1, slant, -slant * canvas_height / 2], [0, 1, 0]])
     layer = cv2.warpAffine(layer.astype(np.float32), shear, (canvas_width, canvas_height))

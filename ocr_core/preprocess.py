@@ -24,8 +24,9 @@ PIECE_REACH = 0.25  # pieces of one digit lie within this fraction of its size f
 MIN_STROKE = 0.1  # MNIST's strokes are about this fraction of the digit's longer side
 
 
-def load_image(source: bytes | str | Path) -> np.ndarray:
-    """Decode an uploaded file into a float array in [0, 1], (H, W) or (H, W, 4) with alpha."""
+def load_image(source: bytes | str | Path, max_side: int = WORKING_SIDE) -> np.ndarray:
+    """Decode an uploaded file into a float array in [0, 1], (H, W) or (H, W, 4) with alpha, shrunk to at
+    most `max_side` pixels (a whole number needs more than one digit)."""
     if isinstance(source, (str, Path)):
         try:
             source = Path(source).read_bytes()
@@ -39,7 +40,7 @@ def load_image(source: bytes | str | Path) -> np.ndarray:
             image = Image.open(io.BytesIO(source))
             if image.width * image.height > MAX_UPLOAD_PIXELS:
                 raise ImageError(f"image too large ({image.width}x{image.height}; at most {MAX_UPLOAD_PIXELS // 1_000_000} megapixels)")
-            image.draft("L", (WORKING_SIDE, WORKING_SIDE))  # JPEG decodes straight at a reduced size
+            image.draft("L", (max_side, max_side))  # JPEG decodes straight at a reduced size
             image = ImageOps.exif_transpose(image)  # phone photos carry their rotation in EXIF
             image.load()
     except ImageError:
@@ -50,7 +51,7 @@ def load_image(source: bytes | str | Path) -> np.ndarray:
         raise ImageError(f"damaged or truncated image ({error})") from None
     if min(image.size) < MIN_SIDE:
         raise ImageError(f"image too small ({image.width}x{image.height}; at least {MIN_SIDE}x{MIN_SIDE} pixels)")
-    image.thumbnail((WORKING_SIDE, WORKING_SIDE))
+    image.thumbnail((max_side, max_side))
     return image_to_array(image)
 
 

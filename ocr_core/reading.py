@@ -16,6 +16,7 @@ intermediate images of each step kept for the app.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 
 import cv2
 import numpy as np
@@ -35,13 +36,15 @@ MARK_SIZE = 0.3  # components within this fraction of the digits' height are dot
 UNDERLINE_WIDTH = 1.5  # flat components this many digit heights wide are underlines
 UNDERLINE_HEIGHT = 0.3
 PIECE_OVERLAP = 0.5  # components overlapping this much of the narrower one's width are one digit
-WIDE = 1.1  # a component wider than this many digit heights may hold several digits
+WIDE = 1.0  # a component wider than this many digit heights may hold several digits
 MAX_DIGITS_PER_COMPONENT = 4
 CUT_CANDIDATES = 4  # valleys of the column profile tried per cut
+CUT_REACH = 0.2  # a cut path strays at most this fraction of the digits' height from its valley
+INK_COST = 10.0  # a cut path's cost per pixel of ink it crosses (one column aside costs at most 1)
 WIDTH_PENALTY = 3.0  # log-probability lost per digit height of width beyond DIGIT_WIDTH, per piece
 DIGIT_WIDTH = 0.9  # the widest a single digit usually is, in digit heights
-SHORT = 0.6  # a piece lower than this fraction of the digits' height is not a digit of its own
-SHORT_PENALTY = 4.0  # log-probability lost by such a piece
+SHORT = 0.45  # a piece lower than this fraction of the digits' height is not a digit of its own
+SHORT_PENALTY = 3.0  # log-probability lost by such a piece
 CUT_PENALTY = 0.5  # log-probability each cut costs: a cut must make the reading clearly more confident
 
 
@@ -200,12 +203,36 @@ def group_pieces(parts: list[Component], height: float) -> list[Component]:
     return sorted((joined(group) for group in groups), key=lambda c: c.left)
 
 
-def cut(component: Component, columns: list[int]) -> list[Component]:
-    """Vertical cuts at the given columns (relative to the component); each piece keeps its substantial
-    ink (crumbs of a neighbour's stroke that cross the cut are dropped)."""
+def cut_path(mask: np.ndarray, column: int, reach: int) -> np.ndarray:
+    """For each row, the column where a cut near `column` passes: the path from top to bottom, moving at
+    most one column per row, that crosses the least ink (dynamic programming), then straying the least."""
+    height, width = mask.shape
+    columns = np.arange(max(0, column - reach), min(width, column + reach + 1))
+    cost = mask[:, columns].astype(np.float64) * INK_COST + np.abs(columns - column)[None] / max(reach, 1)
+    total = cost[0].copy()
+    steps = np.zeros((height, len(columns)), np.int8)
+    for row in range(1, height):
+        left = np.concatenate([[np.inf], total[:-1]])
+        right = np.concatenate([total[1:], [np.inf]])
+        choice = np.argmin(np.vstack([left, total, right]), 0)
+        total = np.choose(choice, [left, total, right]) + cost[row]
+        steps[row] = choice - 1
+    path = np.empty(height, np.int64)
+    position = int(total.argmin())
+    for row in range(height - 1, -1, -1):
+        path[row] = position
+        position += steps[row, position]
+    return columns[path]
+
+
+def cut(component: Component, paths: list[np.ndarray]) -> list[Component]:
+    """The pieces between cut paths (each a column per row); each piece keeps its substantial ink (crumbs
+    of a neighbour's stroke that cross the cut are dropped)."""
     pieces = []
-    for start, stop in zip([0, *columns], [*columns, component.width]):
-        mask = component.mask[:, start:stop]
+    columns = np.arange(component.width)[None]
+    bounds = [np.zeros(component.height, np.int64), *paths, np.full(component.height, component.width)]
+    for start, stop in pairwise(bounds):
+        mask = component.mask & (columns >= start[:, None]) & (columns < stop[:, None])
         kept = np.zeros_like(mask)
         parts = components(mask)
         if parts:
@@ -213,11 +240,12 @@ def cut(component: Component, columns: list[int]) -> list[Component]:
             for part in parts:
                 if np.count_nonzero(part.mask) >= 0.1 * largest:
                     kept[part.top : part.bottom, part.left : part.right] |= part.mask
-        rows = np.flatnonzero(kept.any(1))
+        rows, used = np.flatnonzero(kept.any(1)), np.flatnonzero(kept.any(0))
         if not len(rows):
             return []
-        pieces.append(Component(component.left + start, component.top + rows[0], component.left + stop,
-                                component.top + rows[-1] + 1, kept[rows[0] : rows[-1] + 1]))
+        pieces.append(Component(component.left + used[0], component.top + rows[0], component.left + used[-1] + 1,
+                                component.top + rows[-1] + 1,
+                                kept[rows[0] : rows[-1] + 1, used[0] : used[-1] + 1]))
     return pieces
 
 
@@ -252,6 +280,23 @@ def candidate_cuts(component: Component, height: float) -> list[list[int]]:
             for index, positions in enumerate(per_cut):
                 options.extend([*best[:index], other, *best[index + 1 :]] for other in positions[1:2])
     return [option for option in options if option == sorted(set(option))]
+
+
+def split_options(glyph: Component, height: float) -> list[list[Component]]:
+    """The glyph whole and, when it is wide, cut in the candidate ways (each cut a path around a valley)."""
+    if glyph.width <= WIDE * height:
+        return [[glyph]]
+    reach = max(2, round(CUT_REACH * height))
+    paths: dict[int, np.ndarray] = {}
+    options = []
+    for columns in candidate_cuts(glyph, height):
+        for column in columns:
+            if column not in paths:
+                paths[column] = cut_path(glyph.mask, column, reach)
+        pieces = cut(glyph, [paths[column] for column in columns]) if columns else [glyph]
+        if pieces:
+            options.append(pieces)
+    return options
 
 
 def plausibility_cost(pieces: list[Component], height: float) -> float:
@@ -324,9 +369,7 @@ def read_number(image: np.ndarray, model: nn.Module) -> Reading:
             marks.append(Mark(kind, to_input_box(transform_back, group, scale, input_shape)))
 
     # Every candidate piece goes through the model in one batch; then each component keeps its best cut.
-    options = [[cut(glyph, columns) if columns else [glyph] for columns in
-                (candidate_cuts(glyph, height) if glyph.width > WIDE * height else [[]])] for glyph in glyphs]
-    options = [[pieces for pieces in choices if pieces] for choices in options]
+    options = [split_options(glyph, height) for glyph in glyphs]
     pieces = [piece for choices in options for pieces in choices for piece in pieces]
     inputs = torch.stack([mnist_input(piece.mask) for piece in pieces]) if pieces else torch.zeros(0, 28, 28)
     probabilities = predict_probabilities(model, inputs) if pieces else np.zeros((0, 10), np.float32)
