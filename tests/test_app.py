@@ -12,7 +12,7 @@ from app_fixtures import BROKEN_RUN, PROJECT_DIR, app_env, canvas_drawing, png_b
 from lab_ui.training import TrainingJob, training_manager
 from ocr_core import TrainConfig, data_status
 
-PAGES = ["app_pages/draw.py", "app_pages/train.py", "app_pages/evaluate.py"]
+PAGES = ["app_pages/draw.py", "app_pages/read.py", "app_pages/train.py", "app_pages/evaluate.py"]
 TIMEOUT = 60  # seconds per script run: generous for a loaded 2-core CI machine
 
 
