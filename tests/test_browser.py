@@ -7,7 +7,8 @@ import os
 import pytest
 
 from app_fixtures import make_app_environment
-from browser_session import CHROMIUM, PROJECT_DIR, SEVEN, browser_page, draw, prediction, streamlit_server, wait_until_idle
+from browser_session import (CHROMIUM, PROJECT_DIR, SEVEN, TWENTY_TWENTY_SIX, browser_page, draw, metric_value, prediction,
+                             streamlit_server, wait_until_idle)
 
 SHIPPED_BEST = PROJECT_DIR / "checkpoints" / "best.safetensors"
 
@@ -39,3 +40,22 @@ def test_drawing_a_digit_in_the_browser_shows_the_prediction(tmp_path):
         charts = page.locator('[data-testid="stVegaLiteChart"]')
         charts.nth(1).wait_for(timeout=60_000)  # accuracy bars, confusion matrix: drawn after the text
         assert charts.count() >= 2
+
+
+def test_writing_a_number_in_the_browser_reads_it(tmp_path):
+    """Write "2026" with the mouse on the Read page's wide canvas and see the Reading."""
+    assert CHROMIUM.exists(), f"OCR_REQUIRE_BROWSER=1 but {CHROMIUM} is missing: apt-get install chromium"
+    environment = make_app_environment(tmp_path).variables()
+    if SHIPPED_BEST.exists():
+        environment["OCR_CHECKPOINT_DIR"] = str(SHIPPED_BEST.parent)
+    with streamlit_server(environment) as url, browser_page() as page:
+        page.goto(url)
+        page.get_by_role("link", name="Read").click()
+        page.get_by_text("Write a number on the black canvas").wait_for(timeout=60_000)
+        draw(page, TWENTY_TWENTY_SIX)
+        wait_until_idle(page)
+        shown = metric_value(page, "Reading")
+        assert len(shown) == 4 and shown.isdigit()
+        if SHIPPED_BEST.exists():
+            assert shown == "2026"
+        assert page.get_by_text("How the OCR pipeline read it").is_visible()
