@@ -47,7 +47,7 @@ def show_result(image: np.ndarray, reading: Reading) -> None:
     with copy_column:
         st.code(reading.text, language=None)
         weakest = reading.digits[reading.weakest]
-        note = (f"Least sure: the {reading.weakest + 1}. digit, {weakest.digit} at {weakest.confidence:.0%}"
+        note = (f"Least sure: digit {reading.weakest + 1} from the left, a {weakest.digit} at {weakest.confidence:.0%}"
                 + (f" (below {UNSURE_BELOW:.0%}: check it)." if weakest.unsure else "."))
         st.caption(f"Copy the text with the button on the right. {note}")
     if reading.marks:
