@@ -21,6 +21,7 @@ from skimage.filters import apply_hysteresis_threshold, threshold_otsu
 
 from .errors import ImageError
 
+STATISTICS_SAMPLE = 40_000  # pixels enough for a percentile or Otsu's threshold
 MIN_WORKING_SIDE = 128  # smaller inputs (a 28x28 MNIST digit) are enlarged first, so the filters have room
 BACKGROUND_SIDE = 160  # the paper's lighting is smooth: estimated on a copy at most this large
 BACKGROUND_WINDOW = 0.4  # median window, as a fraction of the picture's shorter side
@@ -87,6 +88,12 @@ def greyscale(array: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(values, np.float32)
 
 
+def sample(image: np.ndarray) -> np.ndarray:
+    """Every pixel of a small image, a regular sample of a large one: enough for its statistics."""
+    step = max(1, round(np.sqrt(image.size / STATISTICS_SAMPLE)))
+    return image[::step, ::step]
+
+
 def odd(value: float) -> int:
     return max(3, int(value) // 2 * 2 + 1)
 
@@ -109,23 +116,25 @@ def normalise_illumination(grey: np.ndarray) -> tuple[np.ndarray, bool]:
     paper = paper_level(grey)
     border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
     low, middle, high = np.percentile(border, [10, 50, 90])
-    darkest, lightest = np.percentile(grey, [0.5, 99.5])
+    darkest, lightest = np.percentile(sample(grey), [0.5, 99.5])
     if high - low < UNIFORM_BORDER:  # an evenly lit border is paper: the ink is the extreme farther from it
         dark_on_light = bool(middle - darkest > lightest - middle)
     else:  # uneven light: the ink is the stronger tail around the local paper level
         residual = grey - paper
-        dark_on_light = bool(-np.percentile(residual, 0.5) > np.percentile(residual, 99.5))
+        darker, lighter = np.percentile(sample(residual), [0.5, 99.5])
+        dark_on_light = bool(-darker > lighter)
     if dark_on_light:
         ink = 1 - grey / np.maximum(paper, 0.05)
     else:
-        ink = (grey - paper) / np.maximum(1 - paper, 0.05)
+        ink = grey - paper  # not scaled up: over light paper that would turn noise into ink
     return np.clip(ink, 0, 1).astype(np.float32), dark_on_light
 
 
 @dataclass(frozen=True)
 class Thresholds:
     smooth: np.ndarray  # the ink, smoothed against noise
-    low: float  # faint ink and printed lines are above this
+    faint: float  # printed lines (often lighter and thinner than the writing) are above this
+    low: float  # ink connected to certain ink is above this
     high: float  # certain ink is above this
 
 
@@ -134,13 +143,14 @@ def thresholds(ink: np.ndarray) -> Thresholds | None:
     None when nothing stands out of the paper."""
     sigma = max(0.7, min(ink.shape) / 400)
     smooth = cv2.GaussianBlur(ink, (0, 0), sigma)
-    paper = float(np.median(smooth))
-    noise = 1.4826 * float(np.median(np.abs(smooth - paper)))
-    if np.percentile(smooth, 99.9) - paper < MIN_CONTRAST:
+    values = sample(smooth)
+    paper = float(np.median(values))
+    noise = 1.4826 * float(np.median(np.abs(values - paper)))
+    if np.percentile(values, 99.9) - paper < MIN_CONTRAST:
         return None
-    high = max(float(threshold_otsu(smooth)), paper + NOISE_SIGMAS * noise, paper + MIN_CONTRAST)
+    high = max(float(threshold_otsu(values)), paper + NOISE_SIGMAS * noise, paper + MIN_CONTRAST)
     low = max(paper + (high - paper) / 2, paper + 3 * noise)
-    return Thresholds(smooth, low, high)
+    return Thresholds(smooth, paper + (low - paper) / 2, low, high)
 
 
 def stroke_width(mask: np.ndarray) -> float:
@@ -162,7 +172,9 @@ def line_bands(candidates: np.ndarray, horizontal: bool) -> tuple[np.ndarray, in
     small = cv2.resize(pixels * 255, (max(1, round(width * factor)), max(1, round(height * factor))),
                        interpolation=cv2.INTER_AREA) > 40 if factor < 1 else pixels
     across = (small.shape[1] if horizontal else small.shape[0])
-    segments = cv2.HoughLinesP(small.view(np.uint8), 1, np.pi / 360, threshold=max(10, int(LINE_SPAN * across / 2)),
+    # Thickened first: a one-pixel line drawn in steps loses the transform's votes between its steps.
+    small = cv2.dilate(small.view(np.uint8), np.ones((3, 3), np.uint8))
+    segments = cv2.HoughLinesP(small, 1, np.pi / 360, threshold=max(10, int(LINE_SPAN * across / 2)),
                                minLineLength=LINE_SPAN * across, maxLineGap=max(3, int(0.04 * across)))
     band = np.zeros(candidates.shape, np.uint8)
     for x0, y0, x1, y1 in (segments.reshape(-1, 4) / factor if segments is not None else ()):
@@ -227,7 +239,7 @@ def clean_up(array: np.ndarray) -> CleanUp:
         binary = lines = np.zeros(ink.shape, bool)
     else:
         binary = apply_hysteresis_threshold(levels.smooth, levels.low, levels.high)
-        lines = printed_lines(binary, levels.smooth > levels.low) if binary.any() else np.zeros_like(binary)
+        lines = printed_lines(binary, levels.smooth > levels.faint) if binary.any() else np.zeros_like(binary)
     strokes = binary & ~lines
     width = stroke_width(strokes)
     mask = despeckle(strokes, width) if strokes.any() else strokes

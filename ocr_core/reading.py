@@ -27,6 +27,7 @@ from .cleanup import CleanUp, clean_up, greyscale
 from .evaluation import predict_probabilities
 from .preprocess import mnist_input
 
+MIN_WRITING = 0.04  # ink smaller than this fraction of the picture's shorter side is dirt, not writing
 READ_SIDE = 1000  # larger inputs are shrunk first: 8 digits need no more than this
 UNSURE_BELOW = 0.6  # a digit read with less confidence is flagged as unsure
 MAX_ROTATION = 30.0  # degrees; more is a different layout (a vertical number), not a tilted line
@@ -38,7 +39,7 @@ UNDERLINE_HEIGHT = 0.3
 PIECE_OVERLAP = 0.5  # components overlapping this much of the narrower one's width are one digit
 WIDE = 1.0  # a component wider than this many digit heights may hold several digits
 MAX_DIGITS_PER_COMPONENT = 4
-CUT_CANDIDATES = 4  # valleys of the column profile tried per cut
+CUT_CANDIDATES = 4  # positions tried per cut: the even share and the column profile's lowest valleys
 CUT_REACH = 0.2  # a cut path strays at most this fraction of the digits' height from its valley
 INK_COST = 10.0  # a cut path's cost per pixel of ink it crosses (one column aside costs at most 1)
 WIDTH_PENALTY = 3.0  # log-probability lost per digit height of width beyond DIGIT_WIDTH, per piece
@@ -263,7 +264,9 @@ def candidate_cuts(component: Component, height: float) -> list[list[int]]:
             if len(window) == 0:
                 continue
             order = np.argsort(window, kind="stable")
-            chosen: list[int] = []
+            # The even share itself, and the lowest valleys: overlapping digits (two 0s) have no valley
+            # where they meet, only where each is thin.
+            chosen: list[int] = [(high - low) // 2]
             for position in order:  # the lowest valleys, apart from each other
                 if all(abs(position - other) > height / 8 for other in chosen):
                     chosen.append(int(position))
@@ -354,7 +357,10 @@ def read_number(image: np.ndarray, model: nn.Module) -> Reading:
     deskewed = cv2.warpAffine(cleaned.mask.view(np.uint8), transform, size, flags=cv2.INTER_NEAREST).astype(bool)
     transform_back = cv2.invertAffineTransform(transform)
 
-    parts = components(deskewed)
+    smallest = MIN_WRITING * min(cleaned.mask.shape)
+    parts = [part for part in components(deskewed) if max(part.height, part.width) >= smallest]
+    if not parts:
+        return finish([], [], rotation, slant, deskewed)
     height = writing_height(parts)
     baseline = float(np.median([c.bottom for c in parts if c.height >= 0.7 * height]))
     marks, glyphs = [], []
