@@ -7,7 +7,7 @@ import streamlit as st
 from lab_ui import charts, loaders
 from lab_ui.loaders import Scores
 from lab_ui.widgets import ACTIVE_RUN, augment_label, enlarged, flash, percent, require_dataset, show_flash, show_skipped
-from ocr_core import PRESETS, CheckpointError, MnistData, RunInfo, parse_augment
+from ocr_core import PRESETS, CheckpointError, ConfigError, MnistData, RunInfo, parse_augment
 
 TUTORIAL_RUNS = ["seed", "seed-aug"]
 AUGMENTED_CHOICES = [name for name in PRESETS if name != "none"]
@@ -35,7 +35,7 @@ def augmented_test_spec() -> str | None:
                          placeholder="rotate=30,noise=0.2")
     try:
         return parse_augment(text).to_string()
-    except ValueError as error:
+    except ConfigError as error:
         st.error(str(error), icon=":material/error:")
         return None
 

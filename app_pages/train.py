@@ -8,7 +8,8 @@ import streamlit as st
 from lab_ui import charts, loaders
 from lab_ui.training import TrainingBusyError, TrainingJob, training_manager
 from lab_ui.widgets import ACTIVE_RUN, enlarged, percent, require_dataset
-from ocr_core import (ARCHITECTURES, PRESETS, RECIPES, AugmentSpec, CheckpointError, MnistData, TrainConfig,
+from ocr_core import (ARCHITECTURES, PRESETS, RECIPES, AugmentSpec, CheckpointError, ConfigError, MnistData,
+                      TrainConfig,
                       parse_augment, preview_grid, validate_run_name)
 from ocr_core.augment import RANGE_OPS
 from ocr_core.training import OPTIMIZERS, PRECISIONS, SCHEDULES
@@ -84,7 +85,7 @@ def prepare_settings() -> None:
     st.session_state.setdefault("train.preview_seed", 0)
     try:
         spec = chosen_spec()
-    except ValueError:
+    except ConfigError:
         spec = None
     st.session_state["train.preset"] = next((name for name, preset in PRESETS.items() if preset == spec), None)
 
@@ -153,7 +154,7 @@ def start(data: MnistData, spec: AugmentSpec) -> None:
         validate_run_name(name)
         config = TrainConfig(**{field: state[f"train.{field}"] for field in CONFIG_FIELDS}, augment=spec.to_string(),
                              report_every=max(1, round(steps / PROGRESS_UPDATES)))
-    except (CheckpointError, ValueError) as error:
+    except (CheckpointError, ConfigError) as error:
         st.error(str(error), icon=":material/error:")
         return
     if loaders.run_store().exists(name) and not state["train.overwrite"]:
@@ -276,7 +277,7 @@ with settings_column:
     settings(data)
     try:
         spec = chosen_spec()
-    except ValueError as error:
+    except ConfigError as error:
         st.error(str(error), icon=":material/error:")
         st.stop()
     stopped_column, overwrite_column = st.columns(2)

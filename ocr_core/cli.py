@@ -12,15 +12,14 @@ import numpy as np
 from tqdm import tqdm
 
 from .augment import PRESETS, as_spec, preview_grid
-from .checkpoints import CheckpointError, RunStore
-from .data import DataUnavailableError, load_mnist
+from .checkpoints import RunStore
+from .data import load_mnist
+from .errors import UserError
 from .evaluation import evaluate, predict_probabilities
 from .models import ARCHITECTURES, build_model, multiply_adds, parameter_count
 from .preprocess import ImageError, load_image, prepare_digit
 from .runs import rescore_run, train_run
 from .training import OPTIMIZERS, PRECISIONS, RECIPES, SCHEDULES, Progress, TrainingCallback, with_overrides
-
-USER_ERRORS = (DataUnavailableError, CheckpointError, ImageError, ValueError)
 
 
 class ProgressBar(TrainingCallback):
@@ -48,6 +47,18 @@ class ProgressBar(TrainingCallback):
             self.bar.close()
 
 
+def stop_then_abort(stop: threading.Event):
+    """A SIGINT handler: the first Ctrl-C asks the loop to stop at the next batch, so what was trained is
+    still scored and saved; a second one aborts at once."""
+    def handle(signal_number, frame) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        print("\nstopping after this batch, then scoring and saving; press Ctrl-C again to abort at once",
+              file=sys.stderr)
+    return handle
+
+
 def accuracies(metrics: dict) -> str:
     return (f"test accuracy {metrics['clean']['accuracy']:.4f} clean, "
             f"{metrics['seed_augmented']['accuracy']:.4f} seed-augmented")
@@ -67,8 +78,7 @@ def command_train(args: argparse.Namespace) -> int:
     if args.train_limit or args.test_limit:
         data = data.subset(args.train_limit, args.test_limit)
     stop = threading.Event()
-    # Ctrl-C asks the loop to stop at the next batch, so what was trained is still saved.
-    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
+    previous = signal.signal(signal.SIGINT, stop_then_abort(stop))
     bar = ProgressBar()
     try:
         info, result = train_run(args.name, config, RunStore(), data, (bar,), stop, overwrite=args.overwrite)
@@ -271,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except USER_ERRORS as error:
+    except UserError as error:  # anything else is a bug and keeps its traceback
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

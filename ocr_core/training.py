@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 import threading
 import time
 from contextlib import nullcontext
@@ -14,12 +15,25 @@ from torch.optim.swa_utils import AveragedModel
 
 from .augment import as_spec, augment_batch, to_float_images
 from .data import MnistData, load_mnist
+from .errors import ConfigError
 from .evaluation import Evaluation, evaluate
 from .models import ARCHITECTURES, as_model_input, build_model
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "onecycle")
 PRECISIONS = ("auto", "fp32", "bf16")
+
+
+TYPE_NAMES = {"str": "text", "int": "a whole number", "float": "a number"}
+
+
+def has_type(value, annotation: str) -> bool:
+    """Whether `value` fits a field annotated `str`, `int` or `float` (an int is a float; a bool is neither)."""
+    if annotation == "str":
+        return isinstance(value, str)
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, numbers.Integral if annotation == "int" else numbers.Real)
 
 
 @dataclass(frozen=True)
@@ -40,6 +54,10 @@ class TrainConfig:
     report_every: int = 20  # batches between progress callbacks
 
     def __post_init__(self) -> None:
+        wrong_types = [f"{f.name} must be {TYPE_NAMES[f.type]}, got {getattr(self, f.name)!r}" for f in fields(self)
+                       if not has_type(getattr(self, f.name), f.type)]
+        if wrong_types:  # before the range checks, which would fail on a string with a TypeError
+            raise ConfigError("; ".join(wrong_types))
         problems = []
         if self.architecture not in ARCHITECTURES:
             problems.append(f"architecture must be one of {', '.join(ARCHITECTURES)}")
@@ -62,7 +80,7 @@ class TrainConfig:
         if self.report_every < 1:
             problems.append("report_every must be at least 1")
         if problems:
-            raise ValueError("; ".join(problems))
+            raise ConfigError("; ".join(problems))
         as_spec(self.augment)  # raises on a bad spec before any work starts
 
     def as_dict(self) -> dict:

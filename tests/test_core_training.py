@@ -3,6 +3,7 @@ import threading
 import pytest
 import torch
 
+from ocr_core.errors import ConfigError, UserError
 from ocr_core.training import (RECIPES, TrainConfig, TrainingCallback, ema_update, fit, has_native_bf16, resolve_device,
                                resolve_precision, with_overrides)
 
@@ -80,7 +81,7 @@ def test_optimizer_and_schedule_choices_train(tiny_data, optimizer, schedule):
     ({"precision": "fp16"}, "precision"),
 ])
 def test_bad_config_is_rejected_before_training(overrides, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ConfigError, match=message):
         TrainConfig(**overrides)
 
 
@@ -145,3 +146,15 @@ def test_auto_precision_uses_bf16_only_where_the_hardware_has_it():
     assert resolve_precision("auto", cpu) == ("bf16" if has_native_bf16(cpu) else "fp32")
     assert resolve_precision("fp32", cpu) == "fp32"
     assert resolve_precision("auto", torch.device("mps")) == "fp32"
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"epochs": "2"}, "epochs must be a number"),
+    ({"batch_size": 1.5}, "batch_size must be a whole number"),
+    ({"seed": True}, "seed must be a whole number"),
+    ({"optimizer": 3}, "optimizer must be text"),
+])
+def test_settings_of_the_wrong_type_are_config_errors_not_type_errors(settings, message):
+    with pytest.raises(ConfigError, match=message) as raised:
+        TrainConfig(**settings)
+    assert isinstance(raised.value, UserError)
