@@ -49,7 +49,7 @@ def comparison_table(runs: list[RunInfo], digit, active: str) -> pd.DataFrame:
     rows = []
     for run in runs:
         row = {"run": run.name, "in use": run.name == active, "prediction": None, "confidence": None,
-               "architecture": (run.metadata or {}).get("architecture"), "clean test accuracy": run.metric("clean"),
+               "architecture": run.metadata.architecture, "clean test accuracy": run.metric("clean"),
                "problem": None}
         try:
             probabilities = loaders.predict(run, digit)

@@ -1,4 +1,5 @@
 """Compare saved runs on clean and augmented test digits, look at their mistakes, and manage the runs."""
+from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
@@ -58,11 +59,11 @@ def evaluate_runs(runs: list[RunInfo], augment: str, data: MnistData) -> dict[st
 def summary(runs: dict[str, RunInfo], results: dict[str, dict[str, Scores]], augment: str) -> None:
     augmented = f"{augment_label(augment)}-augmented accuracy"
     table = pd.DataFrame([
-        {"run": name, "architecture": runs[name].metadata["architecture"],
-         "trained with": augment_label(runs[name].metadata["augment"]),
-         "epochs": runs[name].metadata["epochs_completed"], "clean accuracy": sets["clean"].accuracy,
-         augmented: sets["augmented"].accuracy, "parameters": runs[name].metadata["parameters"],
-         "training time (s)": runs[name].metadata["training_seconds"]}
+        {"run": name, "architecture": runs[name].metadata.architecture,
+         "trained with": augment_label(runs[name].metadata.augment),
+         "epochs": runs[name].metadata.epochs_completed, "clean accuracy": sets["clean"].accuracy,
+         augmented: sets["augmented"].accuracy, "parameters": runs[name].metadata.parameters,
+         "training time (s)": runs[name].metadata.training_seconds}
         for name, sets in results.items()])
     accuracy_format = st.column_config.NumberColumn(format="percent")
     st.dataframe(table, hide_index=True, width="stretch", column_config={
@@ -107,7 +108,7 @@ def mistakes_gallery(scores: Scores) -> None:
 def learning_curves(runs: list[RunInfo]) -> None:
     metric = st.segmented_control("Curve", list(CURVES), format_func=CURVES.get, default="test_accuracy",
                                   required=True, key="evaluate.curve", persist_state="session")
-    frame = pd.DataFrame([{"run": run.name, **record} for run in runs for record in run.metadata.get("history", [])])
+    frame = pd.DataFrame([{"run": run.name, **asdict(record)} for run in runs for record in run.metadata.history])
     if frame.empty:
         st.info("These runs have no recorded history.")
         return
@@ -223,7 +224,7 @@ def import_run() -> None:
 
 def manage(runs: list[RunInfo], skipped: list[RunInfo]) -> None:
     table = pd.DataFrame([{"run": run.name, "status": "ok" if run.ok else f"skipped: {run.problem}",
-                           "architecture": (run.metadata or {}).get("architecture"),
+                           "architecture": run.metadata.architecture if run.ok else None,
                            "clean accuracy": run.metric("clean"), "seed-augmented accuracy": run.metric("seed_augmented"),
                            "size": run.size, "modified": pd.Timestamp(run.modified, unit="s")}
                           for run in runs + skipped])

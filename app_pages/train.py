@@ -216,13 +216,13 @@ def show_result(job: TrainingJob) -> None:
         st.info(f"Training `{job.name}` was stopped and, as you chose, not saved.", icon=":material/delete:")
     else:
         metadata = job.run.metadata
-        stopped = f" (stopped early, after {metadata['epochs_completed']:g} epochs)" if job.stopped else ""
+        stopped = f" (stopped early, after {metadata.epochs_completed:g} epochs)" if job.stopped else ""
         st.success(f"Saved run `{job.name}`{stopped}.", icon=":material/check_circle:")
         columns = st.columns(4)
         columns[0].metric("Clean test accuracy", percent(job.run.metric("clean")))
         columns[1].metric("`seed`-augmented test accuracy", percent(job.run.metric("seed_augmented")))
-        columns[2].metric("Training time", f"{metadata['training_seconds']:.0f} s")
-        columns[3].metric("Parameters", f"{metadata['parameters']:,}")
+        columns[2].metric("Training time", f"{metadata.training_seconds:.0f} s")
+        columns[3].metric("Parameters", f"{metadata.parameters:,}")
         trace = trace_frame(job)
         if not trace.empty:
             st.altair_chart(charts.curves_chart(trace, "accuracy", "accuracy", colour_by="series"), width="stretch")

@@ -98,7 +98,7 @@ def train_command(extra_args: list[str], name: str = "bench") -> TargetRun:
         if finished.returncode != 0:
             raise RuntimeError(f"{' '.join(command)} failed:\n{finished.stderr[-2000:]}")
         metadata = RunStore(Path(checkpoints)).info(name).metadata
-    return TargetRun(seconds, metadata["epochs_completed"], metadata["metrics"]["clean"]["accuracy"])
+    return TargetRun(seconds, metadata.epochs_completed, metadata.metric("clean"))
 
 
 def startup_seconds(imports: str, repeats: int = 3) -> float:

@@ -35,10 +35,9 @@ def augment_label(spec: str) -> str:
 
 
 def describe_run(run: RunInfo) -> str:
-    metadata = run.metadata or {}
-    parts = [f"{metadata.get('architecture', '?')} net", f"{percent(run.metric('clean'))} on clean test digits",
+    parts = [f"{run.metadata.architecture} net", f"{percent(run.metric('clean'))} on clean test digits",
              f"{percent(run.metric('seed_augmented'))} on `seed`-augmented ones"]
-    if metadata.get("stopped_early"):
+    if run.metadata.stopped_early:
         parts.append("stopped early")
     return " · ".join(parts)
 

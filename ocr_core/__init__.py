@@ -4,6 +4,7 @@ from .checkpoints import CheckpointError, RunInfo, RunStore, validate_run_name
 from .data import DataUnavailableError, MnistData, data_status, load_mnist
 from .errors import ConfigError, UserError
 from .evaluation import Evaluation, evaluate, predict_probabilities
+from .metadata import RunMetadata
 from .models import ARCHITECTURES, build_model, multiply_adds, parameter_count
 from .preprocess import ImageError, load_image, prepare_digit
 from .runs import score, train_run
@@ -12,7 +13,7 @@ from .training import RECIPES, EpochRecord, Progress, TrainConfig, TrainingCallb
 __all__ = [
     "ARCHITECTURES", "PRESETS", "RECIPES", "AugmentSpec", "CheckpointError", "ConfigError", "DataUnavailableError",
     "EpochRecord",
-    "Evaluation", "ImageError", "MnistData", "Progress", "RunInfo", "RunStore", "TrainConfig", "TrainResult",
+    "Evaluation", "ImageError", "MnistData", "Progress", "RunInfo", "RunMetadata", "RunStore", "TrainConfig", "TrainResult",
     "TrainingCallback", "UserError", "augment_images", "build_model", "data_status", "evaluate", "fit", "load_image",
     "load_mnist", "multiply_adds", "parameter_count", "parse_augment", "predict_probabilities", "prepare_digit",
     "preview_grid", "score", "train_run", "validate_run_name",

@@ -19,7 +19,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .errors import UserError
+from .errors import CheckpointError
+from .metadata import RunMetadata
 from .models import build_model
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -29,10 +30,6 @@ FORMAT = "ocr-lab-run"
 FORMAT_VERSION = 1
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024
-
-
-class CheckpointError(UserError):
-    """A run that cannot be saved, found or read; the message is meant for the user."""
 
 
 def validate_run_name(name: str) -> str:
@@ -51,7 +48,7 @@ def checkpoint_dir() -> Path:
 class RunInfo:
     name: str
     path: Path
-    metadata: dict | None  # None when the file is unreadable or not one of ours
+    metadata: RunMetadata | None  # None when the file is unreadable, incomplete or not one of ours
     problem: str | None
     modified: float  # mtime, part of cache keys so a rewritten run is never served stale
     size: int
@@ -61,11 +58,11 @@ class RunInfo:
         return self.problem is None
 
     def metric(self, which: str = "clean") -> float | None:
-        return ((self.metadata or {}).get("metrics", {}).get(which) or {}).get("accuracy")
+        return None if self.metadata is None else self.metadata.metric(which)
 
 
-def read_metadata(path: Path) -> dict:
-    """The run's metadata, or CheckpointError saying why this file is not a usable run."""
+def read_metadata(path: Path) -> RunMetadata:
+    """The run's validated metadata, or CheckpointError saying why this file is not a usable run."""
     try:
         with safe_open(str(path), framework="pt") as handle:
             header = handle.metadata() or {}
@@ -77,17 +74,21 @@ def read_metadata(path: Path) -> dict:
         metadata = json.loads(header["metadata"])
     except (KeyError, json.JSONDecodeError):
         raise CheckpointError(f"{path.name} has damaged run metadata") from None
-    if int(header.get("format_version", 0)) > FORMAT_VERSION:
+    written_by = header.get("format_version", "0")
+    if not written_by.isdigit() or int(written_by) > FORMAT_VERSION:
         raise CheckpointError(f"{path.name} was written by a newer version of this lab")
-    return metadata
+    try:
+        return RunMetadata.from_dict(metadata)
+    except CheckpointError as error:
+        raise CheckpointError(f"{path.name}: {error}") from None
 
 
-def rebuild_model(path: Path, metadata: dict) -> nn.Module:
+def rebuild_model(path: Path, metadata: RunMetadata) -> nn.Module:
     """Build the architecture the metadata names and load the weights (no pickle involved)."""
     try:
-        model = build_model(metadata["architecture"])
+        model = build_model(metadata.architecture)
         model.load_state_dict(load_file(str(path)), strict=True)
-    except (KeyError, ValueError, RuntimeError, SafetensorError) as error:
+    except (ValueError, RuntimeError, SafetensorError) as error:
         raise CheckpointError(f"{path.name}: weights do not fit the architecture it names ({error})") from None
     return model.eval()
 
@@ -138,16 +139,16 @@ class RunStore:
         stat = path.stat()
         return RunInfo(name, path, read_metadata(path), None, stat.st_mtime, stat.st_size)
 
-    def load(self, name: str) -> tuple[nn.Module, dict]:
+    def load(self, name: str) -> tuple[nn.Module, RunMetadata]:
         info = self.info(name)
         return rebuild_model(info.path, info.metadata), info.metadata
 
-    def save(self, name: str, model: nn.Module, metadata: dict, overwrite: bool = False) -> RunInfo:
+    def save(self, name: str, model: nn.Module, metadata: RunMetadata, overwrite: bool = False) -> RunInfo:
         final = self.path(name)
         if final.exists() and not overwrite:
             raise CheckpointError(f"a run named {name!r} exists already; choose another name or overwrite it")
         tensors = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
-        header = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "metadata": json.dumps(metadata)}
+        header = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "metadata": json.dumps(metadata.to_dict())}
         with atomic_path(final) as temporary:
             save_file(tensors, str(temporary), metadata=header)
         return self.info(name)

@@ -16,6 +16,7 @@ from .checkpoints import RunStore
 from .data import load_mnist
 from .errors import UserError
 from .evaluation import evaluate, predict_probabilities
+from .metadata import RunMetadata
 from .models import ARCHITECTURES, build_model, multiply_adds, parameter_count
 from .preprocess import ImageError, load_image, prepare_digit
 from .runs import rescore_run, train_run
@@ -59,9 +60,9 @@ def stop_then_abort(stop: threading.Event):
     return handle
 
 
-def accuracies(metrics: dict) -> str:
-    return (f"test accuracy {metrics['clean']['accuracy']:.4f} clean, "
-            f"{metrics['seed_augmented']['accuracy']:.4f} seed-augmented")
+def accuracies(metadata: RunMetadata) -> str:
+    return (f"test accuracy {metadata.metric('clean'):.4f} clean, "
+            f"{metadata.metric('seed_augmented'):.4f} seed-augmented")
 
 
 def emit(payload, as_json: bool, text: str) -> None:
@@ -89,13 +90,13 @@ def command_train(args: argparse.Namespace) -> int:
         print("error: stopped before any batch was trained; nothing saved", file=sys.stderr)
         return 1
     state = "stopped early, saved" if result.stopped else "saved"
-    print(f"{state} {info.name} ({info.path}) in {result.seconds:.1f}s: {accuracies(info.metadata['metrics'])}")
+    print(f"{state} {info.name} ({info.path}) in {result.seconds:.1f}s: {accuracies(info.metadata)}")
     return 0
 
 
 def command_evaluate(args: argparse.Namespace) -> int:
     store = RunStore()
-    model, metadata = store.load(args.name)
+    model, _ = store.load(args.name)
     data = load_mnist()
     spec = as_spec(args.augment)
     evaluation = evaluate(model, data.test_images[: args.test_limit], data.test_labels[: args.test_limit], spec)
@@ -140,9 +141,9 @@ def command_list(args: argparse.Namespace) -> int:
     for run in runs:
         entry = {"name": run.name, "path": str(run.path), "size": run.size}
         if run.ok:
-            entry.update(architecture=run.metadata["architecture"], augment=run.metadata["augment"],
+            entry.update(architecture=run.metadata.architecture, augment=run.metadata.augment,
                          accuracy=run.metric("clean"), seed_augmented_accuracy=run.metric("seed_augmented"),
-                         epochs=run.metadata["epochs_completed"], created=run.metadata["created"])
+                         epochs=run.metadata.epochs_completed, created=run.metadata.created)
         else:
             entry["problem"] = run.problem
         payload.append(entry)
@@ -158,12 +159,12 @@ def command_list(args: argparse.Namespace) -> int:
 
 
 def command_info(args: argparse.Namespace) -> int:
-    print(json.dumps(RunStore().info(args.name).metadata, indent=2))
+    print(json.dumps(RunStore().info(args.name).metadata.to_dict(), indent=2))
     return 0
 
 
 def command_rescore(args: argparse.Namespace) -> int:
-    print(f"rescored {args.name}: {accuracies(rescore_run(args.name).metadata['metrics'])}")
+    print(f"rescored {args.name}: {accuracies(rescore_run(args.name).metadata)}")
     return 0
 
 

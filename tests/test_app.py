@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from unittest import mock
 
 import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from app_fixtures import BROKEN_RUN, PROJECT_DIR, app_env, canvas_drawing, png_bytes  # noqa: F401 (fixture)
+from app_fixtures import (  # noqa: F401 (fixtures)
+    BROKEN_RUN, INCOMPLETE_RUN, PROJECT_DIR, app_env, app_template, canvas_drawing, png_bytes)
 from lab_ui.training import TrainingJob, training_manager
 from ocr_core import TrainConfig, data_status
 
@@ -83,15 +85,12 @@ def test_draw_reads_uploads_and_explains_bad_ones(app_env, name, payload, expect
 
 def test_a_run_whose_weights_do_not_load_is_reported_not_fatal(app_env):
     model, metadata = app_env.store.load("best")  # a `fast` net, saved below under another architecture's name
-    app_env.store.save("mislabelled", model, {**metadata, "architecture": "seed"})
-    try:
-        with mock.patch("lab_ui.canvas.draw_canvas", return_value=canvas_drawing()):
-            app = open_page("app_pages/draw.py")
-        comparison = app.dataframe[0].value.set_index("run")
-        assert "do not fit the architecture" in comparison.loc["mislabelled", "problem"]
-        assert comparison.drop(index="mislabelled")["prediction"].notna().all()
-    finally:
-        app_env.store.delete("mislabelled")
+    app_env.store.save("mislabelled", model, replace(metadata, architecture="seed"))
+    with mock.patch("lab_ui.canvas.draw_canvas", return_value=canvas_drawing()):
+        app = open_page("app_pages/draw.py")
+    comparison = app.dataframe[0].value.set_index("run")
+    assert "do not fit the architecture" in comparison.loc["mislabelled", "problem"]
+    assert comparison.drop(index="mislabelled")["prediction"].notna().all()
 
 
 def test_draw_explains_when_there_are_no_runs(app_env, tmp_path, monkeypatch):
@@ -120,8 +119,8 @@ def test_train_a_tiny_run_through_the_page(app_env):
     wait_for_training(app)
     assert "Saved run `ui-run`" in texts(app.success)
     saved = app_env.store.info("ui-run")
-    assert saved.metadata["augment"] == "rotate=20,translate=0.2,crop=0.8-1.2,hflip=0.5"
-    assert 0 < saved.metadata["epochs_completed"] <= 0.5
+    assert saved.metadata.augment == "rotate=20,translate=0.2,crop=0.8-1.2,hflip=0.5"
+    assert 0 < saved.metadata.epochs_completed <= 0.5
     assert any(link.label.startswith("Compare it") for link in app.get("page_link"))
     next(button for button in app.button if button.label == "Draw with it").click().run()
     assert "Draw a digit" in texts(app.title)
@@ -170,6 +169,9 @@ def test_evaluate_shows_the_table_the_charts_and_the_skipped_file(app_env):
     assert {"clean accuracy", "seed-augmented accuracy"} <= set(summary.columns)
     assert len(app.get("vega_lite_chart")) >= 3  # grouped bars, confusion heatmap, learning curves
     assert f"{BROKEN_RUN}.safetensors" in texts(app.markdown)
+    assert f"`{INCOMPLETE_RUN}.safetensors`: {INCOMPLETE_RUN}.safetensors: incomplete run metadata" in texts(
+        app.markdown), "a run file without complete metadata is listed as skipped, with the reason"
+    assert INCOMPLETE_RUN not in set(summary["run"])
     next(button for button in app.button if "Tutorial experiment" in button.label).click().run()
     assert list(app.dataframe[0].value["run"]) == ["seed", "seed-aug"]
 
@@ -200,3 +202,16 @@ def test_pages_explain_how_to_get_missing_data(app_env, tmp_path, monkeypatch, p
     app = open_page(page)
     assert "needs the MNIST dataset" in texts(app.warning)
     assert any(button.label == "Download MNIST now" for button in app.button)
+
+
+def test_uploading_a_run_with_incomplete_metadata_is_refused_with_the_reason(app_env):
+    payload = (app_env.store.root / f"{INCOMPLETE_RUN}.safetensors").read_bytes()
+    app = open_page("app_pages/evaluate.py")
+    app.session_state["evaluate.tab"] = "Manage runs"
+    app.run()
+    app.file_uploader(key="evaluate.upload").set_value(("older.safetensors", payload, "application/octet-stream"))
+    app.run()
+    next(button for button in app.button if button.label == "Add run").click().run()
+    assert not app.exception
+    assert "incomplete run metadata: 'parameters' is missing" in texts(app.error)
+    assert not app_env.store.exists("older")

@@ -1,16 +1,18 @@
 import json
 import os
+from dataclasses import replace
 
 import pytest
 import torch
 from safetensors.torch import save_file
 
+from conftest import sample_metadata
 from ocr_core import checkpoints
 from ocr_core.checkpoints import CheckpointError, RunStore, validate_run_name
 from ocr_core.evaluation import predict_probabilities
 from ocr_core.models import build_model
 
-METADATA = {"architecture": "fast", "metrics": {"clean": {"accuracy": 0.5}}}
+METADATA = sample_metadata()
 
 
 def saved(store, name="one"):
@@ -43,8 +45,8 @@ def test_saving_over_an_existing_run_needs_overwrite(store):
     model, _ = saved(store)
     with pytest.raises(CheckpointError, match="exists already"):
         store.save("one", model, METADATA)
-    store.save("one", model, {**METADATA, "note": "v2"}, overwrite=True)
-    assert store.info("one").metadata["note"] == "v2"
+    store.save("one", model, replace(METADATA, device="v2"), overwrite=True)
+    assert store.info("one").metadata.device == "v2"
 
 
 def test_a_failed_save_leaves_neither_a_file_nor_a_temp(store, monkeypatch):
@@ -57,7 +59,7 @@ def test_a_failed_save_leaves_neither_a_file_nor_a_temp(store, monkeypatch):
     with pytest.raises(OSError):
         store.save("two", model, METADATA)
     with pytest.raises(OSError):
-        store.save("one", model, {"architecture": "fast", "note": "lost"}, overwrite=True)
+        store.save("one", model, replace(METADATA, device="lost"), overwrite=True)
     assert sorted(p.name for p in store.root.iterdir()) == ["one.safetensors"]
     assert store.info("one").metadata == METADATA, "the old run survives a failed overwrite"
 
@@ -81,7 +83,7 @@ def test_listing_reports_corrupt_and_foreign_files_and_keeps_going(store):
 
 def test_weights_that_do_not_fit_the_named_architecture_are_reported(store):
     model, _ = saved(store)
-    store.save("liar", model, {**METADATA, "architecture": "seed"})
+    store.save("liar", model, replace(METADATA, architecture="seed"))
     with pytest.raises(CheckpointError, match="do not fit"):
         store.load("liar")
 
@@ -121,7 +123,7 @@ def test_metadata_is_plain_json_in_the_safetensors_header(store):
     raw = store.path("one").read_bytes()
     header_length = int.from_bytes(raw[:8], "little")
     header = json.loads(raw[8 : 8 + header_length])
-    assert json.loads(header["__metadata__"]["metadata"]) == METADATA
+    assert json.loads(header["__metadata__"]["metadata"]) == METADATA.to_dict()
 
 
 def test_default_dir_follows_the_environment(tmp_path, monkeypatch):

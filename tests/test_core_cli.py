@@ -29,7 +29,7 @@ def test_train_saves_a_run_and_reports_it(tiny_data_dir, store, capsys):
     captured = capsys.readouterr()
     assert "saved cli-run" in captured.out and "epoch 0.5" in captured.err
     metadata = store.info("cli-run").metadata
-    assert metadata["architecture"] == "seed" and metadata["config"]["augment"] == "seed"
+    assert metadata.architecture == "seed" and metadata.config.augment == "seed"
 
 
 def test_list_evaluate_and_info_as_json(trained, capsys):
@@ -114,7 +114,7 @@ def test_module_entry_point_runs():
 def test_rescore_updates_a_run_and_names_a_missing_one(trained, capsys):
     assert main(["rescore", "tiny"]) == 0
     assert "rescored tiny: test accuracy" in capsys.readouterr().out
-    assert trained.info("tiny").metadata["rescored"]
+    assert trained.info("tiny").metadata.rescored
     assert main(["rescore", "nope"]) == 2
     assert "no run named 'nope'" in capsys.readouterr().err
 
