@@ -5,7 +5,6 @@ therefore runs in a thread owned by a process-wide manager (Community Cloud serv
 one process, so this is also what makes visitors take turns)."""
 from __future__ import annotations
 
-import math
 import threading
 import time
 import uuid
@@ -13,7 +12,9 @@ from dataclasses import asdict, dataclass, field
 
 import streamlit as st
 
-from ocr_core import MnistData, Progress, RunInfo, RunStore, TrainConfig, TrainingCallback, train_run
+from ocr_core import Cadence, MnistData, Progress, RunInfo, RunStore, TrainConfig, TrainingCallback, train_run
+
+PROGRESS_SECONDS = 1.0  # the page redraws once a second: fresher numbers than that would never be seen
 
 
 @dataclass(frozen=True)
@@ -67,15 +68,17 @@ class TrainingJob:
 class ProgressRecorder(TrainingCallback):
     """Copies what the trainer reports into the job; runs in the training thread."""
 
-    def __init__(self, job: TrainingJob):
+    def __init__(self, job: TrainingJob, cadence: Cadence | None = None):
         self.job = job
+        self.cadence = cadence or Cadence(PROGRESS_SECONDS)
 
     def on_batch(self, progress: Progress) -> None:
-        steps_per_epoch = math.ceil(self.job.train_images / progress.config.batch_size)
+        if not self.cadence.due(progress):
+            return
         self.job.snapshot = Snapshot(progress.epoch, progress.total_epochs, progress.step, progress.total_steps,
                                      progress.loss, progress.accuracy, progress.images_per_second,
                                      progress.eta_seconds)
-        self.job.trace.append({"epoch": progress.step / steps_per_epoch, "series": "training (running)",
+        self.job.trace.append({"epoch": progress.step / progress.steps_per_epoch, "series": "training (running)",
                                "loss": progress.loss, "accuracy": progress.accuracy})
 
     def on_epoch(self, progress: Progress) -> None:

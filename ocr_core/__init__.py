@@ -8,10 +8,10 @@ from .metadata import RunMetadata
 from .models import ARCHITECTURES, build_model, multiply_adds, parameter_count
 from .preprocess import ImageError, load_image, prepare_digit
 from .runs import score, train_run
-from .training import RECIPES, EpochRecord, Progress, TrainConfig, TrainingCallback, TrainResult, fit
+from .training import RECIPES, Cadence, EpochRecord, Progress, TrainConfig, TrainingCallback, TrainResult, fit
 
 __all__ = [
-    "ARCHITECTURES", "PRESETS", "RECIPES", "AugmentSpec", "CheckpointError", "ConfigError", "DataUnavailableError",
+    "ARCHITECTURES", "PRESETS", "RECIPES", "AugmentSpec", "Cadence", "CheckpointError", "ConfigError", "DataUnavailableError",
     "EpochRecord",
     "Evaluation", "ImageError", "MnistData", "Progress", "RunInfo", "RunMetadata", "RunStore", "TrainConfig", "TrainResult",
     "TrainingCallback", "UserError", "augment_images", "build_model", "data_status", "evaluate", "fit", "load_image",

@@ -6,9 +6,7 @@ import json
 import signal
 import sys
 import threading
-from pathlib import Path
 
-import numpy as np
 from tqdm import tqdm
 
 from .augment import PRESETS, as_spec, preview_grid
@@ -20,7 +18,8 @@ from .metadata import RunMetadata
 from .models import ARCHITECTURES, build_model, multiply_adds, parameter_count
 from .preprocess import ImageError, load_image, prepare_digit
 from .runs import rescore_run, train_run
-from .training import OPTIMIZERS, PRECISIONS, RECIPES, SCHEDULES, Progress, TrainingCallback, with_overrides
+from .training import (OPTIMIZERS, PRECISIONS, RECIPES, SCHEDULES, Cadence, Progress, TrainingCallback,
+                       with_overrides)
 
 
 class ProgressBar(TrainingCallback):
@@ -28,8 +27,11 @@ class ProgressBar(TrainingCallback):
 
     def __init__(self) -> None:
         self.bar: tqdm | None = None
+        self.cadence = Cadence(seconds=0.5)
 
     def on_batch(self, progress: Progress) -> None:
+        if not self.cadence.due(progress):
+            return
         if self.bar is None:
             self.bar = tqdm(total=progress.total_steps, unit="step", file=sys.stderr, dynamic_ncols=True)
         self.bar.update(progress.step - self.bar.n)

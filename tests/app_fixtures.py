@@ -21,7 +21,7 @@ from ocr_core import MnistData, RunStore, TrainConfig, build_model, train_run
 from ocr_core.checkpoints import FORMAT
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
-TINY_RUN = TrainConfig(epochs=1, batch_size=64, report_every=2)
+TINY_RUN = TrainConfig(epochs=1, batch_size=64)
 TINY_RUNS = {"best": "none", "seed": "none", "seed-aug": "seed"}  # name -> training augmentation
 BROKEN_RUN = "broken"
 INCOMPLETE_RUN = "old"  # a run file in the lab's format whose metadata holds only the architecture
