@@ -5,6 +5,7 @@ atomic file operation, and listing runs reads only headers.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -37,6 +38,10 @@ def validate_run_name(name: str) -> str:
             f"invalid run name {name!r}: use 1-64 letters, digits, '.', '_' or '-', starting with a letter "
             "or digit (no '/', no '..')")
     return name
+
+
+def name_taken(name: str) -> CheckpointError:
+    return CheckpointError(f"a run named {name!r} exists already; choose another name or overwrite it")
 
 
 def checkpoint_dir() -> Path:
@@ -92,16 +97,61 @@ def rebuild_model(path: Path, metadata: RunMetadata) -> nn.Module:
     return model.eval()
 
 
+# errno values of file systems that have no hard links (FAT, some network and FUSE mounts)
+NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK, errno.ENOSYS, errno.EXDEV}
+
+
+def sync_directory(directory: Path) -> None:
+    """Make a rename or link in `directory` survive a power cut (where the platform can sync directories)."""
+    try:
+        handle = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(handle)
+    except OSError:
+        pass  # some file systems refuse to sync a directory; the data itself is synced already
+    finally:
+        os.close(handle)
+
+
+def publish_new(source: Path, target: Path) -> bool:
+    """Give `source` the name `target` only if no file has that name, atomically even when two processes
+    try at once; CheckpointError if the name is taken. True if `source` still exists (it was linked),
+    False if it was moved (on file systems without hard links, after claiming `target` with O_EXCL)."""
+    try:
+        os.link(source, target)
+        return True
+    except FileExistsError:
+        raise name_taken(target.stem) from None
+    except OSError as error:
+        if error.errno not in NO_HARD_LINKS:
+            raise
+    try:  # no hard links here: claim the name with an empty placeholder, then move the file over it
+        os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+    except FileExistsError:
+        raise name_taken(target.stem) from None
+    os.replace(source, target)
+    return False
+
+
 @contextmanager
-def atomic_path(final: Path) -> Iterator[Path]:
-    """A temporary path beside `final` that replaces it only if the block completes."""
+def atomic_path(final: Path, overwrite: bool) -> Iterator[Path]:
+    """A temporary path beside `final`: what the block writes there is synced to disk and then published
+    as `final` in one step, replacing an existing file only if `overwrite`, else raising CheckpointError."""
     final.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
     os.close(handle)
     try:
         yield Path(temporary)
         os.chmod(temporary, 0o644)  # mkstemp's 0600 would hide runs from other users of a shared server
-        os.replace(temporary, final)
+        with open(temporary, "rb+") as written:
+            os.fsync(written.fileno())  # the data is on disk before any name points at it
+        if overwrite:
+            os.replace(temporary, final)
+        else:
+            publish_new(Path(temporary), final)
+        sync_directory(final.parent)
     finally:
         Path(temporary).unlink(missing_ok=True)
 
@@ -145,10 +195,10 @@ class RunStore:
     def save(self, name: str, model: nn.Module, metadata: RunMetadata, overwrite: bool = False) -> RunInfo:
         final = self.path(name)
         if final.exists() and not overwrite:
-            raise CheckpointError(f"a run named {name!r} exists already; choose another name or overwrite it")
+            raise name_taken(name)
         tensors = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
         header = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "metadata": json.dumps(metadata.to_dict())}
-        with atomic_path(final) as temporary:
+        with atomic_path(final, overwrite) as temporary:
             save_file(tensors, str(temporary), metadata=header)
         return self.info(name)
 
@@ -156,11 +206,9 @@ class RunStore:
         source, target = self.path(old), self.path(new)
         if not source.is_file():
             raise CheckpointError(f"no run named {old!r}")
-        try:
-            os.link(source, target)  # fails instead of replacing when `new` exists
-        except FileExistsError:
-            raise CheckpointError(f"a run named {new!r} exists already") from None
-        source.unlink()
+        if publish_new(source, target):
+            source.unlink()
+        sync_directory(self.root)
         return self.info(new)
 
     def delete(self, name: str) -> None:
@@ -175,8 +223,8 @@ class RunStore:
             raise CheckpointError(f"file too large ({len(payload) / 1e6:.0f} MB; at most {MAX_UPLOAD_BYTES / 1e6:.0f} MB)")
         final = self.path(name)
         if final.exists() and not overwrite:
-            raise CheckpointError(f"a run named {name!r} exists already")
-        with atomic_path(final) as temporary:
+            raise name_taken(name)
+        with atomic_path(final, overwrite) as temporary:
             temporary.write_bytes(payload)
             rebuild_model(temporary, read_metadata(temporary))
         return self.info(name)

@@ -11,7 +11,7 @@ import safetensors
 import torch
 
 from .augment import PRESETS, as_spec
-from .checkpoints import CheckpointError, RunInfo, RunStore, validate_run_name
+from .checkpoints import CheckpointError, RunInfo, RunStore, name_taken, validate_run_name
 from .data import MnistData, load_mnist
 from .evaluation import Evaluation, evaluate
 from .metadata import DataInfo, RunMetadata, TestScore
@@ -75,7 +75,7 @@ def train_run(name: str, config: TrainConfig, store: RunStore | None = None, dat
     store = store or RunStore()
     validate_run_name(name)
     if store.exists(name) and not overwrite:
-        raise CheckpointError(f"a run named {name!r} exists already; choose another name or overwrite it")
+        raise name_taken(name)
     data = data or load_mnist()
     result = fit(config, data, callbacks, stop)
     if not result.history or (result.stopped and not keep_if_stopped):
