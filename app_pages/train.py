@@ -168,17 +168,18 @@ def live_progress(job: TrainingJob, mine: bool) -> None:
 
 
 def show_result(job: TrainingJob) -> None:
-    if job.state == "failed":
-        st.error(f"Training `{job.name}` failed: {job.error}", icon=":material/error:")
-    elif job.state == "discarded":
+    outcome = job.outcome
+    if outcome.state == "failed":
+        st.error(f"Training `{job.name}` failed: {outcome.error}", icon=":material/error:")
+    elif outcome.state == "discarded":
         st.info(f"Training `{job.name}` was stopped and, as you chose, not saved.", icon=":material/delete:")
     else:
-        metadata = job.run.metadata
-        stopped = f" (stopped early, after {metadata.epochs_completed:g} epochs)" if job.stopped else ""
+        metadata = outcome.run.metadata
+        stopped = f" (stopped early, after {metadata.epochs_completed:g} epochs)" if outcome.stopped else ""
         st.success(f"Saved run `{job.name}`{stopped}.", icon=":material/check_circle:")
         columns = st.columns(4)
-        columns[0].metric("Clean test accuracy", percent(job.run.metric("clean")))
-        columns[1].metric("`seed`-augmented test accuracy", percent(job.run.metric("seed_augmented")))
+        columns[0].metric("Clean test accuracy", percent(outcome.run.metric("clean")))
+        columns[1].metric("`seed`-augmented test accuracy", percent(outcome.run.metric("seed_augmented")))
         columns[2].metric("Training time", f"{metadata.training_seconds:.0f} s")
         columns[3].metric("Parameters", f"{metadata.parameters:,}")
         trace = train_form.trace_frame(job.trace)

@@ -1,17 +1,23 @@
 """The Streamlit app through AppTest, on tiny synthetic data and runs (see app_fixtures)."""
 from __future__ import annotations
 
+import importlib.util
+import logging
+import sys
+import threading
 import time
 from dataclasses import replace
 from unittest import mock
 
 import numpy as np
 import pytest
+import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from app_fixtures import (  # noqa: F401 (fixtures)
     BROKEN_RUN, INCOMPLETE_RUN, PROJECT_DIR, app_env, app_template, canvas_drawing, png_bytes)
-from lab_ui.training import TrainingJob, training_manager
+import lab_ui.training as training_module
+from lab_ui.training import TrainingBusyError, TrainingJob, training_manager
 from ocr_core import TrainConfig, data_status
 
 PAGES = ["app_pages/draw.py", "app_pages/train.py", "app_pages/evaluate.py"]
@@ -136,7 +142,7 @@ def test_stopping_a_run_can_discard_it(app_env):
     next(button for button in app.button if button.label == "Start training").click().run()
     app.button(key="train.stop").click().run()
     wait_for_training(app)
-    assert training_manager().job.state == "discarded"
+    assert training_manager().job.outcome.state == "discarded"
     assert "not saved" in texts(app.info)
     assert not app_env.store.exists("stopped-run")
 
@@ -149,18 +155,82 @@ def test_train_rejects_a_bad_run_name(app_env):
     assert not training_manager().job or training_manager().job.name != "../x"
 
 
+def start_long_job(app_env, owner: str = "someone else", label: str = "Ada") -> TrainingJob:
+    """A job that trains until stopped, started as another visitor would (stop it with `finish`)."""
+    job = TrainingJob("their-run", TrainConfig(epochs=100, batch_size=16), owner=owner, owner_label=label,
+                      train_images=512, keep_if_stopped=False)
+    training_manager().start(job, app_env.store, app_env.data)
+    return job
+
+
+def finish(job: TrainingJob, seconds: float = 60) -> None:
+    job.stop.set()
+    deadline = time.monotonic() + seconds
+    while job.running:
+        assert time.monotonic() < deadline, "the job did not stop"
+        time.sleep(0.1)
+
+
 def test_a_second_visitor_sees_who_is_training(app_env):
-    manager = training_manager()
-    other = TrainingJob("their-run", TrainConfig(), owner="someone else", owner_label="Ada", train_images=512,
-                        keep_if_stopped=True)
-    previous, manager.job = manager.job, other
+    job = start_long_job(app_env)
     try:
         app = open_page("app_pages/train.py")
         assert "Ada is training `their-run`" in texts(app.info)
         start = next(button for button in app.button if button.label == "Start training")
         assert start.disabled
     finally:
-        manager.job = previous
+        finish(job)
+
+
+def fresh_training_module(monkeypatch):
+    """lab_ui.training as a code reload makes it: a new module object with its own manager and lock."""
+    spec = importlib.util.spec_from_file_location("lab_ui.training_reloaded", PROJECT_DIR / "lab_ui" / "training.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_one_training_per_server_survives_two_sessions_a_cleared_cache_and_a_reload(app_env, monkeypatch):
+    first = open_page("app_pages/train.py")
+    first.text_input(key="train.name").set_value("long-run")
+    first.number_input(key="train.epochs").set_value(100.0)
+    first.select_slider(key="train.batch_size").set_value(16)
+    next(button for button in first.button if button.label == "Start training").click().run()
+    job = training_manager().job
+    try:
+        assert job.name == "long-run" and job.running
+        second = open_page("app_pages/train.py")  # another visitor, in a session of their own
+        assert "is training `long-run`" in texts(second.info)
+        second.text_input(key="train.name").set_value("mine-too")
+        st.cache_resource.clear()  # the app menu's "Clear cache"
+        second.run()
+        assert next(button for button in second.button if button.label == "Start training").disabled
+        another = TrainingJob("mine-too", TrainConfig(), owner="second", owner_label="Bo", train_images=512,
+                              keep_if_stopped=False)
+        with pytest.raises(TrainingBusyError, match="long-run"):
+            training_manager().start(another, app_env.store, app_env.data)
+        reloaded = fresh_training_module(monkeypatch)
+        with pytest.raises(reloaded.TrainingBusyError, match="long-run"):
+            reloaded.training_manager().start(another, app_env.store, app_env.data)
+        assert sum(thread.name.startswith("train-") for thread in threading.enumerate()) == 1
+    finally:
+        finish(job)
+    assert not app_env.store.exists("mine-too")
+
+
+def test_a_failed_job_tells_the_page_and_logs_its_traceback(app_env, monkeypatch, caplog):
+    def broken_training(*args, **kwargs):
+        raise RuntimeError("boom in the training loop")
+
+    monkeypatch.setattr(training_module, "train_run", broken_training)
+    job = TrainingJob("doomed", TrainConfig(), owner="me", owner_label="me", train_images=512, keep_if_stopped=True)
+    with caplog.at_level(logging.ERROR, logger="lab_ui.training"):
+        training_manager().start(job, app_env.store, app_env.data)
+        finish(job)
+    assert job.outcome == training_module.Outcome("failed", error="boom in the training loop")
+    logged = [record for record in caplog.records if "doomed" in record.getMessage()]
+    assert logged and logged[0].exc_info[0] is RuntimeError, "the traceback is in the server log"
 
 
 def test_evaluate_shows_the_table_the_charts_and_the_skipped_file(app_env):
