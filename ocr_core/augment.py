@@ -47,8 +47,8 @@ class AugmentSpec:
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
-            raise ConfigError(f"augmentation strength out of range: {', '.join(f'{n}={getattr(self, n)}' for n in bad)} "
-                             f"(ranges: {SPEC_RANGES})")
+            raise ConfigError(f"augmentation strength out of range: "
+                              f"{', '.join(f'{n}={getattr(self, n)}' for n in bad)} (ranges: {SPEC_RANGES})")
 
     @property
     def is_identity(self) -> bool:
