@@ -57,7 +57,8 @@ def show_result(image: np.ndarray, reading: Reading) -> None:
     st.image(annotated(image, reading), caption="Each digit's box on the input (orange: unsure)", width="stretch")
     st.markdown("**What the model sees**, digit by digit (28×28, MNIST's recipe: crop, fit into 20×20, centre "
                 "by centre of mass)")
-    for column, digit in zip(st.columns(max(len(reading.digits), 6)), reading.digits):
+    columns = st.columns(max(len(reading.digits), 6))[: len(reading.digits)]
+    for column, digit in zip(columns, reading.digits, strict=True):
         column.image(enlarged(digit.model_input, 84), caption=f"{digit.digit} · {digit.confidence:.0%}"
                      + (" · cut" if digit.split else ""))
 

@@ -85,7 +85,9 @@ def lighting(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
     light *= 1 - rng.uniform(0, 0.5) * centre
     if rng.random() < 0.5:  # a hand's or a phone's shadow over part of the sheet
         normal = rng.uniform(0, 2 * np.pi)
-        edge = np.cos(normal) * (columns - width * rng.uniform(0.2, 0.8)) + np.sin(normal) * (rows - height * rng.uniform(0.2, 0.8))
+        across = columns - width * rng.uniform(0.2, 0.8)
+        down = rows - height * rng.uniform(0.2, 0.8)
+        edge = np.cos(normal) * across + np.sin(normal) * down
         softness = rng.uniform(0.02, 0.2) * max(height, width)
         light *= 1 - rng.uniform(0.2, 0.5) / (1 + np.exp(-edge / softness))
     return light.astype(np.float32)[..., None]

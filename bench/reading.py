@@ -53,7 +53,7 @@ def digit_photo_accuracy(model, photos: list[Photo]) -> tuple[float, dict[str, f
     inputs = torch.stack([digit if digit is not None else torch.zeros(28, 28) for digit in prepared])
     predictions = predict_probabilities(model, inputs).argmax(1)
     right = np.array([digit is not None and str(p) == photo.text
-                      for digit, p, photo in zip(prepared, predictions, photos)])
+                      for digit, p, photo in zip(prepared, predictions, photos, strict=True)])
     kinds = {photo.paper for photo in photos}
     per_kind = {kind: float(right[[photo.paper == kind for photo in photos]].mean()) for kind in sorted(kinds)}
     return float(right.mean()), per_kind, milliseconds

@@ -123,10 +123,8 @@ def normalise_illumination(grey: np.ndarray) -> tuple[np.ndarray, bool]:
         residual = grey - paper
         darker, lighter = np.percentile(sample(residual), [0.5, 99.5])
         dark_on_light = bool(-darker > lighter)
-    if dark_on_light:
-        ink = 1 - grey / np.maximum(paper, 0.05)
-    else:
-        ink = grey - paper  # not scaled up: over light paper that would turn noise into ink
+    # (light ink is not scaled up by the paper's darkness: over light paper that would turn noise into ink)
+    ink = 1 - grey / np.maximum(paper, 0.05) if dark_on_light else grey - paper
     return np.clip(ink, 0, 1).astype(np.float32), dark_on_light
 
 

@@ -12,5 +12,9 @@ class ConfigError(UserError):
     """Training settings or an augmentation spec that cannot be used."""
 
 
+class CheckpointError(UserError):
+    """A run that cannot be saved, found or read."""
+
+
 class ImageError(UserError):
     """An input that cannot be read as a digit image; the message is meant for the user."""

@@ -180,7 +180,7 @@ def joined(group: list[Component]) -> Component:
 def writing_height(parts: list[Component]) -> float:
     """The digits' height: the median height of the substantial components."""
     areas = np.array([np.count_nonzero(c.mask) for c in parts])
-    return float(np.median([c.height for c, area in zip(parts, areas) if area >= 0.2 * areas.max()]))
+    return float(np.median([c.height for c, area in zip(parts, areas, strict=True) if area >= 0.2 * areas.max()]))
 
 
 def overlap(a: Component, b: Component) -> float:

@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from streamlit.testing.v1 import AppTest
 
-from app_fixtures import PROJECT_DIR, app_env, png_bytes  # noqa: F401 (fixture)
+from app_fixtures import PROJECT_DIR, png_bytes
 
 TIMEOUT = 60
 

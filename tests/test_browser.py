@@ -7,8 +7,8 @@ import os
 import pytest
 
 from app_fixtures import make_app_environment
-from browser_session import (CHROMIUM, PROJECT_DIR, SEVEN, TWENTY_TWENTY_SIX, browser_page, draw, metric_value, prediction,
-                             streamlit_server, wait_until_idle)
+from browser_session import (CHROMIUM, PROJECT_DIR, SEVEN, TWENTY_TWENTY_SIX, browser_page, draw, metric_value,
+                             prediction, streamlit_server, wait_until_idle)
 
 SHIPPED_BEST = PROJECT_DIR / "checkpoints" / "best.safetensors"
 

@@ -134,7 +134,7 @@ def test_deskew_measures_the_rotation_of_a_line():
 
 
 def draw_number(pen, xs, kinds, width=12):
-    for x, kind in zip(xs, kinds):
+    for x, kind in zip(xs, kinds, strict=True):
         if kind == "1":
             one(pen, x + 40, width=width)
         elif kind == "7":
@@ -159,7 +159,7 @@ def test_reads_separate_digits_in_order_with_boxes():
 @pytest.mark.parametrize("first, second, text", [
     (lambda pen: seven(pen, 60), lambda pen: ellipse(pen, [150, 50, 235, 190]), "70"),  # the 7's stem touches the 0
     pytest.param(lambda pen: ellipse(pen, [80, 50, 165, 190]), lambda pen: ellipse(pen, [160, 50, 245, 190]), "00",
-                 marks=pytest.mark.xfail(strict=True, reason="known limit: two overlapping 0s read as 10 (docs/reading.md)")),
+                 marks=pytest.mark.xfail(strict=True, reason="known limit: overlapping 0s read as 10 (reading.md)")),
 ])
 def test_a_touching_pair_is_cut_into_two_digits(first, second, text):
     image, pen = sheet(500, 240)
