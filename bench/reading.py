@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         images, labels = data.train_images.numpy()[-HOLDOUT:], data.train_labels.numpy()[-HOLDOUT:]
     seed = args.seed if args.seed is not None else (1 if args.digits == "test" else 0)
-    photo_count, canvas_count, number_count, timing_count = (60, 200, 20, 5) if args.quick else (1000, 2000, 300, 30)
+    photo_count, canvas_count, number_count, timing_count = (60, 200, 20, 5) if args.quick else (400, 500, 120, 10)
     model = folded_for_inference(RunStore().load(args.run)[0])
     rows = []
 
