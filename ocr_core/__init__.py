@@ -4,14 +4,14 @@ from .checkpoints import CheckpointError, RunInfo, RunStore, validate_run_name
 from .data import DataUnavailableError, MnistData, data_status, load_mnist
 from .evaluation import Evaluation, evaluate, predict_probabilities
 from .models import ARCHITECTURES, build_model, multiply_adds, parameter_count
-from .preprocess import ImageError, load_image, prepare_digit
+from .preprocess import ImageError, digit_from_image, load_image, prepare_digit
 from .runs import score, train_run
 from .training import RECIPES, EpochRecord, Progress, TrainConfig, TrainingCallback, TrainResult, fit
 
 __all__ = [
     "ARCHITECTURES", "PRESETS", "RECIPES", "AugmentSpec", "CheckpointError", "DataUnavailableError", "EpochRecord",
     "Evaluation", "ImageError", "MnistData", "Progress", "RunInfo", "RunStore", "TrainConfig", "TrainResult",
-    "TrainingCallback", "augment_images", "build_model", "data_status", "evaluate", "fit", "load_image",
+    "TrainingCallback", "augment_images", "build_model", "data_status", "digit_from_image", "evaluate", "fit", "load_image",
     "load_mnist", "multiply_adds", "parameter_count", "parse_augment", "predict_probabilities", "prepare_digit",
     "preview_grid", "score", "train_run", "validate_run_name",
 ]

@@ -16,7 +16,7 @@ from .checkpoints import CheckpointError, RunStore
 from .data import DataUnavailableError, load_mnist
 from .evaluation import evaluate, predict_probabilities
 from .models import ARCHITECTURES, build_model, multiply_adds, parameter_count
-from .preprocess import ImageError, load_image, prepare_digit
+from .preprocess import ImageError, digit_from_image, load_image
 from .runs import rescore_run, train_run
 from .training import OPTIMIZERS, PRECISIONS, RECIPES, SCHEDULES, Progress, TrainingCallback, with_overrides
 
@@ -107,9 +107,7 @@ def command_predict(args: argparse.Namespace) -> int:
     results, failures = [], 0
     for path in args.images:
         try:
-            digit = prepare_digit(load_image(path))
-            if digit is None:
-                raise ImageError("no ink found (blank image)")
+            digit = digit_from_image(load_image(path))
         except ImageError as error:
             failures += 1
             results.append({"image": path, "error": str(error)})
