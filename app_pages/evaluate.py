@@ -4,7 +4,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from lab_ui import charts, loaders
+from lab_ui import charts, loaders, run_policy
 from lab_ui.loaders import Scores
 from lab_ui.widgets import ACTIVE_RUN, augment_label, enlarged, flash, percent, require_dataset, show_flash, show_skipped
 from ocr_core import PRESETS, CheckpointError, MnistData, RunInfo, parse_augment
@@ -13,6 +13,7 @@ TUTORIAL_RUNS = ["seed", "seed-aug"]
 AUGMENTED_CHOICES = [name for name in PRESETS if name != "none"]
 CUSTOM = "custom…"
 DELETING = "evaluate.deleting"  # session key: the run the delete dialog asks about
+RENAME_PROBLEM = "evaluate.rename_problem"  # session key: why the last rename was refused
 GALLERY_SIZE = 48
 DEFAULT_SELECTION = 4  # runs picked on the first visit when there are this many or fewer
 CURVES = {"test_accuracy": "test accuracy", "test_loss": "test loss", "train_accuracy": "training accuracy",
@@ -34,10 +35,14 @@ def augmented_test_spec() -> str | None:
     text = st.text_input("Augmentation spec", key="evaluate.custom_augment", persist_state="session",
                          placeholder="rotate=30,noise=0.2")
     try:
-        return parse_augment(text).to_string()
+        spec = parse_augment(text)
     except ValueError as error:
         st.error(str(error), icon=":material/error:")
         return None
+    if spec.is_identity:  # an empty spec means `none`: a second clean column would only confuse
+        st.info("Type the augmentation to test with, for example `rotate=30,noise=0.2`.", icon=":material/edit:")
+        return None
+    return spec.to_string()
 
 
 def evaluate_runs(runs: list[RunInfo], augment: str, data: MnistData) -> dict[str, dict[str, Scores]]:
@@ -179,6 +184,7 @@ def confirm_delete(name: str) -> None:
     delete_column, cancel_column = st.columns(2)
     if delete_column.button("Delete", type="primary", icon=":material/delete:", key="evaluate.delete_confirmed"):
         try:
+            refuse_if_protected(name)
             loaders.run_store().delete(name)
         except CheckpointError as error:
             st.error(str(error), icon=":material/error:")
@@ -191,19 +197,36 @@ def confirm_delete(name: str) -> None:
         st.rerun()
 
 
+def refuse_if_protected(*names: str) -> None:
+    """Checked again at the moment of the change: the choices on screen may be older than the policy."""
+    for name in names:
+        if (reason := run_policy.refusal(name)) is not None:
+            raise CheckpointError(reason)
+
+
+def rename_selected() -> None:
+    """Rename's on_click: it runs before the page, so it may reset the form's widgets to the renamed run."""
+    state = st.session_state
+    old, new = state["evaluate.rename_from"], state["evaluate.rename_to"].strip()
+    try:
+        refuse_if_protected(old, new)
+        loaders.run_store().rename(old, new)
+    except CheckpointError as error:
+        state[RENAME_PROBLEM] = str(error)
+        return
+    state["evaluate.rename_from"], state["evaluate.rename_to"] = new, ""
+    if state.get(ACTIVE_RUN) == old:
+        state[ACTIVE_RUN] = new
+    state["evaluate.runs"] = [new if name == old else name for name in state.get("evaluate.runs", [])]
+    flash(f"Renamed `{old}` to `{new}`.")
+
+
 def rename_run(names: list[str]) -> None:
     old = st.selectbox("Run", names, key="evaluate.rename_from")
     new = st.text_input("New name", key="evaluate.rename_to", max_chars=64).strip()
-    if st.button("Rename", icon=":material/edit:", disabled=not (old and new)):
-        try:
-            loaders.run_store().rename(old, new)
-        except CheckpointError as error:
-            st.error(str(error), icon=":material/error:")
-            return
-        if st.session_state.get(ACTIVE_RUN) == old:
-            st.session_state[ACTIVE_RUN] = new
-        flash(f"Renamed `{old}` to `{new}`.")
-        st.rerun()
+    st.button("Rename", icon=":material/edit:", disabled=not (old and new), on_click=rename_selected)
+    if (problem := st.session_state.pop(RENAME_PROBLEM, None)) is not None:
+        st.error(problem, icon=":material/error:")
 
 
 def import_run() -> None:
@@ -213,12 +236,22 @@ def import_run() -> None:
     if st.button("Add run", icon=":material/upload:", disabled=upload is None):
         name = name or Path(upload.name).stem
         try:
-            loaders.run_store().import_bytes(name, upload.getvalue())
+            refuse_if_protected(name)
+            loaders.run_store().import_bytes(name, upload.getvalue(), file_name=upload.name)
         except CheckpointError as error:
             st.error(str(error), icon=":material/error:")
             return
         flash(f"Added run `{name}`.")
         st.rerun()
+
+
+def download_run(names: list[str]) -> None:
+    wanted = st.selectbox("Run", names, key="evaluate.download")
+    if wanted is not None:
+        path = loaders.run_store().path(wanted)
+        st.download_button("Download checkpoint", data=path.read_bytes, file_name=path.name,
+                           mime="application/octet-stream", icon=":material/download:", on_click="ignore")
+        st.caption("One `.safetensors` file: weights plus metadata, no pickle.")
 
 
 def manage(runs: list[RunInfo], skipped: list[RunInfo]) -> None:
@@ -232,26 +265,29 @@ def manage(runs: list[RunInfo], skipped: list[RunInfo]) -> None:
         "seed-augmented accuracy": st.column_config.NumberColumn(format="percent"),
         "size": st.column_config.NumberColumn(format="bytes"),
         "modified": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")})
+    st.caption(run_policy.describe_policy())
     names = [run.name for run in runs]
+    if run_policy.management_level() == "off":
+        with st.container(border=True):
+            st.markdown("**Download**")
+            download_run(names)
+        return
+    changeable = [name for name in names if run_policy.refusal(name) is None]
     rename_box, delete_box, download_box, upload_box = st.columns(4)
     with rename_box.container(border=True):
         st.markdown("**Rename**")
-        rename_run(names)
+        rename_run(changeable)
     with delete_box.container(border=True):
         st.markdown("**Delete**")
-        doomed = st.selectbox("Run or skipped file", names + [run.name for run in skipped], key="evaluate.delete")
+        doomed = st.selectbox("Run or skipped file", changeable + [run.name for run in skipped],
+                              key="evaluate.delete")
         if st.button("Delete…", icon=":material/delete:", disabled=doomed is None):
             st.session_state[DELETING] = doomed
         if DELETING in st.session_state:  # the dialog stays open across reruns until answered or dismissed
             confirm_delete(st.session_state[DELETING])
     with download_box.container(border=True):
         st.markdown("**Download**")
-        wanted = st.selectbox("Run", names, key="evaluate.download")
-        if wanted is not None:
-            path = loaders.run_store().path(wanted)
-            st.download_button("Download checkpoint", data=path.read_bytes, file_name=path.name,
-                               mime="application/octet-stream", icon=":material/download:", on_click="ignore")
-            st.caption("One `.safetensors` file: weights plus metadata, no pickle.")
+        download_run(names)
     with upload_box.container(border=True):
         st.markdown("**Upload**")
         import_run()

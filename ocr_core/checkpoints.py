@@ -64,31 +64,34 @@ class RunInfo:
         return ((self.metadata or {}).get("metrics", {}).get(which) or {}).get("accuracy")
 
 
-def read_metadata(path: Path) -> dict:
-    """The run's metadata, or CheckpointError saying why this file is not a usable run."""
+def read_metadata(path: Path, shown_as: str | None = None) -> dict:
+    """The run's metadata, or CheckpointError saying why this file is not a usable run; messages call the
+    file `shown_as` (an upload's own name rather than its temporary copy's), by default its name."""
+    shown_as = shown_as or path.name
     try:
         with safe_open(str(path), framework="pt") as handle:
             header = handle.metadata() or {}
     except (SafetensorError, OSError, ValueError, RuntimeError) as error:
-        raise CheckpointError(f"{path.name} is not a readable safetensors file ({error})") from None
+        raise CheckpointError(f"{shown_as} is not a readable safetensors file ({error})") from None
     if header.get("format") != FORMAT:
-        raise CheckpointError(f"{path.name} is a safetensors file but not an OCR lab run (foreign checkpoint)")
+        raise CheckpointError(f"{shown_as} is a safetensors file but not an OCR lab run (foreign checkpoint)")
     try:
         metadata = json.loads(header["metadata"])
     except (KeyError, json.JSONDecodeError):
-        raise CheckpointError(f"{path.name} has damaged run metadata") from None
+        raise CheckpointError(f"{shown_as} has damaged run metadata") from None
     if int(header.get("format_version", 0)) > FORMAT_VERSION:
-        raise CheckpointError(f"{path.name} was written by a newer version of this lab")
+        raise CheckpointError(f"{shown_as} was written by a newer version of this lab")
     return metadata
 
 
-def rebuild_model(path: Path, metadata: dict) -> nn.Module:
+def rebuild_model(path: Path, metadata: dict, shown_as: str | None = None) -> nn.Module:
     """Build the architecture the metadata names and load the weights (no pickle involved)."""
+    shown_as = shown_as or path.name
     try:
         model = build_model(metadata["architecture"])
         model.load_state_dict(load_file(str(path)), strict=True)
     except (KeyError, ValueError, RuntimeError, SafetensorError) as error:
-        raise CheckpointError(f"{path.name}: weights do not fit the architecture it names ({error})") from None
+        raise CheckpointError(f"{shown_as}: weights do not fit the architecture it names ({error})") from None
     return model.eval()
 
 
@@ -169,8 +172,11 @@ class RunStore:
             raise CheckpointError(f"no run named {name!r}")
         path.unlink()
 
-    def import_bytes(self, name: str, payload: bytes, overwrite: bool = False) -> RunInfo:
-        """Add an uploaded run file after checking it is a complete, loadable run."""
+    def import_bytes(self, name: str, payload: bytes, overwrite: bool = False,
+                     file_name: str | None = None) -> RunInfo:
+        """Add an uploaded run file after checking it is a complete, loadable run; messages name the file
+        `file_name` (the upload's name), by default the run's own file name."""
+        file_name = file_name or f"{name}{SUFFIX}"
         if len(payload) > MAX_UPLOAD_BYTES:
             raise CheckpointError(f"file too large ({len(payload) / 1e6:.0f} MB; at most {MAX_UPLOAD_BYTES / 1e6:.0f} MB)")
         final = self.path(name)
@@ -178,5 +184,5 @@ class RunStore:
             raise CheckpointError(f"a run named {name!r} exists already")
         with atomic_path(final) as temporary:
             temporary.write_bytes(payload)
-            rebuild_model(temporary, read_metadata(temporary))
+            rebuild_model(temporary, read_metadata(temporary, file_name), file_name)
         return self.info(name)

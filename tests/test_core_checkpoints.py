@@ -116,6 +116,14 @@ def test_import_accepts_a_run_file_and_refuses_anything_else(store):
     assert not [p for p in store.root.iterdir() if p.name.endswith(".tmp")]
 
 
+def test_a_refused_upload_is_named_as_uploaded_not_by_its_temporary_copy(store):
+    with pytest.raises(CheckpointError, match=r"^bogus\.safetensors is not a readable") as refused:
+        store.import_bytes("bogus", b"not a run", file_name="bogus.safetensors")
+    assert ".tmp" not in str(refused.value)
+    with pytest.raises(CheckpointError, match=r"^junk\.safetensors is not"):
+        store.import_bytes("junk", b"not a run")
+
+
 def test_metadata_is_plain_json_in_the_safetensors_header(store):
     saved(store)
     raw = store.path("one").read_bytes()
