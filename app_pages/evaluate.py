@@ -13,6 +13,9 @@ TUTORIAL_RUNS = ["seed", "seed-aug"]
 AUGMENTED_CHOICES = [name for name in PRESETS if name != "none"]
 CUSTOM = "custom…"
 DELETING = "evaluate.deleting"  # session key: the run the delete dialog asks about
+DETAILS_TAB = "evaluate.details_tab"
+SHOWN_CELL = "evaluate.shown_cell"  # session key: the confusion cell whose mistakes were last opened
+PENDING_CELL = "evaluate.pending_cell"  # session key: a newly clicked cell, applied before the tabs
 RENAME_PROBLEM = "evaluate.rename_problem"  # session key: why the last rename was refused
 GALLERY_SIZE = 48
 DEFAULT_SELECTION = 4  # runs picked on the first visit when there are this many or fewer
@@ -119,6 +122,26 @@ def learning_curves(runs: list[RunInfo]) -> None:
     st.altair_chart(charts.curves_chart(frame, metric, CURVES[metric]), width="stretch")
 
 
+def show_chosen_cell_mistakes() -> None:
+    """Before the tabs are drawn: a confusion cell clicked on the last run filters the gallery and opens it."""
+    cell = st.session_state.pop(PENDING_CELL, None)
+    if cell is not None:
+        st.session_state["evaluate.true_filter"], st.session_state["evaluate.predicted_filter"] = [cell[0]], [cell[1]]
+        st.session_state[DETAILS_TAB] = "Mistakes"
+
+
+def follow_cell_clicks(event) -> None:
+    """A newly clicked off-diagonal cell shows its mistakes (after a rerun, since the tabs are drawn already)."""
+    points = event["selection"].get(charts.CELL_SELECTION) or []
+    cell = (int(points[0]["true"]), int(points[0]["predicted"])) if points else None
+    if cell == st.session_state.get(SHOWN_CELL):
+        return
+    st.session_state[SHOWN_CELL] = cell  # a click on the same cell again clears the selection, then repeats it
+    if cell is not None and cell[0] != cell[1]:
+        st.session_state[PENDING_CELL] = cell
+        st.rerun()
+
+
 def details(runs: dict[str, RunInfo], results: dict[str, dict[str, Scores]]) -> None:
     st.subheader("A closer look")
     run_column, set_column = st.columns(2)
@@ -126,12 +149,16 @@ def details(runs: dict[str, RunInfo], results: dict[str, dict[str, Scores]]) -> 
     test_set = set_column.segmented_control("Test set", ["clean", "augmented"], default="clean", required=True,
                                             key="evaluate.test_set", persist_state="session")
     scores = results[name][test_set]
+    show_chosen_cell_mistakes()
     confusion_tab, classes_tab, mistakes_tab, curves_tab = st.tabs(
-        ["Confusion matrix", "Per class", "Mistakes", "Learning curves"])
+        ["Confusion matrix", "Per class", "Mistakes", "Learning curves"], key=DETAILS_TAB, on_change="rerun")
     with confusion_tab:
         normalised = st.toggle("Normalise each row", key="evaluate.normalised", persist_state="session",
                                help="Shares of each true digit instead of counts.")
-        st.altair_chart(charts.confusion_chart(scores.confusion, normalised), width="stretch")
+        event = st.altair_chart(charts.confusion_chart(scores.confusion, normalised), width="stretch",
+                                on_select="rerun", selection_mode=charts.CELL_SELECTION, key="evaluate.confusion")
+        st.caption("Click a cell off the diagonal to see those mistakes.")
+        follow_cell_clicks(event)
     with classes_tab:
         score_format = st.column_config.NumberColumn(format="percent")
         st.dataframe(scores.per_class, hide_index=True, width="stretch",

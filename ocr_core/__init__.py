@@ -11,7 +11,8 @@ from .training import RECIPES, EpochRecord, Progress, TrainConfig, TrainingCallb
 __all__ = [
     "ARCHITECTURES", "PRESETS", "RECIPES", "AugmentSpec", "CheckpointError", "DataUnavailableError", "EpochRecord",
     "Evaluation", "ImageError", "MnistData", "Progress", "RunInfo", "RunStore", "TrainConfig", "TrainResult",
-    "TrainingCallback", "augment_images", "build_model", "data_status", "digit_from_image", "evaluate", "fit", "load_image",
+    "TrainingCallback", "augment_images", "build_model", "data_status", "digit_from_image", "evaluate", "fit",
+    "load_image",
     "load_mnist", "multiply_adds", "parameter_count", "parse_augment", "predict_probabilities", "prepare_digit",
     "preview_grid", "score", "train_run", "validate_run_name",
 ]

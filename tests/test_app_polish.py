@@ -137,3 +137,17 @@ def test_evaluate_asks_for_a_custom_spec_instead_of_scoring_none(app_env):
     assert not any("none-augmented" in column for frame in app.dataframe for column in frame.value.columns)
     app.text_input(key="evaluate.custom_augment").set_value("rotate=30").run()
     assert any("rotate=30-augmented accuracy" in frame.value.columns for frame in app.dataframe)
+
+
+def test_clicking_a_confusion_cell_opens_its_mistakes(app_env):
+    app = open_page("app_pages/evaluate.py")
+    scores_shown = app.session_state["evaluate.inspect"]
+    assert scores_shown
+    app.session_state["evaluate.confusion"] = {"selection": {"cell": [{"true": 3, "predicted": 5}]}}
+    app.run()
+    assert not app.exception
+    assert app.multiselect(key="evaluate.true_filter").value == [3]
+    assert app.multiselect(key="evaluate.predicted_filter").value == [5]
+    assert app.session_state["evaluate.details_tab"] == "Mistakes"
+    app.multiselect(key="evaluate.predicted_filter").set_value([]).run()  # the filter stays the user's to change
+    assert app.multiselect(key="evaluate.predicted_filter").value == []
