@@ -50,11 +50,13 @@ def confusion_chart(confusion: np.ndarray, normalised: bool) -> alt.Chart:
                           "count": confusion.ravel(), "share": shares.ravel()})
     value, text_format = ("share", ".0%") if normalised else ("count", "d")
     frame["label"] = frame[value].map(lambda number: format(number, text_format) if number else "")
+    if normalised:  # a handful of mistakes is not "0%"
+        frame.loc[(frame["share"] > 0) & (frame["share"] < 0.005), "label"] = "<1%"
     # A log scale keeps the few mistakes visible next to ~1000 correct answers per digit.
     scale_type, spread = ("sqrt", np.sqrt) if normalised else ("symlog", np.log1p)  # log1p: Vega's symlog
     top = max(float(frame[value].max()), 1e-9)
     depth = spread(frame[value].astype(float)) / spread(top)  # where each cell sits on the colour ramp, 0 to 1
-    frame["ink"] = np.where(depth >= DARK_FROM, "white", "#333")
+    frame["dark"] = depth >= DARK_FROM
     base = alt.Chart(frame).encode(
         x=alt.X("predicted:O", title="predicted digit", axis=alt.Axis(labelAngle=0, orient="top")),
         y=alt.Y("true:O", title="true digit"),
@@ -65,7 +67,8 @@ def confusion_chart(confusion: np.ndarray, normalised: bool) -> alt.Chart:
                             alt.Color(f"{value}:Q", scale=colour_scale, legend=None)),
         tooltip=["true", "predicted", "count", alt.Tooltip("share:Q", format=".2%", title="share of row")],
     ).add_params(alt.selection_point(name=CELL_SELECTION, fields=["true", "predicted"]))
-    text = base.mark_text(fontSize=11).encode(text="label:N", color=alt.Color("ink:N", scale=None))
+    text = base.mark_text(fontSize=11).encode(
+        text="label:N", color=alt.condition("datum.dark", alt.value("white"), alt.value("#333")))
     return (cells + text).properties(height=380)
 
 

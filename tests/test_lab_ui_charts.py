@@ -12,15 +12,15 @@ def chart_rows(chart) -> list[dict]:
     return rows
 
 
-def test_confusion_text_is_white_on_dark_cells_and_dark_on_light_ones():
+def test_confusion_text_is_white_exactly_on_dark_cells():
     confusion = np.array([[60, 40, 0], [1, 99, 0], [0, 0, 100]])  # row 0: 60% right, 40% taken for a 1
     for normalised in (True, False):
-        cells = {(row["true"], row["predicted"]): row["ink"]
-                 for row in chart_rows(charts.confusion_chart(confusion, normalised))}
-        assert cells[(1, 1)] == "white" and cells[(1, 0)] == "#333"
-    normalised_cells = {(row["true"], row["predicted"]): row["ink"]
-                        for row in chart_rows(charts.confusion_chart(confusion, True))}
-    assert normalised_cells[(0, 1)] == "white"  # 40% is dark blue on the square-root ramp
+        dark = {(row["true"], row["predicted"]): row["dark"]
+                for row in chart_rows(charts.confusion_chart(confusion, normalised))}
+        assert dark[(1, 1)] and not dark[(1, 0)]
+    normalised = {(row["true"], row["predicted"]): row["dark"]
+                  for row in chart_rows(charts.confusion_chart(confusion, True))}
+    assert normalised[(0, 1)]  # 40% is well into the dark half of the square-root ramp: white text
 
 
 def test_one_point_curves_get_formatted_axes():
