@@ -17,11 +17,9 @@ def clear_canvas() -> None:
 
 
 def drawn_image() -> np.ndarray | None:
-    width_column, clear_column = st.columns([3, 1], vertical_alignment="bottom")
-    stroke_width = width_column.slider("Pen width", 8, 40, 20, key="draw.stroke", persist_state="session")
-    clear_column.button("Clear", icon=":material/delete_sweep:", on_click=clear_canvas, width="stretch",
-                        help="Start again on an empty canvas.")
+    stroke_width = st.slider("Pen width", 8, 40, 20, key="draw.stroke", persist_state="session")
     image = canvas.draw_canvas(stroke_width, key=f"draw.canvas.{st.session_state.get(CANVAS_GENERATION, 0)}")
+    st.button("Clear", icon=":material/delete_sweep:", on_click=clear_canvas, help="Start again on an empty canvas.")
     st.caption("White ink on black, like MNIST. To undo or redo a stroke, point at the canvas: its toolbar "
                "appears above the top-right corner.")
     return image

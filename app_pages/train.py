@@ -9,7 +9,7 @@ from lab_ui import charts, loaders
 from lab_ui.training import TrainingBusyError, TrainingJob, training_manager
 from lab_ui.widgets import ACTIVE_RUN, enlarged, percent, require_dataset
 from ocr_core import (ARCHITECTURES, PRESETS, RECIPES, AugmentSpec, CheckpointError, MnistData, TrainConfig,
-                      parse_augment, preview_grid, validate_run_name)
+                      parse_augment, preview_samples, validate_run_name)
 from ocr_core.augment import RANGE_OPS
 from ocr_core.training import OPTIMIZERS, PRECISIONS, SCHEDULES
 
@@ -18,6 +18,7 @@ CONFIG_FIELDS = ("architecture", "epochs", "batch_size", "learning_rate", "optim
 BATCH_SIZES = (16, 32, 64, 128, 256, 512, 1024)
 LEARNING_RATES = (1e-4, 3e-4, 1e-3, 2e-3, 4e-3, 1e-2, 2e-2, 5e-2, 0.1)
 QUICK_SUBSETS = (1_000, 5_000, 10_000, 30_000)
+PREVIEW_ROWS, PREVIEW_COLUMNS, PREVIEW_SIDE = 4, 5, 72  # the augmentation preview: five 72-pixel digits fill a row
 PROGRESS_UPDATES = 100  # per run, however long: enough for a smooth bar, few enough to cost nothing
 # op: (label, lowest, highest, step, strength when switched on, what the strength means)
 AUGMENT_OPS = {
@@ -241,12 +242,14 @@ def show_result(job: TrainingJob) -> None:
 def preview(data: MnistData, spec: AugmentSpec) -> None:
     st.subheader("What the network will see")
     variants = st.toggle("One digit, many variants", key="train.preview_variants", persist_state="session",
-                         help="Each row shows one digit augmented eight times: the spread of the chosen ops.")
+                         help="Each row shows one digit augmented several times: the spread of the chosen ops.")
     if st.button("New samples", icon=":material/shuffle:"):
         st.session_state["train.preview_seed"] += 1
-    grid = preview_grid(data.train_images, spec, seed=st.session_state["train.preview_seed"], rows=4, columns=8,
-                        variants_of_first=variants)
-    st.image(enlarged(grid, 560), caption=f"augmentation: {spec.to_string()}", width="stretch")
+    samples, sources = preview_samples(data.train_images, spec, seed=st.session_state["train.preview_seed"],
+                                       rows=PREVIEW_ROWS, columns=PREVIEW_COLUMNS, variants_of_first=variants)
+    st.image([enlarged(sample[0], PREVIEW_SIDE) for sample in samples], width=PREVIEW_SIDE,
+             caption=[str(int(label)) for label in data.train_labels[sources]])
+    st.caption(f"Each digit's label under it. Augmentation: `{spec.to_string()}`")
 
 
 st.title("Train a model")
@@ -271,7 +274,7 @@ data = require_dataset("Training")
 if data is None:
     st.stop()
 prepare_settings()
-settings_column, preview_column = st.columns([3, 2], gap="large")
+settings_column, preview_column = st.columns([5, 4], gap="large")
 with settings_column:
     settings(data)
     try:

@@ -1,5 +1,5 @@
 """The engine of the digit OCR lab: data, models, augmentation, training, evaluation, runs."""
-from .augment import PRESETS, AugmentSpec, augment_images, parse_augment, preview_grid
+from .augment import PRESETS, AugmentSpec, augment_images, parse_augment, preview_grid, preview_samples
 from .checkpoints import CheckpointError, RunInfo, RunStore, validate_run_name
 from .data import DataUnavailableError, MnistData, data_status, load_mnist
 from .evaluation import Evaluation, evaluate, predict_probabilities
@@ -14,5 +14,5 @@ __all__ = [
     "TrainingCallback", "augment_images", "build_model", "data_status", "digit_from_image", "evaluate", "fit",
     "load_image",
     "load_mnist", "multiply_adds", "parameter_count", "parse_augment", "predict_probabilities", "prepare_digit",
-    "preview_grid", "score", "train_run", "validate_run_name",
+    "preview_grid", "preview_samples", "score", "train_run", "validate_run_name",
 ]

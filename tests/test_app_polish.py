@@ -151,3 +151,11 @@ def test_clicking_a_confusion_cell_opens_its_mistakes(app_env):
     assert app.session_state["evaluate.details_tab"] == "Mistakes"
     app.multiselect(key="evaluate.predicted_filter").set_value([]).run()  # the filter stays the user's to change
     assert app.multiselect(key="evaluate.predicted_filter").value == []
+
+
+def test_train_preview_labels_every_digit(app_env):
+    app = open_page("app_pages/train.py")
+    (preview,) = [image for image in app.image if len(image.captions) > 1]
+    assert len(preview.captions) == 20 and set(preview.captions) <= set("0123456789")
+    labels = [str(int(label)) for label in app_env.data.train_labels[:20]]
+    assert list(preview.captions) == labels
