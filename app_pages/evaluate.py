@@ -1,4 +1,5 @@
 """Compare saved runs on clean and augmented test digits, look at their mistakes, and manage the runs."""
+from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
@@ -6,8 +7,9 @@ import streamlit as st
 
 from lab_ui import charts, loaders, run_policy
 from lab_ui.loaders import Scores
-from lab_ui.widgets import ACTIVE_RUN, augment_label, enlarged, flash, percent, require_dataset, show_flash, show_skipped
-from ocr_core import PRESETS, CheckpointError, MnistData, RunInfo, parse_augment
+from lab_ui.widgets import (ACTIVE_RUN, augment_label, enlarged, errors_shown, flash, require_dataset, show_flash,
+                            show_skipped)
+from ocr_core import PRESETS, CheckpointError, MnistData, RunInfo, UserError, parse_augment
 
 TUTORIAL_RUNS = ["seed", "seed-aug"]
 AUGMENTED_CHOICES = [name for name in PRESETS if name != "none"]
@@ -37,10 +39,10 @@ def augmented_test_spec() -> str | None:
         return PRESETS[choice].to_string()
     text = st.text_input("Augmentation spec", key="evaluate.custom_augment", persist_state="session",
                          placeholder="rotate=30,noise=0.2")
-    try:
+    spec = None
+    with errors_shown():
         spec = parse_augment(text)
-    except ValueError as error:
-        st.error(str(error), icon=":material/error:")
+    if spec is None:
         return None
     if spec.is_identity:  # an empty spec means `none`: a second clean column would only confuse
         st.info("Type the augmentation to test with, for example `rotate=30,noise=0.2`.", icon=":material/edit:")
@@ -54,11 +56,9 @@ def evaluate_runs(runs: list[RunInfo], augment: str, data: MnistData) -> dict[st
     results = {}
     for done, run in enumerate(runs):
         bar.progress(done / len(runs), text=f"Evaluating `{run.name}` on the clean and the augmented test set…")
-        try:
+        with errors_shown(f"Run `{run.name}` cannot be loaded: "):
             results[run.name] = {test_set: loaders.scores(run, spec, data)
                                  for test_set, spec in (("clean", "none"), ("augmented", augment))}
-        except CheckpointError as error:
-            st.error(f"Run `{run.name}` cannot be loaded: {error}", icon=":material/error:")
     bar.empty()
     return results
 
@@ -66,11 +66,11 @@ def evaluate_runs(runs: list[RunInfo], augment: str, data: MnistData) -> dict[st
 def summary(runs: dict[str, RunInfo], results: dict[str, dict[str, Scores]], augment: str) -> None:
     augmented = f"{augment_label(augment)}-augmented accuracy"
     table = pd.DataFrame([
-        {"run": name, "architecture": runs[name].metadata["architecture"],
-         "trained with": augment_label(runs[name].metadata["augment"]),
-         "epochs": runs[name].metadata["epochs_completed"], "clean accuracy": sets["clean"].accuracy,
-         augmented: sets["augmented"].accuracy, "parameters": runs[name].metadata["parameters"],
-         "training time (s)": runs[name].metadata["training_seconds"]}
+        {"run": name, "architecture": runs[name].metadata.architecture,
+         "trained with": augment_label(runs[name].metadata.augment),
+         "epochs": runs[name].metadata.epochs_completed, "clean accuracy": sets["clean"].accuracy,
+         augmented: sets["augmented"].accuracy, "parameters": runs[name].metadata.parameters,
+         "training time (s)": runs[name].metadata.training_seconds}
         for name, sets in results.items()])
     accuracy_format = st.column_config.NumberColumn(format="percent")
     st.dataframe(table, hide_index=True, width="stretch", column_config={
@@ -115,7 +115,7 @@ def mistakes_gallery(scores: Scores) -> None:
 def learning_curves(runs: list[RunInfo]) -> None:
     metric = st.segmented_control("Curve", list(CURVES), format_func=CURVES.get, default="test_accuracy",
                                   required=True, key="evaluate.curve", persist_state="session")
-    frame = pd.DataFrame([{"run": run.name, **record} for run in runs for record in run.metadata.get("history", [])])
+    frame = pd.DataFrame([{"run": run.name, **asdict(record)} for run in runs for record in run.metadata.history])
     if frame.empty:
         st.info("These runs have no recorded history.")
         return
@@ -210,11 +210,10 @@ def confirm_delete(name: str) -> None:
     st.write(f"Delete `{name}` for good? Its checkpoint file is removed from the server.")
     delete_column, cancel_column = st.columns(2)
     if delete_column.button("Delete", type="primary", icon=":material/delete:", key="evaluate.delete_confirmed"):
-        try:
+        with errors_shown() as attempt:
             refuse_if_protected(name)
             loaders.run_store().delete(name)
-        except CheckpointError as error:
-            st.error(str(error), icon=":material/error:")
+        if attempt.failed:
             return
         stop_deleting()
         flash(f"Deleted `{name}`.")
@@ -238,7 +237,7 @@ def rename_selected() -> None:
     try:
         refuse_if_protected(old, new)
         loaders.run_store().rename(old, new)
-    except CheckpointError as error:
+    except UserError as error:
         state[RENAME_PROBLEM] = str(error)
         return
     state["evaluate.rename_from"], state["evaluate.rename_to"] = new, ""
@@ -262,11 +261,10 @@ def import_run() -> None:
                          placeholder="default: the file's name").strip()
     if st.button("Add run", icon=":material/upload:", disabled=upload is None):
         name = name or Path(upload.name).stem
-        try:
+        with errors_shown() as attempt:
             refuse_if_protected(name)
             loaders.run_store().import_bytes(name, upload.getvalue(), file_name=upload.name)
-        except CheckpointError as error:
-            st.error(str(error), icon=":material/error:")
+        if attempt.failed:
             return
         flash(f"Added run `{name}`.")
         st.rerun()
@@ -283,8 +281,9 @@ def download_run(names: list[str]) -> None:
 
 def manage(runs: list[RunInfo], skipped: list[RunInfo]) -> None:
     table = pd.DataFrame([{"run": run.name, "status": "ok" if run.ok else f"skipped: {run.problem}",
-                           "architecture": (run.metadata or {}).get("architecture"),
-                           "clean accuracy": run.metric("clean"), "seed-augmented accuracy": run.metric("seed_augmented"),
+                           "architecture": run.metadata.architecture if run.ok else None,
+                           "clean accuracy": run.metric("clean"),
+                           "seed-augmented accuracy": run.metric("seed_augmented"),
                            "size": run.size, "modified": pd.Timestamp(run.modified, unit="s")}
                           for run in runs + skipped])
     st.dataframe(table, hide_index=True, width="stretch", column_config={

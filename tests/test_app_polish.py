@@ -9,7 +9,7 @@ import numpy as np
 from streamlit import config as streamlit_config
 from streamlit.testing.v1 import AppTest
 
-from app_fixtures import PROJECT_DIR, app_env, canvas_drawing, png_bytes  # noqa: F401 (fixture)
+from app_fixtures import PROJECT_DIR, canvas_drawing, png_bytes
 
 TIMEOUT = 60
 
