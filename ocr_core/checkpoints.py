@@ -32,11 +32,15 @@ NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024
 
 
+# What a run name may be, for messages, CLI help and the app (the checks are in validate_run_name).
+NAME_RULE = (f"1-64 ASCII letters, digits, '.', '_' or '-', starting with a letter or digit, without '..' "
+             f"and not ending in '{SUFFIX}' (the file gets that suffix)")
+
+
 def validate_run_name(name: str) -> str:
-    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name) or ".." in name:
-        raise CheckpointError(
-            f"invalid run name {name!r}: use 1-64 letters, digits, '.', '_' or '-', starting with a letter "
-            "or digit (no '/', no '..')")
+    if (not isinstance(name, str) or not NAME_PATTERN.fullmatch(name) or ".." in name
+            or name.lower().endswith(SUFFIX)):
+        raise CheckpointError(f"invalid run name {name!r}: use {NAME_RULE}")
     return name
 
 

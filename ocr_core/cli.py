@@ -11,7 +11,7 @@ import threading
 from tqdm import tqdm
 
 from .augment import PRESETS, as_spec, preview_grid
-from .checkpoints import RunStore
+from .checkpoints import NAME_RULE, RunStore
 from .data import load_mnist
 from .errors import UserError
 from .evaluation import evaluate, predict_probabilities
@@ -209,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train a model and save it as a run")
-    train.add_argument("--name", required=True, help="run name (letters, digits, . _ -)")
+    train.add_argument("--name", required=True, help=f"run name: {NAME_RULE}")
     train.add_argument("--recipe", choices=RECIPES, default="fast",
                        help="starting settings: fast (default, ~99%% in seconds), tutorial, best")
     train.add_argument("--model", choices=ARCHITECTURES, help="architecture")

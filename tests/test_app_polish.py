@@ -2,6 +2,7 @@
 AppTest on tiny synthetic data and runs (see app_fixtures)."""
 from __future__ import annotations
 
+import time
 import tomllib
 from unittest import mock
 
@@ -10,6 +11,8 @@ from streamlit import config as streamlit_config
 from streamlit.testing.v1 import AppTest
 
 from app_fixtures import PROJECT_DIR, canvas_drawing, png_bytes
+from lab_ui.training import TrainingJob, training_manager
+from ocr_core import TrainConfig
 
 TIMEOUT = 60
 
@@ -159,3 +162,65 @@ def test_train_preview_labels_every_digit(app_env):
     assert len(preview.captions) == 20 and set(preview.captions) <= set("0123456789")
     labels = [str(int(label)) for label in app_env.data.train_labels[:20]]
     assert list(preview.captions) == labels
+
+
+def start_training(app: AppTest) -> None:
+    button(app, "Start training").click().run()
+    assert not app.exception and not app.error, texts(app.error)
+
+
+def wait_until_trained(app: AppTest, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while training_manager().job.running:
+        assert time.monotonic() < deadline, "training did not finish"
+        time.sleep(0.2)
+    app.run()
+
+
+def test_train_form_shows_what_the_next_run_uses(app_env):
+    app = open_page("app_pages/train.py")
+    total = len(app_env.data.train_labels)
+    assert app.selectbox(key="train.images").value == total  # not None, which shows as "Choose an option"
+    assert app.radio(key="train.if_stopped").value == "keep"
+    app.number_input(key="train.epochs").set_value(0.25)
+    app.radio(key="train.if_stopped").set_value("discard")
+    start_training(app)
+    assert "recipe" in texts(app.caption) or "custom settings" in texts(app.caption)
+    wait_until_trained(app)
+    button(app, "Train another run").click().run()
+    assert app.selectbox(key="train.images").value == total
+    assert app.radio(key="train.if_stopped").value == "keep"  # a later long run is not thrown away by accident
+    assert app.text_input(key="train.name").value == "my-run-2"  # the first run saved `my-run`
+
+
+def test_train_proposes_a_name_no_run_has(app_env, monkeypatch):
+    job = TrainingJob("my-run", TrainConfig(epochs=100, batch_size=16), owner="someone else", owner_label="Ada",
+                      train_images=512, keep_if_stopped=False)
+    training_manager().start(job, app_env.store, app_env.data)
+    try:
+        app = open_page("app_pages/train.py")
+        assert app.text_input(key="train.name").value == "my-run-2"  # `my-run` is training for Ada
+        assert "custom settings" in texts(app.caption) and "100 epochs on 512 images" in texts(app.caption)
+    finally:
+        job.stop.set()
+        while job.running:
+            time.sleep(0.1)
+    add_run(app_env, "my-run-2")  # saved by someone else while this visitor's form proposes it
+    app.run()
+    assert app.text_input(key="train.name").value == "my-run"
+    app.text_input(key="train.name").set_value("mine").run()
+    add_run(app_env, "mine")
+    app.run()
+    assert app.text_input(key="train.name").value == "mine"  # typed by the visitor: theirs to keep
+
+
+def test_train_cannot_replace_a_shipped_run(app_env, monkeypatch):
+    monkeypatch.delenv("OCR_RUN_MANAGEMENT", raising=False)
+    app = open_page("app_pages/train.py")
+    app.text_input(key="train.name").set_value("best")
+    app.checkbox(key="train.overwrite").check().run()
+    button(app, "Start training").click().run()
+    assert "`best` cannot be replaced" in texts(app.error)
+    monkeypatch.setenv("OCR_RUN_MANAGEMENT", "off")
+    app.run()
+    assert not any(box.key == "train.overwrite" for box in app.checkbox)

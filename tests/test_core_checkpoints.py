@@ -32,10 +32,12 @@ def test_save_then_load_rebuilds_the_same_model(store):
     assert not loaded.training
 
 
-@pytest.mark.parametrize("name", ["../x", "a/b", "", ".hidden", "x" * 65, "a..b", "name with space", "c:\\x", None])
+@pytest.mark.parametrize("name", ["../x", "a/b", "", ".hidden", "x" * 65, "a..b", "name with space", "c:\\x", None,
+                                  "best.safetensors", "best.SafeTensors", "Ünïcode"])
 def test_unsafe_names_are_rejected(name):
-    with pytest.raises(CheckpointError, match="invalid run name"):
+    with pytest.raises(CheckpointError, match="invalid run name") as refused:
         validate_run_name(name)
+    assert "ASCII letters" in str(refused.value) and "not ending in '.safetensors'" in str(refused.value)
 
 
 def test_good_names_pass():
