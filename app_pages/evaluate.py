@@ -21,8 +21,8 @@ PENDING_CELL = "evaluate.pending_cell"  # session key: a newly clicked cell, app
 RENAME_PROBLEM = "evaluate.rename_problem"  # session key: why the last rename was refused
 GALLERY_SIZE = 48
 DEFAULT_SELECTION = 4  # runs picked on the first visit when there are this many or fewer
-CURVES = {"test_accuracy": "test accuracy", "test_loss": "test loss", "train_accuracy": "training accuracy",
-          "train_loss": "training loss"}
+CURVES = {"test_accuracy": "clean test accuracy", "test_loss": "clean test loss",
+          "train_accuracy": "training accuracy (running)", "train_loss": "training loss (running)"}
 
 
 def tutorial_experiment() -> None:
@@ -70,12 +70,15 @@ def summary(runs: dict[str, RunInfo], results: dict[str, dict[str, Scores]], aug
          "trained with": augment_label(runs[name].metadata.augment),
          "epochs": runs[name].metadata.epochs_completed, "clean accuracy": sets["clean"].accuracy,
          augmented: sets["augmented"].accuracy, "parameters": runs[name].metadata.parameters,
-         "training time (s)": runs[name].metadata.training_seconds}
+         "training images": runs[name].metadata.data.train_size,
+         "training time (s)": round(runs[name].metadata.training_seconds)}
         for name, sets in results.items()])
     accuracy_format = st.column_config.NumberColumn(format="percent")
     st.dataframe(table, hide_index=True, width="stretch", column_config={
         "clean accuracy": accuracy_format, augmented: accuracy_format,
-        "parameters": st.column_config.NumberColumn(format="localized")})
+        "parameters": st.column_config.NumberColumn(format="localized"),
+        "training images": st.column_config.NumberColumn(format="localized",
+                                                         help="A quick demo run trains on part of MNIST.")})
     bars = table.melt(id_vars="run", value_vars=["clean accuracy", augmented], var_name="test set",
                       value_name="accuracy")
     bars["test set"] = bars["test set"].str.removesuffix(" accuracy")
@@ -112,7 +115,7 @@ def mistakes_gallery(scores: Scores) -> None:
                  width=84)
 
 
-def learning_curves(runs: list[RunInfo]) -> None:
+def learning_curves(runs: list[RunInfo], test_set: str) -> None:
     metric = st.segmented_control("Curve", list(CURVES), format_func=CURVES.get, default="test_accuracy",
                                   required=True, key="evaluate.curve", persist_state="session")
     frame = pd.DataFrame([{"run": run.name, **asdict(record)} for run in runs for record in run.metadata.history])
@@ -120,6 +123,9 @@ def learning_curves(runs: list[RunInfo]) -> None:
         st.info("These runs have no recorded history.")
         return
     st.altair_chart(charts.curves_chart(frame, metric, CURVES[metric]), width="stretch")
+    # Training records its curves on the clean test set only (the augmented set here is chosen afterwards).
+    note = " The augmented test set chosen above is not part of them." if test_set == "augmented" else ""
+    st.caption(f"Recorded during training, once per epoch, on the clean test set.{note}")
 
 
 def show_chosen_cell_mistakes() -> None:
@@ -166,7 +172,7 @@ def details(runs: dict[str, RunInfo], results: dict[str, dict[str, Scores]]) -> 
     with mistakes_tab:
         mistakes_gallery(scores)
     with curves_tab:
-        learning_curves([runs[name] for name in results])
+        learning_curves([runs[name] for name in results], test_set)
 
 
 def compare(runs: list[RunInfo], skipped: list[RunInfo]) -> None:

@@ -224,3 +224,13 @@ def test_train_cannot_replace_a_shipped_run(app_env, monkeypatch):
     monkeypatch.setenv("OCR_RUN_MANAGEMENT", "off")
     app.run()
     assert not any(box.key == "train.overwrite" for box in app.checkbox)
+
+
+def test_evaluate_summary_and_curves_say_what_they_measure(app_env):
+    app = open_page("app_pages/evaluate.py")
+    summary = app.dataframe[0].value
+    assert (summary["training images"] == len(app_env.data.train_labels)).all()
+    assert (summary["training time (s)"] == summary["training time (s)"].round()).all()
+    assert "once per epoch, on the clean test set" in texts(app.caption)
+    app.segmented_control(key="evaluate.test_set").set_value("augmented").run()
+    assert "The augmented test set chosen above is not part of them" in texts(app.caption)
