@@ -4,7 +4,7 @@ import uuid
 import streamlit as st
 
 from lab_ui import charts, loaders, run_policy, train_form
-from lab_ui.training import TrainingBusyError, TrainingJob, training_manager
+from lab_ui.training import RUNNING_SERIES, TrainingBusyError, TrainingJob, training_manager
 from lab_ui.widgets import ACTIVE_RUN, augment_label, enlarged, errors_shown, percent, require_dataset
 from ocr_core import (ARCHITECTURES, PRESETS, RECIPES, AugmentSpec, CheckpointError, ConfigError, MnistData,
                       parse_augment, preview_samples)
@@ -15,6 +15,8 @@ from ocr_core.training import OPTIMIZERS, PRECISIONS, SCHEDULES
 BATCH_SIZES = (16, 32, 64, 128, 256, 512, 1024)
 LEARNING_RATES = (1e-4, 3e-4, 1e-3, 2e-3, 4e-3, 1e-2, 2e-2, 5e-2, 0.1)
 QUICK_SUBSETS = (1_000, 5_000, 10_000, 30_000)
+SCORED_NOTE = ("Scored points: the test images and as many training images, scored the same way (the model in "
+               "evaluation mode, no augmentation), a few times per epoch in short runs.")
 PROPOSED_NAME = "train.proposed_name"  # session key: the run name the page proposed
 NEW_RUN = "train.new_run"  # session key: set when a run starts, so the next form starts from the defaults
 PREVIEW_ROWS, PREVIEW_COLUMNS, PREVIEW_SIDE = 4, 5, 72  # the augmentation preview: five 72-pixel digits fill a row
@@ -181,12 +183,19 @@ def live_progress(job: TrainingJob, mine: bool) -> None:
     elif mine and not job.finishing and stop_column.button("Stop", icon=":material/stop_circle:", key="train.stop"):
         job.stop.set()
         st.rerun(scope="fragment")
-    trace = train_form.trace_frame(job.trace)
-    if not trace.empty:
-        loss_chart, accuracy_chart = st.columns(2)
-        loss_chart.altair_chart(charts.curves_chart(trace, "loss", "loss", colour_by="series"), width="stretch")
-        accuracy_chart.altair_chart(charts.curves_chart(trace, "accuracy", "accuracy", colour_by="series"),
-                                    width="stretch")
+    training_charts(train_form.trace_frame(job.trace), SCORED_NOTE + " The running average of the batches mixes a "
+                    "whole epoch of changing weights on augmented digits, so it lags behind them.")
+
+
+def training_charts(trace, note: str) -> None:
+    """Loss and accuracy side by side, one line per series of the trace."""
+    if trace.empty:
+        return
+    loss_chart, accuracy_chart = st.columns(2)
+    loss_chart.altair_chart(charts.curves_chart(trace, "loss", "loss", colour_by="series"), width="stretch")
+    accuracy_chart.altair_chart(charts.curves_chart(trace, "accuracy", "accuracy", colour_by="series"),
+                                width="stretch")
+    st.caption(note)
 
 
 def show_result(job: TrainingJob) -> None:
@@ -205,8 +214,7 @@ def show_result(job: TrainingJob) -> None:
         columns[2].metric("Training time", f"{metadata.training_seconds:.0f} s")
         columns[3].metric("Parameters", f"{metadata.parameters:,}")
         trace = train_form.trace_frame(job.trace)
-        if not trace.empty:
-            st.altair_chart(charts.curves_chart(trace, "accuracy", "accuracy", colour_by="series"), width="stretch")
+        training_charts(trace[trace["series"] != RUNNING_SERIES], SCORED_NOTE)  # comparable numbers only
         st.page_link("app_pages/evaluate.py", label="Compare it with the other runs on Evaluate",
                      icon=":material/analytics:")
         st.caption(f"On Evaluate, pick `{job.name}` next to `seed` or `best`: accuracy on clean and augmented "

@@ -2,6 +2,7 @@
 AppTest on tiny synthetic data and runs (see app_fixtures)."""
 from __future__ import annotations
 
+import json
 import time
 import tomllib
 from unittest import mock
@@ -234,3 +235,16 @@ def test_evaluate_summary_and_curves_say_what_they_measure(app_env):
     assert "once per epoch, on the clean test set" in texts(app.caption)
     app.segmented_control(key="evaluate.test_set").set_value("augmented").run()
     assert "The augmented test set chosen above is not part of them" in texts(app.caption)
+
+
+def test_a_short_run_result_charts_scored_loss_and_accuracy(app_env):
+    app = open_page("app_pages/train.py")
+    app.number_input(key="train.epochs").set_value(1.0)
+    start_training(app)
+    wait_until_trained(app)
+    titles = {json.loads(chart.proto.spec)["encoding"]["y"]["title"] for chart in app.get("vega_lite_chart")}
+    assert titles == {"loss", "accuracy"}
+    job = training_manager().job
+    scored = [row for row in job.trace if row["series"] == "test images (scored)"]
+    assert [row["epoch"] for row in scored] == [0.25, 0.5, 0.75, 1.0]
+    assert "Scored points" in texts(app.caption)
