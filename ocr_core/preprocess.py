@@ -135,3 +135,11 @@ def prepare_digit(array: np.ndarray) -> torch.Tensor | None:
     if np.count_nonzero(ink) < MIN_INK_PIXELS:
         return None
     return centre_by_mass(fit_box(ink))
+
+
+def digit_from_image(array: np.ndarray) -> torch.Tensor:
+    """prepare_digit for an image file, where no ink is a mistake to report (an empty canvas is not)."""
+    digit = prepare_digit(array)
+    if digit is None:
+        raise ImageError("no ink found: the image looks blank (one flat colour)")
+    return digit
