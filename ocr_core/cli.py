@@ -11,13 +11,13 @@ import threading
 from tqdm import tqdm
 
 from .augment import PRESETS, as_spec, preview_grid
-from .checkpoints import RunStore
+from .checkpoints import NAME_RULE, RunStore
 from .data import load_mnist
 from .errors import UserError
 from .evaluation import evaluate, folded_for_inference, predict_probabilities
 from .metadata import RunMetadata
 from .models import ARCHITECTURES, build_model, multiply_adds, parameter_count
-from .preprocess import ImageError, load_image, prepare_digit
+from .preprocess import ImageError, digit_from_image, load_image
 from .reading import READ_SIDE, read_number
 from .runs import rescore_run, train_run
 from .training import (OPTIMIZERS, PRECISIONS, RECIPES, SCHEDULES, Cadence, Progress, TrainingCallback,
@@ -122,9 +122,7 @@ def command_predict(args: argparse.Namespace) -> int:
     results, failures = [], 0
     for path in args.images:
         try:
-            digit = prepare_digit(load_image(path))
-            if digit is None:
-                raise ImageError("no ink found (blank image)")
+            digit = digit_from_image(load_image(path))
         except ImageError as error:
             failures += 1
             results.append({"image": path, "error": str(error)})
@@ -231,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train a model and save it as a run")
-    train.add_argument("--name", required=True, help="run name (letters, digits, . _ -)")
+    train.add_argument("--name", required=True, help=f"run name: {NAME_RULE}")
     train.add_argument("--recipe", choices=RECIPES, default="fast",
                        help="starting settings: fast (default, ~99%% in seconds), tutorial, best")
     train.add_argument("--model", choices=ARCHITECTURES, help="architecture")

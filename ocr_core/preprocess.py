@@ -143,3 +143,11 @@ def prepare_digit(array: np.ndarray) -> torch.Tensor | None:
     if np.count_nonzero(digit) < MIN_INK_PIXELS:
         return None
     return mnist_input(digit)
+
+
+def digit_from_image(array: np.ndarray) -> torch.Tensor:
+    """prepare_digit for an image file, where no ink is a mistake to report (an empty canvas is not)."""
+    digit = prepare_digit(array)
+    if digit is None:
+        raise ImageError("no ink found: the image looks blank (one flat colour)")
+    return digit

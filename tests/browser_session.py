@@ -111,3 +111,10 @@ def metric_value(page, label: str, timeout: float = 60) -> str:
 def prediction(page, timeout: float = 60) -> str:
     """The value of the Prediction metric, once it shows."""
     return metric_value(page, "Prediction", timeout)
+
+
+def reset_canvas(page) -> None:
+    """Clear the drawing with the canvas toolbar's reset button and wait for the empty-canvas prompt."""
+    page.get_by_role("button", name="Reset canvas & history").click()
+    wait_until_idle(page)
+    page.get_by_text("Draw a digit on the black square").wait_for(timeout=30_000)
