@@ -55,7 +55,8 @@ def main() -> None:
         runs = Path(scratch) / "checkpoints"
         shutil.copytree(PROJECT_DIR / "checkpoints", runs)
         started = time.perf_counter()
-        with streamlit_server({"OCR_CHECKPOINT_DIR": str(runs)}) as url, browser_page() as page:
+        with streamlit_server({"OCR_CHECKPOINT_DIR": str(runs)}) as server, browser_page() as page:
+            url = server.url
             healthy = time.perf_counter()
             page.goto(url)
             page.get_by_text("Draw a digit on the black square").wait_for(timeout=120_000)
