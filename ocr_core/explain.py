@@ -21,6 +21,7 @@ from .models import as_model_input, normalize, penultimate_features
 
 SIDE = 28
 INTEGRATED_GRADIENTS_STEPS = 32  # Gauss-Legendre: completeness error below 1% of the logit on the shipped nets
+NEGLIGIBLE = 1e-6
 OCCLUSION_PATCH, OCCLUSION_STRIDE = 4, 2  # a 4x4 patch is about a stroke's width in MNIST pixels
 # Modules that transform a layer's output element by element: they belong to the layer before them.
 ELEMENTWISE = (nn.BatchNorm1d, nn.BatchNorm2d, nn.ReLU, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.Dropout, nn.Dropout2d,
@@ -187,7 +188,7 @@ def attribute(explainer: PixelInput, digit: torch.Tensor | np.ndarray, target: i
     if method not in METHODS:
         raise UserError(f"unknown attribution method {method!r}; choose one of {', '.join(METHODS)}")
     target = check_target(target)
-    batch = as_batch(digit)
+    batch = as_batch(digit).requires_grad_()  # the gradient methods differentiate with respect to it
     if method == "saliency":
         values = Saliency(explainer).attribute(batch, target=target, abs=True)
     elif method == "integrated_gradients":
@@ -254,10 +255,11 @@ def tile_filters(filters: np.ndarray, gap: int = 1) -> np.ndarray:
 
 def overlay(digit: torch.Tensor | np.ndarray, attribution: np.ndarray) -> np.ndarray:
     """RGB uint8 (28, 28, 3): the input in grey, attribution on top in red (for the class) and blue
-    (against), opaque where it is strongest; the scale is the largest absolute value."""
+    (against), opaque where it is strongest; the scale is the largest absolute value. Values below
+    NEGLIGIBLE (rounding noise, e.g. occlusion of blank paper) are no evidence and are not painted."""
     base = as_batch(digit)[0, 0].numpy() * 0.55 + 0.2
     bound = float(np.abs(attribution).max())
-    strength = np.abs(attribution) / bound if bound > 0 else np.zeros_like(attribution)
+    strength = np.abs(attribution) / bound if bound > NEGLIGIBLE else np.zeros_like(attribution)
     colour = np.where((attribution >= 0)[..., None], np.array([0.95, 0.15, 0.1]), np.array([0.1, 0.35, 0.95]))
     alpha = np.clip(strength * 1.4, 0, 1)[..., None]
     mixed = base[..., None] * (1 - alpha) + colour * alpha
