@@ -191,6 +191,23 @@ def command_preview(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_explain(args: argparse.Namespace) -> int:
+    from .explain import write_explanation
+
+    model, _ = RunStore().load(args.name)
+    digit = prepare_digit(load_image(args.image))
+    if digit is None:
+        raise ImageError(f"no ink found in {args.image} (blank image)")
+    report = write_explanation(model, digit, Path(args.out), args.target)
+    print(f"{args.name} reads {args.image} as {report.prediction} ({report.confidence:.1%}); "
+          f"explaining {report.target}:")
+    for path in report.written:
+        print(f"wrote {path}")
+    for skipped in report.skipped:
+        print(f"skipped {skipped}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ocr_core", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -264,6 +281,14 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--columns", type=int, default=8)
     preview.add_argument("--variants", action="store_true", help="show variants of the same digits")
     preview.set_defaults(handler=command_preview)
+
+    explain = commands.add_parser("explain", help="save PNGs of what a run sees in an image and why it answers")
+    explain.add_argument("name")
+    explain.add_argument("image", help="a PNG or JPEG of one digit, either polarity")
+    explain.add_argument("--out", required=True, help="folder for the PNGs (created if needed)")
+    explain.add_argument("--target", type=int, choices=range(10), metavar="DIGIT",
+                         help="the class to explain (default: the run's answer)")
+    explain.set_defaults(handler=command_explain)
     return parser
 
 

@@ -11,9 +11,11 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 
 from .errors import UserError
@@ -241,8 +243,10 @@ def tile(values: np.ndarray, gap: int = 1) -> np.ndarray:
     if values.ndim == 1:
         rows, columns = grid_shape(values.size)
         values = np.pad(values, (0, rows * columns - values.size)).reshape(1, rows, columns)
-    low, high = float(values.min()), float(values.max())
-    scaled = (values - low) / (high - low) if high > low else np.zeros(values.shape, np.float32)
+    # the 99.5th percentile as white: a few extreme pixels would otherwise leave every map nearly black
+    low, high = float(values.min()), float(np.percentile(values, 99.5))
+    high = high if high > low else float(values.max())
+    scaled = ((values - low) / (high - low)).clip(0, 1) if high > low else np.zeros(values.shape, np.float32)
     return grid(scaled, background=0.5, gap=gap)
 
 
@@ -268,3 +272,60 @@ def overlay(digit: torch.Tensor | np.ndarray, attribution: np.ndarray) -> np.nda
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
     return (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
+
+
+# ---- files: what `python -m ocr_core explain` writes ----------------------------------------------------------
+
+PICTURE_WIDTH = 560  # pixels a saved picture is scaled up to, at least (whole multiples: crisp pixels)
+
+
+@dataclass(frozen=True)
+class ExplanationFiles:
+    prediction: int
+    confidence: float
+    target: int
+    written: list[Path]
+    skipped: list[str]  # "what: why" for views the architecture cannot give
+
+
+def save_picture(image: np.ndarray, path: Path) -> Path:
+    """A [0, 1] greyscale or uint8 RGB image, scaled up by a whole factor with visible pixels."""
+    array = image if image.dtype == np.uint8 else to_uint8(image)
+    factor = max(1, math.ceil(PICTURE_WIDTH / array.shape[1]))
+    Image.fromarray(array).resize((array.shape[1] * factor, array.shape[0] * factor), Image.Resampling.NEAREST).save(path)
+    return path
+
+
+def file_name(text: str) -> str:
+    return text.replace(" ", "-").lower()
+
+
+def write_explanation(model: nn.Sequential, digit: torch.Tensor | np.ndarray, folder: Path,
+                      target: int | None = None) -> ExplanationFiles:
+    """PNGs of the input, each layer's activations, the first conv layer's filters and every attribution
+    method's map for `target` (default: the model's answer) over the input."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"cannot write to {folder}: {error.strerror or error}") from None
+    explainer = explainable(model)
+    scores = torch.from_numpy(logits(explainer, digit)).softmax(0)
+    prediction = int(scores.argmax())
+    target = prediction if target is None else check_target(target)
+    written = [save_picture(as_batch(digit)[0, 0].numpy(), folder / "input.png")]
+    for number, layer in enumerate(activations(model, digit), start=1):
+        written.append(save_picture(tile(layer.values), folder / f"layer-{number:02d}-{file_name(layer.name)}.png"))
+    skipped = []
+    try:
+        written.append(save_picture(tile_filters(first_layer_filters(model)), folder / "filters.png"))
+    except NotApplicableError as reason:
+        skipped.append(f"filters: {reason}")
+    for method in METHODS.values():
+        try:
+            values = attribute(explainer, digit, target, method.name)
+        except NotApplicableError as reason:
+            skipped.append(f"{method.label}: {reason}")
+            continue
+        path = folder / f"attribution-{method.name.replace('_', '-')}-{target}.png"
+        written.append(save_picture(overlay(digit, values), path))
+    return ExplanationFiles(prediction, float(scores[prediction]), target, written, skipped)
