@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, fields, replace
 import torch
 import torch.nn.functional as F
 
+from .errors import ConfigError
+
 IMAGE_SIZE = 28
 AUGMENT_CHUNK = 1000  # fixed chunking keeps a seeded augmented set identical whatever batch size reads it
 
@@ -45,8 +47,8 @@ class AugmentSpec:
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
-            raise ValueError(f"augmentation strength out of range: {', '.join(f'{n}={getattr(self, n)}' for n in bad)} "
-                             f"(ranges: {SPEC_RANGES})")
+            raise ConfigError(f"augmentation strength out of range: "
+                              f"{', '.join(f'{n}={getattr(self, n)}' for n in bad)} (ranges: {SPEC_RANGES})")
 
     @property
     def is_identity(self) -> bool:
@@ -94,12 +96,12 @@ def parse_augment(text: str) -> AugmentSpec:
     for token in filter(None, (part.strip() for part in text.strip().split(","))):
         if "=" not in token:
             if token not in PRESETS:
-                raise ValueError(f"unknown augmentation preset {token!r}; presets: {', '.join(PRESETS)}")
+                raise ConfigError(f"unknown augmentation preset {token!r}; presets: {', '.join(PRESETS)}")
             spec = PRESETS[token]
             continue
         key, _, value = (piece.strip() for piece in token.partition("="))
         if key not in names:
-            raise ValueError(f"unknown augmentation {key!r}; known: {', '.join(sorted(names))}")
+            raise ConfigError(f"unknown augmentation {key!r}; known: {', '.join(sorted(names))}")
         try:
             if key in RANGE_OPS:
                 low, _, high = value.partition("-")
@@ -107,9 +109,9 @@ def parse_augment(text: str) -> AugmentSpec:
             else:
                 parsed = float(value)
         except ValueError:
-            raise ValueError(f"augmentation {key!r} needs a number, got {value!r}") from None
+            raise ConfigError(f"augmentation {key!r} needs a number, got {value!r}") from None
         if isinstance(parsed, float) and not math.isfinite(parsed):
-            raise ValueError(f"augmentation {key!r} needs a finite number, got {value!r}")
+            raise ConfigError(f"augmentation {key!r} needs a finite number, got {value!r}")
         spec = replace(spec, **{key: parsed})
     return spec
 
@@ -237,14 +239,21 @@ def augment_images(images: torch.Tensor, augment: AugmentSpec | str | None, seed
     return torch.cat(chunks) if chunks else to_float_images(images)
 
 
+def preview_samples(images: torch.Tensor, augment: AugmentSpec | str | None, seed: int = 0, rows: int = 4,
+                    columns: int = 8, variants_of_first: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Augmented samples for previews, row by row: float (rows * columns, 1, 28, 28), and the index in
+    `images` each one comes from (to look up its label). Distinct digits, or, with `variants_of_first`,
+    `rows` digits each shown `columns` times to expose the spread of one op."""
+    count = rows * columns
+    sources = torch.arange(rows).repeat_interleave(columns) if variants_of_first else torch.arange(count)
+    return augment_images(images[sources], augment, seed), sources
+
+
 def preview_grid(images: torch.Tensor, augment: AugmentSpec | str | None, seed: int = 0,
                  rows: int = 4, columns: int = 8, variants_of_first: bool = False) -> torch.Tensor:
-    """uint8 (H, W) grid of augmented samples for previews: distinct digits, or, with
-    `variants_of_first`, `rows` digits each shown `columns` times to expose the spread of one op."""
+    """The samples of preview_samples as one uint8 (H, W) grid image."""
     from torchvision.utils import make_grid
 
-    count = rows * columns
-    source = images[:rows].repeat_interleave(columns, 0) if variants_of_first else images[:count]
-    augmented = augment_images(source, augment, seed)
+    augmented, _ = preview_samples(images, augment, seed, rows, columns, variants_of_first)
     grid = make_grid(augmented, nrow=columns, padding=2, pad_value=0.35)
     return (grid[0] * 255).round().to(torch.uint8)

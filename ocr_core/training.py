@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import math
+import numbers
 import threading
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields, replace
 
@@ -14,12 +16,25 @@ from torch.optim.swa_utils import AveragedModel
 
 from .augment import as_spec, augment_batch, to_float_images
 from .data import MnistData, load_mnist
+from .errors import ConfigError
 from .evaluation import Evaluation, evaluate
 from .models import ARCHITECTURES, as_model_input, build_model
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "onecycle")
 PRECISIONS = ("auto", "fp32", "bf16")
+
+
+TYPE_NAMES = {"str": "text", "int": "a whole number", "float": "a number"}
+
+
+def has_type(value, annotation: str) -> bool:
+    """Whether `value` fits a field annotated `str`, `int` or `float` (an int is a float; a bool is neither)."""
+    if annotation == "str":
+        return isinstance(value, str)
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, numbers.Integral if annotation == "int" else numbers.Real)
 
 
 @dataclass(frozen=True)
@@ -37,9 +52,12 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     precision: str = "auto"  # auto: bf16 mixed precision where the hardware computes bf16 natively
-    report_every: int = 20  # batches between progress callbacks
 
     def __post_init__(self) -> None:
+        wrong_types = [f"{f.name} must be {TYPE_NAMES[f.type]}, got {getattr(self, f.name)!r}" for f in fields(self)
+                       if not has_type(getattr(self, f.name), f.type)]
+        if wrong_types:  # before the range checks, which would fail on a string with a TypeError
+            raise ConfigError("; ".join(wrong_types))
         problems = []
         if self.architecture not in ARCHITECTURES:
             problems.append(f"architecture must be one of {', '.join(ARCHITECTURES)}")
@@ -59,17 +77,15 @@ class TrainConfig:
             problems.append("ema decay must be in [0, 1)")
         if self.precision not in PRECISIONS:
             problems.append(f"precision must be one of {', '.join(PRECISIONS)}")
-        if self.report_every < 1:
-            problems.append("report_every must be at least 1")
         if problems:
-            raise ValueError("; ".join(problems))
+            raise ConfigError("; ".join(problems))
         as_spec(self.augment)  # raises on a bad spec before any work starts
 
     def as_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict) -> "TrainConfig":
+    def from_dict(cls, values: dict) -> TrainConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{key: value for key, value in values.items() if key in known})
 
@@ -131,6 +147,19 @@ class EpochRecord:
     learning_rate: float
 
 
+@dataclass(frozen=True)
+class ScorePoint:
+    """The model scored part-way through training, in eval mode: the test set, and as many training images
+    the same way (unaugmented, no dropout, the same weights), so that the two numbers are comparable; the
+    running training numbers are not (they mix a whole epoch of changing weights, augmented)."""
+
+    epoch: float
+    train_loss: float
+    train_accuracy: float
+    test_loss: float
+    test_accuracy: float
+
+
 @dataclass
 class Progress:
     """What callbacks see; `model` is live, so a callback may evaluate it (in eval mode, then restore)."""
@@ -141,6 +170,7 @@ class Progress:
     total_epochs: int
     step: int  # optimizer steps so far
     total_steps: int
+    steps_per_epoch: int
     images_seen: int
     loss: float  # running mean over the current epoch
     accuracy: float
@@ -159,11 +189,30 @@ class Progress:
 
 
 class TrainingCallback:
-    """Override what you need; `on_batch` runs every `report_every` steps, `on_epoch` after each evaluation."""
+    """Override what you need; `on_batch` runs after every optimizer step (a `Cadence` decides how often a
+    callback acts on it), `on_epoch` after each evaluation, `on_score` at each of fit's `scores_per_epoch`."""
 
     def on_batch(self, progress: Progress) -> None: ...
 
     def on_epoch(self, progress: Progress) -> None: ...
+
+    def on_score(self, progress: Progress, point: ScorePoint) -> None: ...
+
+
+class Cadence:
+    """When a progress callback should act: at the first step, then once per `seconds` of wall time, and at
+    the last step. Time-based, so displays update at the same pace whatever the net and batch size."""
+
+    def __init__(self, seconds: float = 1.0, clock: Callable[[], float] = time.monotonic):
+        self.seconds, self.clock = seconds, clock
+        self.last: float | None = None
+
+    def due(self, progress: Progress) -> bool:
+        now = self.clock()
+        if self.last is not None and now - self.last < self.seconds and progress.step < progress.total_steps:
+            return False
+        self.last = now
+        return True
 
 
 @dataclass
@@ -200,17 +249,27 @@ def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimiz
     return torch.optim.Adam(parameters, lr=rate, weight_decay=decay)
 
 
+ONECYCLE_MIN_STEPS = 8  # OneCycleLR divides by zero when its warm-up (25% of the steps) is under two steps
+
+
 def make_schedule(config: TrainConfig, optimizer: torch.optim.Optimizer, total_steps: int):
-    if config.schedule == "onecycle":
+    if config.schedule == "onecycle" and total_steps >= ONECYCLE_MIN_STEPS:
         return torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=config.learning_rate, total_steps=total_steps, pct_start=0.25)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
 
 
+def score_marks(epoch_steps: int, scores_per_epoch: int) -> set[int]:
+    """The steps of an epoch (1-based) after which it is scored: evenly spaced, the last at its end."""
+    return {max(1, round(point * epoch_steps / scores_per_epoch)) for point in range(1, scores_per_epoch + 1)}
+
+
 def fit(config: TrainConfig, data: MnistData | None = None, callbacks: tuple[TrainingCallback, ...] = (),
-        stop: threading.Event | None = None) -> TrainResult:
+        stop: threading.Event | None = None, scores_per_epoch: int = 0) -> TrainResult:
     """Train from scratch, evaluating on the test set after each epoch. Setting `stop` ends training
-    at the next batch; the partly trained model is evaluated and returned with `stopped=True`."""
+    at the next batch; the partly trained model is evaluated and returned with `stopped=True`.
+    With `scores_per_epoch`, the test set and as many training images are scored that many times per epoch
+    (ScorePoint, to the callbacks' on_score): a chart of a short run gets more than one point."""
     data = data or load_mnist()
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device)
@@ -232,8 +291,16 @@ def fit(config: TrainConfig, data: MnistData | None = None, callbacks: tuple[Tra
     test: Evaluation | None = None
     step, started, stopped = 0, time.perf_counter(), False
 
+    scored_train = (data.train_images[:len(data.test_labels)], data.train_labels[:len(data.test_labels)])
+
+    def score_now(test_now: Evaluation | None = None) -> ScorePoint:
+        test_now = test_now or evaluate(scored, data.test_images, data.test_labels, device=device)
+        train_now = evaluate(scored, *scored_train, device=device)
+        return ScorePoint(round(step / steps_per_epoch, 4), train_now.loss, train_now.accuracy, test_now.loss,
+                          test_now.accuracy)
+
     def snapshot(epoch: int, loss_sum: float, correct: int, seen: int, epoch_seconds: float) -> Progress:
-        return Progress(config, model, epoch, total_epochs, step, total_steps,
+        return Progress(config, model, epoch, total_epochs, step, total_steps, steps_per_epoch,
                         images_seen=step * config.batch_size, loss=loss_sum / seen, accuracy=correct / seen,
                         images_per_second=seen / epoch_seconds, elapsed_seconds=time.perf_counter() - started,
                         learning_rate=optimizer.param_groups[0]["lr"], history=history)
@@ -241,6 +308,8 @@ def fit(config: TrainConfig, data: MnistData | None = None, callbacks: tuple[Tra
     for epoch in range(1, total_epochs + 1):
         model.train()
         epoch_started, loss_sum, correct, seen = time.perf_counter(), 0.0, 0, 0
+        epoch_steps = min(steps_per_epoch, total_steps - step)
+        marks = score_marks(epoch_steps, scores_per_epoch) - {epoch_steps} if scores_per_epoch else set()
         order = torch.randperm(train_count, generator=generator)
         for batch_indices in order.split(config.batch_size):
             if step >= total_steps or (stop is not None and stop.is_set()):
@@ -260,10 +329,14 @@ def fit(config: TrainConfig, data: MnistData | None = None, callbacks: tuple[Tra
             loss_sum += loss.item() * len(labels)
             correct += int((logits.argmax(1) == labels).sum())
             seen += len(labels)
-            if step % config.report_every == 0 or step == total_steps:
+            if callbacks:
                 progress = snapshot(epoch, loss_sum, correct, seen, time.perf_counter() - epoch_started)
                 for callback in callbacks:
                     callback.on_batch(progress)
+                if step - (epoch - 1) * steps_per_epoch in marks:  # the epoch's end is scored below
+                    point = score_now()
+                    for callback in callbacks:
+                        callback.on_score(progress, point)
         stopped = stop is not None and stop.is_set()
         if seen == 0:
             break
@@ -277,6 +350,10 @@ def fit(config: TrainConfig, data: MnistData | None = None, callbacks: tuple[Tra
         progress = snapshot(epoch, loss_sum, correct, seen, train_seconds)
         for callback in callbacks:
             callback.on_epoch(progress)
+        if scores_per_epoch and callbacks:
+            point = score_now(test)
+            for callback in callbacks:
+                callback.on_score(progress, point)
         if stopped:
             break
     scored.eval()
