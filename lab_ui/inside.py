@@ -186,9 +186,9 @@ def map_chart(frame: pd.DataFrame, placed: np.ndarray) -> alt.LayerChart:
         color=alt.Color("label:N", title="label", scale=alt.Scale(scheme="category10")),
         tooltip=[alt.Tooltip("image:N", title="image"), "label:N", alt.Tooltip("predicted:N", title="read as")],
     )
-    here = alt.Chart(pd.DataFrame({"x": [float(placed[0])], "y": [float(placed[1])], "what": ["this input"]})).mark_point(
-        shape="star", size=420, filled=True, color="black", stroke="white", strokeWidth=1.5).encode(
-        x="x:Q", y="y:Q", tooltip=["what:N"])
+    star = pd.DataFrame({"x": [float(placed[0])], "y": [float(placed[1])], "what": ["this input"]})
+    here = alt.Chart(star).mark_point(shape="star", size=420, filled=True, color="black", stroke="white",
+                                      strokeWidth=1.5).encode(x="x:Q", y="y:Q", tooltip=["what:N"])
     return (points + here).properties(height=420)
 
 
@@ -199,7 +199,7 @@ def pair(runs: list[RunInfo], digit: np.ndarray, method: str, target: str | int,
         return
     defaults = [names.index(name) if name in names else position for position, name in enumerate(PAIR_DEFAULTS)]
     columns = st.columns(2)
-    for column, default, side in zip(columns, defaults, ("left", "right")):
+    for column, default, side in zip(columns, defaults, ("left", "right"), strict=True):
         with column:
             name = st.selectbox(f"Run ({side})", names, index=default, key=f"{key}.pair.{side}")
             try:
@@ -217,7 +217,7 @@ def explanation(runs: list[RunInfo], run: RunInfo, digit: torch.Tensor | np.ndar
     views = [lambda: why(run, digit, method, target), lambda: feature_maps(run, digit),
              lambda: similar(run, digit), lambda: digit_map(run, digit),
              lambda: pair(runs, digit, method, target, key)]
-    for tab, view in zip(tabs, views):
+    for tab, view in zip(tabs, views, strict=True):
         with tab:
             if tab.open:
                 try:
@@ -244,7 +244,7 @@ def explain_mistake(runs: list[RunInfo], run: RunInfo, shown: pd.DataFrame, imag
     if shown.empty:
         return
     labels = {index: f"true {row.true} → read as {row.predicted} ({row.confidence:.0%})"
-              for index, row in zip(shown.index, shown.itertuples())}
+              for index, row in zip(shown.index, shown.itertuples(), strict=True)}
     picked = st.selectbox("Explain a mistake", [None, *labels], format_func=lambda index: "pick one…" if index is None
                           else labels[index], key="evaluate.explain_mistake",
                           help="See inside the network for one of the misclassified digits above.")

@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import threading
+from pathlib import Path
 
 from tqdm import tqdm
 
@@ -208,10 +209,8 @@ def command_explain(args: argparse.Namespace) -> int:
     from .explain import write_explanation
 
     model, _ = RunStore().load(args.name)
-    digit = prepare_digit(load_image(args.image))
-    if digit is None:
-        raise ImageError(f"no ink found in {args.image} (blank image)")
-    report = write_explanation(model, digit, Path(args.out), args.target)
+    digit = digit_from_image(load_image(args.image))
+    report = write_explanation(model, digit, args.out, args.target)
     print(f"{args.name} reads {args.image} as {report.prediction} ({report.confidence:.1%}); "
           f"explaining {report.target}:")
     for path in report.written:
@@ -298,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     explain = commands.add_parser("explain", help="save PNGs of what a run sees in an image and why it answers")
     explain.add_argument("name")
     explain.add_argument("image", help="a PNG or JPEG of one digit, either polarity")
-    explain.add_argument("--out", required=True, help="folder for the PNGs (created if needed)")
+    explain.add_argument("--out", required=True, type=Path, help="folder for the PNGs (created if needed)")
     explain.add_argument("--target", type=int, choices=range(10), metavar="DIGIT",
                          help="the class to explain (default: the run's answer)")
     explain.set_defaults(handler=command_explain)

@@ -120,7 +120,7 @@ def activations(model: nn.Sequential, digit: torch.Tensor | np.ndarray) -> list[
                 result.append(LayerActivation(ends[index], output[0].float().numpy().copy()))
     model.train(was_training)
     features = penultimate_features(model, batch)[0].numpy()
-    return result + [LayerActivation("classifier input", features)]
+    return [*result, LayerActivation("classifier input", features)]
 
 
 def first_conv(model: nn.Module) -> tuple[int, nn.Conv2d]:
@@ -292,7 +292,8 @@ def save_picture(image: np.ndarray, path: Path) -> Path:
     """A [0, 1] greyscale or uint8 RGB image, scaled up by a whole factor with visible pixels."""
     array = image if image.dtype == np.uint8 else to_uint8(image)
     factor = max(1, math.ceil(PICTURE_WIDTH / array.shape[1]))
-    Image.fromarray(array).resize((array.shape[1] * factor, array.shape[0] * factor), Image.Resampling.NEAREST).save(path)
+    size = (array.shape[1] * factor, array.shape[0] * factor)
+    Image.fromarray(array).resize(size, Image.Resampling.NEAREST).save(path)
     return path
 
 

@@ -128,7 +128,8 @@ def build_index(model: nn.Module, images: torch.Tensor, progress: ProgressCallba
     # float16 while the projection is fitted: half the transient memory (138 MB for `deep`), and far finer
     # than neighbours' distances differ
     features = None
-    for start, chunk in zip(range(0, len(images), FEATURE_BATCH), features_in_chunks(model, images, progress)):
+    for start, chunk in zip(range(0, len(images), FEATURE_BATCH), features_in_chunks(model, images, progress),
+                            strict=True):
         if features is None:
             features = np.empty((len(images), chunk.shape[1]), np.float16)
         features[start: start + len(chunk)] = chunk
@@ -223,7 +224,7 @@ def similar_digits(model: nn.Module, index: FeatureIndex, data: MnistData, digit
     """The k training digits nearest to `digit` in the run's feature space, nearest first."""
     indices, distances = index.nearest(input_features(model, digit), k)
     return [Neighbour(int(i), int(data.train_labels[i]), float(d), data.train_images[i].numpy())
-            for i, d in zip(indices, distances)]
+            for i, d in zip(indices, distances, strict=True)]
 
 
 def place_on_map(model: nn.Module, test_map: DigitMap, digit: torch.Tensor | np.ndarray) -> np.ndarray:

@@ -141,7 +141,7 @@ def test_activations_cover_every_layer_and_end_with_the_classifier_input():
     np.testing.assert_allclose(layers[-1].values, penultimate_features(model, digit[None])[0].numpy(), atol=1e-5)
     assert "32 maps of 28x28" in layers[0].description and "1,152 numbers" in layers[-1].description
     tiled = explain.tile(layers[0].values)
-    assert tiled.shape == (6 * 29 - 1, 6 * 29 - 1) and 0 <= tiled.min() and tiled.max() <= 1
+    assert tiled.shape == (6 * 29 - 1, 6 * 29 - 1) and tiled.min() >= 0 and tiled.max() <= 1
     assert explain.tile(layers[-1].values).shape == (34, 34)  # 1,152 numbers in a 34x34 square
 
 

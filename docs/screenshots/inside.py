@@ -12,7 +12,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent.parent), str(HERE.parent.parent / "tests")]
 
-from browser_session import PROJECT_DIR, SEVEN, browser_page, draw, prediction, streamlit_server, wait_until_idle
+from browser_session import PROJECT_DIR, SEVEN, browser_page, draw, prediction, streamlit_server, wait_until_idle  # noqa: E402
 
 
 def shoot_section(page, tab: str, name: str) -> None:
