@@ -6,9 +6,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 
+from conftest import sample_metadata
 from ocr_core import explain
+from ocr_core.cli import main
 from ocr_core.errors import UserError
 from ocr_core.models import build_model, penultimate_features
 
@@ -186,3 +189,28 @@ def test_overlay_colours_evidence_for_red_and_against_blue():
     assert picture[2, 2, 0] > picture[2, 2, 2] and picture[20, 20, 2] > picture[20, 20, 0]
     filters = explain.tile_filters(np.array([[[1.0, -1.0]]]))
     assert filters[0, 0] == 1.0 and filters[0, 1] == 0.0
+
+
+def test_explain_command_writes_every_picture_and_says_so(store, tmp_path, capsys):
+    store.save("mine", build_model("fast"), sample_metadata("fast"))
+    image = tmp_path / "seven.png"
+    Image.fromarray(255 - (lines_image().numpy() * 255).astype(np.uint8)).resize((140, 140)).save(image)
+    assert main(["explain", "mine", str(image), "--out", str(tmp_path / "out"), "--target", "3"]) == 0
+    printed = capsys.readouterr().out
+    written = sorted(path.name for path in (tmp_path / "out").iterdir())
+    assert "explaining 3" in printed and all(f"wrote {tmp_path / 'out' / name}" in printed for name in written)
+    expected = {"input.png", "filters.png", "layer-01-space-to-depth-1.png", "layer-05-classifier-input.png"}
+    assert expected <= set(written)
+    assert {f"attribution-{method.replace('_', '-')}-3.png" for method in explain.METHODS} <= set(written)
+    with Image.open(tmp_path / "out" / "attribution-grad-cam-3.png") as picture:
+        assert picture.mode == "RGB" and picture.width >= explain.PICTURE_WIDTH
+
+
+def test_explain_command_reports_a_blank_image_and_a_bad_run(store, tmp_path, capsys):
+    store.save("mine", build_model("fast"), sample_metadata("fast"))
+    blank = tmp_path / "blank.png"
+    Image.new("L", (60, 60), 255).save(blank)
+    assert main(["explain", "mine", str(blank), "--out", str(tmp_path / "out")]) == 2
+    assert "no ink" in capsys.readouterr().err
+    assert main(["explain", "../x", str(blank), "--out", str(tmp_path / "out")]) == 2
+    assert "invalid run name" in capsys.readouterr().err

@@ -7,7 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_mnist
+from conftest import sample_metadata, tiny_mnist
 
 from ocr_core import feature_space
 from ocr_core.models import build_model, penultimate_features
@@ -22,7 +22,7 @@ def cache(tmp_path, monkeypatch):
 def saved_run(store, name: str, seed: int) -> tuple[torch.nn.Module, object]:
     torch.manual_seed(seed)
     model = build_model("seed").eval()
-    return model, store.save(name, model, {"architecture": "seed"}, overwrite=True)
+    return model, store.save(name, model, sample_metadata("seed"), overwrite=True)
 
 
 def refuse_to_build(*args, **kwargs):
