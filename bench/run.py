@@ -14,10 +14,10 @@ from pathlib import Path
 import torch
 import torchvision
 
-from bench import app_timing, tutorial
+from bench import app_timing, memory, tutorial
 from bench import explain as explain_bench
 from bench.measure import (SEED_MODEL_RECIPE, TargetRun, augmentation_seconds_per_batch, drawing_latency,
-                           evaluation_seconds, fit_to_accuracy, startup_seconds, train_command,
+                           evaluation_seconds, fit_to_accuracy, progress, startup_seconds, train_command,
                            training_throughput)
 from ocr_core import ARCHITECTURES, RECIPES, explain, feature_space, load_mnist
 from ocr_core.data import DataUnavailableError, MnistData
@@ -65,10 +65,6 @@ def reached(run: TargetRun) -> str:
     if run.seconds is None:
         return f"not reached ({run.accuracy:.2%} after {run.epochs:.2f} epochs)"
     return f"{run.seconds:.1f} s ({run.accuracy:.2%} at {run.epochs:.2f} epochs)"
-
-
-def progress(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 def throughput_rows(data: MnistData, settings: Settings) -> list[Row]:
@@ -177,13 +173,13 @@ def explain_rows(data: MnistData, settings: Settings, with_app: bool) -> list[Ro
     if with_app:
         progress("app memory with the section open (AppTest, fresh process, cold caches)")
         try:
-            memory = explain_bench.measure_app_memory()
+            app_memory = explain_bench.measure_app_memory()
         except RuntimeError as error:
             rows.append(Row("app peak memory with Inside the network open", "", f"failed: {error}"))
         else:
             rows.append(Row("app peak RSS: Draw page with a drawing; then Inside the network open, every tab "
                             "(builds the active run's index and map)", "",
-                            f"{memory['closed_mb']:,.0f} MB; {memory['open_mb']:,.0f} MB"))
+                            f"{app_memory['closed_mb']:,.0f} MB; {app_memory['open_mb']:,.0f} MB"))
     return rows
 
 
@@ -209,7 +205,20 @@ def app_rows(settings: Settings, use_browser: bool) -> list[Row]:
         rows.append(Row("Draw page with a drawing (AppTest): first run; rerun p50 / p95", "",
                         f"{rerun.first_run_seconds:.2f} s; {rerun.rerun.p50_ms / 1000:.2f} / "
                         f"{rerun.rerun.p95_ms / 1000:.2f} s{shown}"))
-    return rows
+    return rows + memory_rows(settings, use_browser)
+
+
+def memory_rows(settings: Settings, use_browser: bool) -> list[Row]:
+    if not use_browser:
+        return [Row("server memory (RSS)", "", "skipped: needs the browser")]
+    progress("server memory (RSS) while a visitor draws, evaluates and trains in chromium")
+    try:
+        phases = memory.server_memory(quick=settings.train_count is not None)
+    except app_timing.Skipped as reason:
+        return [Row("server memory (RSS)", "", f"skipped: {reason}")]
+    return [Row(f"server memory after: {phase.name}", "",
+                f"{phase.rss_mb:,.0f} MB; peak so far {phase.peak_mb:,.0f} MB", "", f"peak ≤ {memory.LIMIT_MB:,} MB",
+                verdict(phase.peak_mb <= memory.LIMIT_MB)) for phase in phases]
 
 
 def cpu_name() -> str:

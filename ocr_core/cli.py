@@ -15,10 +15,11 @@ from .augment import PRESETS, as_spec, preview_grid
 from .checkpoints import NAME_RULE, RunStore
 from .data import load_mnist
 from .errors import UserError
-from .evaluation import evaluate, predict_probabilities
+from .evaluation import evaluate, folded_for_inference, predict_probabilities
 from .metadata import RunMetadata
 from .models import ARCHITECTURES, build_model, multiply_adds, parameter_count
 from .preprocess import ImageError, digit_from_image, load_image
+from .reading import READ_SIDE, read_number
 from .runs import rescore_run, train_run
 from .training import (OPTIMIZERS, PRECISIONS, RECIPES, SCHEDULES, Cadence, Progress, TrainingCallback,
                        with_overrides)
@@ -133,6 +134,25 @@ def command_predict(args: argparse.Namespace) -> int:
                         "probabilities": [round(float(p), 6) for p in probabilities]})
     text = "\n".join(f"{r['image']}: error: {r['error']}" if "error" in r else
                      f"{r['image']}: {r['prediction']} ({r['confidence']:.1%})" for r in results)
+    emit(results, args.json, text)
+    return 1 if failures else 0
+
+
+def command_read(args: argparse.Namespace) -> int:
+    model = folded_for_inference(RunStore().load(args.name)[0])
+    results, failures = [], 0
+    for path in args.images:
+        try:
+            reading = read_number(load_image(path, max_side=READ_SIDE), model)
+        except ImageError as error:
+            failures += 1
+            results.append({"image": path, "error": str(error)})
+            continue
+        results.append({"image": path, "text": reading.text,
+                        "digits": [{"digit": digit.digit, "confidence": round(digit.confidence, 6),
+                                    "box": list(digit.box)} for digit in reading.digits]})
+    text = "\n".join(f"{r['image']}: error: {r['error']}" if "error" in r else
+                     f"{r['image']}: {r['text'] or '(no digits found)'}" for r in results)
     emit(results, args.json, text)
     return 1 if failures else 0
 
@@ -259,6 +279,12 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("images", nargs="+", metavar="IMAGE")
     predict.add_argument("--json", action="store_true")
     predict.set_defaults(handler=command_predict)
+
+    read = commands.add_parser("read", help="read handwritten numbers (several digits) from image files")
+    read.add_argument("name")
+    read.add_argument("images", nargs="+", metavar="IMAGE")
+    read.add_argument("--json", action="store_true")
+    read.set_defaults(handler=command_read)
 
     listing = commands.add_parser("list", help="list saved runs")
     listing.add_argument("--json", action="store_true")
