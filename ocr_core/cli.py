@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import threading
+from pathlib import Path
 
 from tqdm import tqdm
 
@@ -224,6 +225,21 @@ def command_preview(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_explain(args: argparse.Namespace) -> int:
+    from .explain import write_explanation
+
+    model, _ = RunStore().load(args.name)
+    digit = digit_from_image(load_image(args.image))
+    report = write_explanation(model, digit, args.out, args.target)
+    print(f"{args.name} reads {args.image} as {report.prediction} ({report.confidence:.1%}); "
+          f"explaining {report.target}:")
+    for path in report.written:
+        print(f"wrote {path}")
+    for skipped in report.skipped:
+        print(f"skipped {skipped}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ocr_core", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -303,6 +319,14 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--columns", type=int, default=8)
     preview.add_argument("--variants", action="store_true", help="show variants of the same digits")
     preview.set_defaults(handler=command_preview)
+
+    explain = commands.add_parser("explain", help="save PNGs of what a run sees in an image and why it answers")
+    explain.add_argument("name")
+    explain.add_argument("image", help="a PNG or JPEG of one digit, either polarity")
+    explain.add_argument("--out", required=True, type=Path, help="folder for the PNGs (created if needed)")
+    explain.add_argument("--target", type=int, choices=range(10), metavar="DIGIT",
+                         help="the class to explain (default: the run's answer)")
+    explain.set_defaults(handler=command_explain)
     return parser
 
 

@@ -25,8 +25,8 @@ def app_url(tmp_path_factory):
     environment = make_app_environment(tmp_path_factory.mktemp("browser")).variables()
     if SHIPPED_BEST.exists():  # the real model reads a drawn 7; the tiny test runs only promise some digit
         environment["OCR_CHECKPOINT_DIR"] = str(SHIPPED_BEST.parent)
-    with streamlit_server(environment) as url:
-        yield url
+    with streamlit_server(environment) as server:
+        yield server.url
 
 
 def test_drawing_a_digit_in_the_browser_shows_the_prediction(app_url):
