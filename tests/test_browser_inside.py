@@ -33,8 +33,8 @@ def test_the_section_shows_attributions_and_feature_maps_for_a_drawing(tmp_path)
         environment = {"OCR_CHECKPOINT_DIR": str(SHIPPED), "OCR_CACHE_DIR": str(tmp_path / "cache")}
     else:
         environment = make_app_environment(tmp_path).variables()
-    with streamlit_server(environment) as url, browser_page() as page:
-        page.goto(url)
+    with streamlit_server(environment) as server, browser_page() as page:
+        page.goto(server.url)
         page.get_by_text("Draw a digit on the black square").wait_for(timeout=60_000)
         draw(page, SEVEN)
         answer = prediction(page)

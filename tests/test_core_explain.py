@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, ImageDraw
 from torch import nn
 
 from conftest import sample_metadata
@@ -194,7 +194,9 @@ def test_overlay_colours_evidence_for_red_and_against_blue():
 def test_explain_command_writes_every_picture_and_says_so(store, tmp_path, capsys):
     store.save("mine", build_model("fast"), sample_metadata("fast"))
     image = tmp_path / "seven.png"
-    Image.fromarray(255 - (lines_image().numpy() * 255).astype(np.uint8)).resize((140, 140)).save(image)
+    seven = Image.new("L", (140, 140), 255)  # dark on light, away from the borders, as a scan
+    ImageDraw.Draw(seven).line([(35, 30), (100, 30), (55, 115)], fill=0, width=10)
+    seven.save(image)
     assert main(["explain", "mine", str(image), "--out", str(tmp_path / "out"), "--target", "3"]) == 0
     printed = capsys.readouterr().out
     written = sorted(path.name for path in (tmp_path / "out").iterdir())

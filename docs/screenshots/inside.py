@@ -27,10 +27,10 @@ def shoot_section(page, tab: str, name: str) -> None:
 
 def main() -> None:
     environment = {"OCR_CHECKPOINT_DIR": str(PROJECT_DIR / "checkpoints")}
-    with streamlit_server(environment, startup_timeout=600) as url, browser_page() as page:
+    with streamlit_server(environment, startup_timeout=600) as server, browser_page() as page:
         page.set_default_timeout(300_000)  # a busy machine can take minutes to load the models
         page.set_viewport_size({"width": 1400, "height": 1800})
-        page.goto(url)
+        page.goto(server.url)
         page.get_by_text("Draw a digit on the black square").wait_for(timeout=900_000)
         draw(page, SEVEN)
         prediction(page)
