@@ -3,9 +3,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from lab_ui import canvas, charts, loaders
+from lab_ui import canvas, charts, inside, loaders
 from lab_ui.widgets import ACTIVE_RUN, describe_run, enlarged, errors_shown, show_skipped
-from ocr_core import CheckpointError, ImageError, RunInfo, load_image, prepare_digit
+from ocr_core import CheckpointError, ImageError, RunInfo, digit_from_image, load_image, prepare_digit
 
 UNSURE_BELOW = 0.6
 
@@ -13,7 +13,8 @@ UNSURE_BELOW = 0.6
 def drawn_image() -> np.ndarray | None:
     stroke_width = st.slider("Pen width", 8, 40, 20, key="draw.stroke", persist_state="session")
     image = canvas.draw_canvas(stroke_width, key="draw.canvas")
-    st.caption("White ink on black, like MNIST. The canvas toolbar undoes strokes or clears the drawing.")
+    st.caption("White ink on black, like MNIST. The buttons above the canvas undo or redo a stroke and clear the "
+               "drawing (the bin).")
     return image
 
 
@@ -27,7 +28,8 @@ def uploaded_image() -> np.ndarray | None:
     except ImageError as error:
         st.error(f"Cannot use {upload.name}: {error}", icon=":material/broken_image:")
         return None
-    st.image(image, caption=upload.name, width=canvas.CANVAS_SIDE, clamp=True)
+    with st.container(border=True):  # the frame shows where a white image is on the white page
+        st.image(image, caption=upload.name, width=canvas.CANVAS_SIDE, clamp=True)
     return image
 
 
@@ -87,19 +89,19 @@ with input_column:
     image = drawn_image() if source == "Draw" else uploaded_image()
 
 digit = None
-if image is not None:
-    try:
-        digit = prepare_digit(image)
+with result_column:
+    try:  # an empty canvas only means nothing is drawn yet; an upload without ink is a mistake to explain
+        if image is not None:
+            digit = prepare_digit(image) if source == "Draw" else digit_from_image(image)
     except ImageError as error:
         st.error(str(error), icon=":material/broken_image:")
-
-with result_column:
-    if digit is None:
-        st.info("Draw a digit on the black square, or upload a photo of one: the prediction appears here "
-                "as soon as there is some ink.", icon=":material/gesture:")
     else:
-        with errors_shown(f"Run `{active.name}` cannot be loaded: "):
-            show_prediction(active, digit)
+        if digit is None:
+            st.info("Draw a digit on the black square, or upload a photo of one: the prediction appears here "
+                    "as soon as there is some ink.", icon=":material/gesture:")
+        else:
+            with errors_shown(f"Run `{active.name}` cannot be loaded: "):
+                show_prediction(active, digit)
 
 if digit is not None:
     st.subheader("What every saved run says")
@@ -111,4 +113,5 @@ if digit is not None:
             "clean test accuracy": st.column_config.NumberColumn(format="percent"),
         },
     )
+inside.inside_the_network(runs, active, digit)
 show_skipped(skipped)

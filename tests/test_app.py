@@ -19,7 +19,7 @@ import lab_ui.training as training_module
 from lab_ui.training import TrainingBusyError, TrainingJob, training_manager
 from ocr_core import TrainConfig, data_status
 
-PAGES = ["app_pages/draw.py", "app_pages/train.py", "app_pages/evaluate.py"]
+PAGES = ["app_pages/draw.py", "app_pages/read.py", "app_pages/train.py", "app_pages/evaluate.py"]
 TIMEOUT = 60  # seconds per script run: generous for a loaded 2-core CI machine
 
 
@@ -35,7 +35,8 @@ def texts(elements) -> str:
     return " ".join(str(element.value) for element in elements)
 
 
-@pytest.mark.parametrize("page, title", zip(PAGES, ["Draw a digit", "Train a model", "Evaluate runs"], strict=True))
+@pytest.mark.parametrize("page, title", list(zip(PAGES, ["Draw a digit", "Read a number", "Train a model",
+                                                       "Evaluate runs"], strict=True)))
 def test_every_page_renders(app_env, page, title):
     app = open_page(page)
     assert [element.value for element in app.title] == [title]
@@ -245,7 +246,8 @@ def test_evaluate_shows_the_table_the_charts_and_the_skipped_file(app_env):
     assert list(app.dataframe[0].value["run"]) == ["seed", "seed-aug"]
 
 
-def test_manage_runs_rename_errors_and_delete(app_env):
+def test_manage_runs_rename_errors_and_delete(app_env, monkeypatch):
+    monkeypatch.setenv("OCR_RUN_MANAGEMENT", "full")  # the shipped runs are protected by default
     app = open_page("app_pages/evaluate.py")
     app.session_state["evaluate.tab"] = "Manage runs"
     app.run()
@@ -263,7 +265,7 @@ def test_manage_runs_rename_errors_and_delete(app_env):
     assert not (app_env.store.root / f"{BROKEN_RUN}.safetensors").exists()
 
 
-@pytest.mark.parametrize("page", PAGES[1:])
+@pytest.mark.parametrize("page", ["app_pages/train.py", "app_pages/evaluate.py"])  # Draw and Read work without it
 def test_pages_explain_how_to_get_missing_data(app_env, tmp_path, monkeypatch, page):
     monkeypatch.setenv("OCR_DATA_DIR", str(tmp_path))
     if data_status() is None:
