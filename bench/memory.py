@@ -46,8 +46,9 @@ def server_memory(quick: bool = False, timeout: float = 1800) -> list[Phase]:
     with tempfile.TemporaryDirectory() as scratch, chromium_page() as page:
         runs = Path(scratch) / "checkpoints"
         shutil.copytree(SHIPPED_RUNS, runs)  # the training below saves a run: not into checkpoints/
-        with streamlit_server({"OCR_CHECKPOINT_DIR": str(runs)}) as server:
+        with streamlit_server({"OCR_CHECKPOINT_DIR": str(runs)}, startup_timeout=timeout) as server:
             pid = server.process.pid
+            page.set_default_timeout(timeout * 1000)  # a loaded machine can take minutes per step
 
             def record(name: str, started: float) -> None:
                 progress(f"memory: {name}: done")
