@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import math
 import zlib
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
