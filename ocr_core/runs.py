@@ -56,10 +56,21 @@ def run_metadata(result: TrainResult, data: MnistData, evaluations: dict[str, Ev
         "device": result.device,
         "precision": result.precision,
         "data": {"fingerprint": data.fingerprint, "train_size": len(data.train_labels),
-                 "test_size": len(data.test_labels)},
+                 "holdout": result.config.holdout, "test_size": len(data.test_labels)},
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "versions": versions(),
     }
+
+
+def holdout_digits(metadata: dict, data: MnistData) -> tuple[torch.Tensor, torch.Tensor]:
+    """The held-out training digits of a run: the last `holdout` of the `train_size` it was given (empty
+    for runs trained before holdouts existed). Raises CheckpointError if the run was trained on other data."""
+    if metadata.get("data", {}).get("fingerprint") not in (data.fingerprint, None):
+        raise CheckpointError(f"the run was trained on other data than the data at hand "
+                              f"({metadata['data']['fingerprint']} vs {data.fingerprint})")
+    train_size = int(metadata.get("data", {}).get("train_size", len(data.train_labels)))
+    holdout = int(metadata.get("config", {}).get("holdout", 0))
+    return data.subset(train=train_size).holdout_part(holdout)
 
 
 def train_run(name: str, config: TrainConfig, store: RunStore | None = None, data: MnistData | None = None,
