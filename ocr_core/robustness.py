@@ -201,7 +201,7 @@ def shipped_reports_dir(store: RunStore) -> Path:
 
 
 def run_weights_hash(info: RunInfo) -> str:
-    return weights_hash(info.path, str(info.metadata.get("architecture", "")))
+    return weights_hash(info.path, info.metadata.architecture)
 
 
 def cached_report(info: RunInfo, store: RunStore) -> RobustnessReport | None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import platform
 import threading
-from dataclasses import asdict
+from dataclasses import replace
 from datetime import datetime, timezone
 from importlib.metadata import version
 
@@ -11,9 +11,10 @@ import safetensors
 import torch
 
 from .augment import PRESETS, as_spec
-from .checkpoints import CheckpointError, RunInfo, RunStore, validate_run_name
+from .checkpoints import CheckpointError, RunInfo, RunStore, name_taken, validate_run_name
 from .data import MnistData, load_mnist
 from .evaluation import Evaluation, evaluate
+from .metadata import DataInfo, RunMetadata, TestScore
 from .models import multiply_adds, parameter_count
 from .training import TrainConfig, TrainingCallback, TrainResult, fit
 
@@ -36,41 +37,44 @@ def score(model: torch.nn.Module, data: MnistData, clean: Evaluation | None = No
     }
 
 
-def scored_metadata(evaluations: dict[str, Evaluation]) -> dict:
-    return {"metrics": {name: evaluation.summary() for name, evaluation in evaluations.items()},
-            "per_class": [asdict(metrics) for metrics in evaluations["clean"].per_class()]}
+def scores(evaluations: dict[str, Evaluation]) -> dict:
+    """The metadata fields that scoring fills in: `metrics` and `per_class`."""
+    return {"metrics": {name: TestScore(**evaluation.summary()) for name, evaluation in evaluations.items()},
+            "per_class": tuple(evaluations["clean"].per_class())}
 
 
-def run_metadata(result: TrainResult, data: MnistData, evaluations: dict[str, Evaluation]) -> dict:
-    return {
-        "architecture": result.config.architecture,
-        "parameters": parameter_count(result.model),
-        "multiply_adds": multiply_adds(result.model),
-        "config": result.config.as_dict(),
-        "augment": as_spec(result.config.augment).to_string(),
-        "history": [asdict(record) for record in result.history],
-        **scored_metadata(evaluations),
-        "stopped_early": result.stopped,
-        "epochs_completed": result.history[-1].epoch if result.history else 0,
-        "training_seconds": round(result.seconds, 2),
-        "device": result.device,
-        "precision": result.precision,
-        "data": {"fingerprint": data.fingerprint, "train_size": len(data.train_labels),
-                 "holdout": result.config.holdout, "test_size": len(data.test_labels)},
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "versions": versions(),
-    }
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def holdout_digits(metadata: dict, data: MnistData) -> tuple[torch.Tensor, torch.Tensor]:
-    """The held-out training digits of a run: the last `holdout` of the `train_size` it was given (empty
-    for runs trained before holdouts existed). Raises CheckpointError if the run was trained on other data."""
-    if metadata.get("data", {}).get("fingerprint") not in (data.fingerprint, None):
+def run_metadata(result: TrainResult, data: MnistData, evaluations: dict[str, Evaluation]) -> RunMetadata:
+    return RunMetadata(
+        architecture=result.config.architecture,
+        parameters=parameter_count(result.model),
+        multiply_adds=multiply_adds(result.model),
+        config=result.config,
+        augment=as_spec(result.config.augment).to_string(),
+        history=tuple(result.history),
+        **scores(evaluations),
+        stopped_early=result.stopped,
+        epochs_completed=result.history[-1].epoch if result.history else 0.0,
+        training_seconds=round(result.seconds, 2),
+        device=result.device,
+        precision=result.precision,
+        data=DataInfo(data.fingerprint, len(data.train_labels), len(data.test_labels)),
+        created=now(),
+        versions=versions(),
+    )
+
+
+def holdout_digits(metadata: RunMetadata, data: MnistData) -> tuple[torch.Tensor, torch.Tensor]:
+    """The run's held-out training digits, which it never saw: the last `config.holdout` of the
+    `data.train_size` images it was given (none for a run trained with no holdout). CheckpointError if the
+    run was trained on other data."""
+    if metadata.data.fingerprint != data.fingerprint:
         raise CheckpointError(f"the run was trained on other data than the data at hand "
-                              f"({metadata['data']['fingerprint']} vs {data.fingerprint})")
-    train_size = int(metadata.get("data", {}).get("train_size", len(data.train_labels)))
-    holdout = int(metadata.get("config", {}).get("holdout", 0))
-    return data.subset(train=train_size).holdout_part(holdout)
+                              f"({metadata.data.fingerprint} vs {data.fingerprint})")
+    return data.subset(train=metadata.data.train_size).holdout_part(metadata.config.holdout)
 
 
 def train_run(name: str, config: TrainConfig, store: RunStore | None = None, data: MnistData | None = None,
@@ -81,7 +85,7 @@ def train_run(name: str, config: TrainConfig, store: RunStore | None = None, dat
     store = store or RunStore()
     validate_run_name(name)
     if store.exists(name) and not overwrite:
-        raise CheckpointError(f"a run named {name!r} exists already; choose another name or overwrite it")
+        raise name_taken(name)
     data = data or load_mnist()
     result = fit(config, data, callbacks, stop)
     if not result.history or (result.stopped and not keep_if_stopped):
@@ -96,10 +100,9 @@ def rescore_run(name: str, store: RunStore | None = None, data: MnistData | None
     store = store or RunStore()
     model, metadata = store.load(name)
     data = data or load_mnist()
-    trained_on = metadata.get("data", {}).get("fingerprint")
+    trained_on = metadata.data.fingerprint
     if trained_on != data.fingerprint:
         raise CheckpointError(f"{name!r} was trained on other data than the test set at hand "
                               f"({trained_on} vs {data.fingerprint})")
-    rescored = {**metadata, **scored_metadata(score(model, data)),
-                "rescored": datetime.now(timezone.utc).isoformat(timespec="seconds"), "versions": versions()}
+    rescored = replace(metadata, **scores(score(model, data)), rescored=now(), versions=versions())
     return store.save(name, model, rescored, overwrite=True)
