@@ -100,11 +100,14 @@ def test_rotation_keeps_ink_mass_roughly():
     assert ((ratio > 0.85) & (ratio < 1.15)).all()
 
 
-def test_erasing_blanks_a_rectangle_in_each_sample():
+def test_erasing_covers_a_rectangle_with_one_grey_in_each_sample():
     white = torch.full((32, 28, 28), 255, dtype=torch.uint8)
     erased = augment_images(white, "erase=1", seed=0)
-    blank_share = (erased == 0).float().mean((1, 2, 3))
-    assert ((blank_share >= 0.01) & (blank_share <= 0.25)).all()
+    covered = erased < 1
+    share = covered.float().mean((1, 2, 3))
+    assert ((share >= 0.005) & (share <= 0.25)).all()
+    greys = [sample[mask].unique() for sample, mask in zip(erased, covered)]
+    assert all(len(grey) == 1 for grey in greys) and len({float(grey) for grey in greys}) == 32
 
 
 def test_blur_spreads_ink_but_keeps_its_mass():
@@ -191,7 +194,7 @@ def soft_digit_batch(count=16):
     return images
 
 
-NEW_OPS = {"thickness": 1.0, "lines": 1.0, "brightness": 0.5, "contrast": 0.5, "gamma": 1.0, "saltpepper": 0.2}
+NEW_OPS = {"thickness": 1.0, "outline": 0.5, "lines": 1.0, "brightness": 0.5, "contrast": 0.5, "gamma": 1.0, "saltpepper": 0.2}
 
 
 @pytest.mark.parametrize("op", list(NEW_OPS))
@@ -206,7 +209,7 @@ def test_new_ops_keep_shape_and_range_and_are_seeded(op):
 
 
 @pytest.mark.parametrize("op, weak, strong", [
-    ("thickness", 0.3, 1.5), ("lines", 0.5, 3.0), ("brightness", 0.2, 0.8), ("contrast", 0.2, 0.8),
+    ("thickness", 0.3, 1.5), ("outline", 0.1, 0.6), ("lines", 0.5, 3.0), ("brightness", 0.2, 0.8), ("contrast", 0.2, 0.8),
     ("gamma", 0.3, 1.5), ("saltpepper", 0.05, 0.3)])
 def test_new_ops_change_more_as_strength_grows(op, weak, strong):
     clean = to_float_images(soft_digit_batch(256))
@@ -234,3 +237,11 @@ def test_lighting_ops_lift_paper_and_fade_ink_without_inverting():
     assert (grey[clean > 0.99] >= 0.99).all(), "full ink stays full"
     faint = augment_images(soft_digit_batch(256), "contrast=0.6", seed=0)
     assert faint.amax((1, 2, 3)).min() >= 0.4 - 1e-6 and (faint <= clean + 1e-6).all()
+
+
+def test_hollow_strokes_keep_the_contour_and_empty_the_inside():
+    bar = torch.zeros(4, 28, 28, dtype=torch.uint8)
+    bar[:, 10:18, 6:22] = 255
+    hollow = augment_images(bar, "outline=1", seed=0)
+    assert (hollow[:, 0, 11:17, 7:21] == 0).all(), "the inside of the stroke is empty"
+    assert (hollow[:, 0, 9, 6:22] == 1).all() and (hollow[:, 0, 10:18, 5] == 1).all(), "the contour is ink"

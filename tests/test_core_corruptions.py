@@ -1,6 +1,7 @@
 """The corruption suite: every corruption at every severity keeps shape and range, is seeded, does more damage
 as the severity grows, and shares no code with the training augmentation."""
 import ast
+import itertools
 
 import pytest
 import torch
@@ -40,7 +41,7 @@ def test_damage_grows_with_severity(name):
     images = digits()
     clean = as_float_images(images)
     damages = [damage(corrupt(images, name, severity), clean) for severity in SEVERITIES]
-    assert all(later > earlier for earlier, later in zip(damages, damages[1:])), damages
+    assert all(later > earlier for earlier, later in itertools.pairwise(damages)), damages
 
 
 def test_random_corruptions_differ_with_the_seed():
