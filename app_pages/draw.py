@@ -5,15 +5,23 @@ import streamlit as st
 
 from lab_ui import canvas, charts, loaders
 from lab_ui.widgets import ACTIVE_RUN, describe_run, enlarged, errors_shown, show_skipped
-from ocr_core import CheckpointError, ImageError, RunInfo, load_image, prepare_digit
+from ocr_core import CheckpointError, ImageError, RunInfo, digit_from_image, load_image, prepare_digit
 
 UNSURE_BELOW = 0.6
+CANVAS_GENERATION = "draw.canvas_generation"  # session key: bumped by Clear
+
+
+def clear_canvas() -> None:
+    """A canvas under a new key starts empty."""
+    st.session_state[CANVAS_GENERATION] = st.session_state.get(CANVAS_GENERATION, 0) + 1
 
 
 def drawn_image() -> np.ndarray | None:
     stroke_width = st.slider("Pen width", 8, 40, 20, key="draw.stroke", persist_state="session")
-    image = canvas.draw_canvas(stroke_width, key="draw.canvas")
-    st.caption("White ink on black, like MNIST. The canvas toolbar undoes strokes or clears the drawing.")
+    image = canvas.draw_canvas(stroke_width, key=f"draw.canvas.{st.session_state.get(CANVAS_GENERATION, 0)}")
+    st.button("Clear", icon=":material/delete_sweep:", on_click=clear_canvas, help="Start again on an empty canvas.")
+    st.caption("White ink on black, like MNIST. To undo or redo a stroke, point at the canvas: its toolbar "
+               "appears above the top-right corner.")
     return image
 
 
@@ -27,7 +35,8 @@ def uploaded_image() -> np.ndarray | None:
     except ImageError as error:
         st.error(f"Cannot use {upload.name}: {error}", icon=":material/broken_image:")
         return None
-    st.image(image, caption=upload.name, width=canvas.CANVAS_SIDE, clamp=True)
+    with st.container(border=True):  # the frame shows where a white image is on the white page
+        st.image(image, caption=upload.name, width=canvas.CANVAS_SIDE, clamp=True)
     return image
 
 
@@ -87,19 +96,19 @@ with input_column:
     image = drawn_image() if source == "Draw" else uploaded_image()
 
 digit = None
-if image is not None:
-    try:
-        digit = prepare_digit(image)
+with result_column:
+    try:  # an empty canvas only means nothing is drawn yet; an upload without ink is a mistake to explain
+        if image is not None:
+            digit = prepare_digit(image) if source == "Draw" else digit_from_image(image)
     except ImageError as error:
         st.error(str(error), icon=":material/broken_image:")
-
-with result_column:
-    if digit is None:
-        st.info("Draw a digit on the black square, or upload a photo of one: the prediction appears here "
-                "as soon as there is some ink.", icon=":material/gesture:")
     else:
-        with errors_shown(f"Run `{active.name}` cannot be loaded: "):
-            show_prediction(active, digit)
+        if digit is None:
+            st.info("Draw a digit on the black square, or upload a photo of one: the prediction appears here "
+                    "as soon as there is some ink.", icon=":material/gesture:")
+        else:
+            with errors_shown(f"Run `{active.name}` cannot be loaded: "):
+                show_prediction(active, digit)
 
 if digit is not None:
     st.subheader("What every saved run says")

@@ -19,6 +19,7 @@ WORKING_SIDE = 512  # larger inputs are shrunk first: a digit needs no more deta
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 INK_FLOOR = 0.2  # after contrast stretching, weaker values are paper texture or noise
 MIN_INK_PIXELS = 3
+LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R BT.601, as PIL's "L" conversion
 
 
 class ImageError(UserError):
@@ -39,7 +40,8 @@ def load_image(source: bytes | str | Path) -> np.ndarray:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(source))
             if image.width * image.height > MAX_UPLOAD_PIXELS:
-                raise ImageError(f"image too large ({image.width}x{image.height}; at most {MAX_UPLOAD_PIXELS // 1_000_000} megapixels)")
+                raise ImageError(f"image too large ({image.width}x{image.height}; "
+                                 f"at most {MAX_UPLOAD_PIXELS // 1_000_000} megapixels)")
             image.draft("L", (WORKING_SIDE, WORKING_SIDE))  # JPEG decodes straight at a reduced size
             image = ImageOps.exif_transpose(image)  # phone photos carry their rotation in EXIF
             image.load()
@@ -81,7 +83,7 @@ def ink_map(array: np.ndarray) -> np.ndarray:
     values = to_unit_float(np.asarray(array))
     if values.ndim == 3 and values.shape[2] in (2, 4):  # with alpha
         alpha, colour = values[..., -1], values[..., :-1]
-        luminance = colour.mean(2) if colour.shape[2] == 1 else colour[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32)
+        luminance = colour.mean(2) if colour.shape[2] == 1 else colour[..., :3] @ LUMA_WEIGHTS
         if alpha.min() < 0.99:  # transparent parts: lay the image on a background that contrasts with its ink
             opaque = alpha > 0.5
             if not opaque.any():
@@ -90,7 +92,7 @@ def ink_map(array: np.ndarray) -> np.ndarray:
             luminance = luminance * alpha + background * (1 - alpha)
         values = luminance
     elif values.ndim == 3:
-        values = values[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32) if values.shape[2] >= 3 else values[..., 0]
+        values = values[..., :3] @ LUMA_WEIGHTS if values.shape[2] >= 3 else values[..., 0]
     if values.ndim != 2:
         raise ImageError(f"expected a 2-D image, got shape {np.shape(array)}")
     border = np.concatenate([values[0], values[-1], values[:, 0], values[:, -1]])
@@ -133,3 +135,11 @@ def prepare_digit(array: np.ndarray) -> torch.Tensor | None:
     if np.count_nonzero(ink) < MIN_INK_PIXELS:
         return None
     return centre_by_mass(fit_box(ink))
+
+
+def digit_from_image(array: np.ndarray) -> torch.Tensor:
+    """prepare_digit for an image file, where no ink is a mistake to report (an empty canvas is not)."""
+    digit = prepare_digit(array)
+    if digit is None:
+        raise ImageError("no ink found: the image looks blank (one flat colour)")
+    return digit

@@ -10,7 +10,7 @@ import time
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 from bench.app_timing import CHROMIUM, unused_port
 from bench.app_timing import chromium_page as browser_page  # one way to launch Debian's chromium
@@ -87,3 +87,10 @@ def prediction(page, timeout: float = 60) -> str:
     metric.wait_for(timeout=timeout * 1000)
     wait_until_idle(page, timeout)
     return metric.locator('[data-testid="stMetricValue"]').inner_text().strip()
+
+
+def reset_canvas(page) -> None:
+    """Clear the drawing with the canvas toolbar's reset button and wait for the empty-canvas prompt."""
+    page.get_by_role("button", name="Reset canvas & history").click()
+    wait_until_idle(page)
+    page.get_by_text("Draw a digit on the black square").wait_for(timeout=30_000)

@@ -1,12 +1,13 @@
 import threading
+from dataclasses import replace
 
 import pytest
 import torch
 
 from ocr_core.errors import ConfigError, UserError
+from ocr_core.evaluation import evaluate
 from ocr_core.training import (HOLDOUT, RECIPES, Cadence, TrainConfig, TrainingCallback, ema_update, fit,
-                               has_native_bf16, resolve_device,
-                               resolve_precision, with_overrides)
+                               has_native_bf16, resolve_device, resolve_precision, with_overrides)
 
 TINY = TrainConfig(architecture="fast", epochs=2, batch_size=32, learning_rate=0.01)
 
@@ -32,7 +33,7 @@ def test_fit_learns_the_tiny_task_and_reports_history(tiny_data):
     assert len(result.history) == 2 and not result.stopped
     last = result.history[-1]
     assert last.epoch == 2 and last.test_accuracy > 0.8
-    assert last.images_per_second > 0 and last.seconds > 0 and 0 <= last.train_loss
+    assert last.images_per_second > 0 and last.seconds > 0 and last.train_loss >= 0
     assert [record.epoch for record in recorder.epochs] == [1, 2]
     steps = [step for step, *_ in recorder.batches]
     assert steps == list(range(1, 33)) and recorder.batches[-1][1] == 1.0, "every step is reported"
@@ -44,7 +45,7 @@ def test_same_seed_gives_the_same_numbers(tiny_data):
     config = with_overrides(TINY, epochs=1, augment="recommended")
     first, second = fit(config, tiny_data), fit(config, tiny_data)
     assert [r.test_loss for r in first.history] == [r.test_loss for r in second.history]
-    for a, b in zip(first.model.state_dict().values(), second.model.state_dict().values()):
+    for a, b in zip(first.model.state_dict().values(), second.model.state_dict().values(), strict=True):
         assert torch.equal(a, b)
     other = fit(with_overrides(config, seed=1), tiny_data)
     assert other.history[0].train_loss != first.history[0].train_loss
@@ -91,8 +92,10 @@ def test_bad_config_is_rejected_before_training(overrides, message):
 def test_recipes_include_the_exact_tutorial_recipe():
     tutorial = RECIPES["tutorial"]
     assert (tutorial.architecture, tutorial.epochs, tutorial.batch_size, tutorial.learning_rate,
-            tutorial.optimizer, tutorial.schedule, tutorial.augment) == ("seed", 5, 64, 1e-3, "adam", "constant", "none")
-    assert (tutorial.weight_decay, tutorial.label_smoothing, tutorial.ema_decay, tutorial.precision) == (0, 0, 0, "fp32")
+            tutorial.optimizer, tutorial.schedule, tutorial.augment) == (
+                "seed", 5, 64, 1e-3, "adam", "constant", "none")
+    assert (tutorial.weight_decay, tutorial.label_smoothing, tutorial.ema_decay, tutorial.precision) == (
+        0, 0, 0, "fp32")
     assert RECIPES["fast"] == TrainConfig(holdout=HOLDOUT), "the defaults are the fast recipe, with a holdout"
     assert all(recipe.holdout == HOLDOUT == 5000 for recipe in RECIPES.values())
 
@@ -102,11 +105,12 @@ def test_config_round_trips_through_a_dict():
     assert TrainConfig.from_dict({**config.as_dict(), "from_a_newer_version": 1}) == config
 
 
-def test_device_auto_selects_an_available_device():
-    device = resolve_device("auto")
-    assert device.type in ("cpu", "cuda", "mps")
-    if not torch.cuda.is_available():
-        assert device.type in ("cpu", "mps")
+@pytest.mark.parametrize("cuda, mps, expected", [(True, True, "cuda"), (False, True, "mps"), (False, False, "cpu")])
+def test_device_auto_prefers_cuda_then_mps_then_cpu(monkeypatch, cuda, mps, expected):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+    assert resolve_device("auto") == torch.device(expected)
+    assert resolve_device("cpu") == torch.device("cpu"), "a named device is taken as given"
 
 
 def test_fit_returns_the_last_clean_scoring_for_reuse(tiny_data):
@@ -171,7 +175,7 @@ def test_cadence_acts_at_the_first_step_then_once_a_second_and_at_the_last_step(
     now = [100.0]
     cadence = Cadence(seconds=1.0, clock=lambda: now[0])
     acted = []
-    for seconds, report in zip([0.0, 0.3, 0.6, 0.99, 1.0, 1.5, 2.2, 2.3], progress[:8]):
+    for seconds, report in zip([0.0, 0.3, 0.6, 0.99, 1.0, 1.5, 2.2, 2.3], progress[:8], strict=True):
         now[0] = 100.0 + seconds
         acted.append(cadence.due(report))
     assert acted == [True, False, False, False, True, False, True, False]
@@ -184,3 +188,33 @@ def test_config_holds_only_what_changes_the_model():
         TrainConfig(report_every=20)
     old_run_config = {**TrainConfig().as_dict(), "report_every": 20}  # as runs saved before this version hold it
     assert TrainConfig.from_dict(old_run_config) == TrainConfig()
+
+
+class ScoreRecorder(TrainingCallback):
+    def __init__(self):
+        self.points = []
+
+    def on_score(self, progress, point):
+        self.points.append(point)
+
+
+def test_scores_per_epoch_scores_test_and_training_images_alike_without_changing_the_run(tiny_data):
+    recorder = ScoreRecorder()
+    scored = fit(TINY, tiny_data, (recorder,), scores_per_epoch=4)  # 16 steps per epoch: every 4 steps
+    assert [point.epoch for point in recorder.points] == [0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0]
+    last = recorder.points[-1]
+    assert last.test_accuracy == scored.history[-1].test_accuracy and last.test_loss == scored.history[-1].test_loss
+    training_images = evaluate(scored.model, tiny_data.train_images[:128], tiny_data.train_labels[:128])
+    assert last.train_accuracy == training_images.accuracy  # eval mode, unaugmented: as the test set is scored
+    plain = fit(TINY, tiny_data)
+    assert all(torch.equal(a, b) for a, b in zip(plain.model.state_dict().values(),
+                                                   scored.model.state_dict().values(), strict=True))
+    recorder.points.clear()
+    fit(replace(TINY, epochs=0.5), tiny_data, (recorder,), scores_per_epoch=4)  # 8 steps: every 2
+    assert [point.epoch for point in recorder.points] == [0.125, 0.25, 0.375, 0.5]
+
+
+@pytest.mark.parametrize("steps", [1, 4, 7])
+def test_onecycle_runs_with_very_few_steps(tiny_data, steps):
+    result = fit(replace(TINY, epochs=steps / 16), tiny_data)  # 16 steps per epoch
+    assert result.history[-1].epoch == pytest.approx(steps / 16, abs=1e-3)
