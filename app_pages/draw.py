@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from lab_ui import canvas, charts, loaders
+from lab_ui import canvas, charts, inside, loaders
 from lab_ui.widgets import ACTIVE_RUN, describe_run, enlarged, errors_shown, show_skipped
 from ocr_core import CheckpointError, ImageError, RunInfo, digit_from_image, load_image, prepare_digit
 
@@ -120,4 +120,5 @@ if digit is not None:
             "clean test accuracy": st.column_config.NumberColumn(format="percent"),
         },
     )
+inside.inside_the_network(runs, active, digit)
 show_skipped(skipped)

@@ -25,6 +25,11 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 SEED_MODEL_RECIPE = RECIPES["tutorial"]
 
 
+def progress(message: str) -> None:
+    """A timestamped line on stderr: benchmarks print their figures on stdout."""
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
 @dataclass(frozen=True)
 class TargetRun:
     """How long a recipe took to reach the target accuracy; `seconds` is None when it never did."""
