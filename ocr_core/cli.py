@@ -21,9 +21,9 @@ from .evaluation import evaluate, folded_for_inference, predict_probabilities
 from .metadata import RunMetadata
 from .models import ARCHITECTURES, build_model, multiply_adds, parameter_count
 from .preprocess import ImageError, digit_from_image, load_image
+from .reading import READ_SIDE, read_number
 from .robustness import (BASELINE_RUN, DIGITS_PER_CLASS, ReportProgress, RobustnessReport, baseline_report,
                          cached_report, run_report, summary)
-from .reading import READ_SIDE, read_number
 from .runs import rescore_run, train_run
 from .training import (OPTIMIZERS, PRECISIONS, RECIPES, SCHEDULES, Cadence, Progress, TrainingCallback,
                        with_overrides)
