@@ -97,7 +97,7 @@ def time_to_target_rows(data: MnistData, settings: Settings) -> list[Row]:
     theirs = tutorial.time_to_accuracy(data, TARGET_ACCURACY, settings.tutorial_max_epochs,
                                        train_count=settings.train_count)
     progress("fast recipe, in process")
-    fast = RECIPES["fast"]
+    fast = replace(RECIPES["fast"], holdout=0)  # on every image, as the tutorial pipeline trains
     ours = fit_to_accuracy(data, fast, TARGET_ACCURACY)
     rows = [Row(f"time to {TARGET_ACCURACY:.1%} test accuracy, training only (tutorial: scored 4x an epoch)",
                 reached(theirs),
