@@ -214,7 +214,7 @@ def report_payload(report: RobustnessReport, baseline: RobustnessReport | None, 
             "corruptions": {name: {str(s): by_severity[s] for s in severities}
                             for name, by_severity in report.accuracy.items()},
             "mean": {str(s): report.mean(s) for s in severities}, "mce": report.mce(baseline),
-            "worst": {str(s): dict(zip(("corruption", "accuracy"), report.worst(s))) for s in severities}}
+            "worst": {str(s): dict(zip(("corruption", "accuracy"), report.worst(s), strict=True)) for s in severities}}
 
 
 def percent_or_dash(value: float | None, scale: float = 100) -> str:

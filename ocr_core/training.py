@@ -286,7 +286,7 @@ def recalibrate_batch_norm(model: nn.Module, images: torch.Tensor, device: torch
         norm.train()
     for chunk in images.split(500):
         model(as_model_input(to_float_images(chunk).to(device)))
-    for norm, momentum in zip(norms, momenta):
+    for norm, momentum in zip(norms, momenta, strict=True):
         norm.momentum = momentum
     model.train(was_training)
 
