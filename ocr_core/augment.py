@@ -66,17 +66,17 @@ AUGMENT_OPS: dict[str, AugmentOp] = {op.name: op for op in (
     AugmentOp("thickness", "Pen width", 0, 2, 0.1, 1.0,
               "max change of stroke width either way, in pixels per side: thinner (erosion) or thicker "
               "(dilation) ink, fractions blend"),
-    AugmentOp("outline", "Hollow strokes", 0, 1, 0.05, 0.2,
+    AugmentOp("outline", "Hollow ink", 0, 1, 0.05, 0.2,
               "probability of drawing the strokes hollow, as their outer contour (bubble lettering, traced or "
               "edge-enhanced scans)"),
     AugmentOp("lines", "Clutter lines", 0, 4, 0.25, 1.0,
               "mean number of random straight lines (ruled paper, stray strokes) drawn across the image"),
     AugmentOp("blur", "Blur", 0, 3, 0.1, 1.0, "max gaussian sigma, pixels"),
-    AugmentOp("brightness", "Paper brightness", 0, 0.9, 0.05, 0.4, "max grey level of the background (paper)"),
+    AugmentOp("brightness", "Grey paper", 0, 0.9, 0.05, 0.4, "max grey level of the background (paper)"),
     AugmentOp("contrast", "Faint ink", 0, 0.9, 0.05, 0.4, "max share by which the ink's darkness fades"),
     AugmentOp("gamma", "Gamma", 0, 2, 0.1, 0.5, "max log of a gamma curve either way (lighter or darker mid-tones)"),
     AugmentOp("noise", "Noise", 0, 1, 0.01, 0.1, "std of gaussian noise on pixels in [0, 1]"),
-    AugmentOp("saltpepper", "Salt and pepper", 0, 0.5, 0.01, 0.1,
+    AugmentOp("saltpepper", "Specks", 0, 0.5, 0.01, 0.1,
               "max share of pixels set to black or white (dust, sensor defects)"),
     AugmentOp("erase", "Erase", 0, 1, 0.05, 0.25,
               "probability of covering a random rectangle with a random grey (an occluder, a shadow, a glare), "
