@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,10 @@ WORKING_SIDE = 512  # larger inputs are shrunk first: a digit needs no more deta
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 INK_FLOOR = 0.2  # after contrast stretching, weaker values are paper texture or noise
 MIN_INK_PIXELS = 3
+# Degenerate ink, flagged before any model is asked. The canvas pen (20 px on 280) alone spans 7% of the side.
+SPECK_SIDE = 0.12  # ink whose box is smaller than this share of the image's longer side is a dot or a speck
+EDGE_BAND = 0.12  # ink wholly within this share of the side along one edge is a border or a stray stroke
+FLAT_RATIO = 5.0  # no digit is five times wider than it is tall
 
 
 class ImageError(UserError):
@@ -127,9 +132,44 @@ def centre_by_mass(digit: torch.Tensor, side: int = 28) -> torch.Tensor:
     return canvas
 
 
-def prepare_digit(array: np.ndarray) -> torch.Tensor | None:
-    """28x28 float tensor in [0, 1] (white ink on black, like MNIST), or None when there is no ink."""
+def degenerate_ink(ink: np.ndarray) -> str | None:
+    """Why this ink cannot be a digit whatever a model would say (a dot, a speck, a line along the edge, a
+    flat dash), or None. Judged on the ink before it is scaled, where its size and place are still known."""
+    height, width = ink.shape
+    rows, columns = np.flatnonzero(ink.any(1)), np.flatnonzero(ink.any(0))
+    top, bottom, left, right = rows[0], rows[-1] + 1, columns[0], columns[-1] + 1
+    ink_height, ink_width = bottom - top, right - left
+    if max(ink_height, ink_width) < SPECK_SIDE * max(height, width):
+        return "only a dot or a speck of ink: draw the digit larger"
+    band_rows, band_columns = EDGE_BAND * height, EDGE_BAND * width
+    if bottom <= band_rows or top >= height - band_rows or right <= band_columns or left >= width - band_columns:
+        return "only a line along the edge: draw the digit in the middle"
+    if ink_width > FLAT_RATIO * ink_height:
+        return "only a flat dash: no digit is that wide and low"
+    return None
+
+
+@dataclass(frozen=True)
+class PreparedDigit:
+    """What the preprocessing made of an input: the 28x28 digit (None without ink) and, when the ink cannot
+    be a digit, why not (the model is not asked then)."""
+
+    digit: torch.Tensor | None
+    problem: str | None
+
+    @property
+    def readable(self) -> bool:
+        return self.problem is None
+
+
+def prepare(array: np.ndarray) -> PreparedDigit:
+    """`prepare_digit` plus the degenerate-ink check: the one preprocessing path for readers of one input."""
     ink = ink_map(array)
     if np.count_nonzero(ink) < MIN_INK_PIXELS:
-        return None
-    return centre_by_mass(fit_box(ink))
+        return PreparedDigit(None, "no ink found (blank image)")
+    return PreparedDigit(centre_by_mass(fit_box(ink)), degenerate_ink(ink))
+
+
+def prepare_digit(array: np.ndarray) -> torch.Tensor | None:
+    """28x28 float tensor in [0, 1] (white ink on black, like MNIST), or None when there is no ink."""
+    return prepare(array).digit

@@ -11,6 +11,7 @@ import safetensors
 import torch
 
 from .augment import PRESETS, as_spec
+from .calibration import calibration_sets, fit_calibration
 from .checkpoints import CheckpointError, RunInfo, RunStore, validate_run_name
 from .data import MnistData, load_mnist
 from .evaluation import Evaluation, evaluate
@@ -79,6 +80,18 @@ def train_run(name: str, config: TrainConfig, store: RunStore | None = None, dat
     return store.save(name, result.model, metadata, overwrite=overwrite), result
 
 
+def holdout_of(metadata: dict, data: MnistData) -> int:
+    """How many of the last training images of `data` the run never trained on: a run trained on the first N
+    images of this very data (`--train-limit`, the Train page's first-N option) never saw the rest."""
+    trained_on = metadata.get("data", {})
+    if str(trained_on.get("fingerprint", "")).startswith(f"{data.fingerprint}[:"):
+        return max(0, len(data.train_labels) - int(trained_on.get("train_size", len(data.train_labels))))
+    if trained_on.get("fingerprint") != data.fingerprint:
+        raise CheckpointError(f"the run was trained on other data than the MNIST at hand "
+                              f"({trained_on.get('fingerprint')} vs {data.fingerprint})")
+    return 0
+
+
 def rescore_run(name: str, store: RunStore | None = None, data: MnistData | None = None) -> RunInfo:
     """Score a saved run again on the test sets as they are defined now (after a change to a preset, say)
     and rewrite its metrics in place; weights, config and history stay as they were."""
@@ -92,3 +105,14 @@ def rescore_run(name: str, store: RunStore | None = None, data: MnistData | None
     rescored = {**metadata, **scored_metadata(score(model, data)),
                 "rescored": datetime.now(timezone.utc).isoformat(timespec="seconds"), "versions": versions()}
     return store.save(name, model, rescored, overwrite=True)
+
+
+def calibrate_run(name: str, store: RunStore | None = None, data: MnistData | None = None,
+                  progress=None) -> RunInfo:
+    """Fit a saved run's calibration (temperature, digit detector) on its held-out digits and store it in
+    the run's metadata; CalibrationError when the run has none (it is then left "not calibrated")."""
+    store = store or RunStore()
+    model, metadata = store.load(name)
+    data = data or load_mnist()
+    calibration = fit_calibration(model, *calibration_sets(holdout_of(metadata, data), data), progress=progress)
+    return store.save(name, model, {**metadata, "calibration": calibration.to_dict()}, overwrite=True)
