@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from lab_ui import canvas, charts, loaders
-from lab_ui.widgets import ACTIVE_RUN, describe_run, enlarged, show_skipped
+from lab_ui.widgets import ACTIVE_RUN, describe_run, enlarged, errors_shown, show_skipped
 from ocr_core import CheckpointError, ImageError, RunInfo, load_image, prepare_digit
 
 UNSURE_BELOW = 0.6
@@ -49,7 +49,7 @@ def comparison_table(runs: list[RunInfo], digit, active: str) -> pd.DataFrame:
     rows = []
     for run in runs:
         row = {"run": run.name, "in use": run.name == active, "prediction": None, "confidence": None,
-               "architecture": (run.metadata or {}).get("architecture"), "clean test accuracy": run.metric("clean"),
+               "architecture": run.metadata.architecture, "clean test accuracy": run.metric("clean"),
                "problem": None}
         try:
             probabilities = loaders.predict(run, digit)
@@ -98,10 +98,8 @@ with result_column:
         st.info("Draw a digit on the black square, or upload a photo of one: the prediction appears here "
                 "as soon as there is some ink.", icon=":material/gesture:")
     else:
-        try:
+        with errors_shown(f"Run `{active.name}` cannot be loaded: "):
             show_prediction(active, digit)
-        except CheckpointError as error:
-            st.error(f"Run `{active.name}` cannot be loaded: {error}", icon=":material/error:")
 
 if digit is not None:
     st.subheader("What every saved run says")

@@ -1,4 +1,5 @@
 """Compare saved runs on clean and augmented test digits, look at their mistakes, and manage the runs."""
+from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
@@ -6,8 +7,9 @@ import streamlit as st
 
 from lab_ui import charts, loaders
 from lab_ui.loaders import Scores
-from lab_ui.widgets import ACTIVE_RUN, augment_label, enlarged, flash, percent, require_dataset, show_flash, show_skipped
-from ocr_core import PRESETS, CheckpointError, MnistData, RunInfo, parse_augment
+from lab_ui.widgets import (ACTIVE_RUN, augment_label, enlarged, errors_shown, flash, require_dataset, show_flash,
+                            show_skipped)
+from ocr_core import PRESETS, MnistData, RunInfo, parse_augment
 
 TUTORIAL_RUNS = ["seed", "seed-aug"]
 AUGMENTED_CHOICES = [name for name in PRESETS if name != "none"]
@@ -33,11 +35,9 @@ def augmented_test_spec() -> str | None:
         return PRESETS[choice].to_string()
     text = st.text_input("Augmentation spec", key="evaluate.custom_augment", persist_state="session",
                          placeholder="rotate=30,noise=0.2")
-    try:
+    with errors_shown():
         return parse_augment(text).to_string()
-    except ValueError as error:
-        st.error(str(error), icon=":material/error:")
-        return None
+    return None
 
 
 def evaluate_runs(runs: list[RunInfo], augment: str, data: MnistData) -> dict[str, dict[str, Scores]]:
@@ -46,11 +46,9 @@ def evaluate_runs(runs: list[RunInfo], augment: str, data: MnistData) -> dict[st
     results = {}
     for done, run in enumerate(runs):
         bar.progress(done / len(runs), text=f"Evaluating `{run.name}` on the clean and the augmented test set…")
-        try:
+        with errors_shown(f"Run `{run.name}` cannot be loaded: "):
             results[run.name] = {test_set: loaders.scores(run, spec, data)
                                  for test_set, spec in (("clean", "none"), ("augmented", augment))}
-        except CheckpointError as error:
-            st.error(f"Run `{run.name}` cannot be loaded: {error}", icon=":material/error:")
     bar.empty()
     return results
 
@@ -58,11 +56,11 @@ def evaluate_runs(runs: list[RunInfo], augment: str, data: MnistData) -> dict[st
 def summary(runs: dict[str, RunInfo], results: dict[str, dict[str, Scores]], augment: str) -> None:
     augmented = f"{augment_label(augment)}-augmented accuracy"
     table = pd.DataFrame([
-        {"run": name, "architecture": runs[name].metadata["architecture"],
-         "trained with": augment_label(runs[name].metadata["augment"]),
-         "epochs": runs[name].metadata["epochs_completed"], "clean accuracy": sets["clean"].accuracy,
-         augmented: sets["augmented"].accuracy, "parameters": runs[name].metadata["parameters"],
-         "training time (s)": runs[name].metadata["training_seconds"]}
+        {"run": name, "architecture": runs[name].metadata.architecture,
+         "trained with": augment_label(runs[name].metadata.augment),
+         "epochs": runs[name].metadata.epochs_completed, "clean accuracy": sets["clean"].accuracy,
+         augmented: sets["augmented"].accuracy, "parameters": runs[name].metadata.parameters,
+         "training time (s)": runs[name].metadata.training_seconds}
         for name, sets in results.items()])
     accuracy_format = st.column_config.NumberColumn(format="percent")
     st.dataframe(table, hide_index=True, width="stretch", column_config={
@@ -107,7 +105,7 @@ def mistakes_gallery(scores: Scores) -> None:
 def learning_curves(runs: list[RunInfo]) -> None:
     metric = st.segmented_control("Curve", list(CURVES), format_func=CURVES.get, default="test_accuracy",
                                   required=True, key="evaluate.curve", persist_state="session")
-    frame = pd.DataFrame([{"run": run.name, **record} for run in runs for record in run.metadata.get("history", [])])
+    frame = pd.DataFrame([{"run": run.name, **asdict(record)} for run in runs for record in run.metadata.history])
     if frame.empty:
         st.info("These runs have no recorded history.")
         return
@@ -178,10 +176,9 @@ def confirm_delete(name: str) -> None:
     st.write(f"Delete `{name}` for good? Its checkpoint file is removed from the server.")
     delete_column, cancel_column = st.columns(2)
     if delete_column.button("Delete", type="primary", icon=":material/delete:", key="evaluate.delete_confirmed"):
-        try:
+        with errors_shown() as attempt:
             loaders.run_store().delete(name)
-        except CheckpointError as error:
-            st.error(str(error), icon=":material/error:")
+        if attempt.failed:
             return
         stop_deleting()
         flash(f"Deleted `{name}`.")
@@ -195,10 +192,9 @@ def rename_run(names: list[str]) -> None:
     old = st.selectbox("Run", names, key="evaluate.rename_from")
     new = st.text_input("New name", key="evaluate.rename_to", max_chars=64).strip()
     if st.button("Rename", icon=":material/edit:", disabled=not (old and new)):
-        try:
+        with errors_shown() as attempt:
             loaders.run_store().rename(old, new)
-        except CheckpointError as error:
-            st.error(str(error), icon=":material/error:")
+        if attempt.failed:
             return
         if st.session_state.get(ACTIVE_RUN) == old:
             st.session_state[ACTIVE_RUN] = new
@@ -212,10 +208,9 @@ def import_run() -> None:
                          placeholder="default: the file's name").strip()
     if st.button("Add run", icon=":material/upload:", disabled=upload is None):
         name = name or Path(upload.name).stem
-        try:
+        with errors_shown() as attempt:
             loaders.run_store().import_bytes(name, upload.getvalue())
-        except CheckpointError as error:
-            st.error(str(error), icon=":material/error:")
+        if attempt.failed:
             return
         flash(f"Added run `{name}`.")
         st.rerun()
@@ -223,7 +218,7 @@ def import_run() -> None:
 
 def manage(runs: list[RunInfo], skipped: list[RunInfo]) -> None:
     table = pd.DataFrame([{"run": run.name, "status": "ok" if run.ok else f"skipped: {run.problem}",
-                           "architecture": (run.metadata or {}).get("architecture"),
+                           "architecture": run.metadata.architecture if run.ok else None,
                            "clean accuracy": run.metric("clean"), "seed-augmented accuracy": run.metric("seed_augmented"),
                            "size": run.size, "modified": pd.Timestamp(run.modified, unit="s")}
                           for run in runs + skipped])

@@ -1,24 +1,18 @@
 """Train a run: settings with a live preview of the augmented data, then live progress of the job."""
-import math
 import uuid
 
-import pandas as pd
 import streamlit as st
 
-from lab_ui import charts, loaders
+from lab_ui import charts, loaders, train_form
 from lab_ui.training import TrainingBusyError, TrainingJob, training_manager
-from lab_ui.widgets import ACTIVE_RUN, enlarged, percent, require_dataset
-from ocr_core import (ARCHITECTURES, PRESETS, RECIPES, AugmentSpec, CheckpointError, MnistData, TrainConfig,
-                      parse_augment, preview_grid, validate_run_name)
+from lab_ui.widgets import ACTIVE_RUN, enlarged, errors_shown, percent, require_dataset
+from ocr_core import ARCHITECTURES, PRESETS, RECIPES, AugmentSpec, ConfigError, MnistData, parse_augment, preview_grid
 from ocr_core.augment import RANGE_OPS
 from ocr_core.training import OPTIMIZERS, PRECISIONS, SCHEDULES
 
-CONFIG_FIELDS = ("architecture", "epochs", "batch_size", "learning_rate", "optimizer", "schedule",
-                 "weight_decay", "label_smoothing", "ema_decay", "precision", "seed")
 BATCH_SIZES = (16, 32, 64, 128, 256, 512, 1024)
 LEARNING_RATES = (1e-4, 3e-4, 1e-3, 2e-3, 4e-3, 1e-2, 2e-2, 5e-2, 0.1)
 QUICK_SUBSETS = (1_000, 5_000, 10_000, 30_000)
-PROGRESS_UPDATES = 100  # per run, however long: enough for a smooth bar, few enough to cost nothing
 # op: (label, lowest, highest, step, strength when switched on, what the strength means)
 AUGMENT_OPS = {
     "rotate": ("Rotate", 0.0, 180.0, 1.0, 15.0, "max degrees either way"),
@@ -47,9 +41,7 @@ def set_augment_controls(spec: AugmentSpec) -> None:
 
 def apply_recipe() -> None:
     recipe = RECIPES[st.session_state["train.recipe"]]
-    for name in CONFIG_FIELDS:
-        default = getattr(TrainConfig(), name)
-        st.session_state[f"train.{name}"] = type(default)(getattr(recipe, name))
+    st.session_state.update(train_form.recipe_settings(recipe))
     set_augment_controls(parse_augment(recipe.augment))
 
 
@@ -57,12 +49,6 @@ def apply_preset() -> None:
     preset = st.session_state["train.preset"]
     if preset is not None:
         set_augment_controls(PRESETS[preset])
-
-
-def free_run_name(stem: str = "my-run") -> str:
-    store = loaders.run_store()
-    return next(name for number in range(1, 10_000)
-                if not store.exists(name := stem if number == 1 else f"{stem}-{number}"))
 
 
 def chosen_spec() -> AugmentSpec:
@@ -80,11 +66,11 @@ def prepare_settings() -> None:
     if "train.recipe" not in st.session_state:
         st.session_state["train.recipe"] = "fast"
         apply_recipe()
-    st.session_state.setdefault("train.name", free_run_name())
+    st.session_state.setdefault("train.name", train_form.free_run_name(loaders.run_store()))
     st.session_state.setdefault("train.preview_seed", 0)
     try:
         spec = chosen_spec()
-    except ValueError:
+    except ConfigError:
         spec = None
     st.session_state["train.preset"] = next((name for name, preset in PRESETS.items() if preset == spec), None)
 
@@ -145,45 +131,18 @@ def settings(data: MnistData) -> None:
 
 
 def start(data: MnistData, spec: AugmentSpec) -> None:
-    state = st.session_state
-    name = state["train.name"].strip()
-    count = state["train.images"] or len(data.train_labels)
-    steps = math.ceil(count / state["train.batch_size"]) * state["train.epochs"]
-    try:
-        validate_run_name(name)
-        config = TrainConfig(**{field: state[f"train.{field}"] for field in CONFIG_FIELDS}, augment=spec.to_string(),
-                             report_every=max(1, round(steps / PROGRESS_UPDATES)))
-    except (CheckpointError, ValueError) as error:
-        st.error(str(error), icon=":material/error:")
+    store = loaders.run_store()
+    with errors_shown() as attempt:
+        job, training_data = train_form.job_from_settings(st.session_state, spec, data, store,
+                                                          visitor=st.session_state["visitor"])
+    if attempt.failed:
         return
-    if loaders.run_store().exists(name) and not state["train.overwrite"]:
-        st.error(f"A run named `{name}` exists already: choose another name, or tick *Replace*.",
-                 icon=":material/error:")
-        return
-    job = TrainingJob(name, config, owner=state["visitor"], owner_label=state["train.owner_label"].strip()
-                      or "Another visitor", train_images=count, overwrite=state["train.overwrite"],
-                      keep_if_stopped=state["train.if_stopped"] == "keep")
     try:
-        training_manager().start(job, loaders.run_store(), data.subset(train=count))
+        training_manager().start(job, store, training_data)
     except TrainingBusyError as busy:
         st.warning(f"{busy}. Please wait until it has finished.", icon=":material/hourglass:")
         return
     st.rerun()
-
-
-def trace_frame(job: TrainingJob) -> pd.DataFrame:
-    return pd.DataFrame(list(job.trace), columns=["epoch", "series", "loss", "accuracy"])
-
-
-def progress_text(job: TrainingJob) -> str:
-    snapshot = job.snapshot
-    if job.finishing:
-        return "Scoring on the clean and the augmented test set, then saving…"
-    if snapshot.step == 0:
-        return "Starting…"
-    eta = "–" if snapshot.eta_seconds is None else f"{int(snapshot.eta_seconds // 60)}:{int(snapshot.eta_seconds % 60):02d}"
-    return (f"Epoch {snapshot.epoch}/{snapshot.total_epochs} · step {snapshot.step:,}/{snapshot.total_steps:,} · "
-            f"{snapshot.images_per_second:,.0f} images/s · ETA {eta}")
 
 
 @st.fragment(run_every=1.0)
@@ -191,7 +150,7 @@ def live_progress(job: TrainingJob, mine: bool) -> None:
     """Redraws itself every second; a full rerun shows the result once the job has ended."""
     if not job.running:
         st.rerun()
-    st.progress(job.snapshot.fraction_done, text=progress_text(job))
+    st.progress(job.snapshot.fraction_done, text=train_form.progress_text(job.snapshot, job.finishing))
     loss_column, accuracy_column, stop_column = st.columns([2, 2, 3], vertical_alignment="center")
     loss_column.metric("Training loss", f"{job.snapshot.loss:.3f}")
     accuracy_column.metric("Training accuracy", percent(job.snapshot.accuracy))
@@ -200,7 +159,7 @@ def live_progress(job: TrainingJob, mine: bool) -> None:
     elif mine and not job.finishing and stop_column.button("Stop", icon=":material/stop_circle:", key="train.stop"):
         job.stop.set()
         st.rerun(scope="fragment")
-    trace = trace_frame(job)
+    trace = train_form.trace_frame(job.trace)
     if not trace.empty:
         loss_chart, accuracy_chart = st.columns(2)
         loss_chart.altair_chart(charts.curves_chart(trace, "loss", "loss", colour_by="series"), width="stretch")
@@ -209,20 +168,21 @@ def live_progress(job: TrainingJob, mine: bool) -> None:
 
 
 def show_result(job: TrainingJob) -> None:
-    if job.state == "failed":
-        st.error(f"Training `{job.name}` failed: {job.error}", icon=":material/error:")
-    elif job.state == "discarded":
+    outcome = job.outcome
+    if outcome.state == "failed":
+        st.error(f"Training `{job.name}` failed: {outcome.error}", icon=":material/error:")
+    elif outcome.state == "discarded":
         st.info(f"Training `{job.name}` was stopped and, as you chose, not saved.", icon=":material/delete:")
     else:
-        metadata = job.run.metadata
-        stopped = f" (stopped early, after {metadata['epochs_completed']:g} epochs)" if job.stopped else ""
+        metadata = outcome.run.metadata
+        stopped = f" (stopped early, after {metadata.epochs_completed:g} epochs)" if outcome.stopped else ""
         st.success(f"Saved run `{job.name}`{stopped}.", icon=":material/check_circle:")
         columns = st.columns(4)
-        columns[0].metric("Clean test accuracy", percent(job.run.metric("clean")))
-        columns[1].metric("`seed`-augmented test accuracy", percent(job.run.metric("seed_augmented")))
-        columns[2].metric("Training time", f"{metadata['training_seconds']:.0f} s")
-        columns[3].metric("Parameters", f"{metadata['parameters']:,}")
-        trace = trace_frame(job)
+        columns[0].metric("Clean test accuracy", percent(outcome.run.metric("clean")))
+        columns[1].metric("`seed`-augmented test accuracy", percent(outcome.run.metric("seed_augmented")))
+        columns[2].metric("Training time", f"{metadata.training_seconds:.0f} s")
+        columns[3].metric("Parameters", f"{metadata.parameters:,}")
+        trace = train_form.trace_frame(job.trace)
         if not trace.empty:
             st.altair_chart(charts.curves_chart(trace, "accuracy", "accuracy", colour_by="series"), width="stretch")
         st.page_link("app_pages/evaluate.py", label="Compare it with the other runs on Evaluate",
@@ -234,7 +194,7 @@ def show_result(job: TrainingJob) -> None:
             st.switch_page("app_pages/draw.py")
     if st.button("Train another run", type="primary", icon=":material/restart_alt:"):
         st.session_state["train.seen_job"] = job.id
-        st.session_state["train.name"] = free_run_name()
+        st.session_state["train.name"] = train_form.free_run_name(loaders.run_store())
         st.rerun()
 
 
@@ -276,7 +236,7 @@ with settings_column:
     settings(data)
     try:
         spec = chosen_spec()
-    except ValueError as error:
+    except ConfigError as error:
         st.error(str(error), icon=":material/error:")
         st.stop()
     stopped_column, overwrite_column = st.columns(2)

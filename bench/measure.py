@@ -41,14 +41,14 @@ class Latency:
 
 
 class ThroughputMeter(TrainingCallback):
-    """Images per second between the first and the last progress report, so start-up is left out."""
+    """Images per second from the end of the first 5% of the steps (the warm-up) to the last step."""
 
     def __init__(self) -> None:
         self.first: Progress | None = None
         self.last: Progress | None = None
 
     def on_batch(self, progress: Progress) -> None:
-        if self.first is None:
+        if self.first is None and progress.step >= max(1, progress.total_steps // 20):
             self.first = progress
         self.last = progress
 
@@ -98,7 +98,7 @@ def train_command(extra_args: list[str], name: str = "bench") -> TargetRun:
         if finished.returncode != 0:
             raise RuntimeError(f"{' '.join(command)} failed:\n{finished.stderr[-2000:]}")
         metadata = RunStore(Path(checkpoints)).info(name).metadata
-    return TargetRun(seconds, metadata["epochs_completed"], metadata["metrics"]["clean"]["accuracy"])
+    return TargetRun(seconds, metadata.epochs_completed, metadata.metric("clean"))
 
 
 def startup_seconds(imports: str, repeats: int = 3) -> float:

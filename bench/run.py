@@ -78,9 +78,7 @@ def throughput_rows(data: MnistData, settings: Settings) -> list[Row]:
         augmented = augment != "none"
         progress(f"training throughput, seed model, augment={augment}: tutorial pipeline")
         theirs = tutorial.throughput(augmented, settings.throughput_batches, train_count=settings.train_count)
-        # Progress reports every 5% of the steps: the meter leaves out the first 5%, the warm-up.
-        config = replace(SEED_MODEL_RECIPE, epochs=epochs, augment=augment,
-                         report_every=max(1, settings.throughput_batches // 20))
+        config = replace(SEED_MODEL_RECIPE, epochs=epochs, augment=augment)
         label = "with the tutorial's augmentation" if augmented else "no augmentation"
         # fp32 isolates what the input pipeline and layout gain; the default adds bf16 where it is native.
         for precision in dict.fromkeys(("fp32", resolve_precision("auto", resolve_device()))):

@@ -1,19 +1,22 @@
 """One training at a time per server process, in a background thread, observable from any session.
 
 Streamlit reruns a page's script on every click, which would kill a loop running inside it; the job
-therefore runs in a thread owned by a process-wide manager (Community Cloud serves every visitor from
-one process, so this is also what makes visitors take turns)."""
+therefore runs in a thread started by a process-wide manager (Community Cloud serves every visitor from
+one process, so this is also what makes visitors take turns). The guarantee lives in the process, not in
+a Streamlit cache: a live training thread is the record that a job runs."""
 from __future__ import annotations
 
-import math
+import logging
 import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
 
-import streamlit as st
+from ocr_core import (Cadence, MnistData, Progress, RunInfo, RunStore, TrainConfig, TrainingCallback, UserError,
+                      train_run)
 
-from ocr_core import MnistData, Progress, RunInfo, RunStore, TrainConfig, TrainingCallback, train_run
+logger = logging.getLogger(__name__)
+PROGRESS_SECONDS = 1.0  # the page redraws once a second: fresher numbers than that would never be seen
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,16 @@ class Snapshot:
         return min(1.0, self.step / self.total_steps)
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """How a job ended, published in one assignment: readers see all of it or none of it."""
+
+    state: str  # saved, discarded or failed
+    run: RunInfo | None = None  # the saved run
+    stopped: bool = False  # stopped early by its owner
+    error: str | None = None  # why it failed, for the page; the traceback goes to the server log
+
+
 @dataclass
 class TrainingJob:
     name: str
@@ -46,17 +59,14 @@ class TrainingJob:
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     started: float = field(default_factory=time.time)
     stop: threading.Event = field(default_factory=threading.Event)
-    state: str = "running"  # running, saved, discarded or failed
     snapshot: Snapshot = field(default_factory=Snapshot)
     trace: list[dict] = field(default_factory=list)  # rows for the live chart
     history: list[dict] = field(default_factory=list)  # EpochRecord dicts
-    run: RunInfo | None = None
-    stopped: bool = False
-    error: str | None = None
+    outcome: Outcome | None = None  # None while running
 
     @property
     def running(self) -> bool:
-        return self.state == "running"
+        return self.outcome is None
 
     @property
     def finishing(self) -> bool:
@@ -67,15 +77,17 @@ class TrainingJob:
 class ProgressRecorder(TrainingCallback):
     """Copies what the trainer reports into the job; runs in the training thread."""
 
-    def __init__(self, job: TrainingJob):
+    def __init__(self, job: TrainingJob, cadence: Cadence | None = None):
         self.job = job
+        self.cadence = cadence or Cadence(PROGRESS_SECONDS)
 
     def on_batch(self, progress: Progress) -> None:
-        steps_per_epoch = math.ceil(self.job.train_images / progress.config.batch_size)
+        if not self.cadence.due(progress):
+            return
         self.job.snapshot = Snapshot(progress.epoch, progress.total_epochs, progress.step, progress.total_steps,
                                      progress.loss, progress.accuracy, progress.images_per_second,
                                      progress.eta_seconds)
-        self.job.trace.append({"epoch": progress.step / steps_per_epoch, "series": "training (running)",
+        self.job.trace.append({"epoch": progress.step / progress.steps_per_epoch, "series": "training (running)",
                                "loss": progress.loss, "accuracy": progress.accuracy})
 
     def on_epoch(self, progress: Progress) -> None:
@@ -91,32 +103,60 @@ class TrainingBusyError(RuntimeError):
         self.job = job
 
 
+def train_in_background(job: TrainingJob, store: RunStore, data: MnistData) -> None:
+    """The training thread's body: every way it can end becomes the job's outcome."""
+    try:
+        run, result = train_run(job.name, job.config, store, data, callbacks=(ProgressRecorder(job),),
+                                stop=job.stop, overwrite=job.overwrite, keep_if_stopped=job.keep_if_stopped)
+    except Exception as error:  # the thread has nobody to raise to: every failure must reach the page
+        if isinstance(error, UserError):
+            logger.warning("training run %r failed: %s", job.name, error)
+        else:  # a bug: its traceback goes to the server log, the page shows the message
+            logger.exception("training run %r failed", job.name)
+        job.outcome = Outcome("failed", error=str(error) or type(error).__name__)
+        return
+    job.outcome = Outcome("saved" if run is not None else "discarded", run=run, stopped=result.stopped)
+
+
+def live_training_job() -> TrainingJob | None:
+    """The job of the training thread alive in this process, if any. The threads themselves are the
+    record: they outlive Streamlit's caches (the menu's "Clear cache") and a reload of this module."""
+    for thread in threading.enumerate():
+        job = getattr(thread, TRAINING_JOB_ATTRIBUTE, None)
+        if job is not None and thread.is_alive():
+            return job
+    return None
+
+
 class TrainingManager:
+    """Starts jobs, one at a time per process, and remembers the last one for its owner's result."""
+
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.job: TrainingJob | None = None  # the running job, or the last one
+        self.last: TrainingJob | None = None
+
+    @property
+    def job(self) -> TrainingJob | None:
+        """The running job, or else the last one this manager started."""
+        return live_training_job() or self.last
 
     def start(self, job: TrainingJob, store: RunStore, data: MnistData) -> None:
-        with self._lock:
-            if self.job is not None and self.job.running:
-                raise TrainingBusyError(self.job)
-            self.job = job
-        threading.Thread(target=self._train, args=(job, store, data), name=f"train-{job.name}", daemon=True).start()
-
-    @staticmethod
-    def _train(job: TrainingJob, store: RunStore, data: MnistData) -> None:
-        try:
-            run, result = train_run(job.name, job.config, store, data, callbacks=(ProgressRecorder(job),),
-                                    stop=job.stop, overwrite=job.overwrite, keep_if_stopped=job.keep_if_stopped)
-        except Exception as error:  # the thread has nobody to raise to: every failure must reach the page
-            job.error = str(error) or type(error).__name__
-            job.state = "failed"
-            return
-        job.run, job.stopped = run, result.stopped
-        job.state = "saved" if run is not None else "discarded"
+        with START_LOCK:  # the check and the start are one step, so two sessions cannot both pass the check
+            running = live_training_job()
+            if running is not None:
+                raise TrainingBusyError(running)
+            thread = threading.Thread(target=train_in_background, args=(job, store, data),
+                                      name=f"train-{job.name}", daemon=True)
+            setattr(thread, TRAINING_JOB_ATTRIBUTE, job)
+            thread.start()
+            self.last = job
 
 
-@st.cache_resource
+# Process-wide, outside st.cache_resource: clearing Streamlit's caches must not make a second manager
+# that would let a second training start while the first one runs.
+TRAINING_JOB_ATTRIBUTE = "ocr_lab_training_job"
+START_LOCK = threading.Lock()
+MANAGER = TrainingManager()
+
+
 def training_manager() -> TrainingManager:
-    """The process-wide manager (st.cache_resource holds one object for all sessions)."""
-    return TrainingManager()
+    return MANAGER

@@ -1,12 +1,17 @@
 """Panels and widgets that more than one page, or the sidebar, shows."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
 import numpy as np
 import streamlit as st
 import torch
 from PIL import Image
 
-from ocr_core import PRESETS, DataUnavailableError, MnistData, RunInfo, data_status, load_mnist, parse_augment
+from ocr_core import (PRESETS, DataUnavailableError, MnistData, RunInfo, UserError, data_status, load_mnist,
+                      parse_augment)
 
 from . import loaders
 from .training import training_manager
@@ -35,10 +40,9 @@ def augment_label(spec: str) -> str:
 
 
 def describe_run(run: RunInfo) -> str:
-    metadata = run.metadata or {}
-    parts = [f"{metadata.get('architecture', '?')} net", f"{percent(run.metric('clean'))} on clean test digits",
+    parts = [f"{run.metadata.architecture} net", f"{percent(run.metric('clean'))} on clean test digits",
              f"{percent(run.metric('seed_augmented'))} on `seed`-augmented ones"]
-    if metadata.get("stopped_early"):
+    if run.metadata.stopped_early:
         parts.append("stopped early")
     return " · ".join(parts)
 
@@ -101,6 +105,23 @@ def show_flash() -> None:
     message = st.session_state.pop(FLASH, None)
     if message:
         st.success(message, icon=":material/check_circle:")
+
+
+@dataclass
+class Attempt:
+    failed: bool = False
+
+
+@contextmanager
+def errors_shown(context: str = "") -> Iterator[Attempt]:
+    """Show a UserError raised in the block as an error message, after `context`, instead of a crash;
+    `attempt.failed` then tells the caller to stop. Any other exception is a bug and propagates."""
+    attempt = Attempt()
+    try:
+        yield attempt
+    except UserError as error:
+        attempt.failed = True
+        st.error(f"{context}{error}", icon=":material/error:")
 
 
 def enlarged(image: torch.Tensor | np.ndarray, side: int) -> Image.Image:

@@ -2,16 +2,19 @@
 from .augment import PRESETS, AugmentSpec, augment_images, parse_augment, preview_grid
 from .checkpoints import CheckpointError, RunInfo, RunStore, validate_run_name
 from .data import DataUnavailableError, MnistData, data_status, load_mnist
+from .errors import ConfigError, UserError
 from .evaluation import Evaluation, evaluate, predict_probabilities
+from .metadata import RunMetadata
 from .models import ARCHITECTURES, build_model, multiply_adds, parameter_count
 from .preprocess import ImageError, load_image, prepare_digit
 from .runs import score, train_run
-from .training import RECIPES, EpochRecord, Progress, TrainConfig, TrainingCallback, TrainResult, fit
+from .training import RECIPES, Cadence, EpochRecord, Progress, TrainConfig, TrainingCallback, TrainResult, fit
 
 __all__ = [
-    "ARCHITECTURES", "PRESETS", "RECIPES", "AugmentSpec", "CheckpointError", "DataUnavailableError", "EpochRecord",
-    "Evaluation", "ImageError", "MnistData", "Progress", "RunInfo", "RunStore", "TrainConfig", "TrainResult",
-    "TrainingCallback", "augment_images", "build_model", "data_status", "evaluate", "fit", "load_image",
+    "ARCHITECTURES", "PRESETS", "RECIPES", "AugmentSpec", "Cadence", "CheckpointError", "ConfigError", "DataUnavailableError",
+    "EpochRecord",
+    "Evaluation", "ImageError", "MnistData", "Progress", "RunInfo", "RunMetadata", "RunStore", "TrainConfig", "TrainResult",
+    "TrainingCallback", "UserError", "augment_images", "build_model", "data_status", "evaluate", "fit", "load_image",
     "load_mnist", "multiply_adds", "parameter_count", "parse_augment", "predict_probabilities", "prepare_digit",
     "preview_grid", "score", "train_run", "validate_run_name",
 ]

@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, fields, replace
 import torch
 import torch.nn.functional as F
 
+from .errors import ConfigError
+
 IMAGE_SIZE = 28
 AUGMENT_CHUNK = 1000  # fixed chunking keeps a seeded augmented set identical whatever batch size reads it
 
@@ -45,7 +47,7 @@ class AugmentSpec:
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
-            raise ValueError(f"augmentation strength out of range: {', '.join(f'{n}={getattr(self, n)}' for n in bad)} "
+            raise ConfigError(f"augmentation strength out of range: {', '.join(f'{n}={getattr(self, n)}' for n in bad)} "
                              f"(ranges: {SPEC_RANGES})")
 
     @property
@@ -94,12 +96,12 @@ def parse_augment(text: str) -> AugmentSpec:
     for token in filter(None, (part.strip() for part in text.strip().split(","))):
         if "=" not in token:
             if token not in PRESETS:
-                raise ValueError(f"unknown augmentation preset {token!r}; presets: {', '.join(PRESETS)}")
+                raise ConfigError(f"unknown augmentation preset {token!r}; presets: {', '.join(PRESETS)}")
             spec = PRESETS[token]
             continue
         key, _, value = (piece.strip() for piece in token.partition("="))
         if key not in names:
-            raise ValueError(f"unknown augmentation {key!r}; known: {', '.join(sorted(names))}")
+            raise ConfigError(f"unknown augmentation {key!r}; known: {', '.join(sorted(names))}")
         try:
             if key in RANGE_OPS:
                 low, _, high = value.partition("-")
@@ -107,9 +109,9 @@ def parse_augment(text: str) -> AugmentSpec:
             else:
                 parsed = float(value)
         except ValueError:
-            raise ValueError(f"augmentation {key!r} needs a number, got {value!r}") from None
+            raise ConfigError(f"augmentation {key!r} needs a number, got {value!r}") from None
         if isinstance(parsed, float) and not math.isfinite(parsed):
-            raise ValueError(f"augmentation {key!r} needs a finite number, got {value!r}")
+            raise ConfigError(f"augmentation {key!r} needs a finite number, got {value!r}")
         spec = replace(spec, **{key: parsed})
     return spec
 

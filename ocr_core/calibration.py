@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import base64
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -31,6 +31,7 @@ from torch import nn
 
 from .data import MnistData
 from .errors import UserError
+from .metadata import RunMetadata
 from .models import penultimate_features
 
 CALIBRATION_VERSION = 1
@@ -174,8 +175,8 @@ class DigitDetector:
                    whole_number(values, "projection_seed", "ood"))
 
 
-def as_mapping(values: Any, where: str) -> dict:
-    if not isinstance(values, dict):
+def as_mapping(values: Any, where: str) -> Mapping:
+    if not isinstance(values, Mapping):
         raise CalibrationError(f"calibration '{where}' must be a JSON object")
     return values
 
@@ -305,10 +306,9 @@ def fit_calibration(model: nn.Module, held_out_images: torch.Tensor, held_out_la
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
 
-def calibration_of(metadata: dict) -> Calibration | None:
+def calibration_of(metadata: RunMetadata) -> Calibration | None:
     """The run's validated calibration, or None when it has none; CalibrationError when it is damaged."""
-    block = metadata.get("calibration")
-    return None if block is None else Calibration.from_dict(block)
+    return None if metadata.calibration is None else Calibration.from_dict(metadata.calibration)
 
 
 def calibration_sets(holdout: int, data: MnistData) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

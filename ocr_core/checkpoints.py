@@ -5,6 +5,7 @@ atomic file operation, and listing runs reads only headers.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -14,12 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .errors import UserError
+from .errors import CheckpointError
+from .metadata import RunMetadata
 from .models import build_model
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -31,16 +32,16 @@ NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024
 
 
-class CheckpointError(UserError):
-    """A run that cannot be saved, found or read; the message is meant for the user."""
-
-
 def validate_run_name(name: str) -> str:
     if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name) or ".." in name:
         raise CheckpointError(
             f"invalid run name {name!r}: use 1-64 letters, digits, '.', '_' or '-', starting with a letter "
             "or digit (no '/', no '..')")
     return name
+
+
+def name_taken(name: str) -> CheckpointError:
+    return CheckpointError(f"a run named {name!r} exists already; choose another name or overwrite it")
 
 
 def checkpoint_dir() -> Path:
@@ -51,7 +52,7 @@ def checkpoint_dir() -> Path:
 class RunInfo:
     name: str
     path: Path
-    metadata: dict | None  # None when the file is unreadable or not one of ours
+    metadata: RunMetadata | None  # None when the file is unreadable, incomplete or not one of ours
     problem: str | None
     modified: float  # mtime, part of cache keys so a rewritten run is never served stale
     size: int
@@ -61,11 +62,11 @@ class RunInfo:
         return self.problem is None
 
     def metric(self, which: str = "clean") -> float | None:
-        return ((self.metadata or {}).get("metrics", {}).get(which) or {}).get("accuracy")
+        return None if self.metadata is None else self.metadata.metric(which)
 
 
-def read_metadata(path: Path) -> dict:
-    """The run's metadata, or CheckpointError saying why this file is not a usable run."""
+def read_metadata(path: Path) -> RunMetadata:
+    """The run's validated metadata, or CheckpointError saying why this file is not a usable run."""
     try:
         with safe_open(str(path), framework="pt") as handle:
             header = handle.metadata() or {}
@@ -77,31 +78,80 @@ def read_metadata(path: Path) -> dict:
         metadata = json.loads(header["metadata"])
     except (KeyError, json.JSONDecodeError):
         raise CheckpointError(f"{path.name} has damaged run metadata") from None
-    if int(header.get("format_version", 0)) > FORMAT_VERSION:
+    written_by = header.get("format_version", "0")
+    if not written_by.isdigit() or int(written_by) > FORMAT_VERSION:
         raise CheckpointError(f"{path.name} was written by a newer version of this lab")
-    return metadata
+    try:
+        return RunMetadata.from_dict(metadata)
+    except CheckpointError as error:
+        raise CheckpointError(f"{path.name}: {error}") from None
 
 
-def rebuild_model(path: Path, metadata: dict) -> nn.Module:
+def rebuild_model(path: Path, metadata: RunMetadata) -> nn.Module:
     """Build the architecture the metadata names and load the weights (no pickle involved)."""
     try:
-        model = build_model(metadata["architecture"])
+        model = build_model(metadata.architecture)
         model.load_state_dict(load_file(str(path)), strict=True)
-    except (KeyError, ValueError, RuntimeError, SafetensorError) as error:
+    except (ValueError, RuntimeError, SafetensorError) as error:
         raise CheckpointError(f"{path.name}: weights do not fit the architecture it names ({error})") from None
     return model.eval()
 
 
+# errno values of file systems that have no hard links (FAT, some network and FUSE mounts)
+NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK, errno.ENOSYS, errno.EXDEV}
+
+
+def sync_directory(directory: Path) -> None:
+    """Make a rename or link in `directory` survive a power cut (where the platform can sync directories)."""
+    try:
+        handle = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(handle)
+    except OSError:
+        pass  # some file systems refuse to sync a directory; the data itself is synced already
+    finally:
+        os.close(handle)
+
+
+def publish_new(source: Path, target: Path) -> bool:
+    """Give `source` the name `target` only if no file has that name, atomically even when two processes
+    try at once; CheckpointError if the name is taken. True if `source` still exists (it was linked),
+    False if it was moved (on file systems without hard links, after claiming `target` with O_EXCL)."""
+    try:
+        os.link(source, target)
+        return True
+    except FileExistsError:
+        raise name_taken(target.stem) from None
+    except OSError as error:
+        if error.errno not in NO_HARD_LINKS:
+            raise
+    try:  # no hard links here: claim the name with an empty placeholder, then move the file over it
+        os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+    except FileExistsError:
+        raise name_taken(target.stem) from None
+    os.replace(source, target)
+    return False
+
+
 @contextmanager
-def atomic_path(final: Path) -> Iterator[Path]:
-    """A temporary path beside `final` that replaces it only if the block completes."""
+def atomic_path(final: Path, overwrite: bool) -> Iterator[Path]:
+    """A temporary path beside `final`: what the block writes there is synced to disk and then published
+    as `final` in one step, replacing an existing file only if `overwrite`, else raising CheckpointError."""
     final.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
     os.close(handle)
     try:
         yield Path(temporary)
         os.chmod(temporary, 0o644)  # mkstemp's 0600 would hide runs from other users of a shared server
-        os.replace(temporary, final)
+        with open(temporary, "rb+") as written:
+            os.fsync(written.fileno())  # the data is on disk before any name points at it
+        if overwrite:
+            os.replace(temporary, final)
+        else:
+            publish_new(Path(temporary), final)
+        sync_directory(final.parent)
     finally:
         Path(temporary).unlink(missing_ok=True)
 
@@ -138,17 +188,17 @@ class RunStore:
         stat = path.stat()
         return RunInfo(name, path, read_metadata(path), None, stat.st_mtime, stat.st_size)
 
-    def load(self, name: str) -> tuple[nn.Module, dict]:
+    def load(self, name: str) -> tuple[nn.Module, RunMetadata]:
         info = self.info(name)
         return rebuild_model(info.path, info.metadata), info.metadata
 
-    def save(self, name: str, model: nn.Module, metadata: dict, overwrite: bool = False) -> RunInfo:
+    def save(self, name: str, model: nn.Module, metadata: RunMetadata, overwrite: bool = False) -> RunInfo:
         final = self.path(name)
         if final.exists() and not overwrite:
-            raise CheckpointError(f"a run named {name!r} exists already; choose another name or overwrite it")
+            raise name_taken(name)
         tensors = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
-        header = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "metadata": json.dumps(metadata)}
-        with atomic_path(final) as temporary:
+        header = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "metadata": json.dumps(metadata.to_dict())}
+        with atomic_path(final, overwrite) as temporary:
             save_file(tensors, str(temporary), metadata=header)
         return self.info(name)
 
@@ -156,11 +206,9 @@ class RunStore:
         source, target = self.path(old), self.path(new)
         if not source.is_file():
             raise CheckpointError(f"no run named {old!r}")
-        try:
-            os.link(source, target)  # fails instead of replacing when `new` exists
-        except FileExistsError:
-            raise CheckpointError(f"a run named {new!r} exists already") from None
-        source.unlink()
+        if publish_new(source, target):
+            source.unlink()
+        sync_directory(self.root)
         return self.info(new)
 
     def delete(self, name: str) -> None:
@@ -175,8 +223,8 @@ class RunStore:
             raise CheckpointError(f"file too large ({len(payload) / 1e6:.0f} MB; at most {MAX_UPLOAD_BYTES / 1e6:.0f} MB)")
         final = self.path(name)
         if final.exists() and not overwrite:
-            raise CheckpointError(f"a run named {name!r} exists already")
-        with atomic_path(final) as temporary:
+            raise name_taken(name)
+        with atomic_path(final, overwrite) as temporary:
             temporary.write_bytes(payload)
             rebuild_model(temporary, read_metadata(temporary))
         return self.info(name)

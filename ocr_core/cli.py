@@ -10,16 +10,17 @@ import threading
 from tqdm import tqdm
 
 from .augment import PRESETS, as_spec, preview_grid
-from .calibration import Calibration, CalibrationError, calibration_of, read_digits
-from .checkpoints import CheckpointError, RunStore
-from .data import DataUnavailableError, load_mnist
+from .calibration import Calibration, calibration_of, read_digits
+from .checkpoints import RunStore
+from .data import load_mnist
+from .errors import UserError
 from .evaluation import evaluate
+from .metadata import RunMetadata
 from .models import ARCHITECTURES, build_model, multiply_adds, parameter_count
 from .preprocess import ImageError, load_image, prepare
 from .runs import calibrate_run, rescore_run, train_run
-from .training import OPTIMIZERS, PRECISIONS, RECIPES, SCHEDULES, Progress, TrainingCallback, with_overrides
-
-USER_ERRORS = (DataUnavailableError, CheckpointError, ImageError, CalibrationError, ValueError)
+from .training import (OPTIMIZERS, PRECISIONS, RECIPES, SCHEDULES, Cadence, Progress, TrainingCallback,
+                       with_overrides)
 
 
 class ProgressBar(TrainingCallback):
@@ -27,8 +28,11 @@ class ProgressBar(TrainingCallback):
 
     def __init__(self) -> None:
         self.bar: tqdm | None = None
+        self.cadence = Cadence(seconds=0.5)
 
     def on_batch(self, progress: Progress) -> None:
+        if not self.cadence.due(progress):
+            return
         if self.bar is None:
             self.bar = tqdm(total=progress.total_steps, unit="step", file=sys.stderr, dynamic_ncols=True)
         self.bar.update(progress.step - self.bar.n)
@@ -47,9 +51,21 @@ class ProgressBar(TrainingCallback):
             self.bar.close()
 
 
-def accuracies(metrics: dict) -> str:
-    return (f"test accuracy {metrics['clean']['accuracy']:.4f} clean, "
-            f"{metrics['seed_augmented']['accuracy']:.4f} seed-augmented")
+def stop_then_abort(stop: threading.Event):
+    """A SIGINT handler: the first Ctrl-C asks the loop to stop at the next batch, so what was trained is
+    still scored and saved; a second one aborts at once."""
+    def handle(signal_number, frame) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        print("\nstopping after this batch, then scoring and saving; press Ctrl-C again to abort at once",
+              file=sys.stderr)
+    return handle
+
+
+def accuracies(metadata: RunMetadata) -> str:
+    return (f"test accuracy {metadata.metric('clean'):.4f} clean, "
+            f"{metadata.metric('seed_augmented'):.4f} seed-augmented")
 
 
 def emit(payload, as_json: bool, text: str) -> None:
@@ -66,8 +82,7 @@ def command_train(args: argparse.Namespace) -> int:
     if args.train_limit or args.test_limit:
         data = data.subset(args.train_limit, args.test_limit)
     stop = threading.Event()
-    # Ctrl-C asks the loop to stop at the next batch, so what was trained is still saved.
-    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
+    previous = signal.signal(signal.SIGINT, stop_then_abort(stop))
     bar = ProgressBar()
     try:
         info, result = train_run(args.name, config, RunStore(), data, (bar,), stop, overwrite=args.overwrite)
@@ -78,13 +93,13 @@ def command_train(args: argparse.Namespace) -> int:
         print("error: stopped before any batch was trained; nothing saved", file=sys.stderr)
         return 1
     state = "stopped early, saved" if result.stopped else "saved"
-    print(f"{state} {info.name} ({info.path}) in {result.seconds:.1f}s: {accuracies(info.metadata['metrics'])}")
+    print(f"{state} {info.name} ({info.path}) in {result.seconds:.1f}s: {accuracies(info.metadata)}")
     return 0
 
 
 def command_evaluate(args: argparse.Namespace) -> int:
     store = RunStore()
-    model, metadata = store.load(args.name)
+    model, _ = store.load(args.name)
     data = load_mnist()
     spec = as_spec(args.augment)
     evaluation = evaluate(model, data.test_images[: args.test_limit], data.test_labels[: args.test_limit], spec)
@@ -158,9 +173,9 @@ def command_list(args: argparse.Namespace) -> int:
     for run in runs:
         entry = {"name": run.name, "path": str(run.path), "size": run.size}
         if run.ok:
-            entry.update(architecture=run.metadata["architecture"], augment=run.metadata["augment"],
+            entry.update(architecture=run.metadata.architecture, augment=run.metadata.augment,
                          accuracy=run.metric("clean"), seed_augmented_accuracy=run.metric("seed_augmented"),
-                         epochs=run.metadata["epochs_completed"], created=run.metadata["created"])
+                         epochs=run.metadata.epochs_completed, created=run.metadata.created)
         else:
             entry["problem"] = run.problem
         payload.append(entry)
@@ -176,12 +191,12 @@ def command_list(args: argparse.Namespace) -> int:
 
 
 def command_info(args: argparse.Namespace) -> int:
-    print(json.dumps(RunStore().info(args.name).metadata, indent=2))
+    print(json.dumps(RunStore().info(args.name).metadata.to_dict(), indent=2))
     return 0
 
 
 def command_rescore(args: argparse.Namespace) -> int:
-    print(f"rescored {args.name}: {accuracies(rescore_run(args.name).metadata['metrics'])}")
+    print(f"rescored {args.name}: {accuracies(rescore_run(args.name).metadata)}")
     return 0
 
 
@@ -304,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except USER_ERRORS as error:
+    except UserError as error:  # anything else is a bug and keeps its traceback
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

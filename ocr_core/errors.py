@@ -10,3 +10,7 @@ class UserError(ValueError):
 
 class ConfigError(UserError):
     """Training settings or an augmentation spec that cannot be used."""
+
+
+class CheckpointError(UserError):
+    """A run that cannot be saved, found or read."""

@@ -7,6 +7,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from .errors import ConfigError
+
 # MNIST's pixel mean and std, as in pytorch/examples.
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 
@@ -102,7 +104,7 @@ ARCHITECTURES = {
 
 def build_model(name: str) -> nn.Module:
     if name not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {name!r}; choose one of {', '.join(ARCHITECTURES)}")
+        raise ConfigError(f"unknown architecture {name!r}; choose one of {', '.join(ARCHITECTURES)}")
     return ARCHITECTURES[name].build().to(memory_format=torch.channels_last)
 
 

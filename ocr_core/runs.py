@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import platform
 import threading
-from dataclasses import asdict
+from dataclasses import replace
 from datetime import datetime, timezone
 from importlib.metadata import version
 
@@ -12,9 +12,10 @@ import torch
 
 from .augment import PRESETS, as_spec
 from .calibration import calibration_sets, fit_calibration
-from .checkpoints import CheckpointError, RunInfo, RunStore, validate_run_name
+from .checkpoints import CheckpointError, RunInfo, RunStore, name_taken, validate_run_name
 from .data import MnistData, load_mnist
 from .evaluation import Evaluation, evaluate
+from .metadata import DataInfo, RunMetadata, TestScore
 from .models import multiply_adds, parameter_count
 from .training import TrainConfig, TrainingCallback, TrainResult, fit
 
@@ -37,30 +38,34 @@ def score(model: torch.nn.Module, data: MnistData, clean: Evaluation | None = No
     }
 
 
-def scored_metadata(evaluations: dict[str, Evaluation]) -> dict:
-    return {"metrics": {name: evaluation.summary() for name, evaluation in evaluations.items()},
-            "per_class": [asdict(metrics) for metrics in evaluations["clean"].per_class()]}
+def scores(evaluations: dict[str, Evaluation]) -> dict:
+    """The metadata fields that scoring fills in: `metrics` and `per_class`."""
+    return {"metrics": {name: TestScore(**evaluation.summary()) for name, evaluation in evaluations.items()},
+            "per_class": tuple(evaluations["clean"].per_class())}
 
 
-def run_metadata(result: TrainResult, data: MnistData, evaluations: dict[str, Evaluation]) -> dict:
-    return {
-        "architecture": result.config.architecture,
-        "parameters": parameter_count(result.model),
-        "multiply_adds": multiply_adds(result.model),
-        "config": result.config.as_dict(),
-        "augment": as_spec(result.config.augment).to_string(),
-        "history": [asdict(record) for record in result.history],
-        **scored_metadata(evaluations),
-        "stopped_early": result.stopped,
-        "epochs_completed": result.history[-1].epoch if result.history else 0,
-        "training_seconds": round(result.seconds, 2),
-        "device": result.device,
-        "precision": result.precision,
-        "data": {"fingerprint": data.fingerprint, "train_size": len(data.train_labels),
-                 "test_size": len(data.test_labels)},
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "versions": versions(),
-    }
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def run_metadata(result: TrainResult, data: MnistData, evaluations: dict[str, Evaluation]) -> RunMetadata:
+    return RunMetadata(
+        architecture=result.config.architecture,
+        parameters=parameter_count(result.model),
+        multiply_adds=multiply_adds(result.model),
+        config=result.config,
+        augment=as_spec(result.config.augment).to_string(),
+        history=tuple(result.history),
+        **scores(evaluations),
+        stopped_early=result.stopped,
+        epochs_completed=result.history[-1].epoch if result.history else 0.0,
+        training_seconds=round(result.seconds, 2),
+        device=result.device,
+        precision=result.precision,
+        data=DataInfo(data.fingerprint, len(data.train_labels), len(data.test_labels)),
+        created=now(),
+        versions=versions(),
+    )
 
 
 def train_run(name: str, config: TrainConfig, store: RunStore | None = None, data: MnistData | None = None,
@@ -71,7 +76,7 @@ def train_run(name: str, config: TrainConfig, store: RunStore | None = None, dat
     store = store or RunStore()
     validate_run_name(name)
     if store.exists(name) and not overwrite:
-        raise CheckpointError(f"a run named {name!r} exists already; choose another name or overwrite it")
+        raise name_taken(name)
     data = data or load_mnist()
     result = fit(config, data, callbacks, stop)
     if not result.history or (result.stopped and not keep_if_stopped):
@@ -80,15 +85,15 @@ def train_run(name: str, config: TrainConfig, store: RunStore | None = None, dat
     return store.save(name, result.model, metadata, overwrite=overwrite), result
 
 
-def holdout_of(metadata: dict, data: MnistData) -> int:
+def holdout_of(metadata: RunMetadata, data: MnistData) -> int:
     """How many of the last training images of `data` the run never trained on: a run trained on the first N
     images of this very data (`--train-limit`, the Train page's first-N option) never saw the rest."""
-    trained_on = metadata.get("data", {})
-    if str(trained_on.get("fingerprint", "")).startswith(f"{data.fingerprint}[:"):
-        return max(0, len(data.train_labels) - int(trained_on.get("train_size", len(data.train_labels))))
-    if trained_on.get("fingerprint") != data.fingerprint:
+    trained_on = metadata.data
+    if trained_on.fingerprint.startswith(f"{data.fingerprint}[:"):
+        return max(0, len(data.train_labels) - trained_on.train_size)
+    if trained_on.fingerprint != data.fingerprint:
         raise CheckpointError(f"the run was trained on other data than the MNIST at hand "
-                              f"({trained_on.get('fingerprint')} vs {data.fingerprint})")
+                              f"({trained_on.fingerprint} vs {data.fingerprint})")
     return 0
 
 
@@ -98,12 +103,11 @@ def rescore_run(name: str, store: RunStore | None = None, data: MnistData | None
     store = store or RunStore()
     model, metadata = store.load(name)
     data = data or load_mnist()
-    trained_on = metadata.get("data", {}).get("fingerprint")
+    trained_on = metadata.data.fingerprint
     if trained_on != data.fingerprint:
         raise CheckpointError(f"{name!r} was trained on other data than the test set at hand "
                               f"({trained_on} vs {data.fingerprint})")
-    rescored = {**metadata, **scored_metadata(score(model, data)),
-                "rescored": datetime.now(timezone.utc).isoformat(timespec="seconds"), "versions": versions()}
+    rescored = replace(metadata, **scores(score(model, data)), rescored=now(), versions=versions())
     return store.save(name, model, rescored, overwrite=True)
 
 
@@ -115,4 +119,4 @@ def calibrate_run(name: str, store: RunStore | None = None, data: MnistData | No
     model, metadata = store.load(name)
     data = data or load_mnist()
     calibration = fit_calibration(model, *calibration_sets(holdout_of(metadata, data), data), progress=progress)
-    return store.save(name, model, {**metadata, "calibration": calibration.to_dict()}, overwrite=True)
+    return store.save(name, model, replace(metadata, calibration=calibration.to_dict()), overwrite=True)

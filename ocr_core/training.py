@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import math
+import numbers
 import threading
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields, replace
 
@@ -14,12 +16,25 @@ from torch.optim.swa_utils import AveragedModel
 
 from .augment import as_spec, augment_batch, to_float_images
 from .data import MnistData, load_mnist
+from .errors import ConfigError
 from .evaluation import Evaluation, evaluate
 from .models import ARCHITECTURES, as_model_input, build_model
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "onecycle")
 PRECISIONS = ("auto", "fp32", "bf16")
+
+
+TYPE_NAMES = {"str": "text", "int": "a whole number", "float": "a number"}
+
+
+def has_type(value, annotation: str) -> bool:
+    """Whether `value` fits a field annotated `str`, `int` or `float` (an int is a float; a bool is neither)."""
+    if annotation == "str":
+        return isinstance(value, str)
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, numbers.Integral if annotation == "int" else numbers.Real)
 
 
 @dataclass(frozen=True)
@@ -37,9 +52,12 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     precision: str = "auto"  # auto: bf16 mixed precision where the hardware computes bf16 natively
-    report_every: int = 20  # batches between progress callbacks
 
     def __post_init__(self) -> None:
+        wrong_types = [f"{f.name} must be {TYPE_NAMES[f.type]}, got {getattr(self, f.name)!r}" for f in fields(self)
+                       if not has_type(getattr(self, f.name), f.type)]
+        if wrong_types:  # before the range checks, which would fail on a string with a TypeError
+            raise ConfigError("; ".join(wrong_types))
         problems = []
         if self.architecture not in ARCHITECTURES:
             problems.append(f"architecture must be one of {', '.join(ARCHITECTURES)}")
@@ -59,10 +77,8 @@ class TrainConfig:
             problems.append("ema decay must be in [0, 1)")
         if self.precision not in PRECISIONS:
             problems.append(f"precision must be one of {', '.join(PRECISIONS)}")
-        if self.report_every < 1:
-            problems.append("report_every must be at least 1")
         if problems:
-            raise ValueError("; ".join(problems))
+            raise ConfigError("; ".join(problems))
         as_spec(self.augment)  # raises on a bad spec before any work starts
 
     def as_dict(self) -> dict:
@@ -141,6 +157,7 @@ class Progress:
     total_epochs: int
     step: int  # optimizer steps so far
     total_steps: int
+    steps_per_epoch: int
     images_seen: int
     loss: float  # running mean over the current epoch
     accuracy: float
@@ -159,11 +176,28 @@ class Progress:
 
 
 class TrainingCallback:
-    """Override what you need; `on_batch` runs every `report_every` steps, `on_epoch` after each evaluation."""
+    """Override what you need; `on_batch` runs after every optimizer step (a `Cadence` decides how often a
+    callback acts on it), `on_epoch` after each evaluation."""
 
     def on_batch(self, progress: Progress) -> None: ...
 
     def on_epoch(self, progress: Progress) -> None: ...
+
+
+class Cadence:
+    """When a progress callback should act: at the first step, then once per `seconds` of wall time, and at
+    the last step. Time-based, so displays update at the same pace whatever the net and batch size."""
+
+    def __init__(self, seconds: float = 1.0, clock: Callable[[], float] = time.monotonic):
+        self.seconds, self.clock = seconds, clock
+        self.last: float | None = None
+
+    def due(self, progress: Progress) -> bool:
+        now = self.clock()
+        if self.last is not None and now - self.last < self.seconds and progress.step < progress.total_steps:
+            return False
+        self.last = now
+        return True
 
 
 @dataclass
@@ -233,7 +267,7 @@ def fit(config: TrainConfig, data: MnistData | None = None, callbacks: tuple[Tra
     step, started, stopped = 0, time.perf_counter(), False
 
     def snapshot(epoch: int, loss_sum: float, correct: int, seen: int, epoch_seconds: float) -> Progress:
-        return Progress(config, model, epoch, total_epochs, step, total_steps,
+        return Progress(config, model, epoch, total_epochs, step, total_steps, steps_per_epoch,
                         images_seen=step * config.batch_size, loss=loss_sum / seen, accuracy=correct / seen,
                         images_per_second=seen / epoch_seconds, elapsed_seconds=time.perf_counter() - started,
                         learning_rate=optimizer.param_groups[0]["lr"], history=history)
@@ -260,7 +294,7 @@ def fit(config: TrainConfig, data: MnistData | None = None, callbacks: tuple[Tra
             loss_sum += loss.item() * len(labels)
             correct += int((logits.argmax(1) == labels).sum())
             seen += len(labels)
-            if step % config.report_every == 0 or step == total_steps:
+            if callbacks:
                 progress = snapshot(epoch, loss_sum, correct, seen, time.perf_counter() - epoch_started)
                 for callback in callbacks:
                     callback.on_batch(progress)

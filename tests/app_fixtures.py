@@ -1,8 +1,12 @@
 """Fixtures for the app tests: tiny synthetic MNIST on disk, and a run store holding small runs named like
-the shipped ones plus a broken file, all under a temp dir that the OCR_* variables point at."""
+the shipped ones plus a broken file and an incomplete run, all under a temp dir that the OCR_* variables
+point at. The runs are trained once per session; every test gets its own copy, so tests that rename,
+delete or add runs cannot disturb each other, whatever their order."""
 from __future__ import annotations
 
 import io
+import json
+import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -10,13 +14,17 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from safetensors.torch import save_file
+
 from conftest import tiny_mnist, write_idx_dataset
-from ocr_core import MnistData, RunStore, TrainConfig, train_run
+from ocr_core import MnistData, RunStore, TrainConfig, build_model, train_run
+from ocr_core.checkpoints import FORMAT
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
-TINY_RUN = TrainConfig(epochs=1, batch_size=64, report_every=2)
+TINY_RUN = TrainConfig(epochs=1, batch_size=64)
 TINY_RUNS = {"best": "none", "seed": "none", "seed-aug": "seed"}  # name -> training augmentation
 BROKEN_RUN = "broken"
+INCOMPLETE_RUN = "old"  # a run file in the lab's format whose metadata holds only the architecture
 
 
 @dataclass
@@ -38,17 +46,27 @@ def make_app_environment(root: Path) -> AppEnvironment:
     for name, augment in TINY_RUNS.items():
         train_run(name, replace(TINY_RUN, augment=augment), store, data)
     (store.root / f"{BROKEN_RUN}.safetensors").write_bytes(b"not a checkpoint")
+    weights = {key: value.contiguous() for key, value in build_model("fast").state_dict().items()}
+    save_file(weights, str(store.root / f"{INCOMPLETE_RUN}.safetensors"),
+              metadata={"format": FORMAT, "format_version": "1", "metadata": json.dumps({"architecture": "fast"})})
     return AppEnvironment(root, root / "data", store, data)
 
 
-@pytest.fixture(scope="module")
-def app_env(tmp_path_factory) -> AppEnvironment:
-    """Module-scoped, so the variables are restored before the engine tests (which read real MNIST) run."""
-    environment = make_app_environment(tmp_path_factory.mktemp("app"))
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in environment.variables().items():
-            patch.setenv(name, value)
-        yield environment
+@pytest.fixture(scope="session")
+def app_template(tmp_path_factory) -> AppEnvironment:
+    """Trained once per session; never handed to a test (see app_env)."""
+    return make_app_environment(tmp_path_factory.mktemp("app-template"))
+
+
+@pytest.fixture
+def app_env(app_template, tmp_path, monkeypatch) -> AppEnvironment:
+    """A private copy of the template for one test, with the OCR_* variables pointing at it."""
+    root = tmp_path / "app"
+    shutil.copytree(app_template.root, root, ignore=shutil.ignore_patterns("cache"))
+    environment = AppEnvironment(root, root / "data", RunStore(root / "checkpoints"), app_template.data)
+    for name, value in environment.variables().items():
+        monkeypatch.setenv(name, value)
+    return environment
 
 
 def canvas_drawing() -> np.ndarray:

@@ -12,6 +12,9 @@ import torch
 
 from ocr_core.checkpoints import RunStore
 from ocr_core.data import MnistData, locate_raw_files
+from ocr_core.evaluation import ClassMetrics
+from ocr_core.metadata import DataInfo, RunMetadata, TestScore
+from ocr_core.training import EpochRecord, TrainConfig
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 REAL_DATA_DIR = os.environ.get("OCR_DATA_DIR")
@@ -35,6 +38,17 @@ def tiny_mnist(train: int = 512, test: int = 128) -> MnistData:
     train_images, train_labels = synthetic_digits(train, seed=1)
     test_images, test_labels = synthetic_digits(test, seed=2)
     return MnistData(train_images, train_labels, test_images, test_labels, fingerprint="synthetic", source="tests")
+
+
+def sample_metadata(architecture: str = "fast", clean: float = 0.5) -> RunMetadata:
+    """Complete metadata for runs that tests save without training."""
+    return RunMetadata(
+        architecture=architecture, parameters=1, multiply_adds=1, config=TrainConfig(architecture=architecture),
+        augment="none", history=(EpochRecord(1.0, 0.5, 0.8, 0.6, clean, 1.0, 100.0, 0.01),),
+        metrics={"clean": TestScore("none", clean, 0.6, 128), "seed_augmented": TestScore("seed", 0.3, 2.0, 128)},
+        per_class=tuple(ClassMetrics(digit, 0.5, 0.5, 0.5, 10) for digit in range(10)), stopped_early=False,
+        epochs_completed=1.0, training_seconds=1.0, device="cpu", precision="fp32",
+        data=DataInfo("synthetic", 512, 128), created="2026-01-01T00:00:00+00:00", versions={"ocr_core": "1.0.0"})
 
 
 def write_idx(path: Path, array: np.ndarray, compress: bool = False) -> Path:

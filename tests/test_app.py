@@ -1,15 +1,23 @@
 """The Streamlit app through AppTest, on tiny synthetic data and runs (see app_fixtures)."""
 from __future__ import annotations
 
+import importlib.util
+import logging
+import sys
+import threading
 import time
+from dataclasses import replace
 from unittest import mock
 
 import numpy as np
 import pytest
+import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from app_fixtures import BROKEN_RUN, PROJECT_DIR, app_env, canvas_drawing, png_bytes  # noqa: F401 (fixture)
-from lab_ui.training import TrainingJob, training_manager
+from app_fixtures import (  # noqa: F401 (fixtures)
+    BROKEN_RUN, INCOMPLETE_RUN, PROJECT_DIR, app_env, app_template, canvas_drawing, png_bytes)
+import lab_ui.training as training_module
+from lab_ui.training import TrainingBusyError, TrainingJob, training_manager
 from ocr_core import TrainConfig, data_status
 
 PAGES = ["app_pages/draw.py", "app_pages/train.py", "app_pages/evaluate.py"]
@@ -83,15 +91,12 @@ def test_draw_reads_uploads_and_explains_bad_ones(app_env, name, payload, expect
 
 def test_a_run_whose_weights_do_not_load_is_reported_not_fatal(app_env):
     model, metadata = app_env.store.load("best")  # a `fast` net, saved below under another architecture's name
-    app_env.store.save("mislabelled", model, {**metadata, "architecture": "seed"})
-    try:
-        with mock.patch("lab_ui.canvas.draw_canvas", return_value=canvas_drawing()):
-            app = open_page("app_pages/draw.py")
-        comparison = app.dataframe[0].value.set_index("run")
-        assert "do not fit the architecture" in comparison.loc["mislabelled", "problem"]
-        assert comparison.drop(index="mislabelled")["prediction"].notna().all()
-    finally:
-        app_env.store.delete("mislabelled")
+    app_env.store.save("mislabelled", model, replace(metadata, architecture="seed"))
+    with mock.patch("lab_ui.canvas.draw_canvas", return_value=canvas_drawing()):
+        app = open_page("app_pages/draw.py")
+    comparison = app.dataframe[0].value.set_index("run")
+    assert "do not fit the architecture" in comparison.loc["mislabelled", "problem"]
+    assert comparison.drop(index="mislabelled")["prediction"].notna().all()
 
 
 def test_draw_explains_when_there_are_no_runs(app_env, tmp_path, monkeypatch):
@@ -120,8 +125,8 @@ def test_train_a_tiny_run_through_the_page(app_env):
     wait_for_training(app)
     assert "Saved run `ui-run`" in texts(app.success)
     saved = app_env.store.info("ui-run")
-    assert saved.metadata["augment"] == "rotate=20,translate=0.2,crop=0.8-1.2,hflip=0.5"
-    assert 0 < saved.metadata["epochs_completed"] <= 0.5
+    assert saved.metadata.augment == "rotate=20,translate=0.2,crop=0.8-1.2,hflip=0.5"
+    assert 0 < saved.metadata.epochs_completed <= 0.5
     assert any(link.label.startswith("Compare it") for link in app.get("page_link"))
     next(button for button in app.button if button.label == "Draw with it").click().run()
     assert "Draw a digit" in texts(app.title)
@@ -137,7 +142,7 @@ def test_stopping_a_run_can_discard_it(app_env):
     next(button for button in app.button if button.label == "Start training").click().run()
     app.button(key="train.stop").click().run()
     wait_for_training(app)
-    assert training_manager().job.state == "discarded"
+    assert training_manager().job.outcome.state == "discarded"
     assert "not saved" in texts(app.info)
     assert not app_env.store.exists("stopped-run")
 
@@ -150,18 +155,82 @@ def test_train_rejects_a_bad_run_name(app_env):
     assert not training_manager().job or training_manager().job.name != "../x"
 
 
+def start_long_job(app_env, owner: str = "someone else", label: str = "Ada") -> TrainingJob:
+    """A job that trains until stopped, started as another visitor would (stop it with `finish`)."""
+    job = TrainingJob("their-run", TrainConfig(epochs=100, batch_size=16), owner=owner, owner_label=label,
+                      train_images=512, keep_if_stopped=False)
+    training_manager().start(job, app_env.store, app_env.data)
+    return job
+
+
+def finish(job: TrainingJob, seconds: float = 60) -> None:
+    job.stop.set()
+    deadline = time.monotonic() + seconds
+    while job.running:
+        assert time.monotonic() < deadline, "the job did not stop"
+        time.sleep(0.1)
+
+
 def test_a_second_visitor_sees_who_is_training(app_env):
-    manager = training_manager()
-    other = TrainingJob("their-run", TrainConfig(), owner="someone else", owner_label="Ada", train_images=512,
-                        keep_if_stopped=True)
-    previous, manager.job = manager.job, other
+    job = start_long_job(app_env)
     try:
         app = open_page("app_pages/train.py")
         assert "Ada is training `their-run`" in texts(app.info)
         start = next(button for button in app.button if button.label == "Start training")
         assert start.disabled
     finally:
-        manager.job = previous
+        finish(job)
+
+
+def fresh_training_module(monkeypatch):
+    """lab_ui.training as a code reload makes it: a new module object with its own manager and lock."""
+    spec = importlib.util.spec_from_file_location("lab_ui.training_reloaded", PROJECT_DIR / "lab_ui" / "training.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_one_training_per_server_survives_two_sessions_a_cleared_cache_and_a_reload(app_env, monkeypatch):
+    first = open_page("app_pages/train.py")
+    first.text_input(key="train.name").set_value("long-run")
+    first.number_input(key="train.epochs").set_value(100.0)
+    first.select_slider(key="train.batch_size").set_value(16)
+    next(button for button in first.button if button.label == "Start training").click().run()
+    job = training_manager().job
+    try:
+        assert job.name == "long-run" and job.running
+        second = open_page("app_pages/train.py")  # another visitor, in a session of their own
+        assert "is training `long-run`" in texts(second.info)
+        second.text_input(key="train.name").set_value("mine-too")
+        st.cache_resource.clear()  # the app menu's "Clear cache"
+        second.run()
+        assert next(button for button in second.button if button.label == "Start training").disabled
+        another = TrainingJob("mine-too", TrainConfig(), owner="second", owner_label="Bo", train_images=512,
+                              keep_if_stopped=False)
+        with pytest.raises(TrainingBusyError, match="long-run"):
+            training_manager().start(another, app_env.store, app_env.data)
+        reloaded = fresh_training_module(monkeypatch)
+        with pytest.raises(reloaded.TrainingBusyError, match="long-run"):
+            reloaded.training_manager().start(another, app_env.store, app_env.data)
+        assert sum(thread.name.startswith("train-") for thread in threading.enumerate()) == 1
+    finally:
+        finish(job)
+    assert not app_env.store.exists("mine-too")
+
+
+def test_a_failed_job_tells_the_page_and_logs_its_traceback(app_env, monkeypatch, caplog):
+    def broken_training(*args, **kwargs):
+        raise RuntimeError("boom in the training loop")
+
+    monkeypatch.setattr(training_module, "train_run", broken_training)
+    job = TrainingJob("doomed", TrainConfig(), owner="me", owner_label="me", train_images=512, keep_if_stopped=True)
+    with caplog.at_level(logging.ERROR, logger="lab_ui.training"):
+        training_manager().start(job, app_env.store, app_env.data)
+        finish(job)
+    assert job.outcome == training_module.Outcome("failed", error="boom in the training loop")
+    logged = [record for record in caplog.records if "doomed" in record.getMessage()]
+    assert logged and logged[0].exc_info[0] is RuntimeError, "the traceback is in the server log"
 
 
 def test_evaluate_shows_the_table_the_charts_and_the_skipped_file(app_env):
@@ -170,6 +239,9 @@ def test_evaluate_shows_the_table_the_charts_and_the_skipped_file(app_env):
     assert {"clean accuracy", "seed-augmented accuracy"} <= set(summary.columns)
     assert len(app.get("vega_lite_chart")) >= 3  # grouped bars, confusion heatmap, learning curves
     assert f"{BROKEN_RUN}.safetensors" in texts(app.markdown)
+    assert f"`{INCOMPLETE_RUN}.safetensors`: {INCOMPLETE_RUN}.safetensors: incomplete run metadata" in texts(
+        app.markdown), "a run file without complete metadata is listed as skipped, with the reason"
+    assert INCOMPLETE_RUN not in set(summary["run"])
     next(button for button in app.button if "Tutorial experiment" in button.label).click().run()
     assert list(app.dataframe[0].value["run"]) == ["seed", "seed-aug"]
 
@@ -200,3 +272,16 @@ def test_pages_explain_how_to_get_missing_data(app_env, tmp_path, monkeypatch, p
     app = open_page(page)
     assert "needs the MNIST dataset" in texts(app.warning)
     assert any(button.label == "Download MNIST now" for button in app.button)
+
+
+def test_uploading_a_run_with_incomplete_metadata_is_refused_with_the_reason(app_env):
+    payload = (app_env.store.root / f"{INCOMPLETE_RUN}.safetensors").read_bytes()
+    app = open_page("app_pages/evaluate.py")
+    app.session_state["evaluate.tab"] = "Manage runs"
+    app.run()
+    app.file_uploader(key="evaluate.upload").set_value(("older.safetensors", payload, "application/octet-stream"))
+    app.run()
+    next(button for button in app.button if button.label == "Add run").click().run()
+    assert not app.exception
+    assert "incomplete run metadata: 'parameters' is missing" in texts(app.error)
+    assert not app_env.store.exists("older")

@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from app_fixtures import app_env  # noqa: F401 (fixture)
+from app_fixtures import app_env, app_template  # noqa: F401 (fixtures)
 from bench import app_timing, run, tutorial
 from bench.measure import drawing_latency
 from conftest import tiny_mnist, write_idx_dataset

@@ -3,6 +3,7 @@ import torch
 
 from ocr_core.augment import (PRESETS, AugmentSpec, augment_batch, augment_images, parse_augment, preview_grid,
                               to_float_images)
+from ocr_core.errors import ConfigError
 
 
 def digit_batch(count=16):
@@ -40,7 +41,7 @@ def test_spec_string_with_preset_and_overrides():
     ("fancy", "unknown augmentation preset"),
 ])
 def test_bad_spec_strings_are_clear_errors(text, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ConfigError, match=message):
         parse_augment(text)
 
 

@@ -1,16 +1,20 @@
+import errno
 import json
 import os
+import time
+from dataclasses import replace
 
 import pytest
 import torch
 from safetensors.torch import save_file
 
+from conftest import sample_metadata
 from ocr_core import checkpoints
 from ocr_core.checkpoints import CheckpointError, RunStore, validate_run_name
 from ocr_core.evaluation import predict_probabilities
 from ocr_core.models import build_model
 
-METADATA = {"architecture": "fast", "metrics": {"clean": {"accuracy": 0.5}}}
+METADATA = sample_metadata()
 
 
 def saved(store, name="one"):
@@ -43,8 +47,8 @@ def test_saving_over_an_existing_run_needs_overwrite(store):
     model, _ = saved(store)
     with pytest.raises(CheckpointError, match="exists already"):
         store.save("one", model, METADATA)
-    store.save("one", model, {**METADATA, "note": "v2"}, overwrite=True)
-    assert store.info("one").metadata["note"] == "v2"
+    store.save("one", model, replace(METADATA, device="v2"), overwrite=True)
+    assert store.info("one").metadata.device == "v2"
 
 
 def test_a_failed_save_leaves_neither_a_file_nor_a_temp(store, monkeypatch):
@@ -57,7 +61,7 @@ def test_a_failed_save_leaves_neither_a_file_nor_a_temp(store, monkeypatch):
     with pytest.raises(OSError):
         store.save("two", model, METADATA)
     with pytest.raises(OSError):
-        store.save("one", model, {"architecture": "fast", "note": "lost"}, overwrite=True)
+        store.save("one", model, replace(METADATA, device="lost"), overwrite=True)
     assert sorted(p.name for p in store.root.iterdir()) == ["one.safetensors"]
     assert store.info("one").metadata == METADATA, "the old run survives a failed overwrite"
 
@@ -81,7 +85,7 @@ def test_listing_reports_corrupt_and_foreign_files_and_keeps_going(store):
 
 def test_weights_that_do_not_fit_the_named_architecture_are_reported(store):
     model, _ = saved(store)
-    store.save("liar", model, {**METADATA, "architecture": "seed"})
+    store.save("liar", model, replace(METADATA, architecture="seed"))
     with pytest.raises(CheckpointError, match="do not fit"):
         store.load("liar")
 
@@ -121,7 +125,7 @@ def test_metadata_is_plain_json_in_the_safetensors_header(store):
     raw = store.path("one").read_bytes()
     header_length = int.from_bytes(raw[:8], "little")
     header = json.loads(raw[8 : 8 + header_length])
-    assert json.loads(header["__metadata__"]["metadata"]) == METADATA
+    assert json.loads(header["__metadata__"]["metadata"]) == METADATA.to_dict()
 
 
 def test_default_dir_follows_the_environment(tmp_path, monkeypatch):
@@ -135,3 +139,78 @@ def test_default_dir_follows_the_environment(tmp_path, monkeypatch):
 def test_saved_runs_are_readable_by_other_users(store):
     saved(store)
     assert store.path("one").stat().st_mode & 0o777 == 0o644
+
+
+RACE_SCRIPT = """
+import sys, time
+from pathlib import Path
+from dataclasses import replace
+import ocr_core.checkpoints as checkpoints
+from conftest import sample_metadata
+from ocr_core.models import build_model
+
+root, go, who = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+original_save_file = checkpoints.save_file
+
+def slow_save_file(*args, **kwargs):  # a big run takes a while to write: both saves are in flight at once
+    original_save_file(*args, **kwargs)
+    time.sleep(1.0)
+
+checkpoints.save_file = slow_save_file
+model = build_model("fast")
+while not go.exists():
+    time.sleep(0.01)
+try:
+    checkpoints.RunStore(root).save("same", model, replace(sample_metadata(), device=who))
+except checkpoints.CheckpointError as error:
+    print("refused:", error)
+else:
+    print("saved")
+"""
+
+
+def test_two_processes_saving_the_same_new_name_cannot_both_succeed(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import PROJECT_DIR
+
+    go = tmp_path / "go"
+    environment = {**os.environ, "PYTHONPATH": f"{PROJECT_DIR}{os.pathsep}{PROJECT_DIR / 'tests'}"}
+    racers = [subprocess.Popen([sys.executable, "-c", RACE_SCRIPT, str(tmp_path / "runs"), str(go), who],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment)
+              for who in ("first", "second")]
+    time.sleep(0.5)
+    go.touch()
+    outputs = [racer.communicate(timeout=120) for racer in racers]
+    assert all(racer.returncode == 0 for racer in racers), [error for _, error in outputs]
+    results = sorted(out.strip() for out, _ in outputs)
+    assert results[1] == "saved" and results[0].startswith("refused: a run named 'same' exists already"), results
+    winner = ("first", "second")[[out.strip() for out, _ in outputs].index("saved")]
+    assert RunStore(tmp_path / "runs").info("same").metadata.device == winner, "the saved run is the winner's"
+    assert sorted(path.name for path in (tmp_path / "runs").iterdir()) == ["same.safetensors"]
+
+
+def test_the_data_is_synced_before_a_name_points_at_it(store, monkeypatch):
+    events = []
+    real_fsync, real_link = os.fsync, os.link
+    monkeypatch.setattr(checkpoints.os, "fsync", lambda fd: events.append("fsync") or real_fsync(fd))
+    monkeypatch.setattr(checkpoints.os, "link", lambda a, b: events.append("link") or real_link(a, b))
+    saved(store)
+    assert events[:2] == ["fsync", "link"]
+
+
+def test_without_hard_links_new_names_are_still_never_clobbered(store, monkeypatch):
+    def no_hard_links(source, target):
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(checkpoints.os, "link", no_hard_links)
+    model, _ = saved(store, "a")
+    with pytest.raises(CheckpointError, match="exists already"):
+        store.save("a", model, replace(METADATA, device="second"))
+    saved(store, "b")
+    with pytest.raises(CheckpointError, match="exists already"):
+        store.rename("a", "b")
+    store.rename("a", "c")
+    assert sorted(path.name for path in store.root.iterdir()) == ["b.safetensors", "c.safetensors"]
+    assert store.info("c").metadata == METADATA

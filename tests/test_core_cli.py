@@ -29,7 +29,7 @@ def test_train_saves_a_run_and_reports_it(tiny_data_dir, store, capsys):
     captured = capsys.readouterr()
     assert "saved cli-run" in captured.out and "epoch 0.5" in captured.err
     metadata = store.info("cli-run").metadata
-    assert metadata["architecture"] == "seed" and metadata["config"]["augment"] == "seed"
+    assert metadata.architecture == "seed" and metadata.config.augment == "seed"
 
 
 def test_list_evaluate_and_info_as_json(trained, capsys):
@@ -114,6 +114,39 @@ def test_module_entry_point_runs():
 def test_rescore_updates_a_run_and_names_a_missing_one(trained, capsys):
     assert main(["rescore", "tiny"]) == 0
     assert "rescored tiny: test accuracy" in capsys.readouterr().out
-    assert trained.info("tiny").metadata["rescored"]
+    assert trained.info("tiny").metadata.rescored
     assert main(["rescore", "nope"]) == 2
     assert "no run named 'nope'" in capsys.readouterr().err
+
+
+def test_a_bug_keeps_its_traceback_instead_of_a_one_line_error(tiny_data_dir, store, monkeypatch):
+    from ocr_core import cli
+
+    def broken(args):
+        raise ValueError("an internal bug, not a user mistake")
+
+    monkeypatch.setattr(cli, "command_list", broken)
+    with pytest.raises(ValueError, match="internal bug"):
+        main(["list"])
+
+
+def test_first_ctrl_c_stops_at_the_next_batch_and_a_second_aborts_at_once(tiny_data_dir, store, monkeypatch, capsys):
+    import os
+    import signal
+
+    from ocr_core import cli
+
+    seen = {}
+
+    def interrupted_twice(name, config, run_store, data, callbacks, stop, overwrite):
+        os.kill(os.getpid(), signal.SIGINT)  # delivered to the handler main installed, in this thread
+        seen["stop after the first"] = stop.is_set()
+        os.kill(os.getpid(), signal.SIGINT)
+        seen["reached after the second"] = True
+
+    monkeypatch.setattr(cli, "train_run", interrupted_twice)
+    assert main(["train", "--name", "x"]) == 130
+    assert seen == {"stop after the first": True}
+    error = capsys.readouterr().err
+    assert "press Ctrl-C again to abort" in error and "interrupted" in error
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, "the previous handler is restored"

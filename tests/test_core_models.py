@@ -2,6 +2,7 @@ import pytest
 import torch
 from torch import nn
 
+from ocr_core.errors import ConfigError
 from ocr_core.models import ARCHITECTURES, build_model, multiply_adds, normalize, parameter_count
 
 
@@ -35,7 +36,7 @@ def test_the_improved_architecture_uses_batch_norm():
 
 
 def test_unknown_architecture_is_a_clear_error():
-    with pytest.raises(ValueError, match="unknown architecture 'vgg'.*seed"):
+    with pytest.raises(ConfigError, match="unknown architecture 'vgg'.*seed"):
         build_model("vgg")
 
 

@@ -1,10 +1,12 @@
 import threading
+from dataclasses import replace
 from unittest import mock
 
 import pytest
 
 from ocr_core import runs
 from ocr_core.checkpoints import CheckpointError
+from ocr_core.metadata import DataInfo
 from ocr_core.runs import rescore_run, train_run
 from ocr_core.training import TrainConfig, TrainingCallback
 
@@ -15,16 +17,16 @@ def test_a_run_is_trained_scored_and_saved_with_self_describing_metadata(store, 
     info, result = train_run("tiny", TINY, store, tiny_data)
     metadata = store.info("tiny").metadata
     assert info.name == "tiny" and not result.stopped
-    assert metadata["architecture"] == "fast" and metadata["config"] == TINY.as_dict()
-    assert metadata["augment"] == "rotate=20,translate=0.2,crop=0.8-1.2"
-    assert metadata["precision"] in ("fp32", "bf16")
-    assert set(metadata["metrics"]) == {"clean", "seed_augmented"}
-    assert 0 <= metadata["metrics"]["clean"]["accuracy"] <= 1
-    assert metadata["metrics"]["clean"]["accuracy"] == pytest.approx(result.history[-1].test_accuracy)
-    assert len(metadata["history"]) == 1 and len(metadata["per_class"]) == 10
-    assert metadata["data"] == {"fingerprint": "synthetic", "train_size": 512, "test_size": 128}
-    assert {"torch", "torchvision", "python", "ocr_core"} <= set(metadata["versions"])
-    assert metadata["parameters"] > 0 and metadata["multiply_adds"] > 0 and metadata["created"]
+    assert metadata.architecture == "fast" and metadata.config == TINY
+    assert metadata.augment == "rotate=20,translate=0.2,crop=0.8-1.2"
+    assert metadata.precision in ("fp32", "bf16")
+    assert set(metadata.metrics) == {"clean", "seed_augmented"}
+    assert 0 <= metadata.metric("clean") <= 1
+    assert metadata.metric("clean") == pytest.approx(result.history[-1].test_accuracy)
+    assert len(metadata.history) == 1 and len(metadata.per_class) == 10
+    assert metadata.data == DataInfo("synthetic", 512, 128)
+    assert {"torch", "torchvision", "python", "ocr_core"} <= set(metadata.versions)
+    assert metadata.parameters > 0 and metadata.multiply_adds > 0 and metadata.created
     assert store.load("tiny")[1] == metadata
 
 
@@ -56,13 +58,13 @@ class StopAfterFirstReport(TrainingCallback):
 @pytest.mark.parametrize("keep", [True, False])
 def test_a_stopped_run_is_kept_marked_or_discarded(store, tiny_data, keep):
     stop = threading.Event()
-    config = TrainConfig(architecture="fast", epochs=3, batch_size=32, report_every=2)
+    config = TrainConfig(architecture="fast", epochs=3, batch_size=32)
     info, result = train_run("halfway", config, store, tiny_data, (StopAfterFirstReport(stop),), stop,
                              keep_if_stopped=keep)
     assert result.stopped
     if keep:
         metadata = store.info("halfway").metadata
-        assert metadata["stopped_early"] and metadata["epochs_completed"] == pytest.approx(64 / 512)
+        assert metadata.stopped_early and metadata.epochs_completed == pytest.approx(32 / 512)  # one step
     else:
         assert info is None and not store.exists("halfway")
 
@@ -70,12 +72,12 @@ def test_a_stopped_run_is_kept_marked_or_discarded(store, tiny_data, keep):
 def test_rescoring_rewrites_the_metrics_and_keeps_the_rest(store, tiny_data):
     train_run("again", TINY, store, tiny_data)
     before = store.info("again").metadata
-    stale = {**before, "metrics": {"clean": {"accuracy": 0.0}, "seed_augmented": {"accuracy": 0.0}}}
+    stale = replace(before, metrics={name: replace(score, accuracy=0.0) for name, score in before.metrics.items()})
     model, _ = store.load("again")
     store.save("again", model, stale, overwrite=True)
     after = rescore_run("again", store, tiny_data).metadata
-    assert after["metrics"] == before["metrics"] and after["per_class"] == before["per_class"]
-    assert after["history"] == before["history"] and after["config"] == before["config"] and after["rescored"]
+    assert after.metrics == before.metrics and after.per_class == before.per_class
+    assert after.history == before.history and after.config == before.config and after.rescored
 
 
 def test_rescoring_on_other_data_is_refused(store, tiny_data):

@@ -3,18 +3,20 @@ import threading
 import pytest
 import torch
 
-from ocr_core.training import (RECIPES, TrainConfig, TrainingCallback, ema_update, fit, has_native_bf16, resolve_device,
+from ocr_core.errors import ConfigError, UserError
+from ocr_core.training import (RECIPES, Cadence, TrainConfig, TrainingCallback, ema_update, fit, has_native_bf16, resolve_device,
                                resolve_precision, with_overrides)
 
-TINY = TrainConfig(architecture="fast", epochs=2, batch_size=32, learning_rate=0.01, report_every=4)
+TINY = TrainConfig(architecture="fast", epochs=2, batch_size=32, learning_rate=0.01)
 
 
 class Recorder(TrainingCallback):
     def __init__(self, stop_after_step=None, stop=None):
-        self.batches, self.epochs = [], []
+        self.batches, self.epochs, self.progress = [], [], []
         self.stop_after_step, self.stop = stop_after_step, stop
 
     def on_batch(self, progress):
+        self.progress.append(progress)
         self.batches.append((progress.step, progress.fraction_done, progress.eta_seconds, progress.images_per_second))
         if self.stop_after_step and progress.step >= self.stop_after_step:
             self.stop.set()
@@ -32,7 +34,8 @@ def test_fit_learns_the_tiny_task_and_reports_history(tiny_data):
     assert last.images_per_second > 0 and last.seconds > 0 and 0 <= last.train_loss
     assert [record.epoch for record in recorder.epochs] == [1, 2]
     steps = [step for step, *_ in recorder.batches]
-    assert steps == list(range(4, 33, 4)) and recorder.batches[-1][1] == 1.0
+    assert steps == list(range(1, 33)) and recorder.batches[-1][1] == 1.0, "every step is reported"
+    assert {progress.steps_per_epoch for progress in recorder.progress} == {16}
     assert not result.model.training
 
 
@@ -63,7 +66,7 @@ def test_stop_before_start_trains_nothing(tiny_data):
 
 def test_fractional_epochs_train_that_share_of_steps(tiny_data):
     recorder = Recorder()
-    fit(with_overrides(TINY, epochs=0.5, report_every=1), tiny_data, (recorder,))
+    fit(with_overrides(TINY, epochs=0.5), tiny_data, (recorder,))
     assert recorder.batches[-1][0] == 8
 
 
@@ -80,7 +83,7 @@ def test_optimizer_and_schedule_choices_train(tiny_data, optimizer, schedule):
     ({"precision": "fp16"}, "precision"),
 ])
 def test_bad_config_is_rejected_before_training(overrides, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ConfigError, match=message):
         TrainConfig(**overrides)
 
 
@@ -145,3 +148,37 @@ def test_auto_precision_uses_bf16_only_where_the_hardware_has_it():
     assert resolve_precision("auto", cpu) == ("bf16" if has_native_bf16(cpu) else "fp32")
     assert resolve_precision("fp32", cpu) == "fp32"
     assert resolve_precision("auto", torch.device("mps")) == "fp32"
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"epochs": "2"}, "epochs must be a number"),
+    ({"batch_size": 1.5}, "batch_size must be a whole number"),
+    ({"seed": True}, "seed must be a whole number"),
+    ({"optimizer": 3}, "optimizer must be text"),
+])
+def test_settings_of_the_wrong_type_are_config_errors_not_type_errors(settings, message):
+    with pytest.raises(ConfigError, match=message) as raised:
+        TrainConfig(**settings)
+    assert isinstance(raised.value, UserError)
+
+
+def test_cadence_acts_at_the_first_step_then_once_a_second_and_at_the_last_step(tiny_data):
+    recorder = Recorder()
+    fit(with_overrides(TINY, epochs=1), tiny_data, (recorder,))
+    progress = recorder.progress  # 16 steps
+    now = [100.0]
+    cadence = Cadence(seconds=1.0, clock=lambda: now[0])
+    acted = []
+    for seconds, report in zip([0.0, 0.3, 0.6, 0.99, 1.0, 1.5, 2.2, 2.3], progress[:8]):
+        now[0] = 100.0 + seconds
+        acted.append(cadence.due(report))
+    assert acted == [True, False, False, False, True, False, True, False]
+    now[0] += 0.01
+    assert cadence.due(progress[-1]), "the last step always shows, so the bar ends at 100%"
+
+
+def test_config_holds_only_what_changes_the_model():
+    with pytest.raises(TypeError):
+        TrainConfig(report_every=20)
+    old_run_config = {**TrainConfig().as_dict(), "report_every": 20}  # as runs saved before this version hold it
+    assert TrainConfig.from_dict(old_run_config) == TrainConfig()

@@ -26,8 +26,8 @@ def test_shipped_run_describes_itself_and_loads(name):
     info = SHIPPED.info(name)
     architecture, augment = EXPECTED[name]
     metadata = info.metadata
-    assert (metadata["architecture"], metadata["augment"]) == (architecture, augment)
-    assert not metadata["stopped_early"] and metadata["data"]["train_size"] == 60000
+    assert (metadata.architecture, metadata.augment) == (architecture, augment)
+    assert not metadata.stopped_early and metadata.data.train_size == 60000
     assert info.size < 4 * 1024 * 1024
     model, _ = SHIPPED.load(name)
     assert not model.training
@@ -36,12 +36,12 @@ def test_shipped_run_describes_itself_and_loads(name):
 def test_shipped_recipes_are_the_tutorials_and_best_is_the_most_accurate():
     seed, seed_aug = SHIPPED.info("seed").metadata, SHIPPED.info("seed-aug").metadata
     for metadata in (seed, seed_aug):
-        config = metadata["config"]
-        assert (config["epochs"], config["batch_size"], config["learning_rate"], config["optimizer"],
-                config["schedule"], config["label_smoothing"], config["precision"]) == (
+        config = metadata.config
+        assert (config.epochs, config.batch_size, config.learning_rate, config.optimizer,
+                config.schedule, config.label_smoothing, config.precision) == (
                     5, 64, 1e-3, "adam", "constant", 0, "fp32")
     assert SHIPPED.info("best").metric("clean") >= BEST_CLEAN_FLOOR
-    assert seed["metrics"]["clean"]["accuracy"] >= 0.99
+    assert seed.metric("clean") >= 0.99
 
 
 @requires_mnist
@@ -49,10 +49,10 @@ def test_shipped_recipes_are_the_tutorials_and_best_is_the_most_accurate():
 def test_shipped_metrics_reproduce_on_the_real_test_set(name):
     data = load_mnist(download=False)
     model, metadata = SHIPPED.load(name)
-    assert metadata["data"]["fingerprint"] == data.fingerprint
+    assert metadata.data.fingerprint == data.fingerprint
     for key, augment in (("clean", None), ("seed_augmented", "seed")):
         evaluation = evaluate(model, data.test_images, data.test_labels, augment)
-        assert evaluation.accuracy == pytest.approx(metadata["metrics"][key]["accuracy"], abs=2e-4)
+        assert evaluation.accuracy == pytest.approx(metadata.metric(key), abs=2e-4)
 
 
 @requires_mnist

@@ -1,0 +1,75 @@
+"""What the Train page's form means, away from its widgets: the settings it holds (session-state keys
+`train.<field>`), the config and job they make, the name checks, and the text of the live progress."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+
+from ocr_core import AugmentSpec, CheckpointError, MnistData, RunStore, TrainConfig, validate_run_name
+
+from .training import Snapshot, TrainingJob
+
+# The TrainConfig fields the form edits (augment comes from the augmentation controls; device stays auto).
+CONFIG_FIELDS = ("architecture", "epochs", "batch_size", "learning_rate", "optimizer", "schedule",
+                 "weight_decay", "label_smoothing", "ema_decay", "precision", "seed")
+DEFAULT_OWNER = "Another visitor"
+
+
+def setting_key(field: str) -> str:
+    return f"train.{field}"
+
+
+def recipe_settings(recipe: TrainConfig) -> dict[str, Any]:
+    """Session-state values that show `recipe` in the form, typed as the widgets expect them."""
+    defaults = TrainConfig()
+    return {setting_key(name): type(getattr(defaults, name))(getattr(recipe, name)) for name in CONFIG_FIELDS}
+
+
+def config_from_settings(state: Mapping[str, Any], spec: AugmentSpec) -> TrainConfig:
+    """The config the form describes; ConfigError says what is wrong with it."""
+    return TrainConfig(**{name: state[setting_key(name)] for name in CONFIG_FIELDS}, augment=spec.to_string())
+
+
+def free_run_name(store: RunStore, stem: str = "my-run") -> str:
+    return next(name for number in range(1, 10_000)
+                if not store.exists(name := stem if number == 1 else f"{stem}-{number}"))
+
+
+def checked_run_name(text: str, store: RunStore, overwrite: bool) -> str:
+    """The run name typed in the form, if it is valid and free (or to be replaced); else CheckpointError."""
+    name = validate_run_name(text.strip())
+    if store.exists(name) and not overwrite:
+        raise CheckpointError(f"A run named `{name}` exists already: choose another name, or tick *Replace*.")
+    return name
+
+
+def job_from_settings(state: Mapping[str, Any], spec: AugmentSpec, data: MnistData, store: RunStore,
+                      visitor: str) -> tuple[TrainingJob, MnistData]:
+    """The job the form asks for and the training data it uses; a UserError says what to fix first."""
+    name = checked_run_name(state[setting_key("name")], store, state[setting_key("overwrite")])
+    config = config_from_settings(state, spec)
+    count = state[setting_key("images")] or len(data.train_labels)
+    job = TrainingJob(name, config, owner=visitor, owner_label=state[setting_key("owner_label")].strip()
+                      or DEFAULT_OWNER, train_images=count, overwrite=state[setting_key("overwrite")],
+                      keep_if_stopped=state[setting_key("if_stopped")] == "keep")
+    return job, data.subset(train=count)
+
+
+def trace_frame(trace: list[dict]) -> pd.DataFrame:
+    """The live chart's rows (epoch, series, loss, accuracy) as a frame, empty before the first report."""
+    return pd.DataFrame(list(trace), columns=["epoch", "series", "loss", "accuracy"])
+
+
+def clock(seconds: float | None) -> str:
+    return "–" if seconds is None else f"{int(seconds // 60)}:{int(seconds % 60):02d}"
+
+
+def progress_text(snapshot: Snapshot, finishing: bool) -> str:
+    if finishing:
+        return "Scoring on the clean and the augmented test set, then saving…"
+    if snapshot.step == 0:
+        return "Starting…"
+    return (f"Epoch {snapshot.epoch}/{snapshot.total_epochs} · step {snapshot.step:,}/{snapshot.total_steps:,} · "
+            f"{snapshot.images_per_second:,.0f} images/s · ETA {clock(snapshot.eta_seconds)}")

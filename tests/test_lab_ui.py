@@ -1,0 +1,80 @@
+"""The app's helpers that are not widgets: the Train form's config, names and progress text, and the
+progress recorder's cadence, tested without running a page."""
+import pytest
+
+from conftest import tiny_mnist
+from lab_ui import train_form
+from lab_ui.training import ProgressRecorder, Snapshot, TrainingJob
+from ocr_core import PRESETS, RECIPES, Cadence, CheckpointError, ConfigError, TrainConfig, TrainingCallback, fit
+
+
+def form_state(**changes):
+    state = {**train_form.recipe_settings(RECIPES["tutorial"]), "train.name": " mine ", "train.overwrite": False,
+             "train.images": 256, "train.owner_label": "", "train.if_stopped": "discard"}
+    return {**state, **changes}
+
+
+def test_a_recipe_fills_the_form_and_the_form_gives_back_the_recipe():
+    state = form_state()
+    assert state["train.epochs"] == 5.0 and isinstance(state["train.epochs"], float)
+    config = train_form.config_from_settings(state, PRESETS["none"])
+    assert config == RECIPES["tutorial"]
+    with pytest.raises(ConfigError, match="learning rate"):
+        train_form.config_from_settings({**state, "train.learning_rate": -1.0}, PRESETS["none"])
+
+
+def test_the_job_uses_the_checked_name_and_the_chosen_share_of_the_data(store):
+    data = tiny_mnist()
+    job, training_data = train_form.job_from_settings(form_state(), PRESETS["seed"], data, store, visitor="v1")
+    assert (job.name, job.owner, job.owner_label, job.keep_if_stopped) == ("mine", "v1", "Another visitor", False)
+    assert job.config.augment == PRESETS["seed"].to_string() and len(training_data.train_labels) == 256
+    assert train_form.free_run_name(store) == "my-run"
+
+
+@pytest.mark.parametrize("name, message", [("../x", "invalid run name"), ("", "invalid run name")])
+def test_bad_names_are_refused(store, name, message):
+    with pytest.raises(CheckpointError, match=message):
+        train_form.checked_run_name(name, store, overwrite=False)
+
+
+def test_a_taken_name_needs_replace(store):
+    from conftest import sample_metadata
+    from ocr_core import build_model
+
+    store.save("my-run", build_model("fast"), sample_metadata())
+    with pytest.raises(CheckpointError, match="exists already.*Replace"):
+        train_form.checked_run_name("my-run", store, overwrite=False)
+    assert train_form.checked_run_name("my-run", store, overwrite=True) == "my-run"
+    assert train_form.free_run_name(store) == "my-run-2"
+
+
+def test_progress_text():
+    assert train_form.progress_text(Snapshot(), finishing=False) == "Starting…"
+    running = Snapshot(epoch=2, total_epochs=5, step=1200, total_steps=4690, images_per_second=2345.6,
+                       eta_seconds=125.2)
+    assert train_form.progress_text(running, finishing=False) == (
+        "Epoch 2/5 · step 1,200/4,690 · 2,346 images/s · ETA 2:05")
+    assert train_form.progress_text(running, finishing=True).startswith("Scoring")
+
+
+class Clock(TrainingCallback):
+    """Advances a fake clock by `step_seconds` per optimizer step, as a net of that speed would."""
+
+    def __init__(self, step_seconds):
+        self.now, self.step_seconds = 0.0, step_seconds
+
+    def on_batch(self, progress):
+        self.now += self.step_seconds
+
+
+# 16 steps: a fast net (0.16 s in all) shows the first and the last; a slow one (4.8 s) steps 1, 5, 9, 13, 16
+@pytest.mark.parametrize("step_seconds, expected_reports", [(0.01, 2), (0.3, 5)])
+def test_the_recorder_updates_about_once_a_second_whatever_the_step_time(step_seconds, expected_reports):
+    clock = Clock(step_seconds)
+    job = TrainingJob("cadence", TrainConfig(), owner="v", owner_label="v", train_images=512, keep_if_stopped=True)
+    recorder = ProgressRecorder(job, Cadence(1.0, clock=lambda: clock.now))
+    fit(TrainConfig(epochs=1, batch_size=32), tiny_mnist(), (clock, recorder))  # 16 steps
+    running = [row for row in job.trace if row["series"] == "training (running)"]
+    assert running[0]["epoch"] == pytest.approx(1 / 16), "the first step is shown at once"
+    assert running[-1]["epoch"] == 1.0 and job.snapshot.step == 16, "and the last"
+    assert len(running) == expected_reports
