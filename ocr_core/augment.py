@@ -1,7 +1,12 @@
 """Per-sample random transforms applied to whole batches of tensors, reproducible from a generator.
 
 Every geometric op folds into one affine matrix per sample, so rotation, shift, zoom, shear and flip
-cost a single `grid_sample`; elastic distortion adds a smooth random field to the same grid.
+cost a single `grid_sample`; elastic distortion adds a smooth random field to the same grid. The other
+ops model what pens, paper, lighting and scanners do to a digit: stroke width, clutter lines, blur,
+paper brightness, faint ink, gamma, sensor noise, dust (salt and pepper) and occlusion.
+
+`AUGMENT_OPS` is the one table of the ops: validation, error messages, the CLI help, the README table and
+the Train page's sliders all read it.
 """
 from __future__ import annotations
 
@@ -18,37 +23,101 @@ AUGMENT_CHUNK = 1000  # fixed chunking keeps a seeded augmented set identical wh
 
 
 @dataclass(frozen=True)
-class AugmentSpec:
-    """Strengths of each op; zero (or a 1-1 range) turns an op off."""
+class AugmentOp:
+    """One op's facts. `typical` is the strength a switched-on op starts from; a range op's strength is a
+    `(low, high)` pair written `low-high`, any other op's a single number (0 turns it off)."""
 
-    rotate: float = 0.0  # max degrees either way
-    translate: float = 0.0  # max shift, as a fraction of the image side, either way, per axis
-    scale: tuple[float, float] = (1.0, 1.0)  # zoom factor range
-    crop: tuple[float, float] = (1.0, 1.0)  # area range of a random crop resized back, as RandomResizedCrop
-    shear: float = 0.0  # max degrees either way
-    hflip: float = 0.0  # probability of a mirror image
-    elastic: float = 0.0  # typical displacement of a smooth random field, in pixels
-    noise: float = 0.0  # std of additive gaussian noise (pixels in [0, 1])
-    blur: float = 0.0  # max gaussian blur sigma, in pixels
-    erase: float = 0.0  # probability of blanking a random rectangle
+    name: str
+    label: str
+    lowest: float
+    highest: float
+    step: float
+    typical: float | tuple[float, float]
+    meaning: str
+
+    @property
+    def is_range(self) -> bool:
+        return isinstance(self.typical, tuple)
+
+    @property
+    def off(self) -> float | tuple[float, float]:
+        return (1.0, 1.0) if self.is_range else 0.0
+
+    def accepts(self, value: float | tuple[float, float]) -> bool:
+        if self.is_range:
+            return self.lowest <= value[0] <= value[1] <= self.highest
+        return self.lowest <= value <= self.highest
+
+    @property
+    def range_text(self) -> str:
+        return f"{self.lowest:g}-{self.highest:g}" + (" (low-high)" if self.is_range else "")
+
+
+AUGMENT_OPS: dict[str, AugmentOp] = {op.name: op for op in (
+    AugmentOp("rotate", "Rotate", 0, 180, 1, 15.0, "max degrees either way"),
+    AugmentOp("translate", "Shift", 0, 0.5, 0.01, 0.1, "max shift per axis, as a fraction of the side"),
+    AugmentOp("scale", "Zoom", 0.2, 3, 0.05, (0.9, 1.1), "zoom range `low-high` (one number: fixed zoom)"),
+    AugmentOp("crop", "Crop", 0.05, 2, 0.05, (0.8, 1.0),
+              "area range `low-high` of a random crop (aspect 3/4-4/3) resized back to 28x28, as torchvision's "
+              "`RandomResizedCrop`; a crop that cannot fit in 10 tries leaves the image whole, as there"),
+    AugmentOp("shear", "Shear", 0, 60, 1, 10.0, "max degrees either way"),
+    AugmentOp("hflip", "Mirror", 0, 1, 0.05, 0.5, "probability of a mirror image (a mirrored digit is rarely a digit)"),
+    AugmentOp("elastic", "Elastic", 0, 10, 0.25, 1.0, "typical displacement of a smooth random field, pixels"),
+    AugmentOp("thickness", "Pen width", 0, 2, 0.1, 1.0,
+              "max change of stroke width either way, in pixels per side: thinner (erosion) or thicker "
+              "(dilation) ink, fractions blend"),
+    AugmentOp("lines", "Clutter lines", 0, 4, 0.25, 1.0,
+              "mean number of random straight lines (ruled paper, stray strokes) drawn across the image"),
+    AugmentOp("blur", "Blur", 0, 3, 0.1, 1.0, "max gaussian sigma, pixels"),
+    AugmentOp("brightness", "Paper brightness", 0, 0.9, 0.05, 0.4, "max grey level of the background (paper)"),
+    AugmentOp("contrast", "Faint ink", 0, 0.9, 0.05, 0.4, "max share by which the ink's darkness fades"),
+    AugmentOp("gamma", "Gamma", 0, 2, 0.1, 0.5, "max log of a gamma curve either way (lighter or darker mid-tones)"),
+    AugmentOp("noise", "Noise", 0, 1, 0.01, 0.1, "std of gaussian noise on pixels in [0, 1]"),
+    AugmentOp("saltpepper", "Salt and pepper", 0, 0.5, 0.01, 0.1,
+              "max share of pixels set to black or white (dust, sensor defects)"),
+    AugmentOp("erase", "Erase", 0, 1, 0.05, 0.25, "probability of blanking a random rectangle"),
+)}
+RANGE_OPS = tuple(name for name, op in AUGMENT_OPS.items() if op.is_range)  # written low-high
+
+
+def ranges_text() -> str:
+    """The ops and their ranges in one line, for messages and help texts."""
+    return ", ".join(f"{op.name} {op.range_text}" for op in AUGMENT_OPS.values())
+
+
+def op_table_markdown() -> str:
+    """The README's op table, generated from `AUGMENT_OPS` (a test keeps the README in step)."""
+    rows = [f"| `{op.name}` | {op.meaning} | {op.range_text} |" for op in AUGMENT_OPS.values()]
+    return "\n".join(["| op | strength | range |", "|---|---|---|", *rows])
+
+
+@dataclass(frozen=True)
+class AugmentSpec:
+    """Strengths of each op (see `AUGMENT_OPS`); zero (or a 1-1 range) turns an op off. The order of the
+    fields is the order of the table."""
+
+    rotate: float = 0.0
+    translate: float = 0.0
+    scale: tuple[float, float] = (1.0, 1.0)
+    crop: tuple[float, float] = (1.0, 1.0)
+    shear: float = 0.0
+    hflip: float = 0.0
+    elastic: float = 0.0
+    thickness: float = 0.0
+    lines: float = 0.0
+    blur: float = 0.0
+    brightness: float = 0.0
+    contrast: float = 0.0
+    gamma: float = 0.0
+    noise: float = 0.0
+    saltpepper: float = 0.0
+    erase: float = 0.0
 
     def __post_init__(self) -> None:
-        checks = {
-            "rotate": 0 <= self.rotate <= 180,
-            "translate": 0 <= self.translate <= 0.5,
-            "scale": 0.2 <= self.scale[0] <= self.scale[1] <= 3.0,
-            "crop": 0.05 <= self.crop[0] <= self.crop[1] <= 2.0,
-            "shear": 0 <= self.shear <= 60,
-            "hflip": 0 <= self.hflip <= 1,
-            "elastic": 0 <= self.elastic <= 10,
-            "noise": 0 <= self.noise <= 1,
-            "blur": 0 <= self.blur <= 3,
-            "erase": 0 <= self.erase <= 1,
-        }
-        bad = [name for name, ok in checks.items() if not ok]
+        bad = [name for name, op in AUGMENT_OPS.items() if not op.accepts(getattr(self, name))]
         if bad:
-            raise ConfigError(f"augmentation strength out of range: {', '.join(f'{n}={getattr(self, n)}' for n in bad)} "
-                             f"(ranges: {SPEC_RANGES})")
+            raise ConfigError(f"augmentation strength out of range: "
+                              f"{', '.join(f'{n}={getattr(self, n)}' for n in bad)} (ranges: {ranges_text()})")
 
     @property
     def is_identity(self) -> bool:
@@ -74,10 +143,6 @@ class AugmentSpec:
         return asdict(self)
 
 
-RANGE_OPS = ("scale", "crop")  # written low-high
-SPEC_RANGES = ("rotate 0-180, translate 0-0.5, scale 0.2-3 (low-high), crop 0.05-2 (low-high), shear 0-60, hflip 0-1, "
-               "elastic 0-10, noise 0-1, blur 0-3, erase 0-1")
-
 PRESETS = {
     "none": AugmentSpec(),
     # The tutorial's four: RandomRotation(20), RandomAffine(translate 0.2), RandomResizedCrop(28, scale
@@ -92,7 +157,6 @@ PRESETS = {
 def parse_augment(text: str) -> AugmentSpec:
     """`recommended`, `rotate=15,translate=0.1,scale=0.9-1.1` or a preset with overrides: `seed,hflip=0`."""
     spec = AugmentSpec()
-    names = {field.name for field in fields(AugmentSpec)}
     for token in filter(None, (part.strip() for part in text.strip().split(","))):
         if "=" not in token:
             if token not in PRESETS:
@@ -100,8 +164,8 @@ def parse_augment(text: str) -> AugmentSpec:
             spec = PRESETS[token]
             continue
         key, _, value = (piece.strip() for piece in token.partition("="))
-        if key not in names:
-            raise ConfigError(f"unknown augmentation {key!r}; known: {', '.join(sorted(names))}")
+        if key not in AUGMENT_OPS:
+            raise ConfigError(f"unknown augmentation {key!r}; known: {', '.join(AUGMENT_OPS)}")
         try:
             if key in RANGE_OPS:
                 low, _, high = value.partition("-")
@@ -207,20 +271,96 @@ def erase_mask(count: int, probability: float, generator: torch.Generator) -> to
     return (~erased).float().unsqueeze(1)
 
 
+def stroke_width(images: torch.Tensor, strength: float, generator: torch.Generator) -> torch.Tensor:
+    """Thinner or thicker ink: a change t ~ U(-strength, strength) pixels per side for each sample, whole
+    pixels by repeated 3x3 erosion (min-pool) or dilation (max-pool), the fraction blended with one step more."""
+    count = images.shape[0]
+    change = uniform(generator, count, -strength, strength).to(images.device)
+    steps = math.ceil(strength)
+    thinner, thicker = [images], [images]
+    for _ in range(steps):
+        thinner.append(-F.max_pool2d(-thinner[-1], 3, stride=1, padding=1))
+        thicker.append(F.max_pool2d(thicker[-1], 3, stride=1, padding=1))
+    levels = torch.stack(thinner[::-1] + thicker[1:])  # (2 steps + 1, N, 1, 28, 28); index `steps` = unchanged
+    position = change + steps
+    lower = position.floor().long().clamp(0, 2 * steps - 1)
+    blend = (position - lower).view(count, 1, 1, 1)
+    samples = torch.arange(count, device=images.device)
+    return torch.lerp(levels[lower, samples], levels[lower + 1, samples], blend)
+
+
+def clutter_lines(images: torch.Tensor, mean_count: float, generator: torch.Generator) -> torch.Tensor:
+    """Random straight strokes (ruled paper, stray pen marks, scratches): up to 2x`mean_count` candidates per
+    image, each drawn with probability 1/2, anti-aliased, 0.6-2.6 px wide, ink level 0.4-1, endpoints anywhere
+    within 4 px around the image so most cross it."""
+    count, device = images.shape[0], images.device
+    most = max(1, math.ceil(2 * mean_count))
+    drawn = (torch.rand(count, most, generator=generator) < mean_count / most).to(device)
+    start, end = (uniform(generator, count * most * 2, -4, IMAGE_SIZE + 3).view(count, most, 2).to(device)
+                  for _ in range(2))
+    half_width = uniform(generator, count * most, 0.3, 1.3).view(count, most, 1).to(device)
+    level = uniform(generator, count * most, 0.4, 1.0).view(count, most, 1).to(device) * drawn.unsqueeze(-1)
+    rows, columns = torch.meshgrid(torch.arange(IMAGE_SIZE, device=device, dtype=images.dtype),
+                                   torch.arange(IMAGE_SIZE, device=device, dtype=images.dtype), indexing="ij")
+    pixels = torch.stack([columns.flatten(), rows.flatten()], -1)  # (784, 2) as (x, y)
+    direction = end - start
+    along = ((pixels[None, None] - start[:, :, None]) * direction[:, :, None]).sum(-1)
+    along = (along / direction.pow(2).sum(-1, keepdim=True).clamp_min(1e-6)).clamp(0, 1)
+    nearest = start[:, :, None] + along[..., None] * direction[:, :, None]
+    distance = (pixels[None, None] - nearest).norm(dim=-1)  # (N, lines, 784)
+    ink = (level * (half_width + 0.5 - distance).clamp(0, 1)).amax(1)
+    return torch.maximum(images, ink.view_as(images))
+
+
+def lighting(images: torch.Tensor, spec: AugmentSpec, generator: torch.Generator) -> torch.Tensor:
+    """Gamma, faint ink and grey paper, per sample: ink levels are curved by x**exp(U(-gamma, gamma)), scaled
+    by U(1 - contrast, 1), and the background lifted to U(0, brightness) with ink on top (never inverted)."""
+    count, device = images.shape[0], images.device
+    shape = (count, 1, 1, 1)
+    if spec.gamma:
+        exponent = torch.exp(uniform(generator, count, -spec.gamma, spec.gamma)).view(shape).to(device)
+        images = images.clamp_min(0) ** exponent
+    if spec.contrast:
+        images = images * uniform(generator, count, 1 - spec.contrast, 1).view(shape).to(device)
+    if spec.brightness:
+        paper = uniform(generator, count, 0, spec.brightness).view(shape).to(device)
+        images = paper + (1 - paper) * images
+    return images
+
+
+def salt_and_pepper(images: torch.Tensor, most: float, generator: torch.Generator) -> torch.Tensor:
+    """A share U(0, most) of each sample's pixels set to 0 or 1 (half each)."""
+    count = images.shape[0]
+    share = uniform(generator, count, 0, most).view(count, 1, 1, 1)
+    hit = torch.rand(images.shape, generator=generator) < share
+    white = torch.rand(images.shape, generator=generator) < 0.5
+    return torch.where(hit.to(images.device), white.to(images.device, images.dtype), images)
+
+
 def augment_batch(images: torch.Tensor, spec: AugmentSpec, generator: torch.Generator) -> torch.Tensor:
     """Random transforms of float images (N, 1, 28, 28) in [0, 1]; random draws come from `generator`
-    (on the CPU, so a seed gives the same samples on any device)."""
+    (on the CPU, so a seed gives the same samples on any device). Pen first (shape, width, stray lines),
+    then optics (blur), lighting, sensor (noise, salt and pepper) and occlusion. An op that is off draws
+    nothing, so adding ops never changes the samples of a spec without them."""
     if spec.is_identity:
         return images
     count, device = images.shape[0], images.device
     if spec.is_geometric:
         grid = affine_grid(spec, count, generator).to(device)
         images = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    if spec.thickness:
+        images = stroke_width(images, spec.thickness, generator)
+    if spec.lines:
+        images = clutter_lines(images, spec.lines, generator)
     if spec.blur:
         images = gaussian_blur(images, torch.rand(count, generator=generator) * spec.blur)
+    if spec.gamma or spec.contrast or spec.brightness:
+        images = lighting(images, spec, generator)
     if spec.noise:
         noise = torch.randn(images.shape, generator=generator).to(device) * spec.noise
         images = (images + noise).clamp(0, 1)
+    if spec.saltpepper:
+        images = salt_and_pepper(images, spec.saltpepper, generator)
     if spec.erase:
         images = images * erase_mask(count, spec.erase, generator).to(device)
     return images
