@@ -7,36 +7,21 @@ from lab_ui import charts, loaders, train_form
 from lab_ui.training import TrainingBusyError, TrainingJob, training_manager
 from lab_ui.widgets import ACTIVE_RUN, enlarged, errors_shown, percent, require_dataset
 from ocr_core import ARCHITECTURES, PRESETS, RECIPES, AugmentSpec, ConfigError, MnistData, parse_augment, preview_grid
-from ocr_core.augment import RANGE_OPS
+from ocr_core.augment import AUGMENT_OPS, RANGE_OPS
 from ocr_core.training import OPTIMIZERS, PRECISIONS, SCHEDULES
 
 BATCH_SIZES = (16, 32, 64, 128, 256, 512, 1024)
 LEARNING_RATES = (1e-4, 3e-4, 1e-3, 2e-3, 4e-3, 1e-2, 2e-2, 5e-2, 0.1)
 QUICK_SUBSETS = (1_000, 5_000, 10_000, 30_000)
-# op: (label, lowest, highest, step, strength when switched on, what the strength means)
-AUGMENT_OPS = {
-    "rotate": ("Rotate", 0.0, 180.0, 1.0, 15.0, "max degrees either way"),
-    "translate": ("Shift", 0.0, 0.5, 0.01, 0.1, "max shift per axis, as a fraction of the side"),
-    "scale": ("Zoom", 0.2, 3.0, 0.05, (0.9, 1.1), "range of zoom factors"),
-    "crop": ("Crop", 0.05, 2.0, 0.05, (0.8, 1.0), "area range of a random crop (aspect 3/4 to 4/3) resized back "
-                                                  "to 28x28, as torchvision's RandomResizedCrop; above 1 often "
-                                                  "cannot fit and leaves the image whole"),
-    "shear": ("Shear", 0.0, 60.0, 1.0, 10.0, "max degrees either way"),
-    "hflip": ("Mirror", 0.0, 1.0, 0.05, 0.5, "probability of a mirror image (a mirrored digit is rarely a digit)"),
-    "elastic": ("Elastic", 0.0, 10.0, 0.25, 1.0, "typical displacement of a smooth random field, in pixels"),
-    "noise": ("Noise", 0.0, 1.0, 0.01, 0.1, "std of gaussian noise on pixels in [0, 1]"),
-    "blur": ("Blur", 0.0, 3.0, 0.1, 1.0, "max gaussian sigma, in pixels"),
-    "erase": ("Erase", 0.0, 1.0, 0.05, 0.25, "probability of blanking a random rectangle"),
-}
 IDENTITY = AugmentSpec()
 
 
 def set_augment_controls(spec: AugmentSpec) -> None:
-    for op, (*_, typical, _) in AUGMENT_OPS.items():
-        value = getattr(spec, op)
-        switched_on = value != getattr(IDENTITY, op)
-        st.session_state[f"train.aug.{op}.on"] = switched_on
-        st.session_state[f"train.aug.{op}.value"] = value if switched_on else typical
+    for op in AUGMENT_OPS.values():
+        value = getattr(spec, op.name)
+        switched_on = value != getattr(IDENTITY, op.name)
+        st.session_state[f"train.aug.{op.name}.on"] = switched_on
+        st.session_state[f"train.aug.{op.name}.value"] = value if switched_on else op.typical
 
 
 def apply_recipe() -> None:
@@ -76,11 +61,12 @@ def prepare_settings() -> None:
 
 
 def augmentation_controls() -> None:
-    for op, (label, lowest, highest, step, _, meaning) in AUGMENT_OPS.items():
+    for op in AUGMENT_OPS.values():
         toggle_column, slider_column = st.columns([1, 3], vertical_alignment="center")
-        switched_on = toggle_column.toggle(label, key=f"train.aug.{op}.on", persist_state="session")
-        slider_column.slider(label, lowest, highest, step=step, key=f"train.aug.{op}.value", help=meaning,
-                             disabled=not switched_on, label_visibility="collapsed", persist_state="session")
+        switched_on = toggle_column.toggle(op.label, key=f"train.aug.{op.name}.on", persist_state="session")
+        slider_column.slider(op.label, float(op.lowest), float(op.highest), step=float(op.step),
+                             key=f"train.aug.{op.name}.value", help=op.meaning, disabled=not switched_on,
+                             label_visibility="collapsed", persist_state="session")
 
 
 def settings(data: MnistData) -> None:

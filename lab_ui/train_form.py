@@ -13,7 +13,7 @@ from .training import Snapshot, TrainingJob
 
 # The TrainConfig fields the form edits (augment comes from the augmentation controls; device stays auto).
 CONFIG_FIELDS = ("architecture", "epochs", "batch_size", "learning_rate", "optimizer", "schedule",
-                 "weight_decay", "label_smoothing", "ema_decay", "precision", "seed")
+                 "weight_decay", "label_smoothing", "ema_decay", "precision", "seed", "holdout")
 DEFAULT_OWNER = "Another visitor"
 
 
@@ -54,7 +54,8 @@ def job_from_settings(state: Mapping[str, Any], spec: AugmentSpec, data: MnistDa
     job = TrainingJob(name, config, owner=visitor, owner_label=state[setting_key("owner_label")].strip()
                       or DEFAULT_OWNER, train_images=count, overwrite=state[setting_key("overwrite")],
                       keep_if_stopped=state[setting_key("if_stopped")] == "keep")
-    return job, data.subset(train=count)
+    # the recipe's held-out digits are the ones right after the chosen images (the last ones for "all")
+    return job, data.subset(train=min(count + config.holdout, len(data.train_labels)))
 
 
 def trace_frame(trace: list[dict]) -> pd.DataFrame:

@@ -77,10 +77,11 @@ def command_train(args: argparse.Namespace) -> int:
         RECIPES[args.recipe], architecture=args.model, epochs=args.epochs, batch_size=args.batch_size,
         learning_rate=args.lr, optimizer=args.optimizer, schedule=args.schedule, weight_decay=args.weight_decay,
         label_smoothing=args.label_smoothing, augment=args.augment, ema_decay=args.ema, seed=args.seed,
-        device=args.device, precision=args.precision)
+        holdout=args.holdout, device=args.device, precision=args.precision)
     data = load_mnist()
     if args.train_limit or args.test_limit:
-        data = data.subset(args.train_limit, args.test_limit)
+        # the holdout is the images right after the first N, so a quick run still has held-out digits
+        data = data.subset(args.train_limit and args.train_limit + config.holdout, args.test_limit)
     stop = threading.Event()
     previous = signal.signal(signal.SIGINT, stop_then_abort(stop))
     bar = ProgressBar()
@@ -256,7 +257,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--device", help="auto (default), cpu, cuda, mps")
     train.add_argument("--precision", choices=PRECISIONS,
                        help="auto (default: bf16 mixed precision where the hardware has it), fp32, bf16")
-    train.add_argument("--train-limit", type=int, help="use only the first N training images")
+    train.add_argument("--holdout", type=int, help="keep the last N training images out of training, for "
+                       "calibration (every recipe: 5000; 0: train on all)")
+    train.add_argument("--train-limit", type=int, help="train on the first N training images only (the holdout "
+                       "is the images after them)")
     train.add_argument("--test-limit", type=int, help="use only the first N test images")
     train.add_argument("--overwrite", action="store_true", help="replace a run with the same name")
     train.set_defaults(handler=command_train)

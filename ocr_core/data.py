@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import UserError
+from .errors import ConfigError, UserError
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = PROJECT_DIR / "data"
@@ -50,6 +50,21 @@ class MnistData:
             self.test_images[:test], self.test_labels[:test],
             fingerprint=f"{self.fingerprint}[:{train},:{test}]", source=self.source,
         )
+
+    def holdout_part(self, holdout: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The last `holdout` training images and labels: never trained on by a run with that `holdout`,
+        so calibration and out-of-distribution thresholds can be fit there instead of on the test set."""
+        start = len(self.train_labels) - holdout
+        return self.train_images[start:], self.train_labels[start:]
+
+    def without_holdout(self, holdout: int) -> "MnistData":
+        """The same data minus the last `holdout` training images (what `fit` trains on)."""
+        if not 0 <= holdout < len(self.train_labels):
+            raise ConfigError(f"a holdout of {holdout:,} images leaves nothing to train on: the training set has "
+                            f"{len(self.train_labels):,} images")
+        end = len(self.train_labels) - holdout
+        return MnistData(self.train_images[:end], self.train_labels[:end], self.test_images, self.test_labels,
+                         fingerprint=self.fingerprint, source=self.source)
 
 
 def data_dir() -> Path:

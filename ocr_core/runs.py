@@ -68,6 +68,16 @@ def run_metadata(result: TrainResult, data: MnistData, evaluations: dict[str, Ev
     )
 
 
+def holdout_digits(metadata: RunMetadata, data: MnistData) -> tuple[torch.Tensor, torch.Tensor]:
+    """The run's held-out training digits, which it never saw: the last `config.holdout` of the
+    `data.train_size` images it was given (none for a run trained with no holdout). CheckpointError if the
+    run was trained on other data."""
+    if metadata.data.fingerprint != data.fingerprint:
+        raise CheckpointError(f"the run was trained on other data than the data at hand "
+                              f"({metadata.data.fingerprint} vs {data.fingerprint})")
+    return data.subset(train=metadata.data.train_size).holdout_part(metadata.config.holdout)
+
+
 def train_run(name: str, config: TrainConfig, store: RunStore | None = None, data: MnistData | None = None,
               callbacks: tuple[TrainingCallback, ...] = (), stop: threading.Event | None = None,
               overwrite: bool = False, keep_if_stopped: bool = True) -> tuple[RunInfo | None, TrainResult]:

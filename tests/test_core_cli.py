@@ -14,7 +14,7 @@ from ocr_core.cli import main
 
 @pytest.fixture
 def trained(tiny_data_dir, store, capsys):
-    assert main(["train", "--name", "tiny", "--epochs", "1", "--batch-size", "64"]) == 0
+    assert main(["train", "--name", "tiny", "--epochs", "1", "--batch-size", "64", "--holdout", "64"]) == 0
     capsys.readouterr()
     return store
 
@@ -25,11 +25,13 @@ def run_json(capsys, argv):
 
 
 def test_train_saves_a_run_and_reports_it(tiny_data_dir, store, capsys):
-    assert main(["train", "--name", "cli-run", "--model", "seed", "--epochs", "0.5", "--augment", "seed"]) == 0
+    assert main(["train", "--name", "cli-run", "--model", "seed", "--epochs", "0.5", "--augment", "seed",
+                 "--holdout", "64"]) == 0
     captured = capsys.readouterr()
     assert "saved cli-run" in captured.out and "epoch 0.5" in captured.err
     metadata = store.info("cli-run").metadata
     assert metadata.architecture == "seed" and metadata.config.augment == "seed"
+    assert metadata.config.holdout == 64 and metadata.data.train_size == 512
 
 
 def test_list_evaluate_and_info_as_json(trained, capsys):

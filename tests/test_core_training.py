@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from ocr_core.errors import ConfigError, UserError
-from ocr_core.training import (RECIPES, Cadence, TrainConfig, TrainingCallback, ema_update, fit, has_native_bf16, resolve_device,
+from ocr_core.training import (HOLDOUT, RECIPES, Cadence, TrainConfig, TrainingCallback, ema_update, fit,
+                               has_native_bf16, resolve_device,
                                resolve_precision, with_overrides)
 
 TINY = TrainConfig(architecture="fast", epochs=2, batch_size=32, learning_rate=0.01)
@@ -92,7 +93,8 @@ def test_recipes_include_the_exact_tutorial_recipe():
     assert (tutorial.architecture, tutorial.epochs, tutorial.batch_size, tutorial.learning_rate,
             tutorial.optimizer, tutorial.schedule, tutorial.augment) == ("seed", 5, 64, 1e-3, "adam", "constant", "none")
     assert (tutorial.weight_decay, tutorial.label_smoothing, tutorial.ema_decay, tutorial.precision) == (0, 0, 0, "fp32")
-    assert RECIPES["fast"] == TrainConfig(), "the defaults are the fast recipe"
+    assert RECIPES["fast"] == TrainConfig(holdout=HOLDOUT), "the defaults are the fast recipe, with a holdout"
+    assert all(recipe.holdout == HOLDOUT == 5000 for recipe in RECIPES.values())
 
 
 def test_config_round_trips_through_a_dict():
