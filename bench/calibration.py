@@ -20,7 +20,6 @@ from ocr_core import RunStore, load_mnist
 from ocr_core.calibration import (
     ECE_BINS,
     DigitDetector,
-    calibration_sets,
     expected_calibration_error,
     false_alarm_threshold,
     features_of,
@@ -30,7 +29,7 @@ from ocr_core.calibration import (
 )
 from ocr_core.data import MnistData
 from ocr_core.preprocess import prepare
-from ocr_core.runs import holdout_of
+from ocr_core.runs import calibration_sets
 
 Score = Callable[[torch.Tensor], np.ndarray]  # features -> scores, higher = less like a digit
 
@@ -83,13 +82,13 @@ def logit_mahalanobis(model, fit_features, fit_labels) -> Score:
 def measure_run(name: str, data: MnistData, sets: list[SketchSet], store: RunStore) -> list[str]:
     model, metadata = store.load(name)
     started = time.perf_counter()
-    held_images, held_labels, fit_images, fit_labels = calibration_sets(holdout_of(metadata, data), data)
+    held_images, held_labels, fit_images, fit_labels = calibration_sets(metadata, data)
     calibration = fit_calibration(model, held_images, held_labels, fit_images, fit_labels)
     fit_seconds = time.perf_counter() - started
     held_features, fit_features = features_of(model, held_images), features_of(model, fit_images)
     test_features = features_of(model, data.test_images)
     test_logits, labels = logits_of(model, test_features), data.test_labels.numpy()
-    lines = [(f"### `{name}` ({metadata['architecture']}, {calibration.held_out:,} held-out digits, "
+    lines = [(f"### `{name}` ({metadata.architecture}, {calibration.held_out:,} held-out digits, "
              f"calibrated in {fit_seconds:.1f} s)"), "",
              (f"Temperature {calibration.temperature:.3f}. Expected calibration error ({ECE_BINS} bins): held-out "
              f"{calibration.ece_before:.4f} → {calibration.ece_after:.4f}; test digits "

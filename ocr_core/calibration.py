@@ -29,7 +29,6 @@ from scipy.optimize import minimize_scalar
 from scipy.stats import beta
 from torch import nn
 
-from .data import MnistData
 from .errors import UserError
 from .metadata import RunMetadata
 from .models import penultimate_features
@@ -45,6 +44,11 @@ FIT_IMAGES = 10_000  # trained-on images the class means and covariance come fro
 FEATURE_BATCH = 1000
 TEMPERATURE_RANGE = (0.05, 20.0)
 COVARIANCE_RIDGE = 1e-3  # share of the mean variance added to the diagonal, so the inverse is stable
+
+
+NOT_CALIBRATED = ("not calibrated: the run was trained on every training image, so there are no held-out digits "
+                  "to calibrate on (and the test set is not for tuning); train it with a holdout")
+CalibrationProgress = Callable[[float, str], None]  # (share done, what is being done)
 
 
 class CalibrationError(UserError):
@@ -283,7 +287,7 @@ def read_digits(model: nn.Module, digits: torch.Tensor, calibration: Calibration
 
 def fit_calibration(model: nn.Module, held_out_images: torch.Tensor, held_out_labels: torch.Tensor,
                     fit_images: torch.Tensor, fit_labels: torch.Tensor,
-                    progress: Callable[[float, str], None] | None = None) -> Calibration:
+                    progress: CalibrationProgress | None = None) -> Calibration:
     """Temperature and digit detector from held-out digits (never trained on) and trained-on digits."""
     report = progress or (lambda fraction, message: None)
     if len(held_out_labels) < 100:
@@ -310,16 +314,3 @@ def calibration_of(metadata: RunMetadata) -> Calibration | None:
     """The run's validated calibration, or None when it has none; CalibrationError when it is damaged."""
     return None if metadata.calibration is None else Calibration.from_dict(metadata.calibration)
 
-
-def calibration_sets(holdout: int, data: MnistData) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(held-out images, labels, trained-on images, labels): the last `holdout` training images, which a run
-    trained with that holdout never saw, and the first FIT_IMAGES it did see."""
-    if holdout <= 0:
-        raise CalibrationError("not calibrated: the run was trained on every training image, so there are no "
-                               "held-out digits to calibrate on (and the test set is not for tuning); train it "
-                               "with a holdout")
-    if holdout >= len(data.train_labels):
-        raise CalibrationError(f"the holdout ({holdout}) leaves no training images")
-    trained = len(data.train_labels) - holdout
-    return (data.train_images[trained:], data.train_labels[trained:],
-            data.train_images[: min(trained, FIT_IMAGES)], data.train_labels[: min(trained, FIT_IMAGES)])

@@ -11,7 +11,8 @@ import safetensors
 import torch
 
 from .augment import PRESETS, as_spec
-from .calibration import calibration_sets, fit_calibration
+from .calibration import (FIT_IMAGES, NOT_CALIBRATED, Calibration, CalibrationError, CalibrationProgress,
+                          fit_calibration)
 from .checkpoints import CheckpointError, RunInfo, RunStore, name_taken, validate_run_name
 from .data import MnistData, load_mnist
 from .evaluation import Evaluation, evaluate
@@ -92,19 +93,12 @@ def train_run(name: str, config: TrainConfig, store: RunStore | None = None, dat
     if not result.history or (result.stopped and not keep_if_stopped):
         return None, result
     metadata = run_metadata(result, data, score(result.model, data, result.final_test))
+    if config.holdout:
+        try:
+            metadata = replace(metadata, calibration=calibration_for(result.model, metadata, data).to_dict())
+        except CalibrationError:
+            pass  # too few held-out digits to calibrate on: the run is saved "not calibrated"
     return store.save(name, result.model, metadata, overwrite=overwrite), result
-
-
-def holdout_of(metadata: RunMetadata, data: MnistData) -> int:
-    """How many of the last training images of `data` the run never trained on: a run trained on the first N
-    images of this very data (`--train-limit`, the Train page's first-N option) never saw the rest."""
-    trained_on = metadata.data
-    if trained_on.fingerprint.startswith(f"{data.fingerprint}[:"):
-        return max(0, len(data.train_labels) - trained_on.train_size)
-    if trained_on.fingerprint != data.fingerprint:
-        raise CheckpointError(f"the run was trained on other data than the MNIST at hand "
-                              f"({trained_on.fingerprint} vs {data.fingerprint})")
-    return 0
 
 
 def rescore_run(name: str, store: RunStore | None = None, data: MnistData | None = None) -> RunInfo:
@@ -121,12 +115,26 @@ def rescore_run(name: str, store: RunStore | None = None, data: MnistData | None
     return store.save(name, model, rescored, overwrite=True)
 
 
+def calibration_sets(metadata: RunMetadata, data: MnistData) -> tuple[torch.Tensor, ...]:
+    """(held-out images, labels, trained-on images, labels): the run's held-out digits (for the temperature and
+    the threshold) and the first FIT_IMAGES it trained on (for the detector's class statistics).
+    CalibrationError for a run with no held-out digits: it stays "not calibrated"."""
+    if not metadata.config.holdout:
+        raise CalibrationError(NOT_CALIBRATED)
+    held_out_images, held_out_labels = holdout_digits(metadata, data)
+    trained = data.subset(train=metadata.data.train_size).without_holdout(metadata.config.holdout)
+    return held_out_images, held_out_labels, trained.train_images[:FIT_IMAGES], trained.train_labels[:FIT_IMAGES]
+
+
+def calibration_for(model: torch.nn.Module, metadata: RunMetadata, data: MnistData,
+                    progress: CalibrationProgress | None = None) -> Calibration:
+    return fit_calibration(model, *calibration_sets(metadata, data), progress)
+
+
 def calibrate_run(name: str, store: RunStore | None = None, data: MnistData | None = None,
-                  progress=None) -> RunInfo:
-    """Fit a saved run's calibration (temperature, digit detector) on its held-out digits and store it in
-    the run's metadata; CalibrationError when the run has none (it is then left "not calibrated")."""
+                  progress: CalibrationProgress | None = None) -> RunInfo:
+    """Fit a saved run's calibration and store it in the run's metadata (as `train_run` does after training)."""
     store = store or RunStore()
     model, metadata = store.load(name)
-    data = data or load_mnist()
-    calibration = fit_calibration(model, *calibration_sets(holdout_of(metadata, data), data), progress=progress)
+    calibration = calibration_for(model, metadata, data or load_mnist(), progress)
     return store.save(name, model, replace(metadata, calibration=calibration.to_dict()), overwrite=True)

@@ -23,11 +23,11 @@ from ocr_core.calibration import (
 from ocr_core.cli import main
 from ocr_core.data import load_mnist
 from ocr_core.preprocess import prepare
-from ocr_core.runs import calibrate_run, holdout_of, train_run
+from ocr_core.runs import train_run
 from ocr_core.training import TrainConfig
 
 TINY = TrainConfig(architecture="fast", epochs=1, batch_size=64)
-TRAINED_ON = 384  # of the 512 synthetic training digits: the other 128 are held out
+HELD_OUT = TrainConfig(architecture="fast", epochs=1, batch_size=64, holdout=128)  # of 512 synthetic digits
 
 
 def test_expected_calibration_error_is_zero_when_confidence_matches_accuracy_and_measures_overconfidence():
@@ -85,14 +85,14 @@ def test_digit_detector_flags_what_lies_away_from_every_class_and_survives_a_jso
 
 @pytest.fixture
 def calibrated(store, tiny_data):
-    """A tiny run trained on the first 384 synthetic digits, calibrated on the other 128."""
-    train_run("tiny", TINY, store, tiny_data.subset(TRAINED_ON))
-    return calibrate_run("tiny", store, tiny_data)
+    """A tiny run trained on the first 384 synthetic digits and calibrated, by `train_run`, on the other 128."""
+    info, _ = train_run("tiny", HELD_OUT, store, tiny_data)
+    return info
 
 
-def test_calibrate_run_stores_a_small_validated_block_that_reads_without_data(calibrated, store, tiny_data):
+def test_training_with_a_holdout_stores_a_small_validated_calibration_that_reads_without_data(calibrated, store,
+                                                                                              tiny_data):
     metadata = store.info("tiny").metadata
-    assert holdout_of(metadata, tiny_data) == 512 - TRAINED_ON
     calibration = calibration_of(metadata)
     assert calibration.held_out == 128 and 0.05 <= calibration.temperature <= 20
     assert 0 <= calibration.ece_after <= 1 and 0 <= calibration.ece_before <= 1
@@ -105,10 +105,12 @@ def test_calibrate_run_stores_a_small_validated_block_that_reads_without_data(ca
 
 def test_a_run_trained_on_every_image_is_not_calibrated_on_the_test_set(tiny_data_dir, store, capsys):
     data = load_mnist()  # the tiny digits as the CLI reads them, fingerprinted by content
-    train_run("part", TINY, store, data.subset(TRAINED_ON))
+    train_run("part", HELD_OUT, store, data)
     train_run("whole", TINY, store, data)
-    assert main(["calibrate", "part"]) == 0
+    before = calibration_of(store.info("part").metadata)
+    assert main(["calibrate", "part"]) == 0  # again, as for a run saved before calibration existed
     assert "temperature" in capsys.readouterr().out
+    assert calibration_of(store.info("part").metadata).temperature == pytest.approx(before.temperature)
     assert main(["calibrate", "whole"]) == 2
     assert "not calibrated" in capsys.readouterr().err
     assert store.info("whole").metadata.calibration is None
