@@ -219,7 +219,8 @@ def import_run() -> None:
 def manage(runs: list[RunInfo], skipped: list[RunInfo]) -> None:
     table = pd.DataFrame([{"run": run.name, "status": "ok" if run.ok else f"skipped: {run.problem}",
                            "architecture": run.metadata.architecture if run.ok else None,
-                           "clean accuracy": run.metric("clean"), "seed-augmented accuracy": run.metric("seed_augmented"),
+                           "clean accuracy": run.metric("clean"),
+                           "seed-augmented accuracy": run.metric("seed_augmented"),
                            "size": run.size, "modified": pd.Timestamp(run.modified, unit="s")}
                           for run in runs + skipped])
     st.dataframe(table, hide_index=True, width="stretch", column_config={

@@ -10,7 +10,7 @@ import urllib.request
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 from unittest import mock
 
 from bench.measure import PROJECT_DIR, Latency, canvas_drawing, latency

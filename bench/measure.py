@@ -125,7 +125,7 @@ def canvas_drawing(side: int = 280) -> np.ndarray:
     """What the Draw page's canvas hands over: RGBA uint8, a white '4' on opaque black."""
     image = Image.new("RGBA", (side, side), (0, 0, 0, 255))
     pen = ImageDraw.Draw(image)
-    stroke = dict(fill=(255, 255, 255, 255), width=side // 14)
+    stroke = {"fill": (255, 255, 255, 255), "width": side // 14}
     pen.line([(side * 0.55, side * 0.15), (side * 0.25, side * 0.6), (side * 0.75, side * 0.6)], **stroke)
     pen.line([(side * 0.6, side * 0.35), (side * 0.6, side * 0.85)], **stroke)
     return np.asarray(image)

@@ -8,7 +8,7 @@ import shutil
 import time
 from itertools import islice
 from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -95,7 +95,8 @@ def throughput(augmented: bool, batches: int, warmup_batches: int = 5, train_cou
 def time_to_accuracy(data: MnistData, target: float, max_epochs: float, evaluations_per_epoch: int = 4,
                      train_count: int | None = None, seed: int = 0) -> TargetRun:
     """Train the tutorial recipe, scoring the test set `evaluations_per_epoch` times an epoch, until it
-    reaches `target` or has trained `max_epochs`. The clock includes building the dataset but not the scoring, which the tutorial does not need."""
+    reaches `target` or has trained `max_epochs`. The clock includes building the dataset but not the scoring,
+    which the tutorial does not need."""
     started = time.perf_counter()
     model, optimizer = new_run(seed)
     loader = tutorial_loader(augmented=False, train_count=train_count, seed=seed)

@@ -34,7 +34,8 @@ def accuracy_chart(frame: pd.DataFrame) -> alt.Chart:
         color=alt.Color("test set:N", sort=test_sets, legend=alt.Legend(orient="bottom")),
         tooltip=["run", "test set", alt.Tooltip("accuracy:Q", format=".2%")],
     )
-    labels = bars.mark_text(dy=-6, fontSize=11).encode(text=alt.Text("accuracy:Q", format=".1%"), color=alt.value("#888"))
+    labels = bars.mark_text(dy=-6, fontSize=11).encode(text=alt.Text("accuracy:Q", format=".1%"),
+                                                       color=alt.value("#888"))
     return (bars + labels).properties(height=300)
 
 

@@ -11,10 +11,10 @@ from .runs import score, train_run
 from .training import RECIPES, Cadence, EpochRecord, Progress, TrainConfig, TrainingCallback, TrainResult, fit
 
 __all__ = [
-    "ARCHITECTURES", "PRESETS", "RECIPES", "AugmentSpec", "Cadence", "CheckpointError", "ConfigError", "DataUnavailableError",
-    "EpochRecord",
-    "Evaluation", "ImageError", "MnistData", "Progress", "RunInfo", "RunMetadata", "RunStore", "TrainConfig", "TrainResult",
-    "TrainingCallback", "UserError", "augment_images", "build_model", "data_status", "evaluate", "fit", "load_image",
-    "load_mnist", "multiply_adds", "parameter_count", "parse_augment", "predict_probabilities", "prepare_digit",
-    "preview_grid", "score", "train_run", "validate_run_name",
+    "ARCHITECTURES", "PRESETS", "RECIPES", "AugmentSpec", "Cadence", "CheckpointError", "ConfigError",
+    "DataUnavailableError", "EpochRecord", "Evaluation", "ImageError", "MnistData", "Progress", "RunInfo",
+    "RunMetadata", "RunStore", "TrainConfig", "TrainResult", "TrainingCallback", "UserError", "augment_images",
+    "build_model", "data_status", "evaluate", "fit", "load_image", "load_mnist", "multiply_adds", "parameter_count",
+    "parse_augment", "predict_probabilities", "prepare_digit", "preview_grid", "score", "train_run",
+    "validate_run_name",
 ]

@@ -13,7 +13,7 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
@@ -220,7 +220,8 @@ class RunStore:
     def import_bytes(self, name: str, payload: bytes, overwrite: bool = False) -> RunInfo:
         """Add an uploaded run file after checking it is a complete, loadable run."""
         if len(payload) > MAX_UPLOAD_BYTES:
-            raise CheckpointError(f"file too large ({len(payload) / 1e6:.0f} MB; at most {MAX_UPLOAD_BYTES / 1e6:.0f} MB)")
+            raise CheckpointError(
+                f"file too large ({len(payload) / 1e6:.0f} MB; at most {MAX_UPLOAD_BYTES / 1e6:.0f} MB)")
         final = self.path(name)
         if final.exists() and not overwrite:
             raise name_taken(name)

@@ -43,7 +43,7 @@ class MnistData:
     fingerprint: str
     source: str
 
-    def subset(self, train: int | None = None, test: int | None = None) -> "MnistData":
+    def subset(self, train: int | None = None, test: int | None = None) -> MnistData:
         """The first `train`/`test` samples, for quick runs."""
         return MnistData(
             self.train_images[:train], self.train_labels[:train],

@@ -70,7 +70,8 @@ class Evaluation:
         return {"augment": self.augment, "accuracy": self.accuracy, "loss": self.loss, "count": len(self.labels)}
 
 
-def predict_probabilities(model: nn.Module, images: torch.Tensor, device: torch.device | str | None = None) -> np.ndarray:
+def predict_probabilities(model: nn.Module, images: torch.Tensor,
+                          device: torch.device | str | None = None) -> np.ndarray:
     """Class probabilities (N, 10) for float images (N, [1,] 28, 28) in [0, 1] or uint8."""
     device = device or next(model.parameters()).device
     model.eval()
@@ -86,7 +87,7 @@ def folded_for_inference(model: nn.Module) -> nn.Module:
     model.eval()
     try:
         return fuse(model)
-    except Exception:  # noqa: BLE001 - any tracing failure only costs the speed-up
+    except Exception:
         return model
 
 

@@ -24,6 +24,7 @@ MIN_INK_PIXELS = 3
 SPECK_SIDE = 0.12  # ink whose box is smaller than this share of the image's longer side is a dot or a speck
 EDGE_BAND = 0.12  # ink wholly within this share of the side along one edge is a border or a stray stroke
 FLAT_RATIO = 5.0  # no digit is five times wider than it is tall
+LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R BT.601, as PIL's "L" conversion
 
 
 class ImageError(UserError):
@@ -44,7 +45,8 @@ def load_image(source: bytes | str | Path) -> np.ndarray:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(source))
             if image.width * image.height > MAX_UPLOAD_PIXELS:
-                raise ImageError(f"image too large ({image.width}x{image.height}; at most {MAX_UPLOAD_PIXELS // 1_000_000} megapixels)")
+                raise ImageError(f"image too large ({image.width}x{image.height}; "
+                                 f"at most {MAX_UPLOAD_PIXELS // 1_000_000} megapixels)")
             image.draft("L", (WORKING_SIDE, WORKING_SIDE))  # JPEG decodes straight at a reduced size
             image = ImageOps.exif_transpose(image)  # phone photos carry their rotation in EXIF
             image.load()
@@ -86,7 +88,7 @@ def ink_map(array: np.ndarray) -> np.ndarray:
     values = to_unit_float(np.asarray(array))
     if values.ndim == 3 and values.shape[2] in (2, 4):  # with alpha
         alpha, colour = values[..., -1], values[..., :-1]
-        luminance = colour.mean(2) if colour.shape[2] == 1 else colour[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32)
+        luminance = colour.mean(2) if colour.shape[2] == 1 else colour[..., :3] @ LUMA_WEIGHTS
         if alpha.min() < 0.99:  # transparent parts: lay the image on a background that contrasts with its ink
             opaque = alpha > 0.5
             if not opaque.any():
@@ -95,7 +97,7 @@ def ink_map(array: np.ndarray) -> np.ndarray:
             luminance = luminance * alpha + background * (1 - alpha)
         values = luminance
     elif values.ndim == 3:
-        values = values[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32) if values.shape[2] >= 3 else values[..., 0]
+        values = values[..., :3] @ LUMA_WEIGHTS if values.shape[2] >= 3 else values[..., 0]
     if values.ndim != 2:
         raise ImageError(f"expected a 2-D image, got shape {np.shape(array)}")
     border = np.concatenate([values[0], values[-1], values[:, 0], values[:, -1]])

@@ -10,7 +10,7 @@ import time
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 from bench.app_timing import CHROMIUM, unused_port
 from bench.app_timing import chromium_page as browser_page  # one way to launch Debian's chromium

@@ -18,6 +18,7 @@ from ocr_core.training import EpochRecord, TrainConfig
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 REAL_DATA_DIR = os.environ.get("OCR_DATA_DIR")
+pytest_plugins = ["app_fixtures"]  # app_env and app_template, for every test module that asks for them
 
 
 def synthetic_digits(count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

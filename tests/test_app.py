@@ -14,8 +14,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from app_fixtures import (  # noqa: F401 (fixtures)
-    BROKEN_RUN, INCOMPLETE_RUN, PROJECT_DIR, app_env, app_template, canvas_drawing, png_bytes)
+from app_fixtures import BROKEN_RUN, INCOMPLETE_RUN, PROJECT_DIR, canvas_drawing, png_bytes
 import lab_ui.training as training_module
 from lab_ui.training import TrainingBusyError, TrainingJob, training_manager
 from ocr_core import TrainConfig, data_status
@@ -39,10 +38,10 @@ def texts(elements) -> str:
     return " ".join(str(element.value) for element in elements)
 
 
-@pytest.mark.parametrize("page", PAGES)
-def test_every_page_renders(app_env, page):
+@pytest.mark.parametrize("page, title", zip(PAGES, ["Draw a digit", "Train a model", "Evaluate runs"], strict=True))
+def test_every_page_renders(app_env, page, title):
     app = open_page(page)
-    assert app.title
+    assert [element.value for element in app.title] == [title]
     assert "`best`" in texts(app.sidebar.markdown)
     assert "MNIST ready" in texts(app.sidebar.markdown)
 

@@ -5,7 +5,6 @@ from unittest import mock
 
 import numpy as np
 
-from app_fixtures import app_env, app_template  # noqa: F401 (fixtures)
 from bench.sketches import sketches
 from ocr_core.calibration import Reading
 from test_app import open_page, texts

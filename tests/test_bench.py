@@ -7,7 +7,6 @@ from dataclasses import replace
 import pytest
 import torch
 
-from app_fixtures import app_env, app_template  # noqa: F401 (fixtures)
 from bench import app_timing, run, tutorial
 from bench.measure import drawing_latency
 from conftest import tiny_mnist, write_idx_dataset
@@ -63,9 +62,8 @@ def test_draw_page_rerun_shows_a_prediction(app_env):
 
 def test_missing_pieces_are_skipped_with_a_reason(monkeypatch, tmp_path):
     monkeypatch.setattr(app_timing, "APP", tmp_path / "app.py")
-    with pytest.raises(app_timing.Skipped, match="app.py"):
+    with pytest.raises(app_timing.Skipped, match=r"app\.py"):
         app_timing.cold_start()
     monkeypatch.setattr(app_timing, "CHROMIUM", tmp_path / "chromium")
-    with pytest.raises(app_timing.Skipped, match="chromium"):
-        with app_timing.chromium_page():
-            pass
+    with pytest.raises(app_timing.Skipped, match="chromium"), app_timing.chromium_page():
+        pass

@@ -7,7 +7,8 @@ import os
 import pytest
 
 from app_fixtures import make_app_environment
-from browser_session import CHROMIUM, PROJECT_DIR, SEVEN, browser_page, draw, prediction, streamlit_server, wait_until_idle
+from browser_session import (CHROMIUM, PROJECT_DIR, SEVEN, browser_page, draw, prediction, streamlit_server,
+                             wait_until_idle)
 
 SHIPPED_BEST = PROJECT_DIR / "checkpoints" / "best.safetensors"
 

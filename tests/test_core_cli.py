@@ -1,5 +1,4 @@
 """The CLI in-process, on tiny data: the same functions the app uses, reached through argv."""
-import io
 import json
 import subprocess
 import sys
@@ -10,6 +9,7 @@ from PIL import Image
 
 from conftest import PROJECT_DIR
 from ocr_core.cli import main
+from ocr_core.cli import run as cli_run
 
 
 @pytest.fixture
@@ -66,6 +66,7 @@ def test_rename_delete_and_list_survive_a_corrupt_file(trained, capsys):
     assert main(["rename", "tiny", "renamed"]) == 0
     assert "renamed tiny to renamed" in capsys.readouterr().out
     code, listing = run_json(capsys, ["list", "--json"])
+    assert code == 0
     names = {entry["name"]: entry for entry in listing}
     assert "problem" in names["broken"] and names["renamed"]["architecture"] == "fast"
     assert main(["delete", "renamed"]) == 0
@@ -152,3 +153,12 @@ def test_first_ctrl_c_stops_at_the_next_batch_and_a_second_aborts_at_once(tiny_d
     error = capsys.readouterr().err
     assert "press Ctrl-C again to abort" in error and "interrupted" in error
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, "the previous handler is restored"
+
+
+def test_the_ocr_lab_console_command_points_at_the_cli():
+    import importlib
+
+    tomllib = pytest.importorskip("tomllib")
+    scripts = tomllib.loads((PROJECT_DIR / "pyproject.toml").read_text())["project"]["scripts"]
+    module, _, function = scripts["ocr-lab"].partition(":")
+    assert getattr(importlib.import_module(module), function) is cli_run

@@ -4,7 +4,6 @@ import json
 from dataclasses import replace
 
 import pytest
-import torch
 from safetensors.torch import save_file
 
 from conftest import sample_metadata

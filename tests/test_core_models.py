@@ -36,7 +36,7 @@ def test_the_improved_architecture_uses_batch_norm():
 
 
 def test_unknown_architecture_is_a_clear_error():
-    with pytest.raises(ConfigError, match="unknown architecture 'vgg'.*seed"):
+    with pytest.raises(ConfigError, match=r"unknown architecture 'vgg'.*seed"):
         build_model("vgg")
 
 

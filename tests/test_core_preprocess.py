@@ -36,7 +36,7 @@ def test_empty_canvas_gives_no_digit():
 def test_drawing_follows_the_mnist_recipe():
     digit = prepare_digit(canvas_with_stroke()).numpy()
     assert digit.shape == (28, 28) and digit.dtype == np.float32
-    assert 0 <= digit.min() and digit.max() <= 1
+    assert digit.min() >= 0 and digit.max() <= 1
     rows = np.flatnonzero(digit.max(1) > 0.05)
     assert rows[-1] - rows[0] + 1 in (20, 21, 22), "longer side fit into 20 px (plus antialias fringe)"
     row_centre, column_centre = ink_centre(digit)

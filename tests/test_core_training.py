@@ -5,8 +5,7 @@ import torch
 
 from ocr_core.errors import ConfigError, UserError
 from ocr_core.training import (HOLDOUT, RECIPES, Cadence, TrainConfig, TrainingCallback, ema_update, fit,
-                               has_native_bf16, resolve_device,
-                               resolve_precision, with_overrides)
+                               has_native_bf16, resolve_device, resolve_precision, with_overrides)
 
 TINY = TrainConfig(architecture="fast", epochs=2, batch_size=32, learning_rate=0.01)
 
@@ -32,7 +31,7 @@ def test_fit_learns_the_tiny_task_and_reports_history(tiny_data):
     assert len(result.history) == 2 and not result.stopped
     last = result.history[-1]
     assert last.epoch == 2 and last.test_accuracy > 0.8
-    assert last.images_per_second > 0 and last.seconds > 0 and 0 <= last.train_loss
+    assert last.images_per_second > 0 and last.seconds > 0 and last.train_loss >= 0
     assert [record.epoch for record in recorder.epochs] == [1, 2]
     steps = [step for step, *_ in recorder.batches]
     assert steps == list(range(1, 33)) and recorder.batches[-1][1] == 1.0, "every step is reported"
@@ -44,7 +43,7 @@ def test_same_seed_gives_the_same_numbers(tiny_data):
     config = with_overrides(TINY, epochs=1, augment="recommended")
     first, second = fit(config, tiny_data), fit(config, tiny_data)
     assert [r.test_loss for r in first.history] == [r.test_loss for r in second.history]
-    for a, b in zip(first.model.state_dict().values(), second.model.state_dict().values()):
+    for a, b in zip(first.model.state_dict().values(), second.model.state_dict().values(), strict=True):
         assert torch.equal(a, b)
     other = fit(with_overrides(config, seed=1), tiny_data)
     assert other.history[0].train_loss != first.history[0].train_loss
@@ -91,8 +90,10 @@ def test_bad_config_is_rejected_before_training(overrides, message):
 def test_recipes_include_the_exact_tutorial_recipe():
     tutorial = RECIPES["tutorial"]
     assert (tutorial.architecture, tutorial.epochs, tutorial.batch_size, tutorial.learning_rate,
-            tutorial.optimizer, tutorial.schedule, tutorial.augment) == ("seed", 5, 64, 1e-3, "adam", "constant", "none")
-    assert (tutorial.weight_decay, tutorial.label_smoothing, tutorial.ema_decay, tutorial.precision) == (0, 0, 0, "fp32")
+            tutorial.optimizer, tutorial.schedule, tutorial.augment) == (
+                "seed", 5, 64, 1e-3, "adam", "constant", "none")
+    assert (tutorial.weight_decay, tutorial.label_smoothing, tutorial.ema_decay, tutorial.precision) == (
+        0, 0, 0, "fp32")
     assert RECIPES["fast"] == TrainConfig(holdout=HOLDOUT), "the defaults are the fast recipe, with a holdout"
     assert all(recipe.holdout == HOLDOUT == 5000 for recipe in RECIPES.values())
 
@@ -102,11 +103,12 @@ def test_config_round_trips_through_a_dict():
     assert TrainConfig.from_dict({**config.as_dict(), "from_a_newer_version": 1}) == config
 
 
-def test_device_auto_selects_an_available_device():
-    device = resolve_device("auto")
-    assert device.type in ("cpu", "cuda", "mps")
-    if not torch.cuda.is_available():
-        assert device.type in ("cpu", "mps")
+@pytest.mark.parametrize("cuda, mps, expected", [(True, True, "cuda"), (False, True, "mps"), (False, False, "cpu")])
+def test_device_auto_prefers_cuda_then_mps_then_cpu(monkeypatch, cuda, mps, expected):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+    assert resolve_device("auto") == torch.device(expected)
+    assert resolve_device("cpu") == torch.device("cpu"), "a named device is taken as given"
 
 
 def test_fit_returns_the_last_clean_scoring_for_reuse(tiny_data):
@@ -171,7 +173,7 @@ def test_cadence_acts_at_the_first_step_then_once_a_second_and_at_the_last_step(
     now = [100.0]
     cadence = Cadence(seconds=1.0, clock=lambda: now[0])
     acted = []
-    for seconds, report in zip([0.0, 0.3, 0.6, 0.99, 1.0, 1.5, 2.2, 2.3], progress[:8]):
+    for seconds, report in zip([0.0, 0.3, 0.6, 0.99, 1.0, 1.5, 2.2, 2.3], progress[:8], strict=True):
         now[0] = 100.0 + seconds
         acted.append(cadence.due(report))
     assert acted == [True, False, False, False, True, False, True, False]

@@ -42,7 +42,7 @@ def test_a_taken_name_needs_replace(store):
     from ocr_core import build_model
 
     store.save("my-run", build_model("fast"), sample_metadata())
-    with pytest.raises(CheckpointError, match="exists already.*Replace"):
+    with pytest.raises(CheckpointError, match=r"exists already.*Replace"):
         train_form.checked_run_name("my-run", store, overwrite=False)
     assert train_form.checked_run_name("my-run", store, overwrite=True) == "my-run"
     assert train_form.free_run_name(store) == "my-run-2"
