@@ -131,7 +131,7 @@ def scribble(rng: np.random.Generator) -> list[Stroke]:
         ys = np.interp(steps, np.arange(len(anchors)), anchors[:, 1])
         kernel = np.ones(7) / 7  # rounds the corners the way a moving hand does
         xs, ys = (np.convolve(np.pad(v, 3, mode="edge"), kernel, mode="valid") for v in (xs, ys))
-        strokes.append(list(zip(xs, ys)))
+        strokes.append(list(zip(xs, ys, strict=True)))
     return strokes
 
 
@@ -156,7 +156,10 @@ def sketches(kind: str, per_template: int, seed: int = 0) -> list[Sketch]:
     """`per_template` random drawings of every template of one kind (for scribbles and degenerate ink,
     `per_template` drawings of each random family)."""
     rng = np.random.default_rng(seed)
-    pen = lambda: rng.uniform(*PEN_WIDTHS)
+
+    def pen() -> float:
+        return rng.uniform(*PEN_WIDTHS)
+
     templates = {"letter": LETTERS, "shape": SHAPES, "digit": DIGITS}
     if kind in templates:
         return [Sketch(kind, name, render(placed(strokes, rng), pen()))

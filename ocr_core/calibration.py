@@ -282,7 +282,7 @@ def read_digits(model: nn.Module, digits: torch.Tensor, calibration: Calibration
     probabilities = softmax(logits, calibration.temperature)
     scores = calibration.detector.scores(features)
     threshold = calibration.detector.threshold
-    return [Reading(row, True, float(score), threshold) for row, score in zip(probabilities, scores)]
+    return [Reading(row, True, float(score), threshold) for row, score in zip(probabilities, scores, strict=True)]
 
 
 def fit_calibration(model: nn.Module, held_out_images: torch.Tensor, held_out_labels: torch.Tensor,

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import platform
 import threading
+from contextlib import suppress
 from dataclasses import replace
 from datetime import datetime, timezone
 from importlib.metadata import version
@@ -94,10 +95,8 @@ def train_run(name: str, config: TrainConfig, store: RunStore | None = None, dat
         return None, result
     metadata = run_metadata(result, data, score(result.model, data, result.final_test))
     if config.holdout:
-        try:
+        with suppress(CalibrationError):  # too few held-out digits to calibrate on: saved "not calibrated"
             metadata = replace(metadata, calibration=calibration_for(result.model, metadata, data).to_dict())
-        except CalibrationError:
-            pass  # too few held-out digits to calibrate on: the run is saved "not calibrated"
     return store.save(name, result.model, metadata, overwrite=overwrite), result
 
 

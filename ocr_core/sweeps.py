@@ -1,11 +1,11 @@
 """Accuracy as one transform's strength grows: the "what augmentation buys" curves.
 
 Each sweep applies one augmentation op (the very ops training uses, `augment.AUGMENT_OPS`) to the first
-`DIGITS_PER_CLASS` test digits of each class at a series of strengths, seeded, so every run is scored on identical digits. A sweep
-point reads as the op's strength does in training ("rotate 30" = rotated by up to 30 degrees either way),
-except where the op takes a fixed value (zoom, noise, elastic) and the pen sweeps, which thin or thicken
-every digit's ink by exactly that many pixels per side. Results are cached per run next to the robustness
-reports, keyed by the run's weights and `SWEEP_VERSION`.
+`DIGITS_PER_CLASS` test digits of each class at a series of strengths, seeded, so every run is scored on
+identical digits. A sweep point reads as the op's strength does in training ("rotate 30" = rotated by up to
+30 degrees either way), except where the op takes a fixed value (zoom, noise, elastic) and the pen sweeps,
+which thin or thicken every digit's ink by exactly that many pixels per side. Results are cached per run next
+to the robustness reports, keyed by the run's weights and `SWEEP_VERSION`.
 """
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import json
 import os
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -101,7 +102,7 @@ class SweepResult:
 
     def points(self, sweep: str) -> list[tuple[float, float]]:
         """(strength, accuracy) in increasing strength."""
-        return sorted(zip(SWEEPS[sweep].strengths, self.accuracy[sweep]))
+        return sorted(zip(SWEEPS[sweep].strengths, self.accuracy[sweep], strict=True))
 
     @classmethod
     def from_json(cls, text: str) -> SweepResult:
@@ -177,10 +178,8 @@ def run_sweeps(name: str, store: RunStore | None = None, data: MnistData | None 
     data = data or load_mnist()
     images, labels = report_subset(data.test_images, data.test_labels, DIGITS_PER_CLASS)
     result = compute_sweeps(model, images, labels, weights, progress)
-    try:
+    with suppress(OSError):  # a read-only cache only costs the computation next time
         write_sweeps(result, report_cache_dir())
-    except OSError:
-        pass  # a read-only cache only costs the computation next time
     return result
 
 
