@@ -149,7 +149,9 @@ class DigitDetector:
         residuals = points - means[labels]
         covariance = residuals.T @ residuals / len(points)
         covariance += COVARIANCE_RIDGE * covariance.diagonal().mean() * torch.eye(len(covariance), dtype=torch.float64)
-        unfitted = cls(means.float().numpy(), torch.linalg.inv(covariance).float().numpy(), math.inf, 0.0, seed)
+        precision = torch.linalg.inv(covariance)
+        precision = ((precision + precision.T) / 2).float().numpy()  # exactly symmetric: stored as one triangle
+        unfitted = cls(means.float().numpy(), precision, math.inf, 0.0, seed)
         threshold, false_alarms = false_alarm_threshold(unfitted.scores(held_out_features))
         return cls(unfitted.class_means, unfitted.precision, threshold, false_alarms, seed)
 
@@ -164,7 +166,8 @@ class DigitDetector:
         return {"method": METHOD, "projection_seed": self.seed, "dimensions": PROJECTED_DIMENSIONS,
                 "threshold": self.threshold, "false_alarm_target": FALSE_ALARM_TARGET,
                 "held_out_false_alarms": self.held_out_false_alarms,
-                "class_means": encode(self.class_means), "precision": encode(self.precision)}
+                "class_means": encode(self.class_means),
+                "precision_upper": encode(self.precision[np.triu_indices(PROJECTED_DIMENSIONS)])}
 
     @classmethod
     def from_dict(cls, values: Any) -> DigitDetector:
@@ -174,9 +177,16 @@ class DigitDetector:
                                    f"{METHOD!r} with {PROJECTED_DIMENSIONS} dimensions: calibrate the run again")
         side = PROJECTED_DIMENSIONS
         return cls(decode(values.get("class_means"), (10, side), "ood.class_means"),
-                   decode(values.get("precision"), (side, side), "ood.precision"),
+                   symmetric(decode(values.get("precision_upper"), (side * (side + 1) // 2,), "ood.precision_upper")),
                    number(values, "threshold", "ood"), number(values, "held_out_false_alarms", "ood"),
                    whole_number(values, "projection_seed", "ood"))
+
+
+def symmetric(upper: np.ndarray) -> np.ndarray:
+    """The symmetric matrix whose upper triangle (row by row) is stored: half the numbers to keep."""
+    matrix = np.zeros((PROJECTED_DIMENSIONS, PROJECTED_DIMENSIONS), np.float32)
+    matrix[np.triu_indices(PROJECTED_DIMENSIONS)] = upper
+    return matrix + np.triu(matrix, 1).T
 
 
 def as_mapping(values: Any, where: str) -> Mapping:

@@ -123,7 +123,7 @@ def test_a_run_trained_on_every_image_is_not_calibrated_on_the_test_set(tiny_dat
     (lambda block: {**block, "version": 99}, "version"),
     (lambda block: {**block, "temperature": "hot"}, "temperature"),
     (lambda block: {**block, "temperature": 1e9}, "outside"),
-    (lambda block: {**block, "ood": {**block["ood"], "precision": "!!"}}, "base64"),
+    (lambda block: {**block, "ood": {**block["ood"], "precision_upper": "!!"}}, "base64"),
     (lambda block: {**block, "ood": {**block["ood"], "class_means": block["ood"]["class_means"][:40]}},
      "expected shape"),
     (lambda block: {**block, "ood": {**block["ood"], "threshold": None}}, "threshold"),
