@@ -7,11 +7,13 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 
 from tqdm import tqdm
 
-from .augment import PRESETS, as_spec, preview_grid
+from .augment import PRESETS, as_spec, preview_grid, ranges_text
 from .calibration import Calibration, calibration_of, read_digits
+from .corruptions import CORRUPTIONS, DEFAULT_SEVERITY, SEVERITIES
 from .checkpoints import RunStore
 from .data import load_mnist
 from .errors import UserError
@@ -19,6 +21,8 @@ from .evaluation import evaluate
 from .metadata import RunMetadata
 from .models import ARCHITECTURES, build_model, multiply_adds, parameter_count
 from .preprocess import ImageError, load_image, prepare
+from .robustness import (BASELINE_RUN, DIGITS_PER_CLASS, ReportProgress, RobustnessReport, baseline_report,
+                         cached_report, run_report, summary)
 from .runs import calibrate_run, rescore_run, train_run
 from .training import (OPTIMIZERS, PRECISIONS, RECIPES, SCHEDULES, Cadence, Progress, TrainingCallback,
                        with_overrides)
@@ -193,7 +197,76 @@ def command_list(args: argparse.Namespace) -> int:
 
 
 def command_info(args: argparse.Namespace) -> int:
-    print(json.dumps(RunStore().info(args.name).metadata.to_dict(), indent=2))
+    """The run's metadata, plus the summary of its robustness report when one is cached (never computed here)."""
+    store = RunStore()
+    info = store.info(args.name)
+    report = cached_report(info, store)
+    baseline = cached_report(store.info(BASELINE_RUN), store) if report and store.exists(BASELINE_RUN) else None
+    robustness = summary(report, baseline) if report else "no report yet: python -m ocr_core robustness NAME"
+    print(json.dumps({**info.metadata.to_dict(), "robustness": robustness}, indent=2))
+    return 0
+
+
+def report_bar() -> tuple[ReportProgress, Callable[[], None]]:
+    """A tqdm bar over the report's test sets, and its closer."""
+    bar: list[tqdm] = []
+
+    def progress(done: int, total: int, label: str) -> None:
+        if not bar:
+            bar.append(tqdm(total=total, unit="set", file=sys.stderr, dynamic_ncols=True))
+        bar[0].update(done - bar[0].n)
+        bar[0].set_postfix_str(label)
+
+    return progress, lambda: bar and bar[0].close()
+
+
+def report_payload(report: RobustnessReport, baseline: RobustnessReport | None, severities: tuple[int, ...]) -> dict:
+    return {"clean": report.clean, "digits": report.digits, "suite_version": report.suite_version,
+            "corruptions": {name: {str(s): by_severity[s] for s in severities}
+                            for name, by_severity in report.accuracy.items()},
+            "mean": {str(s): report.mean(s) for s in severities}, "mce": report.mce(baseline),
+            "worst": {str(s): dict(zip(("corruption", "accuracy"), report.worst(s))) for s in severities}}
+
+
+def percent_or_dash(value: float | None, scale: float = 100) -> str:
+    return "-" if value is None else f"{value * scale:.1f}"
+
+
+def command_robustness(args: argparse.Namespace) -> int:
+    store = RunStore()
+    severities = SEVERITIES if args.severity == "all" else (int(args.severity),)
+    for name in args.names:
+        store.info(name)  # a wrong name fails before any work
+    progress, close = report_bar()
+    try:
+        data = None if all(cached_report(store.info(n), store) for n in {*args.names, BASELINE_RUN}
+                           if store.exists(n)) and not args.recompute else load_mnist()
+        reports = {name: run_report(name, store, data, progress, recompute=args.recompute) for name in args.names}
+        baseline = baseline_report(store, data, progress)
+    finally:
+        close()
+    payload = {name: report_payload(report, baseline, severities) for name, report in reports.items()}
+    if args.json:
+        emit(payload, True, "")
+        return 0
+    columns = [(name, severity) for name in reports for severity in severities]
+    heads = [name + (f" s{severity}" if len(severities) > 1 else "") for name, severity in columns]
+    width = max(9, *map(len, heads)) + 1
+
+    def row(label: str, cell: Callable[[str, int], str]) -> str:
+        return f"{label:<14}" + "".join(f"{cell(name, severity):>{width}}" for name, severity in columns)
+
+    lines = [f"{'accuracy %':<14}" + "".join(f"{head:>{width}}" for head in heads),
+             row("clean", lambda n, s: percent_or_dash(reports[n].clean))]
+    lines += [row(corruption, lambda n, s, c=corruption: percent_or_dash(reports[n].accuracy[c][s]))
+              for corruption in CORRUPTIONS]
+    lines += [row("mean", lambda n, s: percent_or_dash(reports[n].mean(s))),
+              row("mCE %", lambda n, s: percent_or_dash(reports[n].mce(baseline))),
+              row("worst", lambda n, s: reports[n].worst(s)[0])]
+    digits = next(iter(reports.values())).digits
+    lines.append(f"({digits:,} test digits, {DIGITS_PER_CLASS} per class; mCE relative to `{BASELINE_RUN}` over "
+                 f"severities 1-5{'' if baseline else ': no seed run, so none'})")
+    print("\n".join(lines))
     return 0
 
 
@@ -253,7 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--schedule", choices=SCHEDULES)
     train.add_argument("--weight-decay", type=float)
     train.add_argument("--label-smoothing", type=float)
-    train.add_argument("--augment", help=f"preset ({', '.join(PRESETS)}) or spec like rotate=15,translate=0.1")
+    train.add_argument("--augment", help=f"preset ({', '.join(PRESETS)}) or spec like rotate=15,translate=0.1; "
+                       f"ops and ranges: {ranges_text()}")
     train.add_argument("--ema", type=float, help="decay of an average of the weights, e.g. 0.999 (0: off)")
     train.add_argument("--seed", type=int)
     train.add_argument("--device", help="auto (default), cpu, cuda, mps")
@@ -292,6 +366,16 @@ def build_parser() -> argparse.ArgumentParser:
     info = commands.add_parser("info", help="print a run's metadata (JSON)")
     info.add_argument("name")
     info.set_defaults(handler=command_info)
+
+    robustness = commands.add_parser(
+        "robustness", help="accuracy under the corruption suite (MNIST-C style), per corruption and severity")
+    robustness.add_argument("names", nargs="+", metavar="NAME")
+    robustness.add_argument("--severity", choices=[*map(str, SEVERITIES), "all"], default=str(DEFAULT_SEVERITY),
+                            help=f"severity 1-5 (default {DEFAULT_SEVERITY}, the reference's strength) or all")
+    robustness.add_argument("--json", action="store_true",
+                            help="per run: corruption -> severity -> accuracy (fractions), mean, mCE, clean")
+    robustness.add_argument("--recompute", action="store_true", help="ignore cached reports")
+    robustness.set_defaults(handler=command_robustness)
 
     rescore = commands.add_parser("rescore", help="score a run again on today's test sets and update its metrics")
     rescore.add_argument("name")

@@ -103,7 +103,7 @@ RECIPES = {
                             optimizer="adam", schedule="constant", label_smoothing=0.0, precision="fp32",
                             holdout=HOLDOUT),
     # The shipped `best`: the deep net, tuned augmentation, AdamW one-cycle, weights averaged.
-    "best": TrainConfig(architecture="deep", epochs=20, batch_size=128, learning_rate=4e-3,
+    "best": TrainConfig(architecture="deep", epochs=12, batch_size=128, learning_rate=4e-3,
                         optimizer="adamw", schedule="onecycle", weight_decay=0.05, label_smoothing=0.05,
                         augment="recommended", ema_decay=0.999, holdout=HOLDOUT),
 }

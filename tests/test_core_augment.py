@@ -1,8 +1,12 @@
+import re
+from dataclasses import fields
+
 import pytest
 import torch
 
-from ocr_core.augment import (PRESETS, AugmentSpec, augment_batch, augment_images, parse_augment, preview_grid,
-                              to_float_images)
+from conftest import PROJECT_DIR
+from ocr_core.augment import (AUGMENT_OPS, PRESETS, AugmentSpec, augment_batch, augment_images, op_table_markdown,
+                              parse_augment, preview_grid, to_float_images)
 from ocr_core.errors import ConfigError
 
 
@@ -96,11 +100,14 @@ def test_rotation_keeps_ink_mass_roughly():
     assert ((ratio > 0.85) & (ratio < 1.15)).all()
 
 
-def test_erasing_blanks_a_rectangle_in_each_sample():
+def test_erasing_covers_a_rectangle_with_one_grey_in_each_sample():
     white = torch.full((32, 28, 28), 255, dtype=torch.uint8)
     erased = augment_images(white, "erase=1", seed=0)
-    blank_share = (erased == 0).float().mean((1, 2, 3))
-    assert ((blank_share >= 0.01) & (blank_share <= 0.25)).all()
+    covered = erased < 1
+    share = covered.float().mean((1, 2, 3))
+    assert ((share >= 0.005) & (share <= 0.25)).all()
+    greys = [sample[mask].unique() for sample, mask in zip(erased, covered)]
+    assert all(len(grey) == 1 for grey in greys) and len({float(grey) for grey in greys}) == 32
 
 
 def test_blur_spreads_ink_but_keeps_its_mass():
@@ -166,3 +173,75 @@ def test_seed_preset_matches_the_tutorials_pil_transforms_in_distribution():
         return torch.stack([ink.mean(), rows.std(), border / ink.sum()])
 
     assert torch.allclose(figures(ours), figures(theirs), rtol=0.1)
+
+
+def test_the_op_table_is_the_one_source_of_ops_ranges_and_messages():
+    assert [field.name for field in fields(AugmentSpec)] == list(AUGMENT_OPS)
+    for op in AUGMENT_OPS.values():
+        assert getattr(AugmentSpec(), op.name) == op.off, "a default spec switches every op off"
+        assert op.accepts(op.typical) and op.lowest < op.highest and 0 < op.step <= op.highest - op.lowest
+        too_strong = (op.lowest, op.highest + 1) if op.is_range else op.highest + 1
+        with pytest.raises(ConfigError, match=f"{op.name}=.*ranges: .*{re.escape(op.name + ' ' + op.range_text)}"):
+            AugmentSpec(**{op.name: too_strong})
+    readme = (PROJECT_DIR / "README.md").read_text()
+    assert op_table_markdown() in readme, "README's op table mirrors AUGMENT_OPS: paste op_table_markdown()"
+
+
+def soft_digit_batch(count=16):
+    """digit_batch with half-tone ink in one stroke, which gamma curves can change."""
+    images = digit_batch(count)
+    images[:, 6:9, 14:20] = 150
+    return images
+
+
+NEW_OPS = {"thickness": 1.0, "outline": 0.5, "lines": 1.0, "brightness": 0.5, "contrast": 0.5, "gamma": 1.0, "saltpepper": 0.2}
+
+
+@pytest.mark.parametrize("op", list(NEW_OPS))
+def test_new_ops_keep_shape_and_range_and_are_seeded(op):
+    spec = AugmentSpec(**{op: NEW_OPS[op]})
+    first = augment_images(soft_digit_batch(32), spec, seed=3)
+    assert first.shape == (32, 1, 28, 28) and torch.isfinite(first).all()
+    assert first.min() >= 0 and first.max() <= 1
+    assert torch.equal(first, augment_images(soft_digit_batch(32), spec, seed=3))
+    assert not torch.equal(first, augment_images(soft_digit_batch(32), spec, seed=4))
+    assert not torch.equal(first, to_float_images(soft_digit_batch(32))), "the op changed nothing"
+
+
+@pytest.mark.parametrize("op, weak, strong", [
+    ("thickness", 0.3, 1.5), ("outline", 0.1, 0.6), ("lines", 0.5, 3.0), ("brightness", 0.2, 0.8), ("contrast", 0.2, 0.8),
+    ("gamma", 0.3, 1.5), ("saltpepper", 0.05, 0.3)])
+def test_new_ops_change_more_as_strength_grows(op, weak, strong):
+    clean = to_float_images(soft_digit_batch(256))
+
+    def change(strength):
+        return (augment_images(soft_digit_batch(256), AugmentSpec(**{op: strength}), seed=0) - clean).abs().mean()
+
+    assert change(strong) > 1.5 * change(weak) > 0
+
+
+def test_thickness_makes_ink_thinner_and_thicker_within_its_bound():
+    clean = to_float_images(soft_digit_batch(512))
+    out = augment_images(soft_digit_batch(512), "thickness=1", seed=0)
+    ratio = out.sum((1, 2, 3)) / clean.sum((1, 2, 3))
+    assert ratio.min() < 0.8 and ratio.max() > 1.2, "both thinner and thicker pens are drawn"
+    dilated = torch.nn.functional.max_pool2d(clean, 3, stride=1, padding=1)
+    assert (out <= dilated + 1e-6).all(), "never more than one pixel per side thicker at strength 1"
+
+
+def test_lighting_ops_lift_paper_and_fade_ink_without_inverting():
+    clean = to_float_images(soft_digit_batch(256))
+    grey = augment_images(soft_digit_batch(256), "brightness=0.6", seed=0)
+    paper = grey[:, 0, 0, 0]
+    assert paper.min() >= 0 and paper.max() <= 0.6 and paper.std() > 0.1
+    assert (grey[clean > 0.99] >= 0.99).all(), "full ink stays full"
+    faint = augment_images(soft_digit_batch(256), "contrast=0.6", seed=0)
+    assert faint.amax((1, 2, 3)).min() >= 0.4 - 1e-6 and (faint <= clean + 1e-6).all()
+
+
+def test_hollow_strokes_keep_the_contour_and_empty_the_inside():
+    bar = torch.zeros(4, 28, 28, dtype=torch.uint8)
+    bar[:, 10:18, 6:22] = 255
+    hollow = augment_images(bar, "outline=1", seed=0)
+    assert (hollow[:, 0, 11:17, 7:21] == 0).all(), "the inside of the stroke is empty"
+    assert (hollow[:, 0, 9, 6:22] == 1).all() and (hollow[:, 0, 10:18, 5] == 1).all(), "the contour is ink"
