@@ -5,17 +5,25 @@ import streamlit as st
 
 from lab_ui import canvas, charts, loaders
 from lab_ui.widgets import ACTIVE_RUN, describe_run, enlarged, errors_shown, show_skipped
-from ocr_core import CheckpointError, ImageError, RunInfo, load_image
+from ocr_core import CheckpointError, ImageError, RunInfo, digit_from_image, load_image
 from ocr_core.calibration import CalibrationError
 from ocr_core.preprocess import prepare
 
 UNSURE_BELOW = 0.6
+CANVAS_GENERATION = "draw.canvas_generation"  # session key: bumped by Clear
+
+
+def clear_canvas() -> None:
+    """A canvas under a new key starts empty."""
+    st.session_state[CANVAS_GENERATION] = st.session_state.get(CANVAS_GENERATION, 0) + 1
 
 
 def drawn_image() -> np.ndarray | None:
     stroke_width = st.slider("Pen width", 8, 40, 20, key="draw.stroke", persist_state="session")
-    image = canvas.draw_canvas(stroke_width, key="draw.canvas")
-    st.caption("White ink on black, like MNIST. The canvas toolbar undoes strokes or clears the drawing.")
+    image = canvas.draw_canvas(stroke_width, key=f"draw.canvas.{st.session_state.get(CANVAS_GENERATION, 0)}")
+    st.button("Clear", icon=":material/delete_sweep:", on_click=clear_canvas, help="Start again on an empty canvas.")
+    st.caption("White ink on black, like MNIST. To undo or redo a stroke, point at the canvas: its toolbar "
+               "appears above the top-right corner.")
     return image
 
 
@@ -29,7 +37,8 @@ def uploaded_image() -> np.ndarray | None:
     except ImageError as error:
         st.error(f"Cannot use {upload.name}: {error}", icon=":material/broken_image:")
         return None
-    st.image(image, caption=upload.name, width=canvas.CANVAS_SIDE, clamp=True)
+    with st.container(border=True):  # the frame shows where a white image is on the white page
+        st.image(image, caption=upload.name, width=canvas.CANVAS_SIDE, clamp=True)
     return image
 
 
@@ -104,25 +113,23 @@ with input_column:
                                   key="draw.source", persist_state="session", label_visibility="collapsed")
     image = drawn_image() if source == "Draw" else uploaded_image()
 
-digit, problem = None, None
-if image is not None:
-    try:
-        prepared = prepare(image)
-        digit, problem = prepared.digit, prepared.problem
+digit = None
+with result_column:
+    try:  # an empty canvas only means nothing is drawn yet; an upload without ink is a mistake to explain
+        prepared = None if image is None else prepare(image) if source == "Draw" else digit_from_image(image)
     except ImageError as error:
         st.error(str(error), icon=":material/broken_image:")
-
-with result_column:
-    if digit is None:
-        st.info("Draw a digit on the black square, or upload a photo of one: the prediction appears here "
-                "as soon as there is some ink.", icon=":material/gesture:")
-    elif problem is not None:  # degenerate ink: no model is asked
-        st.warning(f"**This does not look like a digit:** {problem}.", icon=":material/help:")
-        st.image(enlarged(digit, 112), caption="What a model would see (28×28)")
-        digit = None
     else:
-        with errors_shown(f"Run `{active.name}` cannot be loaded: "):
-            show_prediction(active, digit)
+        if prepared is None or prepared.digit is None:
+            st.info("Draw a digit on the black square, or upload a photo of one: the prediction appears here "
+                    "as soon as there is some ink.", icon=":material/gesture:")
+        elif not prepared.readable:  # degenerate ink: no model is asked
+            st.warning(f"**This does not look like a digit:** {prepared.problem}.", icon=":material/help:")
+            st.image(enlarged(prepared.digit, 112), caption="What a model would see (28×28)")
+        else:
+            digit = prepared.digit
+            with errors_shown(f"Run `{active.name}` cannot be loaded: "):
+                show_prediction(active, digit)
 
 if digit is not None:
     st.subheader("What every saved run says")
@@ -132,6 +139,8 @@ if digit is not None:
             "in use": st.column_config.CheckboxColumn(help="the model chosen above"),
             "confidence": st.column_config.ProgressColumn(min_value=0, max_value=1, format="percent"),
             "clean test accuracy": st.column_config.NumberColumn(format="percent"),
+            "looks like a digit": st.column_config.TextColumn(
+                help="Calibrated runs tell digits from other drawings; uncalibrated ones cannot."),
         },
     )
 show_skipped(skipped)

@@ -5,20 +5,24 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from lab_ui import charts, loaders
+from lab_ui import charts, loaders, run_policy
 from lab_ui.loaders import Scores
 from lab_ui.widgets import (ACTIVE_RUN, augment_label, enlarged, errors_shown, flash, require_dataset, show_flash,
                             show_skipped)
-from ocr_core import PRESETS, MnistData, RunInfo, parse_augment
+from ocr_core import PRESETS, CheckpointError, MnistData, RunInfo, UserError, parse_augment
 
 TUTORIAL_RUNS = ["seed", "seed-aug"]
 AUGMENTED_CHOICES = [name for name in PRESETS if name != "none"]
 CUSTOM = "custom…"
 DELETING = "evaluate.deleting"  # session key: the run the delete dialog asks about
+DETAILS_TAB = "evaluate.details_tab"
+SHOWN_CELL = "evaluate.shown_cell"  # session key: the confusion cell whose mistakes were last opened
+PENDING_CELL = "evaluate.pending_cell"  # session key: a newly clicked cell, applied before the tabs
+RENAME_PROBLEM = "evaluate.rename_problem"  # session key: why the last rename was refused
 GALLERY_SIZE = 48
 DEFAULT_SELECTION = 4  # runs picked on the first visit when there are this many or fewer
-CURVES = {"test_accuracy": "test accuracy", "test_loss": "test loss", "train_accuracy": "training accuracy",
-          "train_loss": "training loss"}
+CURVES = {"test_accuracy": "clean test accuracy", "test_loss": "clean test loss",
+          "train_accuracy": "training accuracy (running)", "train_loss": "training loss (running)"}
 
 
 def tutorial_experiment() -> None:
@@ -35,9 +39,15 @@ def augmented_test_spec() -> str | None:
         return PRESETS[choice].to_string()
     text = st.text_input("Augmentation spec", key="evaluate.custom_augment", persist_state="session",
                          placeholder="rotate=30,noise=0.2")
+    spec = None
     with errors_shown():
-        return parse_augment(text).to_string()
-    return None
+        spec = parse_augment(text)
+    if spec is None:
+        return None
+    if spec.is_identity:  # an empty spec means `none`: a second clean column would only confuse
+        st.info("Type the augmentation to test with, for example `rotate=30,noise=0.2`.", icon=":material/edit:")
+        return None
+    return spec.to_string()
 
 
 def evaluate_runs(runs: list[RunInfo], augment: str, data: MnistData) -> dict[str, dict[str, Scores]]:
@@ -60,12 +70,15 @@ def summary(runs: dict[str, RunInfo], results: dict[str, dict[str, Scores]], aug
          "trained with": augment_label(runs[name].metadata.augment),
          "epochs": runs[name].metadata.epochs_completed, "clean accuracy": sets["clean"].accuracy,
          augmented: sets["augmented"].accuracy, "parameters": runs[name].metadata.parameters,
-         "training time (s)": runs[name].metadata.training_seconds}
+         "training images": runs[name].metadata.data.train_size,
+         "training time (s)": round(runs[name].metadata.training_seconds)}
         for name, sets in results.items()])
     accuracy_format = st.column_config.NumberColumn(format="percent")
     st.dataframe(table, hide_index=True, width="stretch", column_config={
         "clean accuracy": accuracy_format, augmented: accuracy_format,
-        "parameters": st.column_config.NumberColumn(format="localized")})
+        "parameters": st.column_config.NumberColumn(format="localized"),
+        "training images": st.column_config.NumberColumn(format="localized",
+                                                         help="A quick demo run trains on part of MNIST.")})
     bars = table.melt(id_vars="run", value_vars=["clean accuracy", augmented], var_name="test set",
                       value_name="accuracy")
     bars["test set"] = bars["test set"].str.removesuffix(" accuracy")
@@ -102,7 +115,7 @@ def mistakes_gallery(scores: Scores) -> None:
                  width=84)
 
 
-def learning_curves(runs: list[RunInfo]) -> None:
+def learning_curves(runs: list[RunInfo], test_set: str) -> None:
     metric = st.segmented_control("Curve", list(CURVES), format_func=CURVES.get, default="test_accuracy",
                                   required=True, key="evaluate.curve", persist_state="session")
     frame = pd.DataFrame([{"run": run.name, **asdict(record)} for run in runs for record in run.metadata.history])
@@ -110,6 +123,29 @@ def learning_curves(runs: list[RunInfo]) -> None:
         st.info("These runs have no recorded history.")
         return
     st.altair_chart(charts.curves_chart(frame, metric, CURVES[metric]), width="stretch")
+    # Training records its curves on the clean test set only (the augmented set here is chosen afterwards).
+    note = " The augmented test set chosen above is not part of them." if test_set == "augmented" else ""
+    st.caption(f"Recorded during training, once per epoch, on the clean test set.{note}")
+
+
+def show_chosen_cell_mistakes() -> None:
+    """Before the tabs are drawn: a confusion cell clicked on the last run filters the gallery and opens it."""
+    cell = st.session_state.pop(PENDING_CELL, None)
+    if cell is not None:
+        st.session_state["evaluate.true_filter"], st.session_state["evaluate.predicted_filter"] = [cell[0]], [cell[1]]
+        st.session_state[DETAILS_TAB] = "Mistakes"
+
+
+def follow_cell_clicks(event) -> None:
+    """A newly clicked off-diagonal cell shows its mistakes (after a rerun, since the tabs are drawn already)."""
+    points = event["selection"].get(charts.CELL_SELECTION) or []
+    cell = (int(points[0]["true"]), int(points[0]["predicted"])) if points else None
+    if cell == st.session_state.get(SHOWN_CELL):
+        return
+    st.session_state[SHOWN_CELL] = cell  # a click on the same cell again clears the selection, then repeats it
+    if cell is not None and cell[0] != cell[1]:
+        st.session_state[PENDING_CELL] = cell
+        st.rerun()
 
 
 def details(runs: dict[str, RunInfo], results: dict[str, dict[str, Scores]]) -> None:
@@ -119,12 +155,16 @@ def details(runs: dict[str, RunInfo], results: dict[str, dict[str, Scores]]) -> 
     test_set = set_column.segmented_control("Test set", ["clean", "augmented"], default="clean", required=True,
                                             key="evaluate.test_set", persist_state="session")
     scores = results[name][test_set]
+    show_chosen_cell_mistakes()
     confusion_tab, classes_tab, mistakes_tab, curves_tab = st.tabs(
-        ["Confusion matrix", "Per class", "Mistakes", "Learning curves"])
+        ["Confusion matrix", "Per class", "Mistakes", "Learning curves"], key=DETAILS_TAB, on_change="rerun")
     with confusion_tab:
         normalised = st.toggle("Normalise each row", key="evaluate.normalised", persist_state="session",
                                help="Shares of each true digit instead of counts.")
-        st.altair_chart(charts.confusion_chart(scores.confusion, normalised), width="stretch")
+        event = st.altair_chart(charts.confusion_chart(scores.confusion, normalised), width="stretch",
+                                on_select="rerun", selection_mode=charts.CELL_SELECTION, key="evaluate.confusion")
+        st.caption("Click a cell off the diagonal to see those mistakes.")
+        follow_cell_clicks(event)
     with classes_tab:
         score_format = st.column_config.NumberColumn(format="percent")
         st.dataframe(scores.per_class, hide_index=True, width="stretch",
@@ -132,7 +172,7 @@ def details(runs: dict[str, RunInfo], results: dict[str, dict[str, Scores]]) -> 
     with mistakes_tab:
         mistakes_gallery(scores)
     with curves_tab:
-        learning_curves([runs[name] for name in results])
+        learning_curves([runs[name] for name in results], test_set)
 
 
 def compare(runs: list[RunInfo], skipped: list[RunInfo]) -> None:
@@ -177,6 +217,7 @@ def confirm_delete(name: str) -> None:
     delete_column, cancel_column = st.columns(2)
     if delete_column.button("Delete", type="primary", icon=":material/delete:", key="evaluate.delete_confirmed"):
         with errors_shown() as attempt:
+            refuse_if_protected(name)
             loaders.run_store().delete(name)
         if attempt.failed:
             return
@@ -188,18 +229,36 @@ def confirm_delete(name: str) -> None:
         st.rerun()
 
 
+def refuse_if_protected(*names: str) -> None:
+    """Checked again at the moment of the change: the choices on screen may be older than the policy."""
+    for name in names:
+        if (reason := run_policy.refusal(name)) is not None:
+            raise CheckpointError(reason)
+
+
+def rename_selected() -> None:
+    """Rename's on_click: it runs before the page, so it may reset the form's widgets to the renamed run."""
+    state = st.session_state
+    old, new = state["evaluate.rename_from"], state["evaluate.rename_to"].strip()
+    try:
+        refuse_if_protected(old, new)
+        loaders.run_store().rename(old, new)
+    except UserError as error:
+        state[RENAME_PROBLEM] = str(error)
+        return
+    state["evaluate.rename_from"], state["evaluate.rename_to"] = new, ""
+    if state.get(ACTIVE_RUN) == old:
+        state[ACTIVE_RUN] = new
+    state["evaluate.runs"] = [new if name == old else name for name in state.get("evaluate.runs", [])]
+    flash(f"Renamed `{old}` to `{new}`.")
+
+
 def rename_run(names: list[str]) -> None:
     old = st.selectbox("Run", names, key="evaluate.rename_from")
     new = st.text_input("New name", key="evaluate.rename_to", max_chars=64).strip()
-    if st.button("Rename", icon=":material/edit:", disabled=not (old and new)):
-        with errors_shown() as attempt:
-            loaders.run_store().rename(old, new)
-        if attempt.failed:
-            return
-        if st.session_state.get(ACTIVE_RUN) == old:
-            st.session_state[ACTIVE_RUN] = new
-        flash(f"Renamed `{old}` to `{new}`.")
-        st.rerun()
+    st.button("Rename", icon=":material/edit:", disabled=not (old and new), on_click=rename_selected)
+    if (problem := st.session_state.pop(RENAME_PROBLEM, None)) is not None:
+        st.error(problem, icon=":material/error:")
 
 
 def import_run() -> None:
@@ -209,11 +268,21 @@ def import_run() -> None:
     if st.button("Add run", icon=":material/upload:", disabled=upload is None):
         name = name or Path(upload.name).stem
         with errors_shown() as attempt:
-            loaders.run_store().import_bytes(name, upload.getvalue())
+            refuse_if_protected(name)
+            loaders.run_store().import_bytes(name, upload.getvalue(), file_name=upload.name)
         if attempt.failed:
             return
         flash(f"Added run `{name}`.")
         st.rerun()
+
+
+def download_run(names: list[str]) -> None:
+    wanted = st.selectbox("Run", names, key="evaluate.download")
+    if wanted is not None:
+        path = loaders.run_store().path(wanted)
+        st.download_button("Download checkpoint", data=path.read_bytes, file_name=path.name,
+                           mime="application/octet-stream", icon=":material/download:", on_click="ignore")
+        st.caption("One `.safetensors` file: weights plus metadata, no pickle.")
 
 
 def manage(runs: list[RunInfo], skipped: list[RunInfo]) -> None:
@@ -228,26 +297,29 @@ def manage(runs: list[RunInfo], skipped: list[RunInfo]) -> None:
         "seed-augmented accuracy": st.column_config.NumberColumn(format="percent"),
         "size": st.column_config.NumberColumn(format="bytes"),
         "modified": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")})
+    st.caption(run_policy.describe_policy())
     names = [run.name for run in runs]
+    if run_policy.management_level() == "off":
+        with st.container(border=True):
+            st.markdown("**Download**")
+            download_run(names)
+        return
+    changeable = [name for name in names if run_policy.refusal(name) is None]
     rename_box, delete_box, download_box, upload_box = st.columns(4)
     with rename_box.container(border=True):
         st.markdown("**Rename**")
-        rename_run(names)
+        rename_run(changeable)
     with delete_box.container(border=True):
         st.markdown("**Delete**")
-        doomed = st.selectbox("Run or skipped file", names + [run.name for run in skipped], key="evaluate.delete")
+        doomed = st.selectbox("Run or skipped file", changeable + [run.name for run in skipped],
+                              key="evaluate.delete")
         if st.button("Delete…", icon=":material/delete:", disabled=doomed is None):
             st.session_state[DELETING] = doomed
         if DELETING in st.session_state:  # the dialog stays open across reruns until answered or dismissed
             confirm_delete(st.session_state[DELETING])
     with download_box.container(border=True):
         st.markdown("**Download**")
-        wanted = st.selectbox("Run", names, key="evaluate.download")
-        if wanted is not None:
-            path = loaders.run_store().path(wanted)
-            st.download_button("Download checkpoint", data=path.read_bytes, file_name=path.name,
-                               mime="application/octet-stream", icon=":material/download:", on_click="ignore")
-            st.caption("One `.safetensors` file: weights plus metadata, no pickle.")
+        download_run(names)
     with upload_box.container(border=True):
         st.markdown("**Upload**")
         import_run()

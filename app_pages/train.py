@@ -3,16 +3,23 @@ import uuid
 
 import streamlit as st
 
-from lab_ui import charts, loaders, train_form
-from lab_ui.training import TrainingBusyError, TrainingJob, training_manager
-from lab_ui.widgets import ACTIVE_RUN, enlarged, errors_shown, percent, require_dataset
-from ocr_core import ARCHITECTURES, PRESETS, RECIPES, AugmentSpec, ConfigError, MnistData, parse_augment, preview_grid
+from lab_ui import charts, loaders, run_policy, train_form
+from lab_ui.training import RUNNING_SERIES, TrainingBusyError, TrainingJob, training_manager
+from lab_ui.widgets import ACTIVE_RUN, augment_label, enlarged, errors_shown, percent, require_dataset
+from ocr_core import (ARCHITECTURES, PRESETS, RECIPES, AugmentSpec, CheckpointError, ConfigError, MnistData,
+                      parse_augment, preview_samples)
 from ocr_core.augment import AUGMENT_OPS, RANGE_OPS
+from ocr_core.checkpoints import NAME_RULE
 from ocr_core.training import OPTIMIZERS, PRECISIONS, SCHEDULES
 
 BATCH_SIZES = (16, 32, 64, 128, 256, 512, 1024)
 LEARNING_RATES = (1e-4, 3e-4, 1e-3, 2e-3, 4e-3, 1e-2, 2e-2, 5e-2, 0.1)
 QUICK_SUBSETS = (1_000, 5_000, 10_000, 30_000)
+SCORED_NOTE = ("Scored points: the test images and as many training images, scored the same way (the model in "
+               "evaluation mode, no augmentation), a few times per epoch in short runs.")
+PROPOSED_NAME = "train.proposed_name"  # session key: the run name the page proposed
+NEW_RUN = "train.new_run"  # session key: set when a run starts, so the next form starts from the defaults
+PREVIEW_ROWS, PREVIEW_COLUMNS, PREVIEW_SIDE = 4, 5, 72  # the augmentation preview: five 72-pixel digits fill a row
 IDENTITY = AugmentSpec()
 
 
@@ -46,12 +53,25 @@ def chosen_spec() -> AugmentSpec:
     return AugmentSpec(**values)
 
 
+def propose_run_name() -> None:
+    """A free name on the first visit, and a new one when the proposed name has been taken meanwhile (saved,
+    or training for another visitor); a name the visitor typed is theirs to keep."""
+    state, store = st.session_state, loaders.run_store()
+    job = training_manager().job
+    taken = [job.name] if job is not None and job.running else []
+    name = state.get("train.name")
+    if name is None or (name == state.get(PROPOSED_NAME) and (store.exists(name) or name in taken)):
+        state["train.name"] = state[PROPOSED_NAME] = train_form.free_run_name(store, taken)
+
+
 def prepare_settings() -> None:
     """Defaults on the first visit; afterwards the preset buttons follow what the toggles describe."""
     if "train.recipe" not in st.session_state:
         st.session_state["train.recipe"] = "fast"
         apply_recipe()
-    st.session_state.setdefault("train.name", train_form.free_run_name(loaders.run_store()))
+    propose_run_name()
+    if st.session_state.pop(NEW_RUN, False):  # a choice made for one run must not carry over to the next
+        st.session_state["train.if_stopped"] = "keep"
     st.session_state.setdefault("train.preview_seed", 0)
     try:
         spec = chosen_spec()
@@ -73,7 +93,7 @@ def settings(data: MnistData) -> None:
     keep = {"persist_state": "session"}
     name_column, owner_column = st.columns(2)
     name_column.text_input("Run name", key="train.name", max_chars=64, **keep,
-                           help="Letters, digits, '.', '_' and '-'; it becomes the checkpoint's file name.")
+                           help=f"It becomes the checkpoint's file name: {NAME_RULE}.")
     owner_column.text_input("Your name (optional)", key="train.owner_label", max_chars=40, **keep,
                             help="Shown to other visitors while your run trains: one training runs at a time.")
     recipe_column, architecture_column = st.columns(2)
@@ -87,9 +107,10 @@ def settings(data: MnistData) -> None:
     epochs_column.number_input("Epochs", min_value=0.01, max_value=200.0, step=0.25, format="%.2f",
                                key="train.epochs", **keep, help="Fractions train on part of an epoch.")
     total = len(data.train_labels)
+    # Counts, not None for "all": a selectbox shows None as "Choose an option" once its state is restored.
     images_column.selectbox(
-        "Training images", [None, *(count for count in QUICK_SUBSETS if count < total)], key="train.images",
-        format_func=lambda count: f"all {total:,}" if count is None else f"first {count:,} (quick demo)", **keep)
+        "Training images", [total, *(count for count in QUICK_SUBSETS if count < total)], key="train.images",
+        format_func=lambda count: f"all {total:,}" if count == total else f"first {count:,} (quick demo)", **keep)
     batch_column.select_slider("Batch size", BATCH_SIZES, key="train.batch_size", **keep)
     rate_column, optimizer_column, schedule_column = st.columns(3)
     rate_column.select_slider("Learning rate", LEARNING_RATES, key="train.learning_rate", format_func="{:g}".format,
@@ -121,6 +142,8 @@ def start(data: MnistData, spec: AugmentSpec) -> None:
     with errors_shown() as attempt:
         job, training_data = train_form.job_from_settings(st.session_state, spec, data, store,
                                                           visitor=st.session_state["visitor"])
+        if job.overwrite and store.exists(job.name) and (reason := run_policy.refusal(job.name)) is not None:
+            raise CheckpointError(f"`{job.name}` cannot be replaced: {reason}")
     if attempt.failed:
         return
     try:
@@ -128,6 +151,7 @@ def start(data: MnistData, spec: AugmentSpec) -> None:
     except TrainingBusyError as busy:
         st.warning(f"{busy}. Please wait until it has finished.", icon=":material/hourglass:")
         return
+    st.session_state[NEW_RUN] = True
     st.rerun()
 
 
@@ -145,12 +169,19 @@ def live_progress(job: TrainingJob, mine: bool) -> None:
     elif mine and not job.finishing and stop_column.button("Stop", icon=":material/stop_circle:", key="train.stop"):
         job.stop.set()
         st.rerun(scope="fragment")
-    trace = train_form.trace_frame(job.trace)
-    if not trace.empty:
-        loss_chart, accuracy_chart = st.columns(2)
-        loss_chart.altair_chart(charts.curves_chart(trace, "loss", "loss", colour_by="series"), width="stretch")
-        accuracy_chart.altair_chart(charts.curves_chart(trace, "accuracy", "accuracy", colour_by="series"),
-                                    width="stretch")
+    training_charts(train_form.trace_frame(job.trace), SCORED_NOTE + " The running average of the batches mixes a "
+                    "whole epoch of changing weights on augmented digits, so it lags behind them.")
+
+
+def training_charts(trace, note: str) -> None:
+    """Loss and accuracy side by side, one line per series of the trace."""
+    if trace.empty:
+        return
+    loss_chart, accuracy_chart = st.columns(2)
+    loss_chart.altair_chart(charts.curves_chart(trace, "loss", "loss", colour_by="series"), width="stretch")
+    accuracy_chart.altair_chart(charts.curves_chart(trace, "accuracy", "accuracy", colour_by="series"),
+                                width="stretch")
+    st.caption(note)
 
 
 def show_result(job: TrainingJob) -> None:
@@ -169,8 +200,7 @@ def show_result(job: TrainingJob) -> None:
         columns[2].metric("Training time", f"{metadata.training_seconds:.0f} s")
         columns[3].metric("Parameters", f"{metadata.parameters:,}")
         trace = train_form.trace_frame(job.trace)
-        if not trace.empty:
-            st.altair_chart(charts.curves_chart(trace, "accuracy", "accuracy", colour_by="series"), width="stretch")
+        training_charts(trace[trace["series"] != RUNNING_SERIES], SCORED_NOTE)  # comparable numbers only
         st.page_link("app_pages/evaluate.py", label="Compare it with the other runs on Evaluate",
                      icon=":material/analytics:")
         st.caption(f"On Evaluate, pick `{job.name}` next to `seed` or `best`: accuracy on clean and augmented "
@@ -180,19 +210,21 @@ def show_result(job: TrainingJob) -> None:
             st.switch_page("app_pages/draw.py")
     if st.button("Train another run", type="primary", icon=":material/restart_alt:"):
         st.session_state["train.seen_job"] = job.id
-        st.session_state["train.name"] = train_form.free_run_name(loaders.run_store())
+        st.session_state.pop("train.name", None)  # propose_run_name proposes a free one
         st.rerun()
 
 
 def preview(data: MnistData, spec: AugmentSpec) -> None:
     st.subheader("What the network will see")
     variants = st.toggle("One digit, many variants", key="train.preview_variants", persist_state="session",
-                         help="Each row shows one digit augmented eight times: the spread of the chosen ops.")
+                         help="Each row shows one digit augmented several times: the spread of the chosen ops.")
     if st.button("New samples", icon=":material/shuffle:"):
         st.session_state["train.preview_seed"] += 1
-    grid = preview_grid(data.train_images, spec, seed=st.session_state["train.preview_seed"], rows=4, columns=8,
-                        variants_of_first=variants)
-    st.image(enlarged(grid, 560), caption=f"augmentation: {spec.to_string()}", width="stretch")
+    samples, sources = preview_samples(data.train_images, spec, seed=st.session_state["train.preview_seed"],
+                                       rows=PREVIEW_ROWS, columns=PREVIEW_COLUMNS, variants_of_first=variants)
+    st.image([enlarged(sample[0], PREVIEW_SIDE) for sample in samples], width=PREVIEW_SIDE,
+             caption=[str(int(label)) for label in data.train_labels[sources]])
+    st.caption(f"Each digit's label under it. Augmentation: `{spec.to_string()}`")
 
 
 st.title("Train a model")
@@ -203,11 +235,13 @@ mine = job is not None and job.owner == st.session_state["visitor"]
 if job is not None and job.running:
     if mine:
         st.subheader(f"Training `{job.name}`")
+        st.caption(train_form.describe_job(job, augment_label(job.config.augment)))
         live_progress(job, mine)
         st.stop()
     st.info(f"{job.owner_label} is training `{job.name}` ({job.config.architecture} net, {job.config.epochs:g} "
             "epochs). One training runs at a time on this server: watch it here, prepare your settings, and "
             "start yours when it has finished, or come back later.", icon=":material/hourglass:")
+    st.caption(train_form.describe_job(job, augment_label(job.config.augment)))
     live_progress(job, mine)
 elif mine and st.session_state.get("train.seen_job") != job.id:
     show_result(job)
@@ -217,7 +251,7 @@ data = require_dataset("Training")
 if data is None:
     st.stop()
 prepare_settings()
-settings_column, preview_column = st.columns([3, 2], gap="large")
+settings_column, preview_column = st.columns([5, 4], gap="large")
 with settings_column:
     settings(data)
     try:
@@ -228,7 +262,10 @@ with settings_column:
     stopped_column, overwrite_column = st.columns(2)
     stopped_column.radio("If you press Stop", ["keep", "discard"], key="train.if_stopped", persist_state="session",
                          format_func={"keep": "save what was trained", "discard": "discard the run"}.get)
-    overwrite_column.checkbox("Replace a run with the same name", key="train.overwrite", persist_state="session")
+    if run_policy.management_level() == "off":  # replacing a run is managing runs
+        st.session_state["train.overwrite"] = False
+    else:
+        overwrite_column.checkbox("Replace a run with the same name", key="train.overwrite", persist_state="session")
     busy = job is not None and job.running
     if st.button("Start training", type="primary", icon=":material/play_arrow:", disabled=busy,
                  help="Another training is running; wait until it has finished." if busy else None):

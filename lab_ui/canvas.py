@@ -2,15 +2,47 @@
 (`streamlit_drawable_canvas` can only be imported inside a running Streamlit app)."""
 from __future__ import annotations
 
+import functools
+from importlib.resources import files
+
 import numpy as np
 
 CANVAS_SIDE = 280  # ten screen pixels per MNIST pixel
+CANVAS_COMPONENT = "streamlit-drawable-canvas.streamlit_drawable_canvas"  # the name the package registers
+# streamlit-drawable-canvas 0.13 hides its toolbar (upload, undo, redo, edit, clear) at opacity 0 but still
+# clickable over the canvas's top-right corner (top: -1rem, 141x46 px: canvas x >= 139, y < 30) and slides it
+# up only 0.1 s after the pointer enters. A stroke begun there within that time pressed an invisible button
+# instead of drawing (the lost drawing of issue 8; tests/test_browser.py keeps it fixed). Here the toolbar
+# sits in a margin above the canvas, always visible (touch screens have no hover to reveal it), and never
+# covers a canvas pixel.
+TOOLBAR_ABOVE_THE_CANVAS = """
+.dc-root { margin-top: 2.75rem; }
+.dc-toolbar, .dc-root:hover > .dc-toolbar, .dc-toolbar:hover, .dc-toolbar:focus-within,
+.dc-toolbar[data-pinned=true] { top: auto; bottom: 100%; padding-bottom: 0.25rem; opacity: 1; transition: none; }
+"""
+
+
+@functools.cache
+def canvas_stylesheet() -> str:
+    """The package's own stylesheet followed by the fix above."""
+    build = files("streamlit_drawable_canvas") / "frontend" / "build"
+    return next(item for item in build.iterdir() if item.name.endswith(".css")).read_text() + TOOLBAR_ABOVE_THE_CANVAS
+
+
+def register_canvas_with_toolbar_above() -> None:
+    """Register the canvas component again with the package's files and the stylesheet above (Streamlit uses
+    the last registration of a name). Idempotent: an identical definition is stored silently."""
+    import streamlit as st
+
+    st.components.v2.component(CANVAS_COMPONENT, js="index-*.js", css=canvas_stylesheet(),
+                               html='<div class="canvas-root"></div>', isolate_styles=True)
 
 
 def draw_canvas(stroke_width: int, key: str) -> np.ndarray | None:
     """RGBA (H, W, 4) uint8 of the drawing, white ink on black; None before anything is drawn."""
     from streamlit_drawable_canvas import st_canvas
 
+    register_canvas_with_toolbar_above()
     result = st_canvas(
         stroke_width=stroke_width, stroke_color="#FFFFFF", background_color="#000000",
         width=CANVAS_SIDE, height=CANVAS_SIDE, drawing_mode="freedraw", return_image_data=True, key=key,

@@ -7,6 +7,8 @@ import pandas as pd
 
 DIGITS = list(range(10))
 ACCURACY_AXIS = alt.Axis(format="%")
+CELL_SELECTION = "cell"  # the confusion chart's selection parameter
+DARK_FROM = 0.6  # from this point of the blues ramp on, white text contrasts better than dark text
 
 
 def probability_chart(probabilities: np.ndarray) -> alt.Chart:
@@ -40,7 +42,8 @@ def accuracy_chart(frame: pd.DataFrame) -> alt.Chart:
 
 
 def confusion_chart(confusion: np.ndarray, normalised: bool) -> alt.Chart:
-    """Heatmap of counts[true, predicted] with the numbers written in; rows sum to 1 when normalised."""
+    """Heatmap of counts[true, predicted] with the numbers written in; rows sum to 1 when normalised.
+    Clicking a cell selects its (true, predicted) pair: the parameter CELL_SELECTION of st.altair_chart."""
     totals = confusion.sum(1, keepdims=True)
     shares = np.divide(confusion, totals, out=np.zeros(confusion.shape), where=totals > 0)
     true, predicted = np.indices(confusion.shape)
@@ -48,34 +51,47 @@ def confusion_chart(confusion: np.ndarray, normalised: bool) -> alt.Chart:
                           "count": confusion.ravel(), "share": shares.ravel()})
     value, text_format = ("share", ".0%") if normalised else ("count", "d")
     frame["label"] = frame[value].map(lambda number: format(number, text_format) if number else "")
+    if normalised:  # a handful of mistakes is not "0%"
+        frame.loc[(frame["share"] > 0) & (frame["share"] < 0.005), "label"] = "<1%"
+    # A log scale keeps the few mistakes visible next to ~1000 correct answers per digit.
+    scale_type, spread = ("sqrt", np.sqrt) if normalised else ("symlog", np.log1p)  # log1p: Vega's symlog
+    top = max(float(frame[value].max()), 1e-9)
+    depth = spread(frame[value].astype(float)) / spread(top)  # where each cell sits on the colour ramp, 0 to 1
+    frame["dark"] = depth >= DARK_FROM
     base = alt.Chart(frame).encode(
         x=alt.X("predicted:O", title="predicted digit", axis=alt.Axis(labelAngle=0, orient="top")),
         y=alt.Y("true:O", title="true digit"),
     )
-    # A log scale keeps the few mistakes visible next to ~1000 correct answers per digit.
-    colour_scale = alt.Scale(scheme="blues", type="symlog" if not normalised else "sqrt")
-    cells = base.mark_rect().encode(
+    colour_scale = alt.Scale(scheme="blues", type=scale_type, domain=[0, top])
+    cells = base.mark_rect(cursor="pointer").encode(
         color=alt.condition("datum.count == 0", alt.value("#f7f9fc"),
                             alt.Color(f"{value}:Q", scale=colour_scale, legend=None)),
         tooltip=["true", "predicted", "count", alt.Tooltip("share:Q", format=".2%", title="share of row")],
-    )
+    ).add_params(alt.selection_point(name=CELL_SELECTION, fields=["true", "predicted"]))
     text = base.mark_text(fontSize=11).encode(
-        text="label:N",
-        color=alt.condition("datum.share > 0.5", alt.value("white"), alt.value("#333")),
-    )
+        text="label:N", color=alt.condition("datum.dark", alt.value("white"), alt.value("#333")))
     return (cells + text).properties(height=380)
 
 
 def curves_chart(frame: pd.DataFrame, metric: str, title: str, colour_by: str = "run") -> alt.Chart:
     """Lines of `metric` against column `epoch`, one colour per value of `colour_by`
     (the runs on Evaluate; training and test numbers of the live run on Train)."""
-    axis = ACCURACY_AXIS if "accuracy" in metric else alt.Axis()
     return alt.Chart(frame).mark_line(point=True).encode(
-        x=alt.X("epoch:Q", title="epoch"),
-        y=alt.Y(f"{metric}:Q", title=title, axis=axis, scale=alt.Scale(zero=False)),
+        x=alt.X("epoch:Q", title="epoch", axis=axis_for(frame["epoch"], ".2~f")),
+        y=alt.Y(f"{metric}:Q", title=title, scale=alt.Scale(zero=False),
+                axis=axis_for(frame[metric], ".1%" if "accuracy" in metric else ".3~f")),
         color=alt.Color(f"{colour_by}:N", legend=alt.Legend(orient="bottom", title=None)),
         tooltip=[colour_by, alt.Tooltip("epoch:Q", format=".2f"), alt.Tooltip(f"{metric}:Q", format=".4f")],
     ).properties(height=280)
+
+
+def axis_for(values: pd.Series, single_value_format: str) -> alt.Axis:
+    """Vega sizes tick labels to the spacing between ticks; around a single value there is no spacing and it
+    prints six decimals (`1.163500`, `68.758311%`), so one value gets a fixed format."""
+    percent = single_value_format.endswith("%")
+    if values.nunique() > 1:
+        return ACCURACY_AXIS if percent else alt.Axis()
+    return alt.Axis(format=single_value_format)
 
 
 def robustness_heatmap(frame: pd.DataFrame, corruptions: list[str], runs: list[str]) -> alt.Chart:

@@ -2,12 +2,14 @@
 `train.<field>`), the config and job they make, the name checks, and the text of the live progress."""
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
+from dataclasses import replace
 from typing import Any
 
 import pandas as pd
 
-from ocr_core import AugmentSpec, CheckpointError, MnistData, RunStore, TrainConfig, validate_run_name
+from ocr_core import (RECIPES, AugmentSpec, CheckpointError, MnistData, RunStore, TrainConfig, parse_augment,
+                      validate_run_name)
 
 from .training import Snapshot, TrainingJob
 
@@ -32,9 +34,10 @@ def config_from_settings(state: Mapping[str, Any], spec: AugmentSpec) -> TrainCo
     return TrainConfig(**{name: state[setting_key(name)] for name in CONFIG_FIELDS}, augment=spec.to_string())
 
 
-def free_run_name(store: RunStore, stem: str = "my-run") -> str:
+def free_run_name(store: RunStore, taken: Collection[str] = (), stem: str = "my-run") -> str:
+    """The first of my-run, my-run-2, … that is neither saved nor `taken` (the name of a run in training)."""
     return next(name for number in range(1, 10_000)
-                if not store.exists(name := stem if number == 1 else f"{stem}-{number}"))
+                if not store.exists(name := stem if number == 1 else f"{stem}-{number}") and name not in taken)
 
 
 def checked_run_name(text: str, store: RunStore, overwrite: bool) -> str:
@@ -74,3 +77,22 @@ def progress_text(snapshot: Snapshot, finishing: bool) -> str:
         return "Starting…"
     return (f"Epoch {snapshot.epoch}/{snapshot.total_epochs} · step {snapshot.step:,}/{snapshot.total_steps:,} · "
             f"{snapshot.images_per_second:,.0f} images/s · ETA {clock(snapshot.eta_seconds)}")
+
+
+def canonical(config: TrainConfig) -> TrainConfig:
+    """`config` with its augmentation as a spec string, so a recipe's preset name equals the form's spec."""
+    return replace(config, augment=parse_augment(config.augment).to_string())
+
+
+def describe_job(job: TrainingJob, augment_label: str) -> str:
+    """The recipe and settings of a job, in one line for the page that shows it training."""
+    config = job.config
+    recipe = next((f"recipe `{name}`" for name, recipe in RECIPES.items() if canonical(recipe) == canonical(config)),
+                  "custom settings")
+    extras = [f"{label} {value:g}" for label, value in (("weight decay", config.weight_decay),
+                                                          ("label smoothing", config.label_smoothing),
+                                                          ("EMA decay", config.ema_decay)) if value]
+    return " · ".join([
+        recipe, f"`{config.architecture}` net", f"{config.epochs:g} epochs on {job.train_images:,} images",
+        f"batch {config.batch_size}", f"{config.optimizer} at {config.learning_rate:g} ({config.schedule})",
+        *extras, f"augmentation `{augment_label}`", f"precision {config.precision}", f"seed {config.seed}"])

@@ -12,10 +12,15 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field
 
-from ocr_core import (Cadence, MnistData, Progress, RunInfo, RunStore, TrainConfig, TrainingCallback, UserError,
-                      train_run)
+from ocr_core import (Cadence, MnistData, Progress, RunInfo, RunStore, ScorePoint, TrainConfig, TrainingCallback,
+                      UserError, train_run)
 
 logger = logging.getLogger(__name__)
+SHORT_RUN_EPOCHS, SHORT_RUN_SCORES = 2, 4  # runs of up to 2 epochs are scored 4 times per epoch
+# The live chart's series: running numbers of the batches, and the model scored in eval mode (ScorePoint).
+RUNNING_SERIES = "training batches (running average)"
+TRAIN_SCORED_SERIES = "training images (scored)"
+TEST_SCORED_SERIES = "test images (scored)"
 PROGRESS_SECONDS = 1.0  # the page redraws once a second: fresher numbers than that would never be seen
 
 
@@ -87,14 +92,24 @@ class ProgressRecorder(TrainingCallback):
         self.job.snapshot = Snapshot(progress.epoch, progress.total_epochs, progress.step, progress.total_steps,
                                      progress.loss, progress.accuracy, progress.images_per_second,
                                      progress.eta_seconds)
-        self.job.trace.append({"epoch": progress.step / progress.steps_per_epoch, "series": "training (running)",
+        self.job.trace.append({"epoch": progress.step / progress.steps_per_epoch, "series": RUNNING_SERIES,
                                "loss": progress.loss, "accuracy": progress.accuracy})
 
     def on_epoch(self, progress: Progress) -> None:
-        record = progress.history[-1]
-        self.job.history.append(asdict(record))
-        self.job.trace.append({"epoch": record.epoch, "series": "test (per epoch)",
-                               "loss": record.test_loss, "accuracy": record.test_accuracy})
+        self.job.history.append(asdict(progress.history[-1]))
+
+    def on_score(self, progress: Progress, point: ScorePoint) -> None:
+        self.job.trace += [
+            {"epoch": point.epoch, "series": TRAIN_SCORED_SERIES, "loss": point.train_loss,
+             "accuracy": point.train_accuracy},
+            {"epoch": point.epoch, "series": TEST_SCORED_SERIES, "loss": point.test_loss,
+             "accuracy": point.test_accuracy}]
+
+
+def scores_per_epoch(config: TrainConfig) -> int:
+    """Short runs are scored a few times per epoch, so their charts have more than one point (scoring the small
+    test set costs little next to an epoch of training); longer runs once per epoch."""
+    return SHORT_RUN_SCORES if config.epochs <= SHORT_RUN_EPOCHS else 1
 
 
 class TrainingBusyError(RuntimeError):
@@ -107,7 +122,8 @@ def train_in_background(job: TrainingJob, store: RunStore, data: MnistData) -> N
     """The training thread's body: every way it can end becomes the job's outcome."""
     try:
         run, result = train_run(job.name, job.config, store, data, callbacks=(ProgressRecorder(job),),
-                                stop=job.stop, overwrite=job.overwrite, keep_if_stopped=job.keep_if_stopped)
+                                stop=job.stop, overwrite=job.overwrite, keep_if_stopped=job.keep_if_stopped,
+                                scores_per_epoch=scores_per_epoch(job.config))
     except Exception as error:  # the thread has nobody to raise to: every failure must reach the page
         if isinstance(error, UserError):
             logger.warning("training run %r failed: %s", job.name, error)

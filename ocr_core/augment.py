@@ -407,14 +407,21 @@ def augment_images(images: torch.Tensor, augment: AugmentSpec | str | None, seed
     return torch.cat(chunks) if chunks else to_float_images(images)
 
 
+def preview_samples(images: torch.Tensor, augment: AugmentSpec | str | None, seed: int = 0, rows: int = 4,
+                    columns: int = 8, variants_of_first: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Augmented samples for previews, row by row: float (rows * columns, 1, 28, 28), and the index in
+    `images` each one comes from (to look up its label). Distinct digits, or, with `variants_of_first`,
+    `rows` digits each shown `columns` times to expose the spread of one op."""
+    count = rows * columns
+    sources = torch.arange(rows).repeat_interleave(columns) if variants_of_first else torch.arange(count)
+    return augment_images(images[sources], augment, seed), sources
+
+
 def preview_grid(images: torch.Tensor, augment: AugmentSpec | str | None, seed: int = 0,
                  rows: int = 4, columns: int = 8, variants_of_first: bool = False) -> torch.Tensor:
-    """uint8 (H, W) grid of augmented samples for previews: distinct digits, or, with
-    `variants_of_first`, `rows` digits each shown `columns` times to expose the spread of one op."""
+    """The samples of preview_samples as one uint8 (H, W) grid image."""
     from torchvision.utils import make_grid
 
-    count = rows * columns
-    source = images[:rows].repeat_interleave(columns, 0) if variants_of_first else images[:count]
-    augmented = augment_images(source, augment, seed)
+    augmented, _ = preview_samples(images, augment, seed, rows, columns, variants_of_first)
     grid = make_grid(augmented, nrow=columns, padding=2, pad_value=0.35)
     return (grid[0] * 255).round().to(torch.uint8)

@@ -32,11 +32,15 @@ NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024
 
 
+# What a run name may be, for messages, CLI help and the app (the checks are in validate_run_name).
+NAME_RULE = (f"1-64 ASCII letters, digits, '.', '_' or '-', starting with a letter or digit, without '..' "
+             f"and not ending in '{SUFFIX}' (the file gets that suffix)")
+
+
 def validate_run_name(name: str) -> str:
-    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name) or ".." in name:
-        raise CheckpointError(
-            f"invalid run name {name!r}: use 1-64 letters, digits, '.', '_' or '-', starting with a letter "
-            "or digit (no '/', no '..')")
+    if (not isinstance(name, str) or not NAME_PATTERN.fullmatch(name) or ".." in name
+            or name.lower().endswith(SUFFIX)):
+        raise CheckpointError(f"invalid run name {name!r}: use {NAME_RULE}")
     return name
 
 
@@ -65,35 +69,38 @@ class RunInfo:
         return None if self.metadata is None else self.metadata.metric(which)
 
 
-def read_metadata(path: Path) -> RunMetadata:
-    """The run's validated metadata, or CheckpointError saying why this file is not a usable run."""
+def read_metadata(path: Path, shown_as: str | None = None) -> RunMetadata:
+    """The run's validated metadata, or CheckpointError saying why this file is not a usable run; messages
+    call the file `shown_as` (an upload's own name rather than its temporary copy's), by default its name."""
+    shown_as = shown_as or path.name
     try:
         with safe_open(str(path), framework="pt") as handle:
             header = handle.metadata() or {}
     except (SafetensorError, OSError, ValueError, RuntimeError) as error:
-        raise CheckpointError(f"{path.name} is not a readable safetensors file ({error})") from None
+        raise CheckpointError(f"{shown_as} is not a readable safetensors file ({error})") from None
     if header.get("format") != FORMAT:
-        raise CheckpointError(f"{path.name} is a safetensors file but not an OCR lab run (foreign checkpoint)")
+        raise CheckpointError(f"{shown_as} is a safetensors file but not an OCR lab run (foreign checkpoint)")
     try:
         metadata = json.loads(header["metadata"])
     except (KeyError, json.JSONDecodeError):
-        raise CheckpointError(f"{path.name} has damaged run metadata") from None
+        raise CheckpointError(f"{shown_as} has damaged run metadata") from None
     written_by = header.get("format_version", "0")
     if not written_by.isdigit() or int(written_by) > FORMAT_VERSION:
-        raise CheckpointError(f"{path.name} was written by a newer version of this lab")
+        raise CheckpointError(f"{shown_as} was written by a newer version of this lab")
     try:
         return RunMetadata.from_dict(metadata)
     except CheckpointError as error:
-        raise CheckpointError(f"{path.name}: {error}") from None
+        raise CheckpointError(f"{shown_as}: {error}") from None
 
 
-def rebuild_model(path: Path, metadata: RunMetadata) -> nn.Module:
+def rebuild_model(path: Path, metadata: RunMetadata, shown_as: str | None = None) -> nn.Module:
     """Build the architecture the metadata names and load the weights (no pickle involved)."""
+    shown_as = shown_as or path.name
     try:
         model = build_model(metadata.architecture)
         model.load_state_dict(load_file(str(path)), strict=True)
     except (ValueError, RuntimeError, SafetensorError) as error:
-        raise CheckpointError(f"{path.name}: weights do not fit the architecture it names ({error})") from None
+        raise CheckpointError(f"{shown_as}: weights do not fit the architecture it names ({error})") from None
     return model.eval()
 
 
@@ -217,8 +224,11 @@ class RunStore:
             raise CheckpointError(f"no run named {name!r}")
         path.unlink()
 
-    def import_bytes(self, name: str, payload: bytes, overwrite: bool = False) -> RunInfo:
-        """Add an uploaded run file after checking it is a complete, loadable run."""
+    def import_bytes(self, name: str, payload: bytes, overwrite: bool = False,
+                     file_name: str | None = None) -> RunInfo:
+        """Add an uploaded run file after checking it is a complete, loadable run; messages name the file
+        `file_name` (the upload's name), by default the run's own file name."""
+        file_name = file_name or f"{name}{SUFFIX}"
         if len(payload) > MAX_UPLOAD_BYTES:
             raise CheckpointError(
                 f"file too large ({len(payload) / 1e6:.0f} MB; at most {MAX_UPLOAD_BYTES / 1e6:.0f} MB)")
@@ -227,5 +237,5 @@ class RunStore:
             raise name_taken(name)
         with atomic_path(final, overwrite) as temporary:
             temporary.write_bytes(payload)
-            rebuild_model(temporary, read_metadata(temporary))
+            rebuild_model(temporary, read_metadata(temporary, file_name), file_name)
         return self.info(name)

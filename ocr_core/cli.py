@@ -13,14 +13,14 @@ from tqdm import tqdm
 
 from .augment import PRESETS, as_spec, preview_grid, ranges_text
 from .calibration import Calibration, calibration_of, read_digits
+from .checkpoints import NAME_RULE, RunStore
 from .corruptions import CORRUPTIONS, DEFAULT_SEVERITY, SEVERITIES
-from .checkpoints import RunStore
 from .data import load_mnist
 from .errors import UserError
 from .evaluation import evaluate
 from .metadata import RunMetadata
 from .models import ARCHITECTURES, build_model, multiply_adds, parameter_count
-from .preprocess import ImageError, load_image, prepare
+from .preprocess import ImageError, digit_from_image, load_image
 from .robustness import (BASELINE_RUN, DIGITS_PER_CLASS, ReportProgress, RobustnessReport, baseline_report,
                          cached_report, run_report, summary)
 from .runs import calibrate_run, rescore_run, train_run
@@ -125,9 +125,7 @@ def command_evaluate(args: argparse.Namespace) -> int:
 def predict_entry(path: str, model, calibration: Calibration | None) -> dict:
     """One image's JSON answer: the digit with its (calibrated) confidence and whether it looks like a digit
     at all; degenerate ink gets its reason and no digit; an unreadable file raises ImageError."""
-    prepared = prepare(load_image(path))
-    if prepared.digit is None:
-        raise ImageError(prepared.problem)
+    prepared = digit_from_image(load_image(path))
     if not prepared.readable:
         return {"image": path, "prediction": None, "looks_like_digit": False, "problem": prepared.problem}
     reading = read_digits(model, prepared.digit[None], calibration)[0]
@@ -315,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train a model and save it as a run")
-    train.add_argument("--name", required=True, help="run name (letters, digits, . _ -)")
+    train.add_argument("--name", required=True, help=f"run name: {NAME_RULE}")
     train.add_argument("--recipe", choices=RECIPES, default="fast",
                        help="starting settings: fast (default, ~99%% in seconds), tutorial, best")
     train.add_argument("--model", choices=ARCHITECTURES, help="architecture")

@@ -199,15 +199,10 @@ def line_profile(c0: torch.Tensor, r0: torch.Tensor, c1: torch.Tensor, r1: torch
     return (ink * inside * vertical.view(-1, 1, 1)).unsqueeze(1)
 
 
-def line_count_and_ink(setting: tuple[int, float]) -> tuple[int, float]:
-    lines, ink = setting
-    return int(lines), float(ink)
-
-
 def dotted_line(images: torch.Tensor, setting: tuple[int, float], generator: torch.Generator) -> torch.Tensor:
     """`lines` dotted lines (dashes 2 px long, 2 px apart) from the left edge to the right at random rows,
     of ink level `ink`, as the reference's one line at full ink (severity 3)."""
-    lines, ink = line_count_and_ink(setting)
+    lines, ink = setting
     count = images.shape[0]
     dashes = (torch.arange(SIDE) // 2 % 2 == 1).to(images.dtype)
     for _ in range(lines):
@@ -221,7 +216,7 @@ def zigzag(images: torch.Tensor, setting: tuple[int, float], generator: torch.Ge
     """`lines` zigzags of ink level `ink` (the reference: one, full ink): teeth 2 px high every 2 px along a
     line from column 2 to 25, tilted by up to 5 rows. The reference ends on a point slightly off the line's
     axis; here the last segment returns to the axis."""
-    lines, ink = line_count_and_ink(setting)
+    lines, ink = setting
     count = images.shape[0]
     half_period, height, first, last = 2.0, 2.0, 2.0, 25.0
     for _ in range(lines):

@@ -186,6 +186,15 @@ def download_mnist(root: Path) -> None:
         MNIST(str(root), train=train, download=True)
 
 
+def download_failure(error: Exception) -> str:
+    """Why a download failed, in words: torchvision reports unreachable mirrors as a RuntimeError whose text
+    quotes each mirror's `urlopen error`; urllib's own errors are OSErrors."""
+    if isinstance(error, OSError) or "urlopen error" in str(error):
+        return "download failed: the network is unreachable from this machine (no MNIST mirror answered)"
+    first_line = next(iter(str(error).splitlines()), "")
+    return f"download failed: {first_line or type(error).__name__}"
+
+
 def search_roots() -> list[Path]:
     return list(dict.fromkeys([data_dir(), DEFAULT_DATA_DIR]))
 
@@ -207,8 +216,7 @@ def load_mnist(download: bool = True) -> MnistData:
         try:
             download_mnist(DEFAULT_DATA_DIR)
         except Exception as error:  # torchvision raises several kinds when offline
-            reason = f"download failed: {type(error).__name__}"
-            raise DataUnavailableError(missing_files_message(search_roots(), reason)) from error
+            raise DataUnavailableError(missing_files_message(search_roots(), download_failure(error))) from error
         found = find_mnist()
         if found is None:
             raise DataUnavailableError(missing_files_message(search_roots(), "download left no files"))

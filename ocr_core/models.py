@@ -82,27 +82,6 @@ def deep_cnn() -> nn.Module:
     )
 
 
-class ContrastNormalize(nn.Module):
-    """Per image: the paper's level (the 25th percentile of the pixels: digits cover far less than 3/4 of an
-    image) to 0 and the brightest ink to 1, then MNIST's standardisation again. Grey paper, faint ink and
-    a lifted background read as a clean digit would; an image whose ink is already 0-1 passes unchanged.
-    Affine-invariant, so it reads the standardised input as well as the raw one."""
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        flat = images.flatten(1)
-        paper = flat.kthvalue(flat.shape[1] // 4, dim=1).values
-        ink = flat.amax(1)
-        # at least 0.25 of the raw 0-1 range apart, so a blank or flat image is not blown up into noise
-        span = (ink - paper).clamp_min(0.25 / MNIST_STD)
-        levels = (images - paper.view(-1, 1, 1, 1)) / span.view(-1, 1, 1, 1)
-        return (levels - MNIST_MEAN) / MNIST_STD
-
-
-def robust_cnn() -> nn.Module:
-    """`deep` behind `ContrastNormalize`: the paper's brightness and the ink's contrast no longer matter."""
-    return nn.Sequential(ContrastNormalize(), *deep_cnn())
-
-
 @dataclass(frozen=True)
 class Architecture:
     name: str
@@ -119,8 +98,6 @@ ARCHITECTURES = {
         Architecture("accurate", accurate_cnn, "Four batch-normed 3x3 convs (32, 64, 64, 128), dropout 0.3."),
         Architecture("deep", deep_cnn, "Five batch-normed 3x3 convs (32, 64, 64, 128, 128), dropout 0.3: "
                                        "the most accurate."),
-        Architecture("robust", robust_cnn, "`deep` behind a per-image contrast normalisation (paper to black, "
-                                           "brightest ink to white): made for grey paper, faint ink, fog."),
     )
 }
 

@@ -175,3 +175,11 @@ def prepare(array: np.ndarray) -> PreparedDigit:
 def prepare_digit(array: np.ndarray) -> torch.Tensor | None:
     """28x28 float tensor in [0, 1] (white ink on black, like MNIST), or None when there is no ink."""
     return prepare(array).digit
+
+
+def digit_from_image(array: np.ndarray) -> PreparedDigit:
+    """`prepare` for an image file, where no ink is a mistake to report (an empty canvas is not)."""
+    prepared = prepare(array)
+    if prepared.digit is None:
+        raise ImageError("no ink found: the image looks blank (one flat colour)")
+    return prepared

@@ -82,15 +82,16 @@ def holdout_digits(metadata: RunMetadata, data: MnistData) -> tuple[torch.Tensor
 
 def train_run(name: str, config: TrainConfig, store: RunStore | None = None, data: MnistData | None = None,
               callbacks: tuple[TrainingCallback, ...] = (), stop: threading.Event | None = None,
-              overwrite: bool = False, keep_if_stopped: bool = True) -> tuple[RunInfo | None, TrainResult]:
+              overwrite: bool = False, keep_if_stopped: bool = True,
+              scores_per_epoch: int = 0) -> tuple[RunInfo | None, TrainResult]:
     """Check the name, train, score, save. A stopped run is saved (marked so) unless `keep_if_stopped`
-    is False; then the RunInfo is None."""
+    is False; then the RunInfo is None. `scores_per_epoch` goes to `fit`."""
     store = store or RunStore()
     validate_run_name(name)
     if store.exists(name) and not overwrite:
         raise name_taken(name)
     data = data or load_mnist()
-    result = fit(config, data, callbacks, stop)
+    result = fit(config, data, callbacks, stop, scores_per_epoch)
     if not result.history or (result.stopped and not keep_if_stopped):
         return None, result
     metadata = run_metadata(result, data, score(result.model, data, result.final_test))

@@ -153,6 +153,19 @@ class EpochRecord:
     learning_rate: float
 
 
+@dataclass(frozen=True)
+class ScorePoint:
+    """The model scored part-way through training, in eval mode: the test set, and as many training images
+    the same way (unaugmented, no dropout, the same weights), so that the two numbers are comparable; the
+    running training numbers are not (they mix a whole epoch of changing weights, augmented)."""
+
+    epoch: float
+    train_loss: float
+    train_accuracy: float
+    test_loss: float
+    test_accuracy: float
+
+
 @dataclass
 class Progress:
     """What callbacks see; `model` is live, so a callback may evaluate it (in eval mode, then restore)."""
@@ -183,11 +196,13 @@ class Progress:
 
 class TrainingCallback:
     """Override what you need; `on_batch` runs after every optimizer step (a `Cadence` decides how often a
-    callback acts on it), `on_epoch` after each evaluation."""
+    callback acts on it), `on_epoch` after each evaluation, `on_score` at each of fit's `scores_per_epoch`."""
 
     def on_batch(self, progress: Progress) -> None: ...
 
     def on_epoch(self, progress: Progress) -> None: ...
+
+    def on_score(self, progress: Progress, point: ScorePoint) -> None: ...
 
 
 class Cadence:
@@ -240,17 +255,27 @@ def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimiz
     return torch.optim.Adam(parameters, lr=rate, weight_decay=decay)
 
 
+ONECYCLE_MIN_STEPS = 8  # OneCycleLR divides by zero when its warm-up (25% of the steps) is under two steps
+
+
 def make_schedule(config: TrainConfig, optimizer: torch.optim.Optimizer, total_steps: int):
-    if config.schedule == "onecycle":
+    if config.schedule == "onecycle" and total_steps >= ONECYCLE_MIN_STEPS:
         return torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=config.learning_rate, total_steps=total_steps, pct_start=0.25)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
 
 
+def score_marks(epoch_steps: int, scores_per_epoch: int) -> set[int]:
+    """The steps of an epoch (1-based) after which it is scored: evenly spaced, the last at its end."""
+    return {max(1, round(point * epoch_steps / scores_per_epoch)) for point in range(1, scores_per_epoch + 1)}
+
+
 def fit(config: TrainConfig, data: MnistData | None = None, callbacks: tuple[TrainingCallback, ...] = (),
-        stop: threading.Event | None = None) -> TrainResult:
+        stop: threading.Event | None = None, scores_per_epoch: int = 0) -> TrainResult:
     """Train from scratch, evaluating on the test set after each epoch. Setting `stop` ends training
-    at the next batch; the partly trained model is evaluated and returned with `stopped=True`. The last
+    at the next batch; the partly trained model is evaluated and returned with `stopped=True`.
+    With `scores_per_epoch`, the test set and as many training images are scored that many times per epoch
+    (ScorePoint, to the callbacks' on_score): a chart of a short run gets more than one point. The last
     `config.holdout` training images are left out."""
     data = (data or load_mnist()).without_holdout(config.holdout)
     device = resolve_device(config.device)
@@ -273,6 +298,14 @@ def fit(config: TrainConfig, data: MnistData | None = None, callbacks: tuple[Tra
     test: Evaluation | None = None
     step, started, stopped = 0, time.perf_counter(), False
 
+    scored_train = (data.train_images[:len(data.test_labels)], data.train_labels[:len(data.test_labels)])
+
+    def score_now(test_now: Evaluation | None = None) -> ScorePoint:
+        test_now = test_now or evaluate(scored, data.test_images, data.test_labels, device=device)
+        train_now = evaluate(scored, *scored_train, device=device)
+        return ScorePoint(round(step / steps_per_epoch, 4), train_now.loss, train_now.accuracy, test_now.loss,
+                          test_now.accuracy)
+
     def snapshot(epoch: int, loss_sum: float, correct: int, seen: int, epoch_seconds: float) -> Progress:
         return Progress(config, model, epoch, total_epochs, step, total_steps, steps_per_epoch,
                         images_seen=step * config.batch_size, loss=loss_sum / seen, accuracy=correct / seen,
@@ -282,6 +315,8 @@ def fit(config: TrainConfig, data: MnistData | None = None, callbacks: tuple[Tra
     for epoch in range(1, total_epochs + 1):
         model.train()
         epoch_started, loss_sum, correct, seen = time.perf_counter(), 0.0, 0, 0
+        epoch_steps = min(steps_per_epoch, total_steps - step)
+        marks = score_marks(epoch_steps, scores_per_epoch) - {epoch_steps} if scores_per_epoch else set()
         order = torch.randperm(train_count, generator=generator)
         for batch_indices in order.split(config.batch_size):
             if step >= total_steps or (stop is not None and stop.is_set()):
@@ -305,6 +340,10 @@ def fit(config: TrainConfig, data: MnistData | None = None, callbacks: tuple[Tra
                 progress = snapshot(epoch, loss_sum, correct, seen, time.perf_counter() - epoch_started)
                 for callback in callbacks:
                     callback.on_batch(progress)
+                if step - (epoch - 1) * steps_per_epoch in marks:  # the epoch's end is scored below
+                    point = score_now()
+                    for callback in callbacks:
+                        callback.on_score(progress, point)
         stopped = stop is not None and stop.is_set()
         if seen == 0:
             break
@@ -318,6 +357,10 @@ def fit(config: TrainConfig, data: MnistData | None = None, callbacks: tuple[Tra
         progress = snapshot(epoch, loss_sum, correct, seen, train_seconds)
         for callback in callbacks:
             callback.on_epoch(progress)
+        if scores_per_epoch and callbacks:
+            point = score_now(test)
+            for callback in callbacks:
+                callback.on_score(progress, point)
         if stopped:
             break
     scored.eval()

@@ -87,3 +87,10 @@ def prediction(page, timeout: float = 60) -> str:
     metric.wait_for(timeout=timeout * 1000)
     wait_until_idle(page, timeout)
     return metric.locator('[data-testid="stMetricValue"]').inner_text().strip()
+
+
+def reset_canvas(page) -> None:
+    """Clear the drawing with the canvas toolbar's reset button and wait for the empty-canvas prompt."""
+    page.get_by_role("button", name="Reset canvas & history").click()
+    wait_until_idle(page)
+    page.get_by_text("Draw a digit on the black square").wait_for(timeout=30_000)

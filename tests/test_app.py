@@ -249,7 +249,8 @@ def test_evaluate_shows_the_table_the_charts_and_the_skipped_file(app_env):
     assert list(app.dataframe[0].value["run"]) == ["seed", "seed-aug"]
 
 
-def test_manage_runs_rename_errors_and_delete(app_env):
+def test_manage_runs_rename_errors_and_delete(app_env, monkeypatch):
+    monkeypatch.setenv("OCR_RUN_MANAGEMENT", "full")  # the shipped runs are protected by default
     app = open_page("app_pages/evaluate.py")
     app.session_state["evaluate.tab"] = "Manage runs"
     app.run()

@@ -1,14 +1,15 @@
 """End to end in a real browser: `streamlit run app.py`, draw a '7' with the mouse, read the Prediction,
-clear the canvas, then open Evaluate."""
+clear the canvas, then open Evaluate; strokes begun in every corner and edge strip of the canvas are read."""
 from __future__ import annotations
 
 import os
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from app_fixtures import make_app_environment
-from browser_session import (CHROMIUM, PROJECT_DIR, SEVEN, browser_page, draw, prediction, streamlit_server,
-                             wait_until_idle)
+from browser_session import (CHROMIUM, PROJECT_DIR, SEVEN, browser_page, draw, prediction, reset_canvas,
+                             streamlit_server, wait_until_idle)
 
 SHIPPED_BEST = PROJECT_DIR / "checkpoints" / "best.safetensors"
 
@@ -17,22 +18,27 @@ if not CHROMIUM.exists() and os.environ.get("OCR_REQUIRE_BROWSER") != "1":
                 allow_module_level=True)
 
 
-def test_drawing_a_digit_in_the_browser_shows_the_prediction(tmp_path):
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    """One server for this module's tests: each opens its own page, and so its own session."""
     assert CHROMIUM.exists(), f"OCR_REQUIRE_BROWSER=1 but {CHROMIUM} is missing: apt-get install chromium"
-    environment = make_app_environment(tmp_path).variables()
+    environment = make_app_environment(tmp_path_factory.mktemp("browser")).variables()
     if SHIPPED_BEST.exists():  # the real model reads a drawn 7; the tiny test runs only promise some digit
         environment["OCR_CHECKPOINT_DIR"] = str(SHIPPED_BEST.parent)
-    with streamlit_server(environment) as url, browser_page() as page:
-        page.goto(url)
+    with streamlit_server(environment) as url:
+        yield url
+
+
+def test_drawing_a_digit_in_the_browser_shows_the_prediction(app_url):
+    with browser_page() as page:
+        page.goto(app_url)
         page.get_by_text("Draw a digit on the black square").wait_for(timeout=60_000)
         draw(page, SEVEN)
         shown = prediction(page)
         assert shown in list("0123456789")
         if SHIPPED_BEST.exists():
             assert shown == "7"
-        page.get_by_role("button", name="Reset canvas & history").click()
-        wait_until_idle(page)
-        page.get_by_text("Draw a digit on the black square").wait_for(timeout=30_000)
+        reset_canvas(page)
         assert page.locator('[data-testid="stMetric"]').count() == 0
         page.get_by_role("link", name="Evaluate").click()
         page.get_by_text("A closer look").wait_for(timeout=60_000)
@@ -40,3 +46,30 @@ def test_drawing_a_digit_in_the_browser_shows_the_prediction(tmp_path):
         charts = page.locator('[data-testid="stVegaLiteChart"]')
         charts.nth(1).wait_for(timeout=60_000)  # accuracy bars, confusion matrix: drawn after the text
         assert charts.count() >= 2
+
+
+# Where strokes begin, in canvas pixels: the point of the top-right strip where a stroke used to draw nothing
+# (the toolbar, hidden there, took the press; before the fix (140, 8) and (272, 8) were lost too), then the four
+# corners and the middle of each edge, 8 px in.
+STROKE_STARTS = [(190, 16), (8, 8), (140, 8), (272, 8), (272, 140), (272, 272), (140, 272), (8, 272), (8, 140)]
+
+
+def test_strokes_begun_in_every_corner_and_edge_strip_are_read(app_url):
+    lost = []
+    with browser_page() as page:
+        page.goto(app_url)
+        page.get_by_text("Draw a digit on the black square").wait_for(timeout=60_000)
+        canvas = page.locator("canvas").last.bounding_box()
+        for x, y in STROKE_STARTS:
+            # Click beside the canvas (so no toolbar button keeps the focus, which would keep the toolbar up),
+            # then come in and press at once, as a quick hand does.
+            page.mouse.click(canvas["x"] - 40, canvas["y"] + 140)
+            page.wait_for_timeout(300)
+            draw(page, [[(x, y), ((x + 140) / 2, (y + 140) / 2), (140, 140)]])
+            try:
+                prediction(page, timeout=20)
+            except PlaywrightTimeout:
+                lost.append((x, y))
+            else:
+                reset_canvas(page)
+    assert not lost, f"strokes begun at {lost} (canvas pixels) drew nothing"

@@ -6,7 +6,7 @@ import torch
 
 from conftest import PROJECT_DIR
 from ocr_core.augment import (AUGMENT_OPS, PRESETS, AugmentSpec, augment_batch, augment_images, op_table_markdown,
-                              parse_augment, preview_grid, to_float_images)
+                              parse_augment, preview_grid, preview_samples, to_float_images)
 from ocr_core.errors import ConfigError
 
 
@@ -123,6 +123,15 @@ def test_preview_grid_shapes():
     assert grid.dtype == torch.uint8 and grid.shape == (2 + 2 * 30, 2 + 4 * 30)
     variants = preview_grid(digit_batch(32), "seed", rows=2, columns=4, variants_of_first=True)
     assert variants.shape == grid.shape
+
+
+def test_preview_samples_say_which_image_each_comes_from():
+    images = digit_batch(32)
+    samples, sources = preview_samples(images, "none", rows=2, columns=3)
+    assert samples.shape == (6, 1, 28, 28) and sources.tolist() == [0, 1, 2, 3, 4, 5]
+    assert torch.equal((samples[:, 0] * 255).round().to(torch.uint8), images[:6])
+    _, variant_sources = preview_samples(images, "rotate=30", rows=2, columns=3, variants_of_first=True)
+    assert variant_sources.tolist() == [0, 0, 0, 1, 1, 1]
 
 
 

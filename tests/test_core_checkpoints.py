@@ -32,10 +32,12 @@ def test_save_then_load_rebuilds_the_same_model(store):
     assert not loaded.training
 
 
-@pytest.mark.parametrize("name", ["../x", "a/b", "", ".hidden", "x" * 65, "a..b", "name with space", "c:\\x", None])
+@pytest.mark.parametrize("name", ["../x", "a/b", "", ".hidden", "x" * 65, "a..b", "name with space", "c:\\x", None,
+                                  "best.safetensors", "best.SafeTensors", "Ünïcode"])
 def test_unsafe_names_are_rejected(name):
-    with pytest.raises(CheckpointError, match="invalid run name"):
+    with pytest.raises(CheckpointError, match="invalid run name") as refused:
         validate_run_name(name)
+    assert "ASCII letters" in str(refused.value) and "not ending in '.safetensors'" in str(refused.value)
 
 
 def test_good_names_pass():
@@ -118,6 +120,14 @@ def test_import_accepts_a_run_file_and_refuses_anything_else(store):
         store.import_bytes("junk", b"PK\x03\x04 a zip, not a run")
     assert not store.exists("junk")
     assert not [p for p in store.root.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_refused_upload_is_named_as_uploaded_not_by_its_temporary_copy(store):
+    with pytest.raises(CheckpointError, match=r"^bogus\.safetensors is not a readable") as refused:
+        store.import_bytes("bogus", b"not a run", file_name="bogus.safetensors")
+    assert ".tmp" not in str(refused.value)
+    with pytest.raises(CheckpointError, match=r"^junk\.safetensors is not"):
+        store.import_bytes("junk", b"not a run")
 
 
 def test_metadata_is_plain_json_in_the_safetensors_header(store):

@@ -74,6 +74,20 @@ def test_missing_data_and_failed_download_give_one_clear_message(tmp_path, monke
     assert data_module.data_status() is not None
 
 
+@pytest.mark.parametrize("failure", [
+    RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nTried https://ossci-datasets.s3.amazonaws.com/"
+                 "mnist/, got:\n<urlopen error [Errno -2] Name or service not known>\n"),  # torchvision offline
+    OSError("network unreachable"),
+])
+def test_an_offline_download_says_the_network_is_unreachable(tmp_path, monkeypatch, failure):
+    monkeypatch.setenv("OCR_DATA_DIR", str(tmp_path / "nowhere"))
+    monkeypatch.setattr(data_module, "DEFAULT_DATA_DIR", tmp_path / "default")
+    monkeypatch.setattr(data_module, "download_mnist", lambda root: (_ for _ in ()).throw(failure))
+    with pytest.raises(DataUnavailableError, match="the network is unreachable") as caught:
+        load_mnist()
+    assert "RuntimeError" not in str(caught.value)
+
+
 def test_download_goes_to_the_default_dir_and_is_then_loaded(tmp_path, monkeypatch, tiny_data):
     from conftest import write_idx_dataset
 

@@ -1,9 +1,11 @@
 import threading
+from dataclasses import replace
 
 import pytest
 import torch
 
 from ocr_core.errors import ConfigError, UserError
+from ocr_core.evaluation import evaluate
 from ocr_core.training import (HOLDOUT, RECIPES, Cadence, TrainConfig, TrainingCallback, ema_update, fit,
                                has_native_bf16, resolve_device, resolve_precision, with_overrides)
 
@@ -186,3 +188,33 @@ def test_config_holds_only_what_changes_the_model():
         TrainConfig(report_every=20)
     old_run_config = {**TrainConfig().as_dict(), "report_every": 20}  # as runs saved before this version hold it
     assert TrainConfig.from_dict(old_run_config) == TrainConfig()
+
+
+class ScoreRecorder(TrainingCallback):
+    def __init__(self):
+        self.points = []
+
+    def on_score(self, progress, point):
+        self.points.append(point)
+
+
+def test_scores_per_epoch_scores_test_and_training_images_alike_without_changing_the_run(tiny_data):
+    recorder = ScoreRecorder()
+    scored = fit(TINY, tiny_data, (recorder,), scores_per_epoch=4)  # 16 steps per epoch: every 4 steps
+    assert [point.epoch for point in recorder.points] == [0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0]
+    last = recorder.points[-1]
+    assert last.test_accuracy == scored.history[-1].test_accuracy and last.test_loss == scored.history[-1].test_loss
+    training_images = evaluate(scored.model, tiny_data.train_images[:128], tiny_data.train_labels[:128])
+    assert last.train_accuracy == training_images.accuracy  # eval mode, unaugmented: as the test set is scored
+    plain = fit(TINY, tiny_data)
+    assert all(torch.equal(a, b) for a, b in zip(plain.model.state_dict().values(),
+                                                   scored.model.state_dict().values(), strict=True))
+    recorder.points.clear()
+    fit(replace(TINY, epochs=0.5), tiny_data, (recorder,), scores_per_epoch=4)  # 8 steps: every 2
+    assert [point.epoch for point in recorder.points] == [0.125, 0.25, 0.375, 0.5]
+
+
+@pytest.mark.parametrize("steps", [1, 4, 7])
+def test_onecycle_runs_with_very_few_steps(tiny_data, steps):
+    result = fit(replace(TINY, epochs=steps / 16), tiny_data)  # 16 steps per epoch
+    assert result.history[-1].epoch == pytest.approx(steps / 16, abs=1e-3)

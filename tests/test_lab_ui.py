@@ -4,7 +4,7 @@ import pytest
 
 from conftest import tiny_mnist
 from lab_ui import train_form
-from lab_ui.training import ProgressRecorder, Snapshot, TrainingJob
+from lab_ui.training import RUNNING_SERIES, ProgressRecorder, Snapshot, TrainingJob
 from ocr_core import PRESETS, RECIPES, Cadence, CheckpointError, ConfigError, TrainConfig, TrainingCallback, fit
 
 
@@ -74,7 +74,7 @@ def test_the_recorder_updates_about_once_a_second_whatever_the_step_time(step_se
     job = TrainingJob("cadence", TrainConfig(), owner="v", owner_label="v", train_images=512, keep_if_stopped=True)
     recorder = ProgressRecorder(job, Cadence(1.0, clock=lambda: clock.now))
     fit(TrainConfig(epochs=1, batch_size=32), tiny_mnist(), (clock, recorder))  # 16 steps
-    running = [row for row in job.trace if row["series"] == "training (running)"]
+    running = [row for row in job.trace if row["series"] == RUNNING_SERIES]
     assert running[0]["epoch"] == pytest.approx(1 / 16), "the first step is shown at once"
     assert running[-1]["epoch"] == 1.0 and job.snapshot.step == 16, "and the last"
     assert len(running) == expected_reports

@@ -1,0 +1,33 @@
+"""Chart builders of lab_ui.charts, checked on the Vega-Lite specs they produce."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from lab_ui import charts
+
+
+def chart_rows(chart) -> list[dict]:
+    (rows,) = chart.to_dict()["datasets"].values()
+    return rows
+
+
+def test_confusion_text_is_white_exactly_on_dark_cells():
+    confusion = np.array([[60, 40, 0], [1, 99, 0], [0, 0, 100]])  # row 0: 60% right, 40% taken for a 1
+    for normalised in (True, False):
+        dark = {(row["true"], row["predicted"]): row["dark"]
+                for row in chart_rows(charts.confusion_chart(confusion, normalised))}
+        assert dark[(1, 1)] and not dark[(1, 0)]
+    normalised = {(row["true"], row["predicted"]): row["dark"]
+                  for row in chart_rows(charts.confusion_chart(confusion, True))}
+    assert normalised[(0, 1)]  # 40% is well into the dark half of the square-root ramp: white text
+
+
+def test_one_point_curves_get_formatted_axes():
+    one_point = pd.DataFrame({"epoch": [1.0], "run": ["a"], "test_accuracy": [0.68758311], "test_loss": [1.1635]})
+    accuracy = charts.curves_chart(one_point, "test_accuracy", "accuracy").to_dict()["encoding"]
+    assert accuracy["y"]["axis"]["format"] == ".1%" and accuracy["x"]["axis"]["format"] == ".2~f"
+    loss = charts.curves_chart(one_point, "test_loss", "loss").to_dict()["encoding"]
+    assert loss["y"]["axis"]["format"] == ".3~f"
+    two_points = pd.concat([one_point, one_point.assign(epoch=2.0, test_loss=0.5)])
+    assert "format" not in charts.curves_chart(two_points, "test_loss", "loss").to_dict()["encoding"]["y"]["axis"]
