@@ -33,7 +33,7 @@ from .errors import UserError
 from .metadata import RunMetadata
 from .models import penultimate_features
 
-CALIBRATION_VERSION = 1
+CALIBRATION_VERSION = 2  # 2: the precision matrix stored as its upper triangle
 METHOD = "mahalanobis-l2-randproj"
 PROJECTED_DIMENSIONS = 128
 PROJECTION_SEED = 0
