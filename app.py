@@ -9,6 +9,7 @@ from lab_ui.widgets import sidebar_status
 st.set_page_config(page_title="Digit OCR lab", page_icon=":material/draw:", layout="wide")
 page = st.navigation([
     st.Page("app_pages/draw.py", title="Draw", icon=":material/draw:", default=True),
+    st.Page("app_pages/read.py", title="Read", icon=":material/pin:"),
     st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
     st.Page("app_pages/evaluate.py", title="Evaluate", icon=":material/analytics:"),
     st.Page("app_pages/robustness.py", title="Robustness", icon=":material/shield:"),

@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from lab_ui import canvas, charts, loaders
+from lab_ui import canvas, charts, inside, loaders
 from lab_ui.widgets import ACTIVE_RUN, describe_run, enlarged, errors_shown, show_skipped
 from ocr_core import CheckpointError, ImageError, RunInfo, digit_from_image, load_image
 from ocr_core.calibration import CalibrationError
@@ -143,4 +143,5 @@ if digit is not None:
                 help="Calibrated runs tell digits from other drawings; uncalibrated ones cannot."),
         },
     )
+inside.inside_the_network(runs, active, digit)
 show_skipped(skipped)

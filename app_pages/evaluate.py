@@ -5,7 +5,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from lab_ui import charts, loaders, run_policy
+from lab_ui import charts, inside, loaders, run_policy
 from lab_ui.loaders import Scores
 from lab_ui.widgets import (ACTIVE_RUN, augment_label, enlarged, errors_shown, flash, require_dataset, show_flash,
                             show_skipped)
@@ -95,7 +95,8 @@ def points(change: float) -> str:
     return f"{change * 100:+.1f} points"
 
 
-def mistakes_gallery(scores: Scores) -> None:
+def mistakes_gallery(scores: Scores) -> pd.DataFrame:
+    """The gallery; returns the mistakes it shows."""
     true_column, predicted_column = st.columns(2)
     true_digits = true_column.multiselect("True digit", charts.DIGITS, key="evaluate.true_filter",
                                           persist_state="session", placeholder="any")
@@ -113,6 +114,7 @@ def mistakes_gallery(scores: Scores) -> None:
         st.image([enlarged(scores.mistake_images[index], 84) for index in shown.index],
                  caption=[f"true {row.true} → {row.predicted} ({row.confidence:.0%})" for row in shown.itertuples()],
                  width=84)
+    return shown
 
 
 def learning_curves(runs: list[RunInfo], test_set: str) -> None:
@@ -170,7 +172,8 @@ def details(runs: dict[str, RunInfo], results: dict[str, dict[str, Scores]]) -> 
         st.dataframe(scores.per_class, hide_index=True, width="stretch",
                      column_config={"precision": score_format, "recall": score_format, "f1": score_format})
     with mistakes_tab:
-        mistakes_gallery(scores)
+        shown = mistakes_gallery(scores)
+        inside.explain_mistake(list(runs.values()), runs[name], shown, scores.mistake_images)
     with curves_tab:
         learning_curves([runs[name] for name in results], test_set)
 

@@ -1,6 +1,7 @@
 """How the Streamlit app feels: cold start of `streamlit run app.py`, and a Draw page rerun with a drawing."""
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -76,6 +77,58 @@ def chromium_page() -> Iterator:
             browser.close()
 
 
+def server_command(port: int) -> list[str]:
+    return [sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless", "true", "--server.port", str(port),
+            "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"]
+
+
+def wait_until_healthy(url: str, process: subprocess.Popen, log: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"streamlit exited with {process.returncode}:\n{log.read_text()}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.read().strip() == b"ok":
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise TimeoutError(f"streamlit did not answer {url}/_stcore/health within {timeout:.0f} s:\n{log.read_text()}")
+
+
+@dataclass(frozen=True)
+class Server:
+    url: str
+    process: subprocess.Popen
+
+
+@contextmanager
+def streamlit_server(environment: dict[str, str], startup_timeout: float = 90) -> Iterator[Server]:
+    """`streamlit run app.py` with the given variables (OCR_* say) added to ours; yields its URL and process."""
+    port = unused_port()
+    with tempfile.TemporaryDirectory() as scratch:
+        log = Path(scratch) / "streamlit.log"
+        with open(log, "w") as output:
+            process = subprocess.Popen(server_command(port), cwd=PROJECT_DIR, env={**os.environ, **environment},
+                                       stdout=output, stderr=subprocess.STDOUT)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_until_healthy(url, process, log, startup_timeout)
+            yield Server(url, process)
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def wait_until_idle(page, timeout: float = 120) -> None:
+    """Until the script run the last interaction started has finished."""
+    page.wait_for_timeout(300)  # let the run that the interaction triggers begin
+    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=timeout * 1000)
+
+
 def cold_start(use_browser: bool = True, timeout: float = 120) -> ColdStart:
     """Seconds from launching `streamlit run app.py` until it is healthy, serves the page and (with a
     browser, started beforehand so its own start-up is not counted) renders the Draw page."""
@@ -92,10 +145,7 @@ def cold_start(use_browser: bool = True, timeout: float = 120) -> ColdStart:
         port = unused_port()
         url = f"http://127.0.0.1:{port}"
         started = time.perf_counter()
-        server = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless", "true",
-             "--server.port", str(port), "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
-            cwd=PROJECT_DIR, stdout=log, stderr=subprocess.STDOUT)
+        server = subprocess.Popen(server_command(port), cwd=PROJECT_DIR, stdout=log, stderr=subprocess.STDOUT)
         stack.callback(stop, server)
         while answers(f"{url}/_stcore/health") != b"ok":
             if server.poll() is not None or time.perf_counter() - started > timeout:

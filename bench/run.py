@@ -14,11 +14,12 @@ from pathlib import Path
 import torch
 import torchvision
 
-from bench import app_timing, tutorial
+from bench import app_timing, memory, tutorial
+from bench import explain as explain_bench
 from bench.measure import (SEED_MODEL_RECIPE, TargetRun, augmentation_seconds_per_batch, drawing_latency,
-                           evaluation_seconds, fit_to_accuracy, startup_seconds, train_command,
+                           evaluation_seconds, fit_to_accuracy, progress, startup_seconds, train_command,
                            training_throughput)
-from ocr_core import ARCHITECTURES, RECIPES, load_mnist
+from ocr_core import ARCHITECTURES, RECIPES, explain, feature_space, load_mnist
 from ocr_core.data import DataUnavailableError, MnistData
 from ocr_core.training import resolve_device, resolve_precision
 
@@ -66,10 +67,6 @@ def reached(run: TargetRun) -> str:
     return f"{run.seconds:.1f} s ({run.accuracy:.2%} at {run.epochs:.2f} epochs)"
 
 
-def progress(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
 def throughput_rows(data: MnistData, settings: Settings) -> list[Row]:
     batch = SEED_MODEL_RECIPE.batch_size
     epochs = settings.throughput_batches * batch / len(data.train_labels)
@@ -100,7 +97,7 @@ def time_to_target_rows(data: MnistData, settings: Settings) -> list[Row]:
     theirs = tutorial.time_to_accuracy(data, TARGET_ACCURACY, settings.tutorial_max_epochs,
                                        train_count=settings.train_count)
     progress("fast recipe, in process")
-    fast = RECIPES["fast"]
+    fast = replace(RECIPES["fast"], holdout=0)  # on every image, as the tutorial pipeline trains
     ours = fit_to_accuracy(data, fast, TARGET_ACCURACY)
     rows = [Row(f"time to {TARGET_ACCURACY:.1%} test accuracy, training only (tutorial: scored 4x an epoch)",
                 reached(theirs),
@@ -148,6 +145,44 @@ def inference_rows(data: MnistData, settings: Settings) -> list[Row]:
     return rows
 
 
+def explain_rows(data: MnistData, settings: Settings, with_app: bool) -> list[Row]:
+    """Inside the network: explanation latency on the `deep` net, feature index and map, app memory."""
+    progress("explanations of one drawing, deep net")
+    timings = explain_bench.explanation_latencies(settings.latency_repeats // 4)
+    rows = [Row("explain one drawing, `deep` net: activations + Grad-CAM + saliency, p50 / p95", "",
+                f"{timings['first'].p50_ms:.0f} / {timings['first'].p95_ms:.0f} ms", "", "≤ 150 ms",
+                verdict(timings["first"].p50_ms <= 150)),
+            Row("explain one drawing, `deep` net: Integrated Gradients "
+                f"({explain.INTEGRATED_GRADIENTS_STEPS} steps), p50 / p95", "",
+                f"{timings['integrated_gradients'].p50_ms:.0f} / {timings['integrated_gradients'].p95_ms:.0f} ms",
+                "", "≤ 1 s", verdict(timings["integrated_gradients"].p50_ms <= 1000)),
+            Row("explain one drawing, `deep` net: occlusion, p50 / p95", "",
+                f"{timings['occlusion'].p50_ms:.0f} / {timings['occlusion'].p95_ms:.0f} ms")]
+    progress(f"feature index of {len(data.train_labels):,} training digits and map of {len(data.test_labels):,}")
+    space = explain_bench.feature_space_figures(data, settings.latency_repeats)
+    rows += [Row(f"feature index build, {len(data.train_labels):,} training digits, `deep` net", "",
+                 f"{space['index_seconds']:.1f} s ({space['kept_variance']:.1%} of the variance on "
+                 f"{feature_space.INDEX_DIMENSIONS} axes)"),
+             Row(f"test-set map build (PCA), {len(data.test_labels):,} test digits, `deep` net", "",
+                 f"{space['map_seconds']:.1f} s"),
+             Row("similar training digits (8 nearest) once the index exists, p50 / p95", "",
+                 f"{space['lookup'].p50_ms:.1f} / {space['lookup'].p95_ms:.1f} ms", "", "≤ 50 ms",
+                 verdict(space["lookup"].p50_ms <= 50)),
+             Row("a drawing placed on the map, p50 / p95", "",
+                 f"{space['place'].p50_ms:.1f} / {space['place'].p95_ms:.1f} ms")]
+    if with_app:
+        progress("app memory with the section open (AppTest, fresh process, cold caches)")
+        try:
+            app_memory = explain_bench.measure_app_memory()
+        except RuntimeError as error:
+            rows.append(Row("app peak memory with Inside the network open", "", f"failed: {error}"))
+        else:
+            rows.append(Row("app peak RSS: Draw page with a drawing; then Inside the network open, every tab "
+                            "(builds the active run's index and map)", "",
+                            f"{app_memory['closed_mb']:,.0f} MB; {app_memory['open_mb']:,.0f} MB"))
+    return rows
+
+
 def app_rows(settings: Settings, use_browser: bool) -> list[Row]:
     rows = []
     progress("app cold start")
@@ -170,7 +205,20 @@ def app_rows(settings: Settings, use_browser: bool) -> list[Row]:
         rows.append(Row("Draw page with a drawing (AppTest): first run; rerun p50 / p95", "",
                         f"{rerun.first_run_seconds:.2f} s; {rerun.rerun.p50_ms / 1000:.2f} / "
                         f"{rerun.rerun.p95_ms / 1000:.2f} s{shown}"))
-    return rows
+    return rows + memory_rows(settings, use_browser)
+
+
+def memory_rows(settings: Settings, use_browser: bool) -> list[Row]:
+    if not use_browser:
+        return [Row("server memory (RSS)", "", "skipped: needs the browser")]
+    progress("server memory (RSS) while a visitor draws, evaluates and trains in chromium")
+    try:
+        phases = memory.server_memory(quick=settings.train_count is not None)
+    except app_timing.Skipped as reason:
+        return [Row("server memory (RSS)", "", f"skipped: {reason}")]
+    return [Row(f"server memory after: {phase.name}", "",
+                f"{phase.rss_mb:,.0f} MB; peak so far {phase.peak_mb:,.0f} MB", "", f"peak ≤ {memory.LIMIT_MB:,} MB",
+                verdict(phase.peak_mb <= memory.LIMIT_MB)) for phase in phases]
 
 
 def cpu_name() -> str:
@@ -204,6 +252,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="smoke run on slices of MNIST (under a minute); its figures are not comparable")
     parser.add_argument("--skip-app", action="store_true", help="leave out the Streamlit app figures")
     parser.add_argument("--no-browser", action="store_true", help="cold start without the chromium render")
+    parser.add_argument("--explain-only", action="store_true",
+                        help="only the Inside the network figures (explanations, feature index, map, app memory)")
     return parser.parse_args(argv)
 
 
@@ -216,8 +266,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     started, header = time.perf_counter(), machine_lines()
-    rows = throughput_rows(data, settings) + time_to_target_rows(data, settings) + inference_rows(data, settings)
-    if not args.skip_app:
+    if args.explain_only:
+        rows = explain_rows(data, settings, with_app=not args.skip_app)
+    else:
+        rows = throughput_rows(data, settings) + time_to_target_rows(data, settings) + inference_rows(data, settings)
+        rows += explain_rows(data, settings, with_app=not args.skip_app)
+    if not args.skip_app and not args.explain_only:
         rows += app_rows(settings, use_browser=not args.no_browser)
     command = "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:])
     print(f"# `{command.strip()}` ({'quick smoke run' if args.quick else 'full run'}), "

@@ -38,13 +38,13 @@ def register_canvas_with_toolbar_above() -> None:
                                html='<div class="canvas-root"></div>', isolate_styles=True)
 
 
-def draw_canvas(stroke_width: int, key: str) -> np.ndarray | None:
+def draw_canvas(stroke_width: int, key: str, width: int = CANVAS_SIDE, height: int = CANVAS_SIDE) -> np.ndarray | None:
     """RGBA (H, W, 4) uint8 of the drawing, white ink on black; None before anything is drawn."""
     from streamlit_drawable_canvas import st_canvas
 
     register_canvas_with_toolbar_above()
     result = st_canvas(
         stroke_width=stroke_width, stroke_color="#FFFFFF", background_color="#000000",
-        width=CANVAS_SIDE, height=CANVAS_SIDE, drawing_mode="freedraw", return_image_data=True, key=key,
+        width=width, height=height, drawing_mode="freedraw", return_image_data=True, key=key,
     )
     return result.image_data

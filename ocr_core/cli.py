@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 from tqdm import tqdm
 
@@ -17,10 +18,11 @@ from .checkpoints import NAME_RULE, RunStore
 from .corruptions import CORRUPTIONS, DEFAULT_SEVERITY, SEVERITIES
 from .data import load_mnist
 from .errors import UserError
-from .evaluation import evaluate
+from .evaluation import evaluate, folded_for_inference
 from .metadata import RunMetadata
 from .models import ARCHITECTURES, build_model, multiply_adds, parameter_count
 from .preprocess import ImageError, digit_from_image, load_image
+from .reading import READ_SIDE, read_number
 from .robustness import (BASELINE_RUN, DIGITS_PER_CLASS, ReportProgress, RobustnessReport, baseline_report,
                          cached_report, run_report, summary)
 from .runs import calibrate_run, rescore_run, train_run
@@ -171,6 +173,25 @@ def command_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_read(args: argparse.Namespace) -> int:
+    model = folded_for_inference(RunStore().load(args.name)[0])
+    results, failures = [], 0
+    for path in args.images:
+        try:
+            reading = read_number(load_image(path, max_side=READ_SIDE), model)
+        except ImageError as error:
+            failures += 1
+            results.append({"image": path, "error": str(error)})
+            continue
+        results.append({"image": path, "text": reading.text,
+                        "digits": [{"digit": digit.digit, "confidence": round(digit.confidence, 6),
+                                    "box": list(digit.box)} for digit in reading.digits]})
+    text = "\n".join(f"{r['image']}: error: {r['error']}" if "error" in r else
+                     f"{r['image']}: {r['text'] or '(no digits found)'}" for r in results)
+    emit(results, args.json, text)
+    return 1 if failures else 0
+
+
 def command_list(args: argparse.Namespace) -> int:
     runs = RunStore().list()
     payload = []
@@ -223,7 +244,7 @@ def report_payload(report: RobustnessReport, baseline: RobustnessReport | None, 
             "corruptions": {name: {str(s): by_severity[s] for s in severities}
                             for name, by_severity in report.accuracy.items()},
             "mean": {str(s): report.mean(s) for s in severities}, "mce": report.mce(baseline),
-            "worst": {str(s): dict(zip(("corruption", "accuracy"), report.worst(s))) for s in severities}}
+            "worst": {str(s): dict(zip(("corruption", "accuracy"), report.worst(s), strict=True)) for s in severities}}
 
 
 def percent_or_dash(value: float | None, scale: float = 100) -> str:
@@ -308,6 +329,21 @@ def command_preview(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_explain(args: argparse.Namespace) -> int:
+    from .explain import write_explanation
+
+    model, _ = RunStore().load(args.name)
+    digit = digit_from_image(load_image(args.image))
+    report = write_explanation(model, digit, args.out, args.target)
+    print(f"{args.name} reads {args.image} as {report.prediction} ({report.confidence:.1%}); "
+          f"explaining {report.target}:")
+    for path in report.written:
+        print(f"wrote {path}")
+    for skipped in report.skipped:
+        print(f"skipped {skipped}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ocr_core", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -357,6 +393,12 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_argument("names", nargs="+", metavar="NAME")
     calibrate.set_defaults(handler=command_calibrate)
 
+    read = commands.add_parser("read", help="read handwritten numbers (several digits) from image files")
+    read.add_argument("name")
+    read.add_argument("images", nargs="+", metavar="IMAGE")
+    read.add_argument("--json", action="store_true")
+    read.set_defaults(handler=command_read)
+
     listing = commands.add_parser("list", help="list saved runs")
     listing.add_argument("--json", action="store_true")
     listing.set_defaults(handler=command_list)
@@ -400,6 +442,14 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--columns", type=int, default=8)
     preview.add_argument("--variants", action="store_true", help="show variants of the same digits")
     preview.set_defaults(handler=command_preview)
+
+    explain = commands.add_parser("explain", help="save PNGs of what a run sees in an image and why it answers")
+    explain.add_argument("name")
+    explain.add_argument("image", help="a PNG or JPEG of one digit, either polarity")
+    explain.add_argument("--out", required=True, type=Path, help="folder for the PNGs (created if needed)")
+    explain.add_argument("--target", type=int, choices=range(10), metavar="DIGIT",
+                         help="the class to explain (default: the run's answer)")
+    explain.set_defaults(handler=command_explain)
     return parser
 
 

@@ -99,7 +99,7 @@ def motion_blur(images: torch.Tensor, setting: tuple[float, float], generator: t
     weights = torch.tensor([math.exp(-tap**2 / (2 * sigma**2)) for tap in taps])
     weights = weights / weights.sum()
     identity = torch.eye(2).expand(count, 2, 2)
-    trail = sum(weight * warp(images, identity, tap * direction) for tap, weight in zip(taps, weights))
+    trail = sum(weight * warp(images, identity, tap * direction) for tap, weight in zip(taps, weights, strict=True))
     return trail.clamp(0, 1)
 
 

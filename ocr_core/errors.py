@@ -14,3 +14,7 @@ class ConfigError(UserError):
 
 class CheckpointError(UserError):
     """A run that cannot be saved, found or read."""
+
+
+class ImageError(UserError):
+    """An input that cannot be read as a digit image; the message is meant for the user."""

@@ -7,32 +7,32 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import UserError
+from .cleanup import clean_up, odd, stroke_width
+from .errors import ImageError
 
 MAX_UPLOAD_PIXELS = 40_000_000
 MIN_SIDE = 8
 WORKING_SIDE = 512  # larger inputs are shrunk first: a digit needs no more detail than this
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
-INK_FLOOR = 0.2  # after contrast stretching, weaker values are paper texture or noise
 MIN_INK_PIXELS = 3
 # Degenerate ink, flagged before any model is asked. The canvas pen (20 px on 280) alone spans 7% of the side.
 SPECK_SIDE = 0.12  # ink whose box is smaller than this share of the image's longer side is a dot or a speck
 EDGE_BAND = 0.12  # ink wholly within this share of the side along one edge is a border or a stray stroke
 FLAT_RATIO = 5.0  # no digit is five times wider than it is tall
 LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R BT.601, as PIL's "L" conversion
+PIECE_REACH = 0.25  # pieces of one digit lie within this fraction of its size from each other
+MIN_STROKE = 0.1  # MNIST's strokes are about this fraction of the digit's longer side
 
 
-class ImageError(UserError):
-    """An input that cannot be read as a digit image; the message is meant for the user."""
-
-
-def load_image(source: bytes | str | Path) -> np.ndarray:
-    """Decode an uploaded file into a float array in [0, 1], (H, W) or (H, W, 4) with alpha."""
+def load_image(source: bytes | str | Path, max_side: int = WORKING_SIDE) -> np.ndarray:
+    """Decode an uploaded file into a float array in [0, 1], (H, W) or (H, W, 4) with alpha, shrunk to at
+    most `max_side` pixels (a whole number needs more than one digit)."""
     if isinstance(source, (str, Path)):
         try:
             source = Path(source).read_bytes()
@@ -47,7 +47,7 @@ def load_image(source: bytes | str | Path) -> np.ndarray:
             if image.width * image.height > MAX_UPLOAD_PIXELS:
                 raise ImageError(f"image too large ({image.width}x{image.height}; "
                                  f"at most {MAX_UPLOAD_PIXELS // 1_000_000} megapixels)")
-            image.draft("L", (WORKING_SIDE, WORKING_SIDE))  # JPEG decodes straight at a reduced size
+            image.draft("L", (max_side, max_side))  # JPEG decodes straight at a reduced size
             image = ImageOps.exif_transpose(image)  # phone photos carry their rotation in EXIF
             image.load()
     except ImageError:
@@ -58,7 +58,7 @@ def load_image(source: bytes | str | Path) -> np.ndarray:
         raise ImageError(f"damaged or truncated image ({error})") from None
     if min(image.size) < MIN_SIDE:
         raise ImageError(f"image too small ({image.width}x{image.height}; at least {MIN_SIDE}x{MIN_SIDE} pixels)")
-    image.thumbnail((WORKING_SIDE, WORKING_SIDE))
+    image.thumbnail((max_side, max_side))
     return image_to_array(image)
 
 
@@ -72,42 +72,6 @@ def image_to_array(image: Image.Image) -> np.ndarray:
     has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
     image = image.convert("RGBA" if has_alpha else "L")
     return np.asarray(image, dtype=np.float32) / 255.0
-
-
-def to_unit_float(array: np.ndarray) -> np.ndarray:
-    if array.dtype == np.bool_:
-        return array.astype(np.float32)
-    if np.issubdtype(array.dtype, np.integer):
-        return array.astype(np.float32) / float(np.iinfo(array.dtype).max)
-    array = np.nan_to_num(array.astype(np.float32))
-    return array / 255.0 if array.max() > 1.0 else array
-
-
-def ink_map(array: np.ndarray) -> np.ndarray:
-    """(H, W) in [0, 1] where 1 is ink, whatever the polarity, colour or transparency of the input."""
-    values = to_unit_float(np.asarray(array))
-    if values.ndim == 3 and values.shape[2] in (2, 4):  # with alpha
-        alpha, colour = values[..., -1], values[..., :-1]
-        luminance = colour.mean(2) if colour.shape[2] == 1 else colour[..., :3] @ LUMA_WEIGHTS
-        if alpha.min() < 0.99:  # transparent parts: lay the image on a background that contrasts with its ink
-            opaque = alpha > 0.5
-            if not opaque.any():
-                return np.zeros(alpha.shape, np.float32)
-            background = 0.0 if luminance[opaque].mean() > 0.5 else 1.0
-            luminance = luminance * alpha + background * (1 - alpha)
-        values = luminance
-    elif values.ndim == 3:
-        values = values[..., :3] @ LUMA_WEIGHTS if values.shape[2] >= 3 else values[..., 0]
-    if values.ndim != 2:
-        raise ImageError(f"expected a 2-D image, got shape {np.shape(array)}")
-    border = np.concatenate([values[0], values[-1], values[:, 0], values[:, -1]])
-    ink = 1.0 - values if np.median(border) > 0.5 else values  # dark on light: invert
-    background, strongest = np.median(ink), np.percentile(ink, 99.9)
-    if strongest - background < 0.1:
-        return np.zeros_like(ink)
-    ink = ((ink - background) / (strongest - background)).clip(0, 1)
-    ink[ink < INK_FLOOR] = 0
-    return ink
 
 
 def fit_box(ink: np.ndarray, box: int = 20) -> torch.Tensor:
@@ -132,6 +96,50 @@ def centre_by_mass(digit: torch.Tensor, side: int = 28) -> torch.Tensor:
     canvas = torch.zeros(side, side)
     canvas[top : top + height, left : left + width] = digit
     return canvas
+
+
+def main_digit(mask: np.ndarray) -> np.ndarray:
+    """The largest component and the pieces close to it (the top bar of a 5, a broken stroke), without
+    stray marks elsewhere on the page."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
+    if count <= 2:
+        return mask
+    left, top, width, height, area = stats[1:].T
+    rows, columns = mask.shape
+    # The digit is the largest component, favouring those near the centre (a photo is aimed at it).
+    centre_x, centre_y = left + width / 2 - columns / 2, top + height / 2 - rows / 2
+    off_centre = np.hypot(centre_x / columns, centre_y / rows)
+    largest = int(np.argmax(area * (1 - off_centre)))
+    box = np.array([left[largest], top[largest], left[largest] + width[largest], top[largest] + height[largest]])
+    keep = np.zeros(count - 1, bool)
+    keep[largest] = True
+    for _ in range(3):  # pieces join the box, which may bring further pieces within reach
+        reach = PIECE_REACH * max(box[2] - box[0], box[3] - box[1])
+        gap_x = np.maximum(0, np.maximum(box[0] - (left + width), left - box[2]))
+        gap_y = np.maximum(0, np.maximum(box[1] - (top + height), top - box[3]))
+        near = ~keep & (np.maximum(gap_x, gap_y) <= reach)
+        if not near.any():
+            break
+        keep |= near
+        box = np.array([left[keep].min(), top[keep].min(), (left + width)[keep].max(), (top + height)[keep].max()])
+    return np.concatenate([[False], keep])[labels]
+
+
+def normalise_stroke(mask: np.ndarray) -> np.ndarray:
+    """Thicken a thin pen's strokes to MNIST's proportions (a stroke about a tenth of the digit's size),
+    so a fine-liner reads like a felt-tip. Thick strokes are left alone."""
+    rows, columns = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    size = max(rows[-1] - rows[0], columns[-1] - columns[0]) + 1
+    missing = MIN_STROKE * size - stroke_width(mask)
+    if missing < 1:
+        return mask
+    side = odd(missing + 1)
+    return cv2.dilate(mask.view(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side))).astype(bool)
+
+
+def mnist_input(mask: np.ndarray) -> torch.Tensor:
+    """28x28 float tensor in [0, 1] from a mask of one digit's strokes: MNIST's recipe."""
+    return centre_by_mass(fit_box(normalise_stroke(mask).astype(np.float32)))
 
 
 def degenerate_ink(ink: np.ndarray) -> str | None:
@@ -166,10 +174,10 @@ class PreparedDigit:
 
 def prepare(array: np.ndarray) -> PreparedDigit:
     """`prepare_digit` plus the degenerate-ink check: the one preprocessing path for readers of one input."""
-    ink = ink_map(array)
-    if np.count_nonzero(ink) < MIN_INK_PIXELS:
+    digit = main_digit(clean_up(array).mask)
+    if np.count_nonzero(digit) < MIN_INK_PIXELS:
         return PreparedDigit(None, "no ink found (blank image)")
-    return PreparedDigit(centre_by_mass(fit_box(ink)), degenerate_ink(ink))
+    return PreparedDigit(mnist_input(digit), degenerate_ink(digit))
 
 
 def prepare_digit(array: np.ndarray) -> torch.Tensor | None:

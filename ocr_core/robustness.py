@@ -179,7 +179,7 @@ def compute_report(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
         progress(done, total, "clean")
     accuracy: dict[str, dict[int, float]] = {name: {} for name in CORRUPTIONS}
     for name in CORRUPTIONS:
-        for severity, corrupted in zip(SEVERITIES, corrupted_suite(images, name)):
+        for severity, corrupted in zip(SEVERITIES, corrupted_suite(images, name), strict=True):
             accuracy[name][severity] = accuracy_on(corrupted)
             done += 1
             if progress:

@@ -51,6 +51,10 @@ class TrainConfig:
     ema_decay: float = 0.0  # >0: train an exponential moving average of the weights and return it
     seed: int = 0
     holdout: int = 0  # the last N training images are never trained on: held-out data for calibration
+    # >0: after the last step, batch-norm statistics are re-estimated on the first N training images, unaugmented.
+    # Heavy photometric augmentation leaves statistics of augmented digits, which shift clean ones (measured
+    # on held-out digits for `best`: 98.2% -> 99.3% clean, and corrupted ones gain too).
+    batchnorm_images: int = 0
     device: str = "auto"
     precision: str = "auto"  # auto: bf16 mixed precision where the hardware computes bf16 natively
 
@@ -80,6 +84,8 @@ class TrainConfig:
             problems.append(f"precision must be one of {', '.join(PRECISIONS)}")
         if not 0 <= self.holdout <= 59_000:
             problems.append("holdout must be in [0, 59000]")
+        if not 0 <= self.batchnorm_images <= 60_000:
+            problems.append("batchnorm_images must be in [0, 60000]")
         if problems:
             raise ConfigError("; ".join(problems))
         as_spec(self.augment)  # raises on a bad spec before any work starts
@@ -105,7 +111,7 @@ RECIPES = {
     # The shipped `best`: the deep net, tuned augmentation, AdamW one-cycle, weights averaged.
     "best": TrainConfig(architecture="deep", epochs=12, batch_size=128, learning_rate=4e-3,
                         optimizer="adamw", schedule="onecycle", weight_decay=0.05, label_smoothing=0.05,
-                        augment="recommended", ema_decay=0.999, holdout=HOLDOUT),
+                        augment="recommended", ema_decay=0.999, holdout=HOLDOUT, batchnorm_images=10_000),
 }
 
 
@@ -265,6 +271,26 @@ def make_schedule(config: TrainConfig, optimizer: torch.optim.Optimizer, total_s
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
 
 
+@torch.no_grad()
+def recalibrate_batch_norm(model: nn.Module, images: torch.Tensor, device: torch.device | str = "cpu") -> None:
+    """Re-estimate every batch norm's running statistics on `images` (uint8 (N, 28, 28), unaugmented) as a
+    plain average over chunks of 500; the weights and every other layer stay as they are (eval mode)."""
+    norms = [module for module in model.modules() if isinstance(module, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    was_training, momenta = model.training, [norm.momentum for norm in norms]
+    model.eval()
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # cumulative average
+        norm.train()
+    for chunk in images.split(500):
+        model(as_model_input(to_float_images(chunk).to(device)))
+    for norm, momentum in zip(norms, momenta, strict=True):
+        norm.momentum = momentum
+    model.train(was_training)
+
+
 def score_marks(epoch_steps: int, scores_per_epoch: int) -> set[int]:
     """The steps of an epoch (1-based) after which it is scored: evenly spaced, the last at its end."""
     return {max(1, round(point * epoch_steps / scores_per_epoch)) for point in range(1, scores_per_epoch + 1)}
@@ -348,6 +374,8 @@ def fit(config: TrainConfig, data: MnistData | None = None, callbacks: tuple[Tra
         if seen == 0:
             break
         train_seconds = time.perf_counter() - epoch_started
+        if config.batchnorm_images and (stopped or step >= total_steps):  # the returned model's statistics
+            recalibrate_batch_norm(scored, data.train_images[:config.batchnorm_images], device)
         test = evaluate(scored, data.test_images, data.test_labels, device=device)
         history.append(EpochRecord(
             epoch=round(epoch - 1 + seen / train_count, 4), train_loss=loss_sum / seen,

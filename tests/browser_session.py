@@ -2,69 +2,36 @@
 pages, draw on the canvas. Used by test_browser.py and docs/screenshots/make.py."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import tempfile
-import time
-import urllib.request
-from contextlib import contextmanager
 from pathlib import Path
-from collections.abc import Iterator
 
-from bench.app_timing import CHROMIUM, unused_port
+import numpy as np
+
+from bench.app_timing import CHROMIUM, streamlit_server, wait_until_idle
 from bench.app_timing import chromium_page as browser_page  # one way to launch Debian's chromium
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
-__all__ = ["CHROMIUM", "PROJECT_DIR", "SEVEN", "browser_page", "draw", "prediction", "streamlit_server",
-           "wait_until_idle"]
+__all__ = ["CHROMIUM", "PROJECT_DIR", "SEVEN", "TWENTY_TWENTY_SIX", "browser_page", "draw", "metric_value",
+           "prediction", "reset_canvas", "streamlit_server", "wait_until_idle"]
 # A '7' in canvas pixels (280x280), in one stroke: the canvas reports each finished stroke, and a
 # prediction of half a digit must not be mistaken for the answer.
 SEVEN = [[(70, 60), (200, 60), (110, 235)]]
 
 
-def wait_until_healthy(url: str, process: subprocess.Popen, log: Path, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"streamlit exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.read().strip() == b"ok":
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise TimeoutError(f"streamlit did not answer {url}/_stcore/health within {timeout:.0f} s:\n{log.read_text()}")
+def ellipse(left: int, top: int, right: int, bottom: int, points: int = 24) -> list[tuple[int, int]]:
+    """A closed stroke around an ellipse, starting at its top."""
+    angles = np.linspace(0, 2 * np.pi, points + 1) - np.pi / 2
+    return [(round((left + right) / 2 + (right - left) / 2 * np.cos(angle)),
+             round((top + bottom) / 2 + (bottom - top) / 2 * np.sin(angle))) for angle in angles]
 
 
-@contextmanager
-def streamlit_server(environment: dict[str, str], startup_timeout: float = 90) -> Iterator[str]:
-    """`streamlit run app.py` with the given OCR_* variables; yields the app's URL."""
-    port = unused_port()
-    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-               "--server.port", str(port), "--server.fileWatcherType", "none",
-               "--browser.gatherUsageStats", "false"]
-    with tempfile.TemporaryDirectory() as scratch:
-        log = Path(scratch) / "streamlit.log"
-        with open(log, "w") as output:
-            process = subprocess.Popen(command, cwd=PROJECT_DIR, env={**os.environ, **environment},
-                                       stdout=output, stderr=subprocess.STDOUT)
-        try:
-            url = f"http://127.0.0.1:{port}"
-            wait_until_healthy(url, process, log, startup_timeout)
-            yield url
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+def shifted(stroke: list[tuple[int, int]], dx: int) -> list[tuple[int, int]]:
+    return [(x + dx, y) for x, y in stroke]
 
 
-def wait_until_idle(page, timeout: float = 120) -> None:
-    """Until the script run the last interaction started has finished."""
-    page.wait_for_timeout(300)  # let the run that the interaction triggers begin
-    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=timeout * 1000)
+# "2026" on the Read page's 840x280 canvas, one digit per 180 pixels.
+TWO = [(80, 80), (120, 45), (170, 50), (190, 90), (170, 140), (80, 230), (200, 230)]
+TWENTY_TWENTY_SIX = [shifted(TWO, -30), shifted(ellipse(90, 50, 190, 230), 150), shifted(TWO, 330),
+                     shifted([(170, 40), (100, 120), (90, 190)], 510), shifted(ellipse(85, 140, 185, 235), 510)]
 
 
 def draw(page, strokes: list[list[tuple[int, int]]]) -> None:
@@ -81,12 +48,17 @@ def draw(page, strokes: list[list[tuple[int, int]]]) -> None:
         page.mouse.up()
 
 
-def prediction(page, timeout: float = 60) -> str:
-    """The value of the Prediction metric, once it shows."""
-    metric = page.locator('[data-testid="stMetric"]').filter(has_text="Prediction")
+def metric_value(page, label: str, timeout: float = 60) -> str:
+    """The value of the metric with this label, once it shows and the script run has finished."""
+    metric = page.locator('[data-testid="stMetric"]').filter(has_text=label)
     metric.wait_for(timeout=timeout * 1000)
     wait_until_idle(page, timeout)
     return metric.locator('[data-testid="stMetricValue"]').inner_text().strip()
+
+
+def prediction(page, timeout: float = 60) -> str:
+    """The value of the Prediction metric, once it shows."""
+    return metric_value(page, "Prediction", timeout)
 
 
 def reset_canvas(page) -> None:

@@ -19,7 +19,7 @@ import lab_ui.training as training_module
 from lab_ui.training import TrainingBusyError, TrainingJob, training_manager
 from ocr_core import TrainConfig, data_status
 
-PAGES = ["app_pages/draw.py", "app_pages/train.py", "app_pages/evaluate.py"]
+PAGES = ["app_pages/draw.py", "app_pages/read.py", "app_pages/train.py", "app_pages/evaluate.py"]
 TIMEOUT = 60  # seconds per script run: generous for a loaded 2-core CI machine
 
 

@@ -67,3 +67,17 @@ def test_missing_pieces_are_skipped_with_a_reason(monkeypatch, tmp_path):
     monkeypatch.setattr(app_timing, "CHROMIUM", tmp_path / "chromium")
     with pytest.raises(app_timing.Skipped, match="chromium"), app_timing.chromium_page():
         pass
+
+
+def test_memory_is_read_from_the_kernels_figures_in_megabytes():
+    import os
+
+    from bench.memory import Phase, status_mb, table
+
+    if not os.path.exists("/proc/self/status"):
+        pytest.skip("memory is measured on Linux")
+    current, peak = status_mb(os.getpid(), "VmRSS"), status_mb(os.getpid(), "VmHWM")
+    assert 50 < current <= peak < 64 * 1024, "a Python process with torch loaded holds tens to thousands of MB"
+    assert "| first Draw page | 1.5 s | 420 MB | 512 MB |" in table([Phase("first Draw page", 1.5, 420.0, 512.0)])
+    with pytest.raises(app_timing.Skipped, match="Linux"):
+        status_mb(2**22 + 12345, "VmRSS")  # above the kernel's largest pid: no such process

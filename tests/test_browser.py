@@ -8,8 +8,8 @@ import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from app_fixtures import make_app_environment
-from browser_session import (CHROMIUM, PROJECT_DIR, SEVEN, browser_page, draw, prediction, reset_canvas,
-                             streamlit_server, wait_until_idle)
+from browser_session import (CHROMIUM, PROJECT_DIR, SEVEN, TWENTY_TWENTY_SIX, browser_page, draw, metric_value,
+                             prediction, reset_canvas, streamlit_server, wait_until_idle)
 
 SHIPPED_BEST = PROJECT_DIR / "checkpoints" / "best.safetensors"
 
@@ -25,8 +25,8 @@ def app_url(tmp_path_factory):
     environment = make_app_environment(tmp_path_factory.mktemp("browser")).variables()
     if SHIPPED_BEST.exists():  # the real model reads a drawn 7; the tiny test runs only promise some digit
         environment["OCR_CHECKPOINT_DIR"] = str(SHIPPED_BEST.parent)
-    with streamlit_server(environment) as url:
-        yield url
+    with streamlit_server(environment) as server:
+        yield server.url
 
 
 def test_drawing_a_digit_in_the_browser_shows_the_prediction(app_url):
@@ -73,3 +73,18 @@ def test_strokes_begun_in_every_corner_and_edge_strip_are_read(app_url):
             else:
                 reset_canvas(page)
     assert not lost, f"strokes begun at {lost} (canvas pixels) drew nothing"
+
+
+def test_writing_a_number_in_the_browser_reads_it(app_url):
+    """Write "2026" with the mouse on the Read page's wide canvas and see the Reading."""
+    with browser_page() as page:
+        page.goto(app_url)
+        page.get_by_role("link", name="Read").click()
+        page.get_by_text("Write a number on the black canvas").wait_for(timeout=60_000)
+        draw(page, TWENTY_TWENTY_SIX)
+        wait_until_idle(page)
+        shown = metric_value(page, "Reading")
+        assert len(shown) == 4 and shown.isdigit()
+        if SHIPPED_BEST.exists():
+            assert shown == "2026"
+        assert page.get_by_text("How the OCR pipeline read it").is_visible()

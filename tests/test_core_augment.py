@@ -106,7 +106,7 @@ def test_erasing_covers_a_rectangle_with_one_grey_in_each_sample():
     covered = erased < 1
     share = covered.float().mean((1, 2, 3))
     assert ((share >= 0.005) & (share <= 0.25)).all()
-    greys = [sample[mask].unique() for sample, mask in zip(erased, covered)]
+    greys = [sample[mask].unique() for sample, mask in zip(erased, covered, strict=True)]
     assert all(len(grey) == 1 for grey in greys) and len({float(grey) for grey in greys}) == 32
 
 
@@ -203,7 +203,8 @@ def soft_digit_batch(count=16):
     return images
 
 
-NEW_OPS = {"thickness": 1.0, "outline": 0.5, "lines": 1.0, "brightness": 0.5, "contrast": 0.5, "gamma": 1.0, "saltpepper": 0.2}
+NEW_OPS = {"thickness": 1.0, "outline": 0.5, "lines": 1.0, "brightness": 0.5, "contrast": 0.5, "gamma": 1.0,
+           "saltpepper": 0.2}
 
 
 @pytest.mark.parametrize("op", list(NEW_OPS))
@@ -218,7 +219,8 @@ def test_new_ops_keep_shape_and_range_and_are_seeded(op):
 
 
 @pytest.mark.parametrize("op, weak, strong", [
-    ("thickness", 0.3, 1.5), ("outline", 0.1, 0.6), ("lines", 0.5, 3.0), ("brightness", 0.2, 0.8), ("contrast", 0.2, 0.8),
+    ("thickness", 0.3, 1.5), ("outline", 0.1, 0.6), ("lines", 0.5, 3.0), ("brightness", 0.2, 0.8),
+    ("contrast", 0.2, 0.8),
     ("gamma", 0.3, 1.5), ("saltpepper", 0.05, 0.3)])
 def test_new_ops_change_more_as_strength_grows(op, weak, strong):
     clean = to_float_images(soft_digit_batch(256))

@@ -7,7 +7,8 @@ import torch
 from ocr_core.errors import ConfigError, UserError
 from ocr_core.evaluation import evaluate
 from ocr_core.training import (HOLDOUT, RECIPES, Cadence, TrainConfig, TrainingCallback, ema_update, fit,
-                               has_native_bf16, resolve_device, resolve_precision, with_overrides)
+                               has_native_bf16, recalibrate_batch_norm, resolve_device, resolve_precision,
+                               with_overrides)
 
 TINY = TrainConfig(architecture="fast", epochs=2, batch_size=32, learning_rate=0.01)
 
@@ -218,3 +219,18 @@ def test_scores_per_epoch_scores_test_and_training_images_alike_without_changing
 def test_onecycle_runs_with_very_few_steps(tiny_data, steps):
     result = fit(replace(TINY, epochs=steps / 16), tiny_data)  # 16 steps per epoch
     assert result.history[-1].epoch == pytest.approx(steps / 16, abs=1e-3)
+
+
+def test_batch_norm_statistics_are_re_estimated_on_clean_images_after_training(tiny_data):
+    config = TrainConfig(architecture="fast", epochs=1, batch_size=64, augment="brightness=0.8", batchnorm_images=256)
+    model = fit(config, tiny_data).model
+    first_norm = next(module for module in model.modules() if isinstance(module, torch.nn.BatchNorm2d))
+    fitted_mean = first_norm.running_mean.clone()
+    recalibrate_batch_norm(model, tiny_data.train_images[:256])
+    assert torch.allclose(first_norm.running_mean, fitted_mean, atol=1e-5), "fit ended with clean statistics"
+    assert not model.training and first_norm.momentum == 0.1
+    brighter = (tiny_data.train_images[:256].float() * 0.5 + 127).to(torch.uint8)
+    recalibrate_batch_norm(model, brighter)
+    assert not torch.allclose(first_norm.running_mean, fitted_mean, atol=1e-3)
+    with pytest.raises(ConfigError, match="batchnorm_images"):
+        TrainConfig(batchnorm_images=-1)

@@ -1,6 +1,8 @@
-"""Screenshots of the three pages, and the app's cold-start time, from a real browser.
+"""Screenshots of the pages, and the app's cold-start time, from a real browser.
 
-    OCR_DATA_DIR=/path/to/data python docs/screenshots/make.py
+    OCR_DATA_DIR=/path/to/data python docs/screenshots/make.py [read]
+
+(`read`: only the Read page's screenshot.)
 
 Uses the shipped runs (copied to a temp dir, so the demo training leaves nothing behind) and real MNIST;
 needs Debian's chromium at /usr/bin/chromium and the Python playwright package."""
@@ -15,7 +17,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent.parent), str(HERE.parent.parent / "tests")]
 
-from browser_session import PROJECT_DIR, SEVEN, browser_page, draw, prediction, streamlit_server, wait_until_idle  # noqa: E402
+from browser_session import (PROJECT_DIR, SEVEN, TWENTY_TWENTY_SIX, browser_page, draw, metric_value,  # noqa: E402
+                             prediction, streamlit_server, wait_until_idle)
 
 
 def shoot(page, name: str, height: int, idle: bool = True) -> None:
@@ -50,14 +53,28 @@ def train_demo(page) -> None:
     shoot(page, "train-result", 1000)
 
 
-def main() -> None:
+def read_demo(page) -> None:
+    """"2026" written on the Read page, with its boxes, crops and pipeline."""
+    page.get_by_role("link", name="Read").click()
+    page.get_by_text("Write a number on the black canvas").wait_for(timeout=60_000)
+    draw(page, TWENTY_TWENTY_SIX)
+    wait_until_idle(page)
+    print(f"written 2026 read as {metric_value(page, 'Reading')}")
+    shoot(page, "read", 1700)
+
+
+def main(only_read: bool = False) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         runs = Path(scratch) / "checkpoints"
         shutil.copytree(PROJECT_DIR / "checkpoints", runs)
         started = time.perf_counter()
-        with streamlit_server({"OCR_CHECKPOINT_DIR": str(runs)}) as url, browser_page() as page:
+        with streamlit_server({"OCR_CHECKPOINT_DIR": str(runs)}) as server, browser_page() as page:
+            url = server.url
             healthy = time.perf_counter()
             page.goto(url)
+            if only_read:
+                read_demo(page)
+                return
             page.get_by_text("Draw a digit on the black square").wait_for(timeout=120_000)
             rendered = time.perf_counter()
             draw(page, SEVEN)
@@ -66,6 +83,7 @@ def main() -> None:
             print(f"cold start: server healthy after {healthy - started:.1f} s, Draw page ready after "
                   f"{rendered - started:.1f} s, first prediction {predicted - rendered:.1f} s after drawing began")
             shoot(page, "draw", 1150)
+            read_demo(page)
             page.get_by_role("link", name="Evaluate").click()
             page.get_by_role("button", name="Tutorial experiment").click()
             page.get_by_text("The tutorial's experiment").wait_for(timeout=300_000)
@@ -77,4 +95,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(only_read=sys.argv[1:] == ["read"])

@@ -1,0 +1,235 @@
+"""Synthetic phone photos and scans of handwritten digits and numbers, deterministic from a seed.
+
+MNIST digits are re-drawn with a pen of a chosen width (their skeleton, thickened), in black, blue or
+pencil ink, onto paper that is plain, ruled, squared or has a margin line, in white, cream or grey, then
+photographed: turned a little, lit unevenly (a gradient, a soft shadow, vignetting), blurred, given sensor
+noise and saved as JPEG at quality 60-90. Some are light on dark (chalk on a board, an inverted scan).
+Every choice is drawn from the generator, so a seed names a set; use one seed to tune and another,
+untouched, for the figure you report."""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from PIL import Image
+from skimage.morphology import skeletonize
+
+PAPERS = ("plain", "ruled", "squared", "margin")
+INKS = {"black": (0.10, 0.10, 0.12), "blue": (0.12, 0.20, 0.62), "dark blue": (0.08, 0.10, 0.35),
+        "pencil": (0.35, 0.35, 0.38)}
+LINE_COLOURS = ((0.55, 0.70, 0.90), (0.62, 0.62, 0.66), (0.45, 0.60, 0.85))  # light blue, grey, blue
+MARGIN_COLOUR = (0.85, 0.35, 0.38)
+
+
+@dataclass(frozen=True)
+class Photo:
+    image: np.ndarray  # (H, W, 3) uint8, as decoded from the JPEG
+    text: str  # the digits written, left to right
+    paper: str
+    touching: bool = False
+
+
+def pen_strokes(digit: np.ndarray, height: int, pen: float) -> np.ndarray:
+    """Ink coverage in [0, 1] of an MNIST digit (28x28 uint8) written `height` pixels tall with a pen `pen`
+    pixels wide: the digit's skeleton, thickened to the pen, with soft edges."""
+    side = max(8, round(height * 28 / 20))  # MNIST digits fill 20 of 28 pixels
+    large = cv2.resize(digit.astype(np.float32) / 255, (side, side), interpolation=cv2.INTER_CUBIC)
+    skeleton = skeletonize(large > 0.4).astype(np.uint8)
+    radius = max(0.5, pen / 2)
+    distance = cv2.distanceTransform(1 - skeleton, cv2.DIST_L2, 5)
+    coverage = np.clip(radius + 0.5 - distance, 0, 1)
+    rows, columns = np.flatnonzero(coverage.any(1)), np.flatnonzero(coverage.any(0))
+    if not len(rows):
+        return coverage
+    return coverage[rows[0] : rows[-1] + 1, columns[0] : columns[-1] + 1]
+
+
+def paper_sheet(height: int, width: int, rng: np.random.Generator, kind: str, unit: float) -> np.ndarray:
+    """(H, W, 3) float paper of a kind, with printed lines spaced relative to `unit` (the digits' height)."""
+    tone = rng.uniform(0.78, 0.97)
+    tint = np.array([1.0, rng.uniform(0.97, 1.0), rng.uniform(0.9, 1.0)])  # white to cream
+    sheet = np.ones((height, width, 3)) * tone * tint
+    sheet *= 1 + rng.normal(0, 0.01, (height, width, 1))  # fibres
+    colour = np.array(LINE_COLOURS[rng.integers(len(LINE_COLOURS))]) * tone
+    thickness = int(rng.integers(1, 4))
+    if kind == "ruled":
+        spacing = unit * rng.uniform(1.05, 1.6)
+        for y in np.arange(rng.uniform(0, spacing), height, spacing):
+            cv2.line(sheet, (0, int(y)), (width, int(y)), colour, thickness, cv2.LINE_AA)
+    elif kind == "squared":
+        spacing = unit * rng.uniform(0.4, 0.65)
+        for y in np.arange(rng.uniform(0, spacing), height, spacing):
+            cv2.line(sheet, (0, int(y)), (width, int(y)), colour, thickness, cv2.LINE_AA)
+        for x in np.arange(rng.uniform(0, spacing), width, spacing):
+            cv2.line(sheet, (int(x), 0), (int(x), height), colour, thickness, cv2.LINE_AA)
+    elif kind == "margin":
+        x = int(width * rng.uniform(0.1, 0.9))
+        cv2.line(sheet, (x, 0), (x, height), np.array(MARGIN_COLOUR) * tone, thickness + 1, cv2.LINE_AA)
+        if rng.random() < 0.5:
+            spacing = unit * rng.uniform(1.05, 1.6)
+            for y in np.arange(rng.uniform(0, spacing), height, spacing):
+                cv2.line(sheet, (0, int(y)), (width, int(y)), colour, thickness, cv2.LINE_AA)
+    return sheet
+
+
+def lighting(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
+    """A multiplicative light field: a gradient across the sheet, vignetting and sometimes a soft shadow."""
+    rows, columns = np.mgrid[0:height, 0:width].astype(np.float32)
+    angle = rng.uniform(0, 2 * np.pi)
+    ramp = (np.cos(angle) * columns / width + np.sin(angle) * rows / height)
+    ramp = (ramp - ramp.min()) / max(np.ptp(ramp), 1e-6)
+    light = 1 - rng.uniform(0, 0.4) * ramp
+    centre = ((rows / height - 0.5) ** 2 + (columns / width - 0.5) ** 2)
+    light *= 1 - rng.uniform(0, 0.5) * centre
+    if rng.random() < 0.5:  # a hand's or a phone's shadow over part of the sheet
+        normal = rng.uniform(0, 2 * np.pi)
+        across = columns - width * rng.uniform(0.2, 0.8)
+        down = rows - height * rng.uniform(0.2, 0.8)
+        edge = np.cos(normal) * across + np.sin(normal) * down
+        softness = rng.uniform(0.02, 0.2) * max(height, width)
+        light *= 1 - rng.uniform(0.2, 0.5) / (1 + np.exp(-edge / softness))
+    return light.astype(np.float32)[..., None]
+
+
+def photograph(sheet: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Light, blur, noise and JPEG, as a phone would: (H, W, 3) uint8."""
+    height, width = sheet.shape[:2]
+    angle = rng.normal(0, 3)
+    turn = cv2.getRotationMatrix2D((width / 2, height / 2), angle, 1.0)
+    sheet = cv2.warpAffine(sheet.astype(np.float32), turn, (width, height), borderMode=cv2.BORDER_REFLECT)
+    sheet = sheet * lighting(height, width, rng)
+    blur = rng.uniform(0, 1.5)
+    if blur > 0.3:
+        sheet = cv2.GaussianBlur(sheet, (0, 0), blur)
+    sheet = sheet + rng.normal(0, rng.uniform(0.005, 0.05), sheet.shape)
+    buffer = io.BytesIO()
+    Image.fromarray((sheet.clip(0, 1) * 255).round().astype(np.uint8)).save(
+        buffer, format="JPEG", quality=int(rng.integers(60, 91)))
+    return np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
+
+
+def ink_onto(sheet: np.ndarray, coverage: np.ndarray, rng: np.random.Generator, light_on_dark: bool) -> np.ndarray:
+    if light_on_dark:  # chalk or white ink on a dark surface
+        ink = np.array([rng.uniform(0.75, 0.95)] * 3)
+    else:
+        name = list(INKS)[rng.integers(len(INKS))]
+        ink = np.array(INKS[name]) * rng.uniform(0.8, 1.2)
+        coverage = coverage * (rng.uniform(0.6, 0.9) if name == "pencil" else 1.0)
+    alpha = coverage[..., None]
+    return sheet * (1 - alpha) + ink * alpha
+
+
+def dark_surface(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
+    return np.ones((height, width, 3)) * rng.uniform(0.08, 0.3) * np.array([1.0, rng.uniform(0.9, 1.1), 1.0])
+
+
+def pen_width(height: int, rng: np.random.Generator) -> float:
+    """Thin fine-liners to thick markers, relative to the writing's height."""
+    return max(1.5, height * rng.choice([rng.uniform(0.025, 0.05), rng.uniform(0.05, 0.1), rng.uniform(0.1, 0.16)]))
+
+
+def digit_photo(digit: np.ndarray, label: int, rng: np.random.Generator) -> Photo:
+    """One digit on a sheet, photographed."""
+    height = int(rng.integers(60, 260))
+    coverage = pen_strokes(digit, height, pen_width(height, rng))
+    margin = rng.uniform(0.25, 1.0, 4) * height
+    sheet_height = int(coverage.shape[0] + margin[0] + margin[1])
+    sheet_width = int(coverage.shape[1] + margin[2] + margin[3])
+    light_on_dark = rng.random() < 0.1
+    kind = "plain" if light_on_dark else PAPERS[rng.integers(len(PAPERS))]
+    sheet = dark_surface(sheet_height, sheet_width, rng) if light_on_dark else \
+        paper_sheet(sheet_height, sheet_width, rng, kind, height)
+    layer = np.zeros((sheet_height, sheet_width))
+    top, left = int(margin[0]), int(margin[2])
+    layer[top : top + coverage.shape[0], left : left + coverage.shape[1]] = coverage
+    return Photo(photograph(ink_onto(sheet, layer, rng, light_on_dark), rng), str(label), kind)
+
+
+def closest_rows(left: np.ndarray, right: np.ndarray, left_x: int, left_top: int, right_top: int
+                 ) -> list[tuple[int, int, int]]:
+    """For each row where both digits have ink: (gap between them if `right` sat at x=0, row, left's end)."""
+    found = []
+    for row in range(max(left_top, right_top), min(left_top + left.shape[0], right_top + right.shape[0])):
+        left_ink = np.flatnonzero(left[row - left_top] > 0.5)
+        right_ink = np.flatnonzero(right[row - right_top] > 0.5)
+        if len(left_ink) and len(right_ink):
+            found.append((right_ink[0] - left_x - left_ink[-1], row, left_x + left_ink[-1]))
+    return found
+
+
+def touching_offset(left: np.ndarray, right: np.ndarray, left_x: int, left_top: int, right_top: int,
+                    overlap: int) -> tuple[int, tuple[int, int, int] | None]:
+    """(x for `right`, a ligature (row, x0, x1) or None) so that the digits touch, overlapping by `overlap`
+    pixels where they come closest. Shapes that would interlock deeply (a 6 sliding under a 7's bar) are
+    kept at most a quarter of the narrower one's width into each other and joined by a pen stroke, as a
+    hand joins digits."""
+    rows = closest_rows(left, right, left_x, left_top, right_top)
+    deepest = left_x + left.shape[1] - max(overlap, min(left.shape[1], right.shape[1]) // 4)
+    if not rows:
+        return left_x + left.shape[1] - overlap, None
+    touching = max(1 - overlap - gap for gap, _, _ in rows)
+    if touching >= deepest:
+        return touching, None
+    gap, row, end = min(rows, key=lambda item: item[0] + deepest)
+    return deepest, (row, end, deepest + gap + end)
+
+
+def number_photo(digits: np.ndarray, labels: np.ndarray, rng: np.random.Generator, touching: bool = False,
+                 width: int | None = None, papers: tuple[str, ...] = PAPERS) -> Photo:
+    """A number written on a line: digit sizes, gaps, baselines and slant vary; with `touching`, one pair
+    of neighbours touches or overlaps slightly. `width` scales the photo to that many pixels."""
+    height = int(rng.integers(50, 140))
+    pen = pen_width(height, rng)
+    strokes = [pen_strokes(digit, int(height * rng.uniform(0.85, 1.15)), pen) for digit in digits]
+    pair = int(rng.integers(len(digits) - 1))
+    canvas_height = int(height * 2.2)
+    placed, x, ligature = [], int(height * rng.uniform(0.3, 0.8)), None
+    for index, coverage in enumerate(strokes):
+        top = int(canvas_height / 2 + height / 2 - coverage.shape[0] + rng.normal(0, 0.05) * height)
+        top = int(np.clip(top, 0, canvas_height - coverage.shape[0]))
+        if touching and index == pair + 1:
+            previous, previous_x, previous_top = placed[-1]
+            x, ligature = touching_offset(previous, coverage, previous_x, previous_top, top,
+                                          int(rng.integers(1, max(2, pen))))
+        placed.append((coverage, x, top))
+        x += coverage.shape[1] + int(height * rng.uniform(0.12, 0.5))
+    canvas_width = x + int(height * rng.uniform(0.2, 0.6))
+    layer = np.zeros((canvas_height, canvas_width))
+    for coverage, left, top in placed:
+        region = layer[top : top + coverage.shape[0], left : left + coverage.shape[1]]
+        np.maximum(region, coverage, out=region)
+    if ligature is not None:
+        row, start, stop = ligature
+        cv2.line(layer, (int(start), int(row)), (int(stop), int(row)), 1.0, max(1, round(pen)))
+    slant = rng.uniform(-0.3, 0.3)  # italic writing leans right (negative shear here) or left
+    shear = np.float32([[1, slant, -slant * canvas_height / 2], [0, 1, 0]])
+    layer = cv2.warpAffine(layer.astype(np.float32), shear, (canvas_width, canvas_height))
+    if width is not None:
+        factor = width / canvas_width
+        layer = cv2.resize(layer, (width, max(8, round(canvas_height * factor))), interpolation=cv2.INTER_AREA)
+        height = int(height * factor)
+    light_on_dark = rng.random() < 0.25
+    kind = "plain" if light_on_dark else papers[rng.integers(len(papers))]
+    sheet = dark_surface(*layer.shape, rng) if light_on_dark else paper_sheet(*layer.shape, rng, kind, height)
+    text = "".join(str(int(label)) for label in labels)
+    return Photo(photograph(ink_onto(sheet, layer, rng, light_on_dark), rng), text, kind, touching)
+
+
+def digit_photos(images: np.ndarray, labels: np.ndarray, count: int, seed: int) -> list[Photo]:
+    """`count` single-digit photos of randomly chosen digits from `images` (N, 28, 28) uint8."""
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(len(images), count, replace=False)
+    return [digit_photo(images[index], int(labels[index]), rng) for index in chosen]
+
+
+def number_photos(images: np.ndarray, labels: np.ndarray, count: int, seed: int, lengths: tuple[int, ...] = (4,),
+                  touching: bool = False, width: int | None = None, papers: tuple[str, ...] = PAPERS) -> list[Photo]:
+    """`count` photos of numbers whose lengths are drawn from `lengths`, on paper of the given kinds."""
+    rng = np.random.default_rng(seed)
+    photos = []
+    for _ in range(count):
+        chosen = rng.choice(len(images), int(rng.choice(lengths)), replace=False)
+        photos.append(number_photo(images[chosen], labels[chosen], rng, touching, width, papers))
+    return photos

@@ -1,0 +1,160 @@
+"""`python -m bench.reading [--quick] [--run NAME] [--digits test|holdout] [--seed N]`: how well the OCR
+clean-up and the number reader work, printed as a Markdown table (progress on stderr).
+
+- single-digit photos (bench.photos: paper kinds, inks, pens, light, blur, noise, JPEG) through
+  `prepare_digit`, as Draw's Upload and `predict` do;
+- MNIST digits drawn back onto the 280x280 canvas (white on black) through the same path, and its latency;
+- numbers (bench.photos.number_photos) through `read_number`: 4 digits apart, 4 digits with one touching
+  pair, 2-8 digits, and 4 digits on ruled/squared/margin paper; string accuracy (the whole number right)
+  and digit accuracy (1 - edit distance / length);
+- the time to read an 8-digit photo 1,000 pixels wide.
+
+Digits come from MNIST's test set (`--digits test`, the reported figures, generator seed 1) or from the
+last 5,000 training digits (`--digits holdout`, seed 0), which is what the clean-up and reader were tuned
+on; the test digits and seed 1 were only used for the final figures."""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+
+import cv2
+import numpy as np
+import torch
+
+from bench.photos import PAPERS, Photo, digit_photos, number_photos
+from ocr_core import RunStore, load_mnist, predict_probabilities
+from ocr_core.evaluation import folded_for_inference
+from ocr_core.preprocess import prepare_digit
+from ocr_core.reading import read_number
+
+HOLDOUT = 5000
+
+
+def progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def edit_distance(a: str, b: str) -> int:
+    row = list(range(len(b) + 1))
+    for i, char_a in enumerate(a, 1):
+        previous, row[0] = row[0], i
+        for j, char_b in enumerate(b, 1):
+            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (char_a != char_b))
+    return row[-1]
+
+
+def digit_photo_accuracy(model, photos: list[Photo]) -> tuple[float, dict[str, float], float]:
+    """(accuracy, accuracy per paper kind, milliseconds per photo for the clean-up and preparation)."""
+    started = time.perf_counter()
+    prepared = [prepare_digit(photo.image) for photo in photos]
+    milliseconds = (time.perf_counter() - started) / len(photos) * 1000
+    inputs = torch.stack([digit if digit is not None else torch.zeros(28, 28) for digit in prepared])
+    predictions = predict_probabilities(model, inputs).argmax(1)
+    right = np.array([digit is not None and str(p) == photo.text
+                      for digit, p, photo in zip(prepared, predictions, photos, strict=True)])
+    kinds = {photo.paper for photo in photos}
+    per_kind = {kind: float(right[[photo.paper == kind for photo in photos]].mean()) for kind in sorted(kinds)}
+    return float(right.mean()), per_kind, milliseconds
+
+
+def canvas_drawings(images: np.ndarray) -> list[np.ndarray]:
+    """MNIST digits as the Draw page's canvas hands them over: 280x280 RGBA, white ink on opaque black."""
+    drawings = []
+    for image in images:
+        large = cv2.resize(image, (280, 280), interpolation=cv2.INTER_LINEAR)
+        drawings.append(np.dstack([large, large, large, np.full_like(large, 255)]))
+    return drawings
+
+
+def canvas_accuracy(model, images: np.ndarray, labels: np.ndarray) -> tuple[float, float, float]:
+    """(accuracy, median and 95th-percentile milliseconds of `prepare_digit` per drawing)."""
+    timings, prepared = [], []
+    for drawing in canvas_drawings(images):
+        started = time.perf_counter()
+        prepared.append(prepare_digit(drawing))
+        timings.append((time.perf_counter() - started) * 1000)
+    inputs = torch.stack([digit if digit is not None else torch.zeros(28, 28) for digit in prepared])
+    accuracy = float((predict_probabilities(model, inputs).argmax(1) == labels).mean())
+    return accuracy, statistics.median(timings), statistics.quantiles(timings, n=20)[18]
+
+
+def number_accuracy(model, photos: list[Photo]) -> tuple[float, float, float]:
+    """(string accuracy, digit accuracy, median milliseconds per photo)."""
+    strings, digits, timings = [], [], []
+    for photo in photos:
+        started = time.perf_counter()
+        text = read_number(photo.image, model).text
+        timings.append((time.perf_counter() - started) * 1000)
+        strings.append(text == photo.text)
+        digits.append(max(0.0, 1 - edit_distance(photo.text, text) / len(photo.text)))
+    return float(np.mean(strings)), float(np.mean(digits)), statistics.median(timings)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.reading", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run", default="best", help="saved run to measure (default: best)")
+    parser.add_argument("--digits", choices=("test", "holdout"), default="test")
+    parser.add_argument("--seed", type=int, help="generator seed (default: 1 for test digits, 0 for holdout)")
+    parser.add_argument("--quick", action="store_true", help="small sets: a smoke run, figures mean little")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    data = load_mnist(download=False)
+    if args.digits == "test":
+        images, labels = data.test_images.numpy(), data.test_labels.numpy()
+    else:
+        images, labels = data.train_images.numpy()[-HOLDOUT:], data.train_labels.numpy()[-HOLDOUT:]
+    seed = args.seed if args.seed is not None else (1 if args.digits == "test" else 0)
+    photo_count, canvas_count, number_count, timing_count = (60, 200, 20, 5) if args.quick else (400, 500, 120, 10)
+    model = folded_for_inference(RunStore().load(args.run)[0])
+    rows = []
+
+    progress(f"single-digit photos ({photo_count})")
+    accuracy, per_kind, milliseconds = digit_photo_accuracy(model, digit_photos(images, labels, photo_count, seed))
+    kinds = ", ".join(f"{kind} {value:.1%}" for kind, value in per_kind.items())
+    rows.append((f"single-digit photos, {photo_count}", f"{accuracy:.2%}", f"{kinds}; {milliseconds:.0f} ms each",
+                 "≥ 97%", accuracy >= 0.97))
+
+    progress(f"canvas drawings ({canvas_count})")
+    accuracy, median, slow = canvas_accuracy(model, images[:canvas_count], labels[:canvas_count])
+    rows.append((f"MNIST digits drawn on the canvas, {canvas_count}", f"{accuracy:.2%}",
+                 f"prepare_digit {median:.1f} ms median, {slow:.1f} ms p95", "≥ 98%", accuracy >= 0.98))
+
+    number_sets = [("4 digits apart, plain paper", {"lengths": (4,)}, 0.97),
+                   ("4 digits, one touching pair", {"lengths": (4,), "touching": True}, 0.85),
+                   ("2-8 digits apart", {"lengths": tuple(range(2, 9))}, None),
+                   ("4 digits apart, any paper", {"lengths": (4,), "papers": PAPERS}, None)]
+    for offset, (name, options, target) in enumerate(number_sets):
+        progress(f"numbers: {name} ({number_count})")
+        photos = number_photos(images, labels, number_count, seed + 100 * (offset + 1), **{"papers": ("plain",),
+                                                                                         **options})
+        strings, digits, median = number_accuracy(model, photos)
+        rows.append((f"numbers: {name}, {number_count}", f"{strings:.2%}",
+                     f"digit accuracy {digits:.2%}; {median:.0f} ms median", f"≥ {target:.0%}" if target else "",
+                     strings >= target if target else None))
+
+    progress(f"8-digit photos 1,000 px wide ({timing_count})")
+    photos = number_photos(images, labels, timing_count, seed + 1000, lengths=(8,), width=1000, papers=("plain",))
+    read_number(photos[0].image, model)  # the first call creates the kernels
+    timings = []
+    for photo in photos:
+        started = time.perf_counter()
+        read_number(photo.image, model)
+        timings.append((time.perf_counter() - started) * 1000)
+    median, slow = statistics.median(timings), statistics.quantiles(timings, n=20)[18]
+    rows.append(("read an 8-digit photo, 1,000 px wide", f"{median:.0f} ms median", f"{slow:.0f} ms p95",
+                 "≤ 150 ms", median <= 150))
+
+    print(f"Run `{args.run}`, {args.digits} digits, generator seed {seed}{' (quick)' if args.quick else ''}\n")
+    print("| measurement | result | detail | target | met |\n|---|---|---|---|---|")
+    for name, result, detail, target, met in rows:
+        print(f"| {name} | {result} | {detail} | {target} | {'' if met is None else 'yes' if met else '**no**'} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

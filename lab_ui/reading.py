@@ -1,0 +1,28 @@
+"""Pictures of a number's reading for the Read page: boxes and labels drawn on the input."""
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from ocr_core.cleanup import greyscale
+from ocr_core.reading import Reading
+
+SURE, UNSURE, MARK = (27, 158, 119), (217, 95, 2), (150, 150, 150)
+
+
+def annotated(image: np.ndarray, reading: Reading) -> Image.Image:
+    """The input in grey with each digit's box and reading (orange when unsure) and the ignored marks."""
+    grey = (greyscale(image) * 255).round().astype(np.uint8)
+    picture = Image.fromarray(grey).convert("RGB")
+    pen = ImageDraw.Draw(picture)
+    line = max(2, round(max(picture.size) / 300))
+    font_size = max(12, round(min(picture.size) / 10))
+    for digit in reading.digits:
+        x, y, width, height = digit.box
+        colour = UNSURE if digit.unsure else SURE
+        pen.rectangle([x, y, x + width - 1, y + height - 1], outline=colour, width=line)
+        pen.text((x + line, max(0, y - font_size - line)), f"{digit.digit}", fill=colour, font_size=font_size)
+    for mark in reading.marks:
+        x, y, width, height = mark.box
+        pen.rectangle([x, y, x + width - 1, y + height - 1], outline=MARK, width=max(1, line // 2))
+    return picture

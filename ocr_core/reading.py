@@ -1,0 +1,403 @@
+"""Read a whole handwritten number: clean-up, deskew, segmentation, recognition, post-processing, with the
+intermediate images of each step kept for the app.
+
+- Clean-up is `cleanup.clean_up`, the single-digit path's own.
+- Deskew: the baseline's rotation from the ink's second moments (only when the writing is clearly wider
+  than tall, where the principal axis means something), then the slant from the second moments of each
+  connected component (mu11 / mu02, the shear that makes the strokes upright, as MNIST deskewing does).
+- Segmentation: connected components; pieces stacked over each other (the top bar of a 5, a broken 4)
+  join; flat wide strokes under the writing are underlines and small blobs are dots or commas, reported
+  but not read; a component wider than a digit is cut at the valleys of its column profile.
+- Recognition: each digit through the single-digit path's MNIST preparation and the model, all candidate
+  pieces in one batch; of the candidate cuts of a wide component, the one whose digits the model reads
+  with the highest joint confidence (log-probabilities summed, with a penalty for pieces too wide to be
+  one digit) wins.
+- Post-processing: the string, each digit's confidence, the weakest digit flagged."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import pairwise
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from .cleanup import CleanUp, clean_up, greyscale
+from .evaluation import predict_probabilities
+from .preprocess import mnist_input
+
+MIN_WRITING = 0.04  # ink smaller than this fraction of the picture's shorter side is dirt, not writing
+READ_SIDE = 1000  # larger inputs are shrunk first: 8 digits need no more than this
+UNSURE_BELOW = 0.6  # a digit read with less confidence is flagged as unsure
+MAX_ROTATION = 30.0  # degrees; more is a different layout (a vertical number), not a tilted line
+MIN_ELONGATION = 2.0  # the ink's principal axes must differ this much before its rotation is trusted
+MAX_SLANT = 1.0  # shear factor; beyond it the estimate is more likely a mistake than writing
+MARK_SIZE = 0.3  # components within this fraction of the digits' height are dots or commas
+UNDERLINE_WIDTH = 1.5  # flat components this many digit heights wide are underlines
+UNDERLINE_HEIGHT = 0.3
+PIECE_OVERLAP = 0.5  # components overlapping this much of the narrower one's width are one digit
+WIDE = 1.0  # a component wider than this many digit heights may hold several digits
+MAX_DIGITS_PER_COMPONENT = 4
+CUT_CANDIDATES = 4  # positions tried per cut: the even share and the column profile's lowest valleys
+CUT_REACH = 0.2  # a cut path strays at most this fraction of the digits' height from its valley
+INK_COST = 10.0  # a cut path's cost per pixel of ink it crosses (one column aside costs at most 1)
+WIDTH_PENALTY = 3.0  # log-probability lost per digit height of width beyond DIGIT_WIDTH, per piece
+DIGIT_WIDTH = 0.9  # the widest a single digit usually is, in digit heights
+SHORT = 0.45  # a piece lower than this fraction of the digits' height is not a digit of its own
+SHORT_PENALTY = 3.0  # log-probability lost by such a piece
+CUT_PENALTY = 0.5  # log-probability each cut costs: a cut must make the reading clearly more confident
+
+
+@dataclass(frozen=True)
+class DigitReading:
+    digit: int
+    confidence: float
+    probabilities: np.ndarray  # (10,)
+    box: tuple[int, int, int, int]  # x, y, width, height in the input image
+    model_input: torch.Tensor  # (28, 28) as the model saw it
+    split: bool  # cut out of a component that held several digits
+
+    @property
+    def unsure(self) -> bool:
+        return self.confidence < UNSURE_BELOW
+
+
+@dataclass(frozen=True)
+class Mark:
+    """Ink that is not a digit: a dot, a comma or an underline."""
+
+    kind: str
+    box: tuple[int, int, int, int]  # in the input image
+
+
+@dataclass(frozen=True)
+class Reading:
+    digits: tuple[DigitReading, ...]
+    marks: tuple[Mark, ...]
+    cleanup: CleanUp
+    rotation: float  # degrees the writing was turned back
+    slant: float  # shear factor that was removed
+    deskewed: np.ndarray  # bool mask after deskewing
+    segments: np.ndarray  # (H, W, 3) uint8: the deskewed mask with each digit's piece coloured
+    input_shape: tuple[int, int]
+
+    @property
+    def text(self) -> str:
+        return "".join(str(digit.digit) for digit in self.digits)
+
+    @property
+    def weakest(self) -> int | None:
+        """Index of the digit read with the least confidence."""
+        return int(np.argmin([digit.confidence for digit in self.digits])) if self.digits else None
+
+    def steps(self) -> dict[str, np.ndarray]:
+        """The pipeline's images, in order, for display (float in [0, 1] or RGB uint8)."""
+        lines = np.dstack([self.cleanup.mask | self.cleanup.lines, self.cleanup.mask, self.cleanup.mask])
+        return {"greyscale": self.cleanup.grey, "illumination normalised": self.cleanup.ink,
+                "binarised": self.cleanup.binary.astype(np.float32),
+                "lines and specks removed": lines.astype(np.uint8) * 255,
+                "deskewed": self.deskewed.astype(np.float32), "segmented": self.segments}
+
+
+@dataclass(frozen=True)
+class Component:
+    left: int
+    top: int
+    right: int  # exclusive
+    bottom: int
+    mask: np.ndarray  # bool, the deskewed image's size is too much: (bottom - top, right - left)
+
+    @property
+    def width(self) -> int:
+        return self.right - self.left
+
+    @property
+    def height(self) -> int:
+        return self.bottom - self.top
+
+
+def principal_rotation(rows: np.ndarray, columns: np.ndarray) -> float:
+    """Degrees the ink's principal axis is turned from horizontal; 0 when the ink is not clearly a line."""
+    covariance = np.cov(np.vstack([columns, rows]).astype(np.float64))
+    eigenvalues = np.linalg.eigvalsh(covariance)
+    if eigenvalues[0] <= 0 or eigenvalues[1] / eigenvalues[0] < MIN_ELONGATION ** 2:
+        return 0.0
+    angle = 0.5 * np.degrees(np.arctan2(2 * covariance[0, 1], covariance[0, 0] - covariance[1, 1]))
+    return float(angle) if abs(angle) <= MAX_ROTATION else 0.0
+
+
+def moment_slant(rows: np.ndarray, columns: np.ndarray, labels: np.ndarray) -> float:
+    """The shear x -> x - s * (y - centre) that makes the writing upright: s = mu11 / mu02 summed over the
+    connected components (each about its own centre, so the gaps between digits do not count)."""
+    count = int(labels.max()) + 1
+    size = np.bincount(labels, minlength=count).clip(1)
+    centre_x = np.bincount(labels, columns, count) / size
+    centre_y = np.bincount(labels, rows, count) / size
+    dx, dy = columns - centre_x[labels], rows - centre_y[labels]
+    spread = float((dy * dy).sum())
+    return float(np.clip((dx * dy).sum() / spread, -MAX_SLANT, MAX_SLANT)) if spread > 0 else 0.0
+
+
+def deskew_transform(mask: np.ndarray) -> tuple[np.ndarray, tuple[int, int], float, float]:
+    """(2x3 affine from the working image to the deskewed one, deskewed size (w, h), rotation, slant)."""
+    rows, columns = np.nonzero(mask)
+    labels = cv2.connectedComponents(mask.view(np.uint8), connectivity=8)[1][rows, columns]
+    height, width = mask.shape
+    rotation = principal_rotation(rows, columns)
+    centre = (width / 2, height / 2)
+    turn = np.vstack([cv2.getRotationMatrix2D(centre, rotation, 1.0), [0, 0, 1]])
+    turned = turn[:2] @ np.vstack([columns, rows, np.ones_like(rows)])
+    slant = moment_slant(turned[1], turned[0], labels)
+    shear = np.array([[1, -slant, slant * turned[1].mean()], [0, 1, 0], [0, 0, 1]])
+    transform = shear @ turn
+    corners = transform[:2] @ np.array([[0, width, 0, width], [0, 0, height, height], [1, 1, 1, 1]])
+    low, high = np.floor(corners.min(1)), np.ceil(corners.max(1))
+    transform[:2, 2] -= low
+    size = (int(high[0] - low[0]) + 1, int(high[1] - low[1]) + 1)
+    return transform[:2], size, rotation, slant
+
+
+def components(mask: np.ndarray) -> list[Component]:
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
+    found = []
+    for label in range(1, count):
+        left, top, width, height, _ = stats[label]
+        found.append(Component(left, top, left + width, top + height,
+                               labels[top : top + height, left : left + width] == label))
+    return found
+
+
+def joined(group: list[Component]) -> Component:
+    left, top = min(c.left for c in group), min(c.top for c in group)
+    right, bottom = max(c.right for c in group), max(c.bottom for c in group)
+    mask = np.zeros((bottom - top, right - left), bool)
+    for part in group:
+        mask[part.top - top : part.bottom - top, part.left - left : part.right - left] |= part.mask
+    return Component(left, top, right, bottom, mask)
+
+
+def writing_height(parts: list[Component]) -> float:
+    """The digits' height: the median height of the substantial components."""
+    areas = np.array([np.count_nonzero(c.mask) for c in parts])
+    return float(np.median([c.height for c, area in zip(parts, areas, strict=True) if area >= 0.2 * areas.max()]))
+
+
+def overlap(a: Component, b: Component) -> float:
+    return max(0, min(a.right, b.right) - max(a.left, b.left)) / max(1, min(a.width, b.width))
+
+
+def group_pieces(parts: list[Component], height: float) -> list[Component]:
+    """Join components stacked over each other into one digit, unless both are full-height digits that
+    merely overlap a little (an overhanging 7)."""
+    groups: list[list[Component]] = []
+    for part in sorted(parts, key=lambda c: c.left):
+        for group in groups:
+            whole = joined(group)
+            amount = overlap(whole, part)
+            both_tall = min(whole.height, part.height) >= 0.7 * height
+            if amount >= PIECE_OVERLAP and (not both_tall or amount >= 0.8):
+                group.append(part)
+                break
+        else:
+            groups.append([part])
+    return sorted((joined(group) for group in groups), key=lambda c: c.left)
+
+
+def cut_path(mask: np.ndarray, column: int, reach: int) -> np.ndarray:
+    """For each row, the column where a cut near `column` passes: the path from top to bottom, moving at
+    most one column per row, that crosses the least ink (dynamic programming), then straying the least."""
+    height, width = mask.shape
+    columns = np.arange(max(0, column - reach), min(width, column + reach + 1))
+    cost = mask[:, columns].astype(np.float64) * INK_COST + np.abs(columns - column)[None] / max(reach, 1)
+    total = cost[0].copy()
+    steps = np.zeros((height, len(columns)), np.int8)
+    for row in range(1, height):
+        left = np.concatenate([[np.inf], total[:-1]])
+        right = np.concatenate([total[1:], [np.inf]])
+        choice = np.argmin(np.vstack([left, total, right]), 0)
+        total = np.choose(choice, [left, total, right]) + cost[row]
+        steps[row] = choice - 1
+    path = np.empty(height, np.int64)
+    position = int(total.argmin())
+    for row in range(height - 1, -1, -1):
+        path[row] = position
+        position += steps[row, position]
+    return columns[path]
+
+
+def cut(component: Component, paths: list[np.ndarray]) -> list[Component]:
+    """The pieces between cut paths (each a column per row); each piece keeps its substantial ink (crumbs
+    of a neighbour's stroke that cross the cut are dropped)."""
+    pieces = []
+    columns = np.arange(component.width)[None]
+    bounds = [np.zeros(component.height, np.int64), *paths, np.full(component.height, component.width)]
+    for start, stop in pairwise(bounds):
+        mask = component.mask & (columns >= start[:, None]) & (columns < stop[:, None])
+        kept = np.zeros_like(mask)
+        parts = components(mask)
+        if parts:
+            largest = max(np.count_nonzero(part.mask) for part in parts)
+            for part in parts:
+                if np.count_nonzero(part.mask) >= 0.1 * largest:
+                    kept[part.top : part.bottom, part.left : part.right] |= part.mask
+        rows, used = np.flatnonzero(kept.any(1)), np.flatnonzero(kept.any(0))
+        if not len(rows):
+            return []
+        pieces.append(Component(component.left + used[0], component.top + rows[0], component.left + used[-1] + 1,
+                                component.top + rows[-1] + 1,
+                                kept[rows[0] : rows[-1] + 1, used[0] : used[-1] + 1]))
+    return pieces
+
+
+def candidate_cuts(component: Component, height: float) -> list[list[int]]:
+    """Ways to cut a wide component: not at all, and into 2..n digits at valleys of its column profile."""
+    profile = cv2.GaussianBlur(component.mask.sum(0).astype(np.float32)[None], (0, 0), max(1.0, height / 30))[0]
+    width = component.width
+    most = min(MAX_DIGITS_PER_COMPONENT, max(2, round(width / (0.45 * height))))
+    options: list[list[int]] = [[]]
+    for count in range(2, most + 1):
+        per_cut = []
+        for index in range(1, count):  # each cut searched around its even share of the width
+            low, high = int(width * (index - 0.5) / count), int(width * (index + 0.5) / count)
+            window = profile[low:high]
+            if len(window) == 0:
+                continue
+            order = np.argsort(window, kind="stable")
+            # The even share itself, and the lowest valleys: overlapping digits (two 0s) have no valley
+            # where they meet, only where each is thin.
+            chosen: list[int] = [(high - low) // 2]
+            for position in order:  # the lowest valleys, apart from each other
+                if all(abs(position - other) > height / 8 for other in chosen):
+                    chosen.append(int(position))
+                if len(chosen) == CUT_CANDIDATES:
+                    break
+            per_cut.append([low + position for position in chosen])
+        if len(per_cut) != count - 1:
+            continue
+        if count == 2:
+            options.extend([[position] for position in per_cut[0]])
+        else:  # the best valley of each share, and the next best for one cut at a time
+            best = [positions[0] for positions in per_cut]
+            options.append(best)
+            for index, positions in enumerate(per_cut):
+                options.extend([*best[:index], other, *best[index + 1 :]] for other in positions[1:2])
+    return [option for option in options if option == sorted(set(option))]
+
+
+def split_options(glyph: Component, height: float) -> list[list[Component]]:
+    """The glyph whole and, when it is wide, cut in the candidate ways (each cut a path around a valley)."""
+    if glyph.width <= WIDE * height:
+        return [[glyph]]
+    reach = max(2, round(CUT_REACH * height))
+    paths: dict[int, np.ndarray] = {}
+    options = []
+    for columns in candidate_cuts(glyph, height):
+        for column in columns:
+            if column not in paths:
+                paths[column] = cut_path(glyph.mask, column, reach)
+        pieces = cut(glyph, [paths[column] for column in columns]) if columns else [glyph]
+        if pieces:
+            options.append(pieces)
+    return options
+
+
+def plausibility_cost(pieces: list[Component], height: float) -> float:
+    """Log-probability a cut of one component loses for pieces that do not look like one digit each."""
+    too_wide = sum(max(0.0, piece.width / height - DIGIT_WIDTH) for piece in pieces)
+    too_short = sum(piece.height < SHORT * height for piece in pieces) if len(pieces) > 1 else 0
+    return WIDTH_PENALTY * too_wide + SHORT_PENALTY * too_short + CUT_PENALTY * (len(pieces) - 1)
+
+
+def to_input_box(transform_back: np.ndarray, piece: Component, scale: float, shape: tuple[int, int]
+                 ) -> tuple[int, int, int, int]:
+    corners = np.array([[piece.left, piece.right, piece.left, piece.right],
+                        [piece.top, piece.top, piece.bottom, piece.bottom], [1, 1, 1, 1]], np.float64)
+    points = transform_back @ corners / scale
+    left, top = np.clip(np.floor(points.min(1)), 0, None).astype(int)
+    right = int(min(shape[1], np.ceil(points[0].max())))
+    bottom = int(min(shape[0], np.ceil(points[1].max())))
+    return int(left), int(top), max(1, right - int(left)), max(1, bottom - int(top))
+
+
+def mark_kind(part: Component, height: float, baseline: float) -> str | None:
+    if part.width >= UNDERLINE_WIDTH * height and part.height <= UNDERLINE_HEIGHT * height:
+        return "underline"
+    if part.width <= MARK_SIZE * height and part.height <= MARK_SIZE * height * 1.8:
+        if part.top >= baseline - MARK_SIZE * height:  # down on the line: punctuation
+            return "comma" if part.height > 1.5 * part.width else "dot"
+        return "dot"
+    return None
+
+
+PALETTE = np.array([(230, 97, 1), (94, 60, 153), (27, 158, 119), (217, 95, 2), (117, 112, 179), (102, 166, 30),
+                    (231, 41, 138), (166, 118, 29)], np.uint8)
+
+
+def read_number(image: np.ndarray, model: nn.Module) -> Reading:
+    """Read the digits of a handwritten number (any polarity, paper, lighting) from left to right.
+    `model` is best prepared with `evaluation.folded_for_inference` (several times faster on a CPU)."""
+    grey = greyscale(image)
+    input_shape = grey.shape
+    shrink = min(1.0, READ_SIDE / max(grey.shape))
+    if shrink < 1:
+        grey = cv2.resize(grey, (round(grey.shape[1] * shrink), round(grey.shape[0] * shrink)),
+                          interpolation=cv2.INTER_AREA)
+    cleaned = clean_up(grey)
+    scale = shrink * cleaned.scale
+
+    def finish(digits, marks, rotation=0.0, slant=0.0, deskewed=None, segments=None) -> Reading:
+        deskewed = cleaned.mask if deskewed is None else deskewed
+        segments = np.dstack([deskewed * 90] * 3).astype(np.uint8) if segments is None else segments
+        return Reading(tuple(digits), tuple(marks), cleaned, rotation, slant, deskewed, segments, input_shape)
+
+    if cleaned.empty:
+        return finish([], [])
+    transform, size, rotation, slant = deskew_transform(cleaned.mask)
+    deskewed = cv2.warpAffine(cleaned.mask.view(np.uint8), transform, size, flags=cv2.INTER_NEAREST).astype(bool)
+    transform_back = cv2.invertAffineTransform(transform)
+
+    smallest = MIN_WRITING * min(cleaned.mask.shape)
+    parts = [part for part in components(deskewed) if max(part.height, part.width) >= smallest]
+    if not parts:
+        return finish([], [], rotation, slant, deskewed)
+    height = writing_height(parts)
+    baseline = float(np.median([c.bottom for c in parts if c.height >= 0.7 * height]))
+    marks, glyphs = [], []
+    underlines = [part for part in parts if mark_kind(part, height, baseline) == "underline"]
+    for part in underlines:
+        marks.append(Mark("underline", to_input_box(transform_back, part, scale, input_shape)))
+    for group in group_pieces([part for part in parts if not any(part is u for u in underlines)], height):
+        kind = mark_kind(group, height, baseline)
+        if kind is None:
+            glyphs.append(group)
+        else:
+            marks.append(Mark(kind, to_input_box(transform_back, group, scale, input_shape)))
+
+    # Every candidate piece goes through the model in one batch; then each component keeps its best cut.
+    options = [split_options(glyph, height) for glyph in glyphs]
+    pieces = [piece for choices in options for pieces in choices for piece in pieces]
+    inputs = torch.stack([mnist_input(piece.mask) for piece in pieces]) if pieces else torch.zeros(0, 28, 28)
+    probabilities = predict_probabilities(model, inputs) if pieces else np.zeros((0, 10), np.float32)
+    digits, cursor = [], 0
+    segments = np.dstack([deskewed * 90] * 3).astype(np.uint8)
+    for choices in options:
+        best, best_score, best_start = None, -np.inf, 0
+        for pieces_of_choice in choices:
+            chunk = probabilities[cursor : cursor + len(pieces_of_choice)]
+            score = float(np.log(chunk.max(1) + 1e-9).sum()) - plausibility_cost(pieces_of_choice, height)
+            if score > best_score:
+                best, best_score, best_start = pieces_of_choice, score, cursor
+            cursor += len(pieces_of_choice)
+        if best is None:
+            continue
+        for offset, piece in enumerate(best):
+            row = probabilities[best_start + offset]
+            digit = int(row.argmax())
+            colour = PALETTE[len(digits) % len(PALETTE)]
+            region = segments[piece.top : piece.bottom, piece.left : piece.right]
+            region[piece.mask] = colour
+            digits.append(DigitReading(digit, float(row[digit]), row, to_input_box(transform_back, piece, scale,
+                                       input_shape), inputs[best_start + offset], len(best) > 1))
+    return finish(digits, marks, rotation, slant, deskewed, segments)
+

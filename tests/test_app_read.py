@@ -1,0 +1,67 @@
+"""The Read page through AppTest, on tiny synthetic runs (see app_fixtures): the canvas is replaced by a
+drawing of two digits."""
+from __future__ import annotations
+
+from unittest import mock
+
+import numpy as np
+from PIL import Image, ImageDraw
+from streamlit.testing.v1 import AppTest
+
+from app_fixtures import PROJECT_DIR, png_bytes
+
+TIMEOUT = 60
+
+
+def wide_drawing(digits: int = 2) -> np.ndarray:
+    """What the wide canvas returns for a written '17…': RGBA uint8, white ink on opaque black."""
+    image = Image.new("RGBA", (840, 280), (0, 0, 0, 255))
+    pen = ImageDraw.Draw(image)
+    for index in range(digits):
+        left = 80 + index * 180
+        if index % 2:
+            pen.line([(left, 60), (left + 110, 60), (left + 40, 230)], fill=(255, 255, 255, 255), width=18)
+        else:
+            pen.line([(left + 50, 50), (left + 50, 230)], fill=(255, 255, 255, 255), width=18)
+    return np.asarray(image)
+
+
+def open_read_page(canvas_image=None) -> AppTest:
+    with mock.patch("lab_ui.canvas.draw_canvas", return_value=canvas_image):
+        app = AppTest.from_file(str(PROJECT_DIR / "app.py"), default_timeout=TIMEOUT).run()
+        app.switch_page("app_pages/read.py").run()
+    assert not app.exception, [item.message for item in app.exception]
+    return app
+
+
+def texts(elements) -> str:
+    return " ".join(str(element.value) for element in elements)
+
+
+def test_read_prompts_on_an_empty_canvas(app_env):
+    for empty in (None, np.zeros((280, 840, 4), np.uint8)):
+        app = open_read_page(empty)
+        assert "Write a number" in texts(app.info)
+        assert not app.metric
+
+
+def test_read_shows_the_reading_boxes_crops_and_steps(app_env):
+    app = open_read_page(wide_drawing(2))
+    reading = next(metric for metric in app.metric if metric.label == "Reading")
+    assert len(reading.value) == 2 and reading.value.isdigit()
+    assert app.code[0].value == reading.value  # the copy button's text
+    captions = [caption for image in app.image for caption in image.captions]
+    assert any("box" in caption for caption in captions)
+    assert sum("%" in caption for caption in captions) == 2  # one crop per digit, with its confidence
+    assert "Segmentation" in texts(app.markdown) and "Deskew" in texts(app.markdown)
+
+
+def test_read_upload_without_digits_says_so(app_env):
+    app = open_read_page()
+    app.segmented_control(key="read.source").set_value("Upload").run()
+    app.file_uploader(key="read.upload").set_value(("blank.png", png_bytes(np.full((200, 600), 230, np.uint8)),
+                                                    "image/png")).run()
+    assert not app.exception
+    assert "No digits found" in texts(app.warning)
+    app.file_uploader(key="read.upload").set_value(("notes.png", b"not an image", "image/png")).run()
+    assert "not an image" in texts(app.error)

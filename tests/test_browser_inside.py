@@ -1,0 +1,49 @@
+"""In a real browser: draw a '7', open "Inside the network", and check that the attribution overlay and the
+feature maps render as images (decoded, not broken), on the shipped runs when they are there."""
+from __future__ import annotations
+
+import os
+
+import pytest
+from app_fixtures import PROJECT_DIR, make_app_environment
+from browser_session import CHROMIUM, SEVEN, browser_page, draw, prediction, streamlit_server, wait_until_idle
+
+SHIPPED = PROJECT_DIR / "checkpoints"
+
+if not CHROMIUM.exists() and os.environ.get("OCR_REQUIRE_BROWSER") != "1":
+    pytest.skip(f"{CHROMIUM} is not installed (CI sets OCR_REQUIRE_BROWSER=1 to fail instead)",
+                allow_module_level=True)
+
+
+def rendered_images(page, caption_text: str) -> list[int]:
+    """Natural widths of the images whose caption contains `caption_text` (0: not decoded)."""
+    images = page.locator('[data-testid="stImage"]').filter(has_text=caption_text).locator("img")
+    images.first.wait_for(timeout=120_000)
+    return images.evaluate_all("images => images.map(image => image.complete ? image.naturalWidth : 0)")
+
+
+def open_section(page) -> None:
+    page.get_by_text("Inside the network").click()
+    wait_until_idle(page)
+
+
+def test_the_section_shows_attributions_and_feature_maps_for_a_drawing(tmp_path):
+    assert CHROMIUM.exists(), f"OCR_REQUIRE_BROWSER=1 but {CHROMIUM} is missing: apt-get install chromium"
+    if (SHIPPED / "best.safetensors").exists():  # a fresh clone's runs; the views shown need no MNIST
+        environment = {"OCR_CHECKPOINT_DIR": str(SHIPPED), "OCR_CACHE_DIR": str(tmp_path / "cache")}
+    else:
+        environment = make_app_environment(tmp_path).variables()
+    with streamlit_server(environment) as url, browser_page() as page:
+        page.goto(url)
+        page.get_by_text("Draw a digit on the black square").wait_for(timeout=60_000)
+        draw(page, SEVEN)
+        answer = prediction(page)
+        open_section(page)
+        overlays = rendered_images(page, "red for, blue against")
+        assert overlays and all(width > 0 for width in overlays)
+        assert page.get_by_text(f"reads {answer}").count() >= 1
+        page.get_by_role("tab", name="Feature maps").click()
+        wait_until_idle(page)
+        maps = rendered_images(page, "maps of")
+        assert len(maps) >= 2 and all(width > 0 for width in maps)
+        assert all(width > 0 for width in rendered_images(page, "filters"))
