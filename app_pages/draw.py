@@ -10,20 +10,13 @@ from ocr_core.calibration import CalibrationError
 from ocr_core.preprocess import prepare
 
 UNSURE_BELOW = 0.6
-CANVAS_GENERATION = "draw.canvas_generation"  # session key: bumped by Clear
-
-
-def clear_canvas() -> None:
-    """A canvas under a new key starts empty."""
-    st.session_state[CANVAS_GENERATION] = st.session_state.get(CANVAS_GENERATION, 0) + 1
 
 
 def drawn_image() -> np.ndarray | None:
     stroke_width = st.slider("Pen width", 8, 40, 20, key="draw.stroke", persist_state="session")
-    image = canvas.draw_canvas(stroke_width, key=f"draw.canvas.{st.session_state.get(CANVAS_GENERATION, 0)}")
-    st.button("Clear", icon=":material/delete_sweep:", on_click=clear_canvas, help="Start again on an empty canvas.")
-    st.caption("White ink on black, like MNIST. To undo or redo a stroke, point at the canvas: its toolbar "
-               "appears above the top-right corner.")
+    image = canvas.draw_canvas(stroke_width, key="draw.canvas")
+    st.caption("White ink on black, like MNIST. The buttons above the canvas undo or redo a stroke and clear the "
+               "drawing (the bin).")
     return image
 
 

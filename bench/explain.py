@@ -28,7 +28,7 @@ INSIDE_TABS = ["Why this answer?", "Feature maps", "Similar training digits", "M
 def timed(action: Callable[[], object], repeats: int) -> Latency:
     action()  # warm-up: kernels, Captum's import
     timings = []
-    for _ in range(repeats):
+    for _ in range(max(2, repeats)):  # percentiles need two timings
         started = time.perf_counter()
         action()
         timings.append(time.perf_counter() - started)

@@ -38,7 +38,8 @@ def texts(elements) -> str:
     return " ".join(str(element.value) for element in elements)
 
 
-@pytest.mark.parametrize("page, title", zip(PAGES, ["Draw a digit", "Train a model", "Evaluate runs"], strict=True))
+@pytest.mark.parametrize("page, title", list(zip(PAGES, ["Draw a digit", "Read a number", "Train a model",
+                                                       "Evaluate runs"], strict=True)))
 def test_every_page_renders(app_env, page, title):
     app = open_page(page)
     assert [element.value for element in app.title] == [title]

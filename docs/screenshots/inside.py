@@ -31,7 +31,7 @@ def main() -> None:
         page.set_default_timeout(300_000)  # a busy machine can take minutes to load the models
         page.set_viewport_size({"width": 1400, "height": 1800})
         page.goto(url)
-        page.get_by_text("Draw a digit on the black square").wait_for(timeout=180_000)
+        page.get_by_text("Draw a digit on the black square").wait_for(timeout=900_000)
         draw(page, SEVEN)
         prediction(page)
         page.get_by_text("Inside the network").click()
