@@ -52,13 +52,16 @@ def job_from_settings(state: Mapping[str, Any], spec: AugmentSpec, data: MnistDa
                       visitor: str) -> tuple[TrainingJob, MnistData]:
     """The job the form asks for and the training data it uses; a UserError says what to fix first."""
     name = checked_run_name(state[setting_key("name")], store, state[setting_key("overwrite")])
+    total = len(data.train_labels)
+    # a data set smaller than ten holdouts (the tests' synthetic digits) keeps its last tenth out instead
     config = config_from_settings(state, spec)
-    count = state[setting_key("images")] or len(data.train_labels)
+    config = replace(config, holdout=min(config.holdout, total // 10))
+    count = state[setting_key("images")] or total
     job = TrainingJob(name, config, owner=visitor, owner_label=state[setting_key("owner_label")].strip()
                       or DEFAULT_OWNER, train_images=count, overwrite=state[setting_key("overwrite")],
                       keep_if_stopped=state[setting_key("if_stopped")] == "keep")
     # the recipe's held-out digits are the ones right after the chosen images (the last ones for "all")
-    return job, data.subset(train=min(count + config.holdout, len(data.train_labels)))
+    return job, data.subset(train=min(count + config.holdout, total))
 
 
 def trace_frame(trace: list[dict]) -> pd.DataFrame:

@@ -28,9 +28,6 @@ def open_page(page: str) -> AppTest:
     if page != PAGES[0]:
         app.switch_page(page).run()
     assert not app.exception, [item.message for item in app.exception]
-    if page == "app_pages/train.py" and "train.recipe" in app.session_state:
-        assert app.session_state["train.holdout"] == 5000, "the recipe's holdout is in the form"
-        app.session_state["train.holdout"] = 64  # the synthetic training set has 512 digits, not 60,000
     return app
 
 
@@ -129,8 +126,8 @@ def test_train_a_tiny_run_through_the_page(app_env):
     assert "Saved run `ui-run`" in texts(app.success)
     saved = app_env.store.info("ui-run")
     assert saved.metadata.augment == "rotate=20,translate=0.2,crop=0.8-1.2,hflip=0.5"
-    assert saved.metadata.config.holdout == 64 and saved.metadata.data.train_size == 512
-    assert 0 < saved.metadata.epochs_completed < 0.6  # whole batches: 256 of the 448 digits trained on
+    assert saved.metadata.config.holdout == 51 and saved.metadata.data.train_size == 512  # a tenth of 512
+    assert 0 < saved.metadata.epochs_completed < 0.6  # whole batches: 256 of the 461 digits trained on
     assert any(link.label.startswith("Compare it") for link in app.get("page_link"))
     next(button for button in app.button if button.label == "Draw with it").click().run()
     assert "Draw a digit" in texts(app.title)

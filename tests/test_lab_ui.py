@@ -27,7 +27,8 @@ def test_the_job_uses_the_checked_name_and_the_chosen_share_of_the_data(store):
     data = tiny_mnist()
     job, training_data = train_form.job_from_settings(form_state(), PRESETS["seed"], data, store, visitor="v1")
     assert (job.name, job.owner, job.owner_label, job.keep_if_stopped) == ("mine", "v1", "Another visitor", False)
-    assert job.config.augment == PRESETS["seed"].to_string() and len(training_data.train_labels) == 256
+    assert job.config.augment == PRESETS["seed"].to_string() and job.config.holdout == 51  # a tenth of 512
+    assert len(training_data.train_labels) == 256 + 51, "the held-out digits follow the chosen ones"
     assert train_form.free_run_name(store) == "my-run"
 
 
