@@ -92,3 +92,31 @@ def axis_for(values: pd.Series, single_value_format: str) -> alt.Axis:
     if values.nunique() > 1:
         return ACCURACY_AXIS if percent else alt.Axis()
     return alt.Axis(format=single_value_format)
+
+
+def robustness_heatmap(frame: pd.DataFrame, corruptions: list[str], runs: list[str]) -> alt.Chart:
+    """Runs (rows) x corruptions (columns) from columns run, corruption, accuracy, in the given orders:
+    red to green over 50-100% (lower clamps to red), the accuracy written in each cell."""
+    base = alt.Chart(frame).encode(
+        x=alt.X("corruption:N", sort=corruptions, title=None, axis=alt.Axis(labelAngle=-40, orient="top")),
+        y=alt.Y("run:N", sort=runs, title=None),
+    )
+    cells = base.mark_rect().encode(
+        color=alt.Color("accuracy:Q", scale=alt.Scale(scheme="redyellowgreen", domain=[0.5, 1], clamp=True),
+                        legend=alt.Legend(format="%", title="accuracy", orient="bottom")),
+        tooltip=["run", "corruption", alt.Tooltip("accuracy:Q", format=".1%")],
+    )
+    text = base.mark_text(fontSize=11).encode(text=alt.Text("accuracy:Q", format=".0%"), color=alt.value("#222"))
+    return (cells + text).properties(height=max(120, 42 * len(runs)))
+
+
+def accuracy_lines(frame: pd.DataFrame, x: str, x_title: str, x_format: str | None = None) -> alt.Chart:
+    """Accuracy against `x`, one line per run (columns run, `x`, accuracy): severity curves and sweeps."""
+    axis = alt.Axis(format=x_format) if x_format else alt.Axis()
+    return alt.Chart(frame).mark_line(point=True).encode(
+        x=alt.X(f"{x}:Q", title=x_title, axis=axis),
+        y=alt.Y("accuracy:Q", title="accuracy", axis=ACCURACY_AXIS, scale=alt.Scale(domain=[0, 1])),
+        color=alt.Color("run:N", sort=list(dict.fromkeys(frame["run"])),
+                        legend=alt.Legend(orient="bottom", title=None)),
+        tooltip=["run", alt.Tooltip(f"{x}:Q", title=x_title), alt.Tooltip("accuracy:Q", format=".1%")],
+    ).properties(height=300)

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ocr_core import MnistData, RunInfo, RunStore, evaluate, load_mnist, predict_probabilities
+from ocr_core.calibration import Calibration, Reading, calibration_of, read_digits
 from ocr_core.data import data_dir
 from ocr_core.evaluation import folded_for_inference
 
@@ -51,6 +52,18 @@ def reader_model(run: RunInfo) -> nn.Module:
 def predict(run: RunInfo, digit: torch.Tensor) -> np.ndarray:
     """Ten class probabilities for one prepared 28x28 digit."""
     return predict_probabilities(model_for(run), digit[None, None])[0]
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def load_calibration(path: str, modified: float) -> Calibration | None:
+    """The run's validated calibration (decoded once per file version); CalibrationError if damaged."""
+    return calibration_of(RunStore(Path(path).parent).info(Path(path).stem).metadata)
+
+
+def read(run: RunInfo, digit: torch.Tensor) -> Reading:
+    """One prepared 28x28 digit read with the run's calibration: calibrated confidence and the not-a-digit
+    flag when it has one, the plain softmax otherwise."""
+    return read_digits(model_for(run), digit[None], load_calibration(str(run.path), run.modified))[0]
 
 
 @st.cache_resource(max_entries=2, show_spinner=False)

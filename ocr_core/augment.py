@@ -281,11 +281,16 @@ def erase_mask(count: int, probability: float, generator: torch.Generator) -> to
 
 
 def stroke_width(images: torch.Tensor, strength: float, generator: torch.Generator) -> torch.Tensor:
-    """Thinner or thicker ink: a change t ~ U(-strength, strength) pixels per side for each sample, whole
-    pixels by repeated 3x3 erosion (min-pool) or dilation (max-pool), the fraction blended with one step more."""
+    """Thinner or thicker ink: a change t ~ U(-strength, strength) pixels per side for each sample."""
+    return changed_stroke_width(images, uniform(generator, images.shape[0], -strength, strength))
+
+
+def changed_stroke_width(images: torch.Tensor, change: torch.Tensor) -> torch.Tensor:
+    """Each sample's ink thinned (change < 0) or thickened (> 0) by `change` pixels per side: whole pixels by
+    repeated 3x3 erosion (min-pool) or dilation (max-pool), the fraction blended with one step more."""
     count = images.shape[0]
-    change = uniform(generator, count, -strength, strength).to(images.device)
-    steps = math.ceil(strength)
+    change = change.to(images.device)
+    steps = max(1, math.ceil(float(change.abs().max())))
     thinner, thicker = [images], [images]
     for _ in range(steps):
         thinner.append(-F.max_pool2d(-thinner[-1], 3, stride=1, padding=1))

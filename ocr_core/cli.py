@@ -13,18 +13,19 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .augment import PRESETS, as_spec, preview_grid, ranges_text
+from .calibration import Calibration, calibration_of, read_digits
 from .checkpoints import NAME_RULE, RunStore
 from .corruptions import CORRUPTIONS, DEFAULT_SEVERITY, SEVERITIES
 from .data import load_mnist
 from .errors import UserError
-from .evaluation import evaluate, folded_for_inference, predict_probabilities
+from .evaluation import evaluate, folded_for_inference
 from .metadata import RunMetadata
 from .models import ARCHITECTURES, build_model, multiply_adds, parameter_count
 from .preprocess import ImageError, digit_from_image, load_image
 from .reading import READ_SIDE, read_number
 from .robustness import (BASELINE_RUN, DIGITS_PER_CLASS, ReportProgress, RobustnessReport, baseline_report,
                          cached_report, run_report, summary)
-from .runs import rescore_run, train_run
+from .runs import calibrate_run, rescore_run, train_run
 from .training import (OPTIMIZERS, PRECISIONS, RECIPES, SCHEDULES, Cadence, Progress, TrainingCallback,
                        with_overrides)
 
@@ -123,24 +124,53 @@ def command_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def predict_entry(path: str, model, calibration: Calibration | None) -> dict:
+    """One image's JSON answer: the digit with its (calibrated) confidence and whether it looks like a digit
+    at all; degenerate ink gets its reason and no digit; an unreadable file raises ImageError."""
+    prepared = digit_from_image(load_image(path))
+    if not prepared.readable:
+        return {"image": path, "prediction": None, "looks_like_digit": False, "problem": prepared.problem}
+    reading = read_digits(model, prepared.digit[None], calibration)[0]
+    return {"image": path, "prediction": reading.prediction, "confidence": reading.confidence,
+            "calibrated": reading.calibrated, "looks_like_digit": reading.looks_like_digit,
+            "digit_score": reading.digit_score, "digit_threshold": reading.threshold,
+            "probabilities": [round(float(p), 6) for p in reading.probabilities]}
+
+
+def predict_line(entry: dict) -> str:
+    if "error" in entry:
+        return f"{entry['image']}: error: {entry['error']}"
+    if entry["prediction"] is None:
+        return f"{entry['image']}: not a digit: {entry['problem']}"
+    confidence = f"{entry['confidence']:.1%}{'' if entry['calibrated'] else ', not calibrated'}"
+    if entry["looks_like_digit"] is False:
+        return f"{entry['image']}: does not look like a digit (closest: {entry['prediction']}, {confidence})"
+    return f"{entry['image']}: {entry['prediction']} ({confidence})"
+
+
 def command_predict(args: argparse.Namespace) -> int:
-    model, _ = RunStore().load(args.name)
+    model, metadata = RunStore().load(args.name)
+    calibration = calibration_of(metadata)
     results, failures = [], 0
     for path in args.images:
         try:
-            digit = digit_from_image(load_image(path))
+            results.append(predict_entry(path, model, calibration))
         except ImageError as error:
             failures += 1
             results.append({"image": path, "error": str(error)})
-            continue
-        probabilities = predict_probabilities(model, digit[None])[0]
-        results.append({"image": path, "prediction": int(probabilities.argmax()),
-                        "confidence": float(probabilities.max()),
-                        "probabilities": [round(float(p), 6) for p in probabilities]})
-    text = "\n".join(f"{r['image']}: error: {r['error']}" if "error" in r else
-                     f"{r['image']}: {r['prediction']} ({r['confidence']:.1%})" for r in results)
-    emit(results, args.json, text)
+    emit(results, args.json, "\n".join(predict_line(entry) for entry in results))
     return 1 if failures else 0
+
+
+def command_calibrate(args: argparse.Namespace) -> int:
+    for name in args.names:
+        calibration = calibration_of(calibrate_run(name).metadata)
+        detector = calibration.detector
+        print(f"calibrated {name} on {calibration.held_out:,} held-out digits: temperature "
+              f"{calibration.temperature:.3f}, expected calibration error {calibration.ece_before:.4f} -> "
+              f"{calibration.ece_after:.4f}; not-a-digit threshold {detector.threshold:.1f} "
+              f"({detector.held_out_false_alarms:.2%} of held-out digits flagged)")
+    return 0
 
 
 def command_read(args: argparse.Namespace) -> int:
@@ -357,6 +387,11 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("images", nargs="+", metavar="IMAGE")
     predict.add_argument("--json", action="store_true")
     predict.set_defaults(handler=command_predict)
+
+    calibrate = commands.add_parser(
+        "calibrate", help="fit calibrated confidence and the not-a-digit flag on a run's held-out digits")
+    calibrate.add_argument("names", nargs="+", metavar="NAME")
+    calibrate.set_defaults(handler=command_calibrate)
 
     read = commands.add_parser("read", help="read handwritten numbers (several digits) from image files")
     read.add_argument("name")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -20,6 +21,11 @@ MIN_SIDE = 8
 WORKING_SIDE = 512  # larger inputs are shrunk first: a digit needs no more detail than this
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 MIN_INK_PIXELS = 3
+# Degenerate ink, flagged before any model is asked. The canvas pen (20 px on 280) alone spans 7% of the side.
+SPECK_SIDE = 0.12  # ink whose box is smaller than this share of the image's longer side is a dot or a speck
+EDGE_BAND = 0.12  # ink wholly within this share of the side along one edge is a border or a stray stroke
+FLAT_RATIO = 5.0  # no digit is five times wider than it is tall
+LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R BT.601, as PIL's "L" conversion
 PIECE_REACH = 0.25  # pieces of one digit lie within this fraction of its size from each other
 MIN_STROKE = 0.1  # MNIST's strokes are about this fraction of the digit's longer side
 
@@ -136,18 +142,52 @@ def mnist_input(mask: np.ndarray) -> torch.Tensor:
     return centre_by_mass(fit_box(normalise_stroke(mask).astype(np.float32)))
 
 
+def degenerate_ink(ink: np.ndarray) -> str | None:
+    """Why this ink cannot be a digit whatever a model would say (a dot, a speck, a line along the edge, a
+    flat dash), or None. Judged on the ink before it is scaled, where its size and place are still known."""
+    height, width = ink.shape
+    rows, columns = np.flatnonzero(ink.any(1)), np.flatnonzero(ink.any(0))
+    top, bottom, left, right = rows[0], rows[-1] + 1, columns[0], columns[-1] + 1
+    ink_height, ink_width = bottom - top, right - left
+    if max(ink_height, ink_width) < SPECK_SIDE * max(height, width):
+        return "only a dot or a speck of ink: draw the digit larger"
+    band_rows, band_columns = EDGE_BAND * height, EDGE_BAND * width
+    if bottom <= band_rows or top >= height - band_rows or right <= band_columns or left >= width - band_columns:
+        return "only a line along the edge: draw the digit in the middle"
+    if ink_width > FLAT_RATIO * ink_height:
+        return "only a flat dash: no digit is that wide and low"
+    return None
+
+
+@dataclass(frozen=True)
+class PreparedDigit:
+    """What the preprocessing made of an input: the 28x28 digit (None without ink) and, when the ink cannot
+    be a digit, why not (the model is not asked then)."""
+
+    digit: torch.Tensor | None
+    problem: str | None
+
+    @property
+    def readable(self) -> bool:
+        return self.problem is None
+
+
+def prepare(array: np.ndarray) -> PreparedDigit:
+    """`prepare_digit` plus the degenerate-ink check: the one preprocessing path for readers of one input."""
+    digit = main_digit(clean_up(array).mask)
+    if np.count_nonzero(digit) < MIN_INK_PIXELS:
+        return PreparedDigit(None, "no ink found (blank image)")
+    return PreparedDigit(mnist_input(digit), degenerate_ink(digit))
+
+
 def prepare_digit(array: np.ndarray) -> torch.Tensor | None:
     """28x28 float tensor in [0, 1] (white ink on black, like MNIST), or None when there is no ink."""
-    cleaned = clean_up(array)
-    digit = main_digit(cleaned.mask)
-    if np.count_nonzero(digit) < MIN_INK_PIXELS:
-        return None
-    return mnist_input(digit)
+    return prepare(array).digit
 
 
-def digit_from_image(array: np.ndarray) -> torch.Tensor:
-    """prepare_digit for an image file, where no ink is a mistake to report (an empty canvas is not)."""
-    digit = prepare_digit(array)
-    if digit is None:
+def digit_from_image(array: np.ndarray) -> PreparedDigit:
+    """`prepare` for an image file, where no ink is a mistake to report (an empty canvas is not)."""
+    prepared = prepare(array)
+    if prepared.digit is None:
         raise ImageError("no ink found: the image looks blank (one flat colour)")
-    return digit
+    return prepared

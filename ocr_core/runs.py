@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import platform
 import threading
+from contextlib import suppress
 from dataclasses import replace
 from datetime import datetime, timezone
 from importlib.metadata import version
@@ -11,6 +12,8 @@ import safetensors
 import torch
 
 from .augment import PRESETS, as_spec
+from .calibration import (FIT_IMAGES, NOT_CALIBRATED, Calibration, CalibrationError, CalibrationProgress,
+                          fit_calibration)
 from .checkpoints import CheckpointError, RunInfo, RunStore, name_taken, validate_run_name
 from .data import MnistData, load_mnist
 from .evaluation import Evaluation, evaluate
@@ -92,6 +95,9 @@ def train_run(name: str, config: TrainConfig, store: RunStore | None = None, dat
     if not result.history or (result.stopped and not keep_if_stopped):
         return None, result
     metadata = run_metadata(result, data, score(result.model, data, result.final_test))
+    if config.holdout:
+        with suppress(CalibrationError):  # too few held-out digits to calibrate on: saved "not calibrated"
+            metadata = replace(metadata, calibration=calibration_for(result.model, metadata, data).to_dict())
     return store.save(name, result.model, metadata, overwrite=overwrite), result
 
 
@@ -107,3 +113,28 @@ def rescore_run(name: str, store: RunStore | None = None, data: MnistData | None
                               f"({trained_on} vs {data.fingerprint})")
     rescored = replace(metadata, **scores(score(model, data)), rescored=now(), versions=versions())
     return store.save(name, model, rescored, overwrite=True)
+
+
+def calibration_sets(metadata: RunMetadata, data: MnistData) -> tuple[torch.Tensor, ...]:
+    """(held-out images, labels, trained-on images, labels): the run's held-out digits (for the temperature and
+    the threshold) and the first FIT_IMAGES it trained on (for the detector's class statistics).
+    CalibrationError for a run with no held-out digits: it stays "not calibrated"."""
+    if not metadata.config.holdout:
+        raise CalibrationError(NOT_CALIBRATED)
+    held_out_images, held_out_labels = holdout_digits(metadata, data)
+    trained = data.subset(train=metadata.data.train_size).without_holdout(metadata.config.holdout)
+    return held_out_images, held_out_labels, trained.train_images[:FIT_IMAGES], trained.train_labels[:FIT_IMAGES]
+
+
+def calibration_for(model: torch.nn.Module, metadata: RunMetadata, data: MnistData,
+                    progress: CalibrationProgress | None = None) -> Calibration:
+    return fit_calibration(model, *calibration_sets(metadata, data), progress)
+
+
+def calibrate_run(name: str, store: RunStore | None = None, data: MnistData | None = None,
+                  progress: CalibrationProgress | None = None) -> RunInfo:
+    """Fit a saved run's calibration and store it in the run's metadata (as `train_run` does after training)."""
+    store = store or RunStore()
+    model, metadata = store.load(name)
+    calibration = calibration_for(model, metadata, data or load_mnist(), progress)
+    return store.save(name, model, replace(metadata, calibration=calibration.to_dict()), overwrite=True)

@@ -1,0 +1,49 @@
+"""The Robustness page through AppTest, on the tiny synthetic runs (see app_fixtures)."""
+from __future__ import annotations
+
+from unittest import mock
+
+from test_app import open_page, texts
+
+
+def test_robustness_page_computes_reports_once_then_shows_them_from_the_cache(app_env):
+    app = open_page("app_pages/robustness.py")
+    assert app.title[0].value == "Robustness"
+    summary = app.dataframe[0].value
+    assert list(summary["run"]) == ["seed", "seed-aug", "best"]  # the tutorial experiment, by default
+    assert summary["clean"].between(0, 1).all() and summary["mCE (vs seed)"].iloc[0] == 1.0
+    charts = app.get("vega_lite_chart")
+    assert len(charts) == 2  # the heatmap and the severity curves (the first tab)
+    with mock.patch("ocr_core.robustness.compute_report", side_effect=AssertionError("computed twice")):
+        again = open_page("app_pages/robustness.py")
+    assert again.dataframe[0].value.equals(summary)
+
+
+def test_heatmap_sorts_and_severity_switches_without_errors(app_env):
+    app = open_page("app_pages/robustness.py")
+    app.segmented_control(key="robustness.sort").set_value("hardest first").run()
+    app.segmented_control(key="robustness.severity").set_value("mean of 1-5").run()
+    assert not app.exception
+    app.segmented_control(key="robustness.sort").set_value("seed").run()
+    assert not app.exception and app.get("vega_lite_chart")
+
+
+def test_sweeps_tab_draws_accuracy_against_strength_and_strip_colours_answers(app_env):
+    app = open_page("app_pages/robustness.py")
+    app.session_state["robustness.tab"] = "Accuracy vs strength"
+    app.run()
+    assert not app.exception
+    assert any("1,000 test digits" in caption.value for caption in app.caption)
+    app.session_state["robustness.tab"] = "What each corruption looks like"
+    app.run()
+    assert not app.exception
+    answers = texts(app.markdown)
+    assert ":green[" in answers or ":red[" in answers
+    assert "severity 5" in answers
+
+
+def test_without_runs_the_page_says_what_to_do(app_env):
+    for run in app_env.store.list():
+        run.path.unlink()
+    app = open_page("app_pages/robustness.py")
+    assert "No saved runs" in texts(app.info)
