@@ -57,7 +57,7 @@ class MnistData:
         start = len(self.train_labels) - holdout
         return self.train_images[start:], self.train_labels[start:]
 
-    def without_holdout(self, holdout: int) -> "MnistData":
+    def without_holdout(self, holdout: int) -> MnistData:
         """The same data minus the last `holdout` training images (what `fit` trains on)."""
         if not 0 <= holdout < len(self.train_labels):
             raise ConfigError(f"a holdout of {holdout:,} images leaves nothing to train on: the training set has "

@@ -15,6 +15,7 @@ at once) and then in `OCR_CACHE_DIR/robustness/`, where new reports are written.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -242,10 +243,8 @@ def run_report(name: str, store: RunStore | None = None, data: MnistData | None 
     data = data or load_mnist()
     images, labels = report_subset(data.test_images, data.test_labels)
     report = compute_report(model, images, labels, run_weights_hash(info), progress)
-    try:
+    with contextlib.suppress(OSError):  # a read-only cache only costs the computation next time
         write_report(report, report_cache_dir())
-    except OSError:
-        pass  # a read-only cache only costs the computation next time
     return report
 
 
