@@ -1,4 +1,5 @@
 """Draw or upload a digit and watch the saved models read it."""
+
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -15,14 +16,19 @@ UNSURE_BELOW = 0.6
 def drawn_image() -> np.ndarray | None:
     stroke_width = st.slider("Pen width", 8, 40, 20, key="draw.stroke", persist_state="session")
     image = canvas.draw_canvas(stroke_width, key="draw.canvas")
-    st.caption("White ink on black, like MNIST. The buttons above the canvas undo or redo a stroke and clear the "
-               "drawing (the bin).")
+    st.caption(
+        "White ink on black, like MNIST. The buttons above the canvas undo or redo a stroke and clear the "
+        "drawing (the bin)."
+    )
     return image
 
 
 def uploaded_image() -> np.ndarray | None:
-    upload = st.file_uploader("A photo or scan of one digit (PNG or JPEG, dark on light or light on dark)",
-                              type=["png", "jpg", "jpeg"], key="draw.upload")
+    upload = st.file_uploader(
+        "A photo or scan of one digit (PNG or JPEG, dark on light or light on dark)",
+        type=["png", "jpg", "jpeg"],
+        key="draw.upload",
+    )
     if upload is None:
         return None
     try:
@@ -43,33 +49,49 @@ def show_prediction(run: RunInfo, digit) -> None:
     if reading.looks_like_digit is False:
         prediction_column.metric("Prediction", "not a digit", border=True)
         confidence_column.metric("Closest digit", predicted, border=True)
-        st.warning("**This does not look like a digit.** Its features are further from every digit `"
-                   f"{run.name}` knows than those of 99% of held-out MNIST digits, so no digit is named. "
-                   "Draw one digit from 0 to 9, large and centred.", icon=":material/help:")
+        st.warning(
+            "**This does not look like a digit.** Its features are further from every digit `"
+            f"{run.name}` knows than those of 99% of held-out MNIST digits, so no digit is named. "
+            "Draw one digit from 0 to 9, large and centred.",
+            icon=":material/help:",
+        )
     else:
         prediction_column.metric("Prediction", predicted, border=True)
-        confidence_column.metric("Confidence", f"{reading.confidence:.1%}", border=True,
-                                 help="Calibrated on held-out digits: of the digits read with 90% confidence, "
-                                      "about 90% are right." if reading.calibrated else
-                                      "The raw softmax of an uncalibrated run: often too sure.")
+        confidence_column.metric(
+            "Confidence",
+            f"{reading.confidence:.1%}",
+            border=True,
+            help="Calibrated on held-out digits: of the digits read with 90% confidence, about 90% are right."
+            if reading.calibrated
+            else "The raw softmax of an uncalibrated run: often too sure.",
+        )
         if reading.confidence < UNSURE_BELOW:
-            st.caption(f"Not sure: {probabilities.argsort()[-2]} is the runner-up. Try a bolder or more centred "
-                       "digit.")
+            st.caption(f"Not sure: {probabilities.argsort()[-2]} is the runner-up. Try a bolder or more centred digit.")
     if not reading.calibrated:
-        st.caption(f"`{run.name}` is not calibrated: its confidence is the raw softmax and it cannot tell a "
-                   "non-digit from a digit (train it with held-out digits, or run "
-                   f"`python -m ocr_core calibrate {run.name}` if it has some).")
+        st.caption(
+            f"`{run.name}` is not calibrated: its confidence is the raw softmax and it cannot tell a "
+            "non-digit from a digit (train it with held-out digits, or run "
+            f"`python -m ocr_core calibrate {run.name}` if it has some)."
+        )
     st.altair_chart(charts.probability_chart(probabilities), width="stretch")
-    st.caption("The 28×28 input follows MNIST's recipe: crop to the ink, fit into 20×20 keeping the aspect "
-               "ratio, then centre by centre of mass.")
+    st.caption(
+        "The 28×28 input follows MNIST's recipe: crop to the ink, fit into 20×20 keeping the aspect "
+        "ratio, then centre by centre of mass."
+    )
 
 
 def comparison_table(runs: list[RunInfo], digit, active: str) -> pd.DataFrame:
     rows = []
     for run in runs:
-        row = {"run": run.name, "in use": run.name == active, "prediction": None, "confidence": None,
-               "architecture": run.metadata.architecture, "clean test accuracy": run.metric("clean"),
-               "problem": None}
+        row = {
+            "run": run.name,
+            "in use": run.name == active,
+            "prediction": None,
+            "confidence": None,
+            "architecture": run.metadata.architecture,
+            "clean test accuracy": run.metric("clean"),
+            "problem": None,
+        }
         try:
             reading = loaders.read(run, digit)
         except (CheckpointError, CalibrationError) as error:
@@ -88,22 +110,36 @@ st.caption("Sketch a digit from 0 to 9 and a convolutional network trained on MN
 
 runs, skipped = loaders.list_runs()
 if not runs:
-    st.error(f"There are no usable runs in `{loaders.run_store().root}`. Train one on the Train page.",
-             icon=":material/error:")
+    st.error(
+        f"There are no usable runs in `{loaders.run_store().root}`. Train one on the Train page.",
+        icon=":material/error:",
+    )
     show_skipped(skipped)
     st.stop()
 
 names = [run.name for run in runs]
 selector_column, description_column = st.columns([1, 3], vertical_alignment="bottom")
-selector_column.selectbox("Model", names, key=ACTIVE_RUN, persist_state="session",
-                          help="Any saved run; `best` is the most accurate shipped model.")
+selector_column.selectbox(
+    "Model",
+    names,
+    key=ACTIVE_RUN,
+    persist_state="session",
+    help="Any saved run; `best` is the most accurate shipped model.",
+)
 active = runs[names.index(st.session_state[ACTIVE_RUN])]
 description_column.caption(describe_run(active))
 
 input_column, result_column = st.columns([2, 3], gap="large")
 with input_column:
-    source = st.segmented_control("Input", ["Draw", "Upload"], default="Draw", required=True,
-                                  key="draw.source", persist_state="session", label_visibility="collapsed")
+    source = st.segmented_control(
+        "Input",
+        ["Draw", "Upload"],
+        default="Draw",
+        required=True,
+        key="draw.source",
+        persist_state="session",
+        label_visibility="collapsed",
+    )
     image = drawn_image() if source == "Draw" else uploaded_image()
 
 digit = None
@@ -114,8 +150,11 @@ with result_column:
         st.error(str(error), icon=":material/broken_image:")
     else:
         if prepared is None or prepared.digit is None:
-            st.info("Draw a digit on the black square, or upload a photo of one: the prediction appears here "
-                    "as soon as there is some ink.", icon=":material/gesture:")
+            st.info(
+                "Draw a digit on the black square, or upload a photo of one: the prediction appears here "
+                "as soon as there is some ink.",
+                icon=":material/gesture:",
+            )
         elif not prepared.readable:  # degenerate ink: no model is asked
             st.warning(f"**This does not look like a digit:** {prepared.problem}.", icon=":material/help:")
             st.image(enlarged(prepared.digit, 112), caption="What a model would see (28×28)")
@@ -127,13 +166,16 @@ with result_column:
 if digit is not None:
     st.subheader("What every saved run says")
     st.dataframe(
-        comparison_table(runs, digit, active.name), hide_index=True, width="stretch",
+        comparison_table(runs, digit, active.name),
+        hide_index=True,
+        width="stretch",
         column_config={
             "in use": st.column_config.CheckboxColumn(help="the model chosen above"),
             "confidence": st.column_config.ProgressColumn(min_value=0, max_value=1, format="percent"),
             "clean test accuracy": st.column_config.NumberColumn(format="percent"),
             "looks like a digit": st.column_config.TextColumn(
-                help="Calibrated runs tell digits from other drawings; uncalibrated ones cannot."),
+                help="Calibrated runs tell digits from other drawings; uncalibrated ones cannot."
+            ),
         },
     )
 inside.inside_the_network(runs, active, digit)

@@ -1,4 +1,5 @@
 """Compare saved runs on clean and augmented test digits, look at their mistakes, and manage the runs."""
+
 from dataclasses import asdict
 from pathlib import Path
 
@@ -7,8 +8,16 @@ import streamlit as st
 
 from lab_ui import charts, inside, loaders, run_policy
 from lab_ui.loaders import Scores
-from lab_ui.widgets import (ACTIVE_RUN, augment_label, enlarged, errors_shown, flash, require_dataset, show_flash,
-                            show_skipped)
+from lab_ui.widgets import (
+    ACTIVE_RUN,
+    augment_label,
+    enlarged,
+    errors_shown,
+    flash,
+    require_dataset,
+    show_flash,
+    show_skipped,
+)
 from ocr_core import PRESETS, CheckpointError, MnistData, RunInfo, UserError, parse_augment
 
 TUTORIAL_RUNS = ["seed", "seed-aug"]
@@ -21,8 +30,12 @@ PENDING_CELL = "evaluate.pending_cell"  # session key: a newly clicked cell, app
 RENAME_PROBLEM = "evaluate.rename_problem"  # session key: why the last rename was refused
 GALLERY_SIZE = 48
 DEFAULT_SELECTION = 4  # runs picked on the first visit when there are this many or fewer
-CURVES = {"test_accuracy": "clean test accuracy", "test_loss": "clean test loss",
-          "train_accuracy": "training accuracy (running)", "train_loss": "training loss (running)"}
+CURVES = {
+    "test_accuracy": "clean test accuracy",
+    "test_loss": "clean test loss",
+    "train_accuracy": "training accuracy (running)",
+    "train_loss": "training loss (running)",
+}
 
 
 def tutorial_experiment() -> None:
@@ -32,13 +45,18 @@ def tutorial_experiment() -> None:
 
 def augmented_test_spec() -> str | None:
     """Spec of the augmented test set, or None (after saying why) when it is not valid."""
-    choice = st.selectbox("Augmented test set", [*AUGMENTED_CHOICES, CUSTOM], key="evaluate.augment",
-                          persist_state="session",
-                          help="The test digits transformed by a fixed-seed augmentation: `seed` is the tutorial's.")
+    choice = st.selectbox(
+        "Augmented test set",
+        [*AUGMENTED_CHOICES, CUSTOM],
+        key="evaluate.augment",
+        persist_state="session",
+        help="The test digits transformed by a fixed-seed augmentation: `seed` is the tutorial's.",
+    )
     if choice != CUSTOM:
         return PRESETS[choice].to_string()
-    text = st.text_input("Augmentation spec", key="evaluate.custom_augment", persist_state="session",
-                         placeholder="rotate=30,noise=0.2")
+    text = st.text_input(
+        "Augmentation spec", key="evaluate.custom_augment", persist_state="session", placeholder="rotate=30,noise=0.2"
+    )
     spec = None
     with errors_shown():
         spec = parse_augment(text)
@@ -57,38 +75,60 @@ def evaluate_runs(runs: list[RunInfo], augment: str, data: MnistData) -> dict[st
     for done, run in enumerate(runs):
         bar.progress(done / len(runs), text=f"Evaluating `{run.name}` on the clean and the augmented test set…")
         with errors_shown(f"Run `{run.name}` cannot be loaded: "):
-            results[run.name] = {test_set: loaders.scores(run, spec, data)
-                                 for test_set, spec in (("clean", "none"), ("augmented", augment))}
+            results[run.name] = {
+                test_set: loaders.scores(run, spec, data)
+                for test_set, spec in (("clean", "none"), ("augmented", augment))
+            }
     bar.empty()
     return results
 
 
 def summary(runs: dict[str, RunInfo], results: dict[str, dict[str, Scores]], augment: str) -> None:
     augmented = f"{augment_label(augment)}-augmented accuracy"
-    table = pd.DataFrame([
-        {"run": name, "architecture": runs[name].metadata.architecture,
-         "trained with": augment_label(runs[name].metadata.augment),
-         "epochs": runs[name].metadata.epochs_completed, "clean accuracy": sets["clean"].accuracy,
-         augmented: sets["augmented"].accuracy, "parameters": runs[name].metadata.parameters,
-         "training images": runs[name].metadata.data.train_size,
-         "training time (s)": round(runs[name].metadata.training_seconds)}
-        for name, sets in results.items()])
+    table = pd.DataFrame(
+        [
+            {
+                "run": name,
+                "architecture": runs[name].metadata.architecture,
+                "trained with": augment_label(runs[name].metadata.augment),
+                "epochs": runs[name].metadata.epochs_completed,
+                "clean accuracy": sets["clean"].accuracy,
+                augmented: sets["augmented"].accuracy,
+                "parameters": runs[name].metadata.parameters,
+                "training images": runs[name].metadata.data.train_size,
+                "training time (s)": round(runs[name].metadata.training_seconds),
+            }
+            for name, sets in results.items()
+        ]
+    )
     accuracy_format = st.column_config.NumberColumn(format="percent")
-    st.dataframe(table, hide_index=True, width="stretch", column_config={
-        "clean accuracy": accuracy_format, augmented: accuracy_format,
-        "parameters": st.column_config.NumberColumn(format="localized"),
-        "training images": st.column_config.NumberColumn(format="localized",
-                                                         help="A quick demo run trains on part of MNIST.")})
-    bars = table.melt(id_vars="run", value_vars=["clean accuracy", augmented], var_name="test set",
-                      value_name="accuracy")
+    st.dataframe(
+        table,
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "clean accuracy": accuracy_format,
+            augmented: accuracy_format,
+            "parameters": st.column_config.NumberColumn(format="localized"),
+            "training images": st.column_config.NumberColumn(
+                format="localized", help="A quick demo run trains on part of MNIST."
+            ),
+        },
+    )
+    bars = table.melt(
+        id_vars="run", value_vars=["clean accuracy", augmented], var_name="test set", value_name="accuracy"
+    )
     bars["test set"] = bars["test set"].str.removesuffix(" accuracy")
     st.altair_chart(charts.accuracy_chart(bars), width="stretch")
     if sorted(results) == TUTORIAL_RUNS and augment == PRESETS["seed"].to_string():
         plain, augmented_run = (results[name] for name in TUTORIAL_RUNS)
-        st.info(f"**The tutorial's experiment.** Training with its augmentation changes accuracy on clean digits "
-                f"by {points(augmented_run['clean'].accuracy - plain['clean'].accuracy)} and on augmented digits by "
-                f"{points(augmented_run['augmented'].accuracy - plain['augmented'].accuracy)}: the same CNN, "
-                "made robust to rotated, shifted, cropped and mirrored digits.", icon=":material/science:")
+        st.info(
+            f"**The tutorial's experiment.** Training with its augmentation changes accuracy on clean digits "
+            f"by {points(augmented_run['clean'].accuracy - plain['clean'].accuracy)} and on augmented digits by "
+            f"{points(augmented_run['augmented'].accuracy - plain['augmented'].accuracy)}: the same CNN, "
+            "made robust to rotated, shifted, cropped and mirrored digits.",
+            icon=":material/science:",
+        )
 
 
 def points(change: float) -> str:
@@ -98,10 +138,12 @@ def points(change: float) -> str:
 def mistakes_gallery(scores: Scores) -> pd.DataFrame:
     """The gallery; returns the mistakes it shows."""
     true_column, predicted_column = st.columns(2)
-    true_digits = true_column.multiselect("True digit", charts.DIGITS, key="evaluate.true_filter",
-                                          persist_state="session", placeholder="any")
-    predicted_digits = predicted_column.multiselect("Predicted digit", charts.DIGITS, persist_state="session",
-                                                    key="evaluate.predicted_filter", placeholder="any")
+    true_digits = true_column.multiselect(
+        "True digit", charts.DIGITS, key="evaluate.true_filter", persist_state="session", placeholder="any"
+    )
+    predicted_digits = predicted_column.multiselect(
+        "Predicted digit", charts.DIGITS, persist_state="session", key="evaluate.predicted_filter", placeholder="any"
+    )
     mistakes = scores.mistakes
     if true_digits:
         mistakes = mistakes[mistakes["true"].isin(true_digits)]
@@ -111,15 +153,24 @@ def mistakes_gallery(scores: Scores) -> pd.DataFrame:
     matching = f"{len(mistakes)} of {len(scores.mistakes)}" if true_digits or predicted_digits else len(mistakes)
     st.caption(f"{matching} mistakes; the {len(shown)} most confident shown, as the model saw them.")
     if not shown.empty:
-        st.image([enlarged(scores.mistake_images[index], 84) for index in shown.index],
-                 caption=[f"true {row.true} → {row.predicted} ({row.confidence:.0%})" for row in shown.itertuples()],
-                 width=84)
+        st.image(
+            [enlarged(scores.mistake_images[index], 84) for index in shown.index],
+            caption=[f"true {row.true} → {row.predicted} ({row.confidence:.0%})" for row in shown.itertuples()],
+            width=84,
+        )
     return shown
 
 
 def learning_curves(runs: list[RunInfo], test_set: str) -> None:
-    metric = st.segmented_control("Curve", list(CURVES), format_func=CURVES.get, default="test_accuracy",
-                                  required=True, key="evaluate.curve", persist_state="session")
+    metric = st.segmented_control(
+        "Curve",
+        list(CURVES),
+        format_func=CURVES.get,
+        default="test_accuracy",
+        required=True,
+        key="evaluate.curve",
+        persist_state="session",
+    )
     frame = pd.DataFrame([{"run": run.name, **asdict(record)} for run in runs for record in run.metadata.history])
     if frame.empty:
         st.info("These runs have no recorded history.")
@@ -154,23 +205,43 @@ def details(runs: dict[str, RunInfo], results: dict[str, dict[str, Scores]]) -> 
     st.subheader("A closer look")
     run_column, set_column = st.columns(2)
     name = run_column.selectbox("Run", list(results), key="evaluate.inspect")
-    test_set = set_column.segmented_control("Test set", ["clean", "augmented"], default="clean", required=True,
-                                            key="evaluate.test_set", persist_state="session")
+    test_set = set_column.segmented_control(
+        "Test set",
+        ["clean", "augmented"],
+        default="clean",
+        required=True,
+        key="evaluate.test_set",
+        persist_state="session",
+    )
     scores = results[name][test_set]
     show_chosen_cell_mistakes()
     confusion_tab, classes_tab, mistakes_tab, curves_tab = st.tabs(
-        ["Confusion matrix", "Per class", "Mistakes", "Learning curves"], key=DETAILS_TAB, on_change="rerun")
+        ["Confusion matrix", "Per class", "Mistakes", "Learning curves"], key=DETAILS_TAB, on_change="rerun"
+    )
     with confusion_tab:
-        normalised = st.toggle("Normalise each row", key="evaluate.normalised", persist_state="session",
-                               help="Shares of each true digit instead of counts.")
-        event = st.altair_chart(charts.confusion_chart(scores.confusion, normalised), width="stretch",
-                                on_select="rerun", selection_mode=charts.CELL_SELECTION, key="evaluate.confusion")
+        normalised = st.toggle(
+            "Normalise each row",
+            key="evaluate.normalised",
+            persist_state="session",
+            help="Shares of each true digit instead of counts.",
+        )
+        event = st.altair_chart(
+            charts.confusion_chart(scores.confusion, normalised),
+            width="stretch",
+            on_select="rerun",
+            selection_mode=charts.CELL_SELECTION,
+            key="evaluate.confusion",
+        )
         st.caption("Click a cell off the diagonal to see those mistakes.")
         follow_cell_clicks(event)
     with classes_tab:
         score_format = st.column_config.NumberColumn(format="percent")
-        st.dataframe(scores.per_class, hide_index=True, width="stretch",
-                     column_config={"precision": score_format, "recall": score_format, "f1": score_format})
+        st.dataframe(
+            scores.per_class,
+            hide_index=True,
+            width="stretch",
+            column_config={"precision": score_format, "recall": score_format, "f1": score_format},
+        )
     with mistakes_tab:
         shown = mistakes_gallery(scores)
         inside.explain_mistake(list(runs.values()), runs[name], shown, scores.mistake_images)
@@ -185,20 +256,27 @@ def compare(runs: list[RunInfo], skipped: list[RunInfo]) -> None:
         return
     by_name = {run.name: run for run in runs}
     if "evaluate.runs" not in st.session_state:
-        st.session_state["evaluate.runs"] = list(by_name) if len(by_name) <= DEFAULT_SELECTION else [
-            st.session_state[ACTIVE_RUN]]
+        st.session_state["evaluate.runs"] = (
+            list(by_name) if len(by_name) <= DEFAULT_SELECTION else [st.session_state[ACTIVE_RUN]]
+        )
     st.session_state["evaluate.runs"] = [name for name in st.session_state["evaluate.runs"] if name in by_name]
     runs_column, augment_column, experiment_column = st.columns([3, 2, 2], vertical_alignment="bottom")
-    chosen = runs_column.multiselect("Runs", list(by_name), key="evaluate.runs", persist_state="session",
-                                     placeholder="pick one or more runs")
+    chosen = runs_column.multiselect(
+        "Runs", list(by_name), key="evaluate.runs", persist_state="session", placeholder="pick one or more runs"
+    )
     with augment_column:
         augment = augmented_test_spec()
     has_tutorial_runs = all(name in by_name for name in TUTORIAL_RUNS)
-    experiment_column.button("Tutorial experiment", on_click=tutorial_experiment,
-                             icon=":material/science:", disabled=not has_tutorial_runs,
-                             help="The tutorial's question: does training with augmentation make the same CNN "
-                                  "more robust? Both runs on clean and `seed`-augmented test digits."
-                             if has_tutorial_runs else "Needs the shipped runs `seed` and `seed-aug`.")
+    experiment_column.button(
+        "Tutorial experiment",
+        on_click=tutorial_experiment,
+        icon=":material/science:",
+        disabled=not has_tutorial_runs,
+        help="The tutorial's question: does training with augmentation make the same CNN "
+        "more robust? Both runs on clean and `seed`-augmented test digits."
+        if has_tutorial_runs
+        else "Needs the shipped runs `seed` and `seed-aug`.",
+    )
     if augment is None:
         return
     if not chosen:
@@ -266,8 +344,9 @@ def rename_run(names: list[str]) -> None:
 
 def import_run() -> None:
     upload = st.file_uploader("A run file saved by this lab", type=["safetensors"], key="evaluate.upload")
-    name = st.text_input("Name", key="evaluate.upload_name", max_chars=64,
-                         placeholder="default: the file's name").strip()
+    name = st.text_input(
+        "Name", key="evaluate.upload_name", max_chars=64, placeholder="default: the file's name"
+    ).strip()
     if st.button("Add run", icon=":material/upload:", disabled=upload is None):
         name = name or Path(upload.name).stem
         with errors_shown() as attempt:
@@ -283,23 +362,43 @@ def download_run(names: list[str]) -> None:
     wanted = st.selectbox("Run", names, key="evaluate.download")
     if wanted is not None:
         path = loaders.run_store().path(wanted)
-        st.download_button("Download checkpoint", data=path.read_bytes, file_name=path.name,
-                           mime="application/octet-stream", icon=":material/download:", on_click="ignore")
+        st.download_button(
+            "Download checkpoint",
+            data=path.read_bytes,
+            file_name=path.name,
+            mime="application/octet-stream",
+            icon=":material/download:",
+            on_click="ignore",
+        )
         st.caption("One `.safetensors` file: weights plus metadata, no pickle.")
 
 
 def manage(runs: list[RunInfo], skipped: list[RunInfo]) -> None:
-    table = pd.DataFrame([{"run": run.name, "status": "ok" if run.ok else f"skipped: {run.problem}",
-                           "architecture": run.metadata.architecture if run.ok else None,
-                           "clean accuracy": run.metric("clean"),
-                           "seed-augmented accuracy": run.metric("seed_augmented"),
-                           "size": run.size, "modified": pd.Timestamp(run.modified, unit="s")}
-                          for run in runs + skipped])
-    st.dataframe(table, hide_index=True, width="stretch", column_config={
-        "clean accuracy": st.column_config.NumberColumn(format="percent"),
-        "seed-augmented accuracy": st.column_config.NumberColumn(format="percent"),
-        "size": st.column_config.NumberColumn(format="bytes"),
-        "modified": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")})
+    table = pd.DataFrame(
+        [
+            {
+                "run": run.name,
+                "status": "ok" if run.ok else f"skipped: {run.problem}",
+                "architecture": run.metadata.architecture if run.ok else None,
+                "clean accuracy": run.metric("clean"),
+                "seed-augmented accuracy": run.metric("seed_augmented"),
+                "size": run.size,
+                "modified": pd.Timestamp(run.modified, unit="s"),
+            }
+            for run in runs + skipped
+        ]
+    )
+    st.dataframe(
+        table,
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "clean accuracy": st.column_config.NumberColumn(format="percent"),
+            "seed-augmented accuracy": st.column_config.NumberColumn(format="percent"),
+            "size": st.column_config.NumberColumn(format="bytes"),
+            "modified": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
+        },
+    )
     st.caption(run_policy.describe_policy())
     names = [run.name for run in runs]
     if run_policy.management_level() == "off":
@@ -314,8 +413,7 @@ def manage(runs: list[RunInfo], skipped: list[RunInfo]) -> None:
         rename_run(changeable)
     with delete_box.container(border=True):
         st.markdown("**Delete**")
-        doomed = st.selectbox("Run or skipped file", changeable + [run.name for run in skipped],
-                              key="evaluate.delete")
+        doomed = st.selectbox("Run or skipped file", changeable + [run.name for run in skipped], key="evaluate.delete")
         if st.button("Delete…", icon=":material/delete:", disabled=doomed is None):
             st.session_state[DELETING] = doomed
         if DELETING in st.session_state:  # the dialog stays open across reruns until answered or dismissed

@@ -1,4 +1,5 @@
 """Write or upload a whole number and watch the OCR pipeline read it, step by step."""
+
 import numpy as np
 import streamlit as st
 
@@ -12,13 +13,13 @@ CANVAS_WIDTH, CANVAS_HEIGHT = 840, 280
 STEP_NOTES = {
     "greyscale": "**1. Greyscale.** Colour carries no digit: one brightness per pixel.",
     "illumination normalised": "**2. Illumination.** Each pixel against the paper around it (a wide median), so "
-                               "gradients and shadows vanish; polarity is settled here (dark ink or light ink).",
+    "gradients and shadows vanish; polarity is settled here (dark ink or light ink).",
     "binarised": "**3. Binarisation.** Otsu's threshold with hysteresis: ink or paper.",
     "lines and specks removed": "**4. Clean-up.** Printed ruling and grid lines (red) and specks are removed; "
-                                "where a stroke crosses a line it is kept.",
+    "where a stroke crosses a line it is kept.",
     "deskewed": "**5. Deskew.** The line's rotation and the writing's slant are measured and undone.",
     "segmented": "**6. Segmentation.** Connected pieces become digits (one colour each); pieces of one digit are "
-                 "joined, touching digits are cut where the model reads the pieces best.",
+    "joined, touching digits are cut where the model reads the pieces best.",
 }
 
 
@@ -30,8 +31,9 @@ def drawn_image() -> np.ndarray | None:
 
 
 def uploaded_image() -> np.ndarray | None:
-    upload = st.file_uploader("A photo or scan of a handwritten number (PNG or JPEG)", type=["png", "jpg", "jpeg"],
-                              key="read.upload")
+    upload = st.file_uploader(
+        "A photo or scan of a handwritten number (PNG or JPEG)", type=["png", "jpg", "jpeg"], key="read.upload"
+    )
     if upload is None:
         return None
     try:
@@ -47,26 +49,37 @@ def show_result(image: np.ndarray, reading: Reading) -> None:
     with copy_column:
         st.code(reading.text, language=None)
         weakest = reading.digits[reading.weakest]
-        note = (f"Least sure: digit {reading.weakest + 1} from the left, a {weakest.digit} at {weakest.confidence:.0%}"
-                + (f" (below {UNSURE_BELOW:.0%}: check it)." if weakest.unsure else "."))
+        note = (
+            f"Least sure: digit {reading.weakest + 1} from the left, a {weakest.digit} at {weakest.confidence:.0%}"
+            + (f" (below {UNSURE_BELOW:.0%}: check it)." if weakest.unsure else ".")
+        )
         st.caption(f"Copy the text with the button on the right. {note}")
     if reading.marks:
         kinds = [mark.kind for mark in reading.marks]
-        st.caption("Ignored as not digits: " + ", ".join(f"{kinds.count(kind)} {kind}{'s' * (kinds.count(kind) > 1)}"
-                                                         for kind in dict.fromkeys(kinds)) + " (grey boxes).")
+        st.caption(
+            "Ignored as not digits: "
+            + ", ".join(f"{kinds.count(kind)} {kind}{'s' * (kinds.count(kind) > 1)}" for kind in dict.fromkeys(kinds))
+            + " (grey boxes)."
+        )
     st.image(annotated(image, reading), caption="Each digit's box on the input (orange: unsure)", width="stretch")
-    st.markdown("**What the model sees**, digit by digit (28×28, MNIST's recipe: crop, fit into 20×20, centre "
-                "by centre of mass)")
+    st.markdown(
+        "**What the model sees**, digit by digit (28×28, MNIST's recipe: crop, fit into 20×20, centre "
+        "by centre of mass)"
+    )
     columns = st.columns(max(len(reading.digits), 6))[: len(reading.digits)]
     for column, digit in zip(columns, reading.digits, strict=True):
-        column.image(enlarged(digit.model_input, 84), caption=f"{digit.digit} · {digit.confidence:.0%}"
-                     + (" · cut" if digit.split else ""))
+        column.image(
+            enlarged(digit.model_input, 84),
+            caption=f"{digit.digit} · {digit.confidence:.0%}" + (" · cut" if digit.split else ""),
+        )
 
 
 def show_pipeline(reading: Reading) -> None:
     st.subheader("How the OCR pipeline read it")
-    st.caption("OCR in the classic way: clean the image up, straighten it, cut it into glyphs, recognise each "
-               "glyph, then assemble the text.")
+    st.caption(
+        "OCR in the classic way: clean the image up, straighten it, cut it into glyphs, recognise each "
+        "glyph, then assemble the text."
+    )
     steps = reading.steps()
     for name, note in STEP_NOTES.items():
         picture_column, note_column = st.columns([3, 2], vertical_alignment="center")
@@ -74,30 +87,48 @@ def show_pipeline(reading: Reading) -> None:
         if name == "deskewed":
             note += f" Here: turned {reading.rotation:+.1f}°, slant {reading.slant:+.2f} removed."
         note_column.markdown(note)
-    st.markdown(f"**7. Recognition and text.** Each digit's 28×28 input goes through the model; the string is "
-                f"the digits from left to right: **{reading.text}**.")
+    st.markdown(
+        f"**7. Recognition and text.** Each digit's 28×28 input goes through the model; the string is "
+        f"the digits from left to right: **{reading.text}**."
+    )
 
 
 st.title("Read a number")
-st.caption("Write a whole number (a year, a phone number, a price) or upload a photo of one: the lab cleans the "
-           "image up, cuts it into digits and reads each with the chosen network.")
+st.caption(
+    "Write a whole number (a year, a phone number, a price) or upload a photo of one: the lab cleans the "
+    "image up, cuts it into digits and reads each with the chosen network."
+)
 
 runs, skipped = loaders.list_runs()
 if not runs:
-    st.error(f"There are no usable runs in `{loaders.run_store().root}`. Train one on the Train page.",
-             icon=":material/error:")
+    st.error(
+        f"There are no usable runs in `{loaders.run_store().root}`. Train one on the Train page.",
+        icon=":material/error:",
+    )
     show_skipped(skipped)
     st.stop()
 
 names = [run.name for run in runs]
 selector_column, description_column = st.columns([1, 3], vertical_alignment="bottom")
-selector_column.selectbox("Model", names, key=ACTIVE_RUN, persist_state="session",
-                          help="Any saved run; `best` is the most accurate shipped model.")
+selector_column.selectbox(
+    "Model",
+    names,
+    key=ACTIVE_RUN,
+    persist_state="session",
+    help="Any saved run; `best` is the most accurate shipped model.",
+)
 active = runs[names.index(st.session_state[ACTIVE_RUN])]
 description_column.caption(describe_run(active))
 
-source = st.segmented_control("Input", ["Draw", "Upload"], default="Draw", required=True, key="read.source",
-                              persist_state="session", label_visibility="collapsed")
+source = st.segmented_control(
+    "Input",
+    ["Draw", "Upload"],
+    default="Draw",
+    required=True,
+    key="read.source",
+    persist_state="session",
+    label_visibility="collapsed",
+)
 image = drawn_image() if source == "Draw" else uploaded_image()
 
 reading = None
@@ -110,11 +141,16 @@ if image is not None:
         st.error(f"Run `{active.name}` cannot be loaded: {error}", icon=":material/error:")
 
 if reading is None or (source == "Draw" and reading.cleanup.empty):
-    st.info("Write a number on the black canvas, or upload a photo of one: the reading appears here as soon as "
-            "there is some ink.", icon=":material/gesture:")
+    st.info(
+        "Write a number on the black canvas, or upload a photo of one: the reading appears here as soon as "
+        "there is some ink.",
+        icon=":material/gesture:",
+    )
 elif not reading.digits:
-    st.warning("No digits found in this image: the clean-up left no ink that looks like writing "
-               "(see the steps below).", icon=":material/search_off:")
+    st.warning(
+        "No digits found in this image: the clean-up left no ink that looks like writing (see the steps below).",
+        icon=":material/search_off:",
+    )
     show_pipeline(reading)
 else:
     show_result(image, reading)

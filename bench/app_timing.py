@@ -1,4 +1,5 @@
 """How the Streamlit app feels: cold start of `streamlit run app.py`, and a Draw page rerun with a drawing."""
+
 from __future__ import annotations
 
 import os
@@ -18,8 +19,15 @@ from bench.measure import PROJECT_DIR, Latency, canvas_drawing, latency
 
 APP = PROJECT_DIR / "app.py"
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's; Playwright's own browser download is not used
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 DRAW_PAGE_TITLE = "Draw a digit"
 
 
@@ -78,8 +86,21 @@ def chromium_page() -> Iterator:
 
 
 def server_command(port: int) -> list[str]:
-    return [sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless", "true", "--server.port", str(port),
-            "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"]
+    return [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(APP),
+        "--server.headless",
+        "true",
+        "--server.port",
+        str(port),
+        "--server.fileWatcherType",
+        "none",
+        "--browser.gatherUsageStats",
+        "false",
+    ]
 
 
 def wait_until_healthy(url: str, process: subprocess.Popen, log: Path, timeout: float) -> None:
@@ -109,8 +130,13 @@ def streamlit_server(environment: dict[str, str], startup_timeout: float = 90) -
     with tempfile.TemporaryDirectory() as scratch:
         log = Path(scratch) / "streamlit.log"
         with open(log, "w") as output:
-            process = subprocess.Popen(server_command(port), cwd=PROJECT_DIR, env={**os.environ, **environment},
-                                       stdout=output, stderr=subprocess.STDOUT)
+            process = subprocess.Popen(
+                server_command(port),
+                cwd=PROJECT_DIR,
+                env={**os.environ, **environment},
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
         try:
             url = f"http://127.0.0.1:{port}"
             wait_until_healthy(url, process, log, startup_timeout)

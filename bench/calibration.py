@@ -5,6 +5,7 @@ the held-out digits it was fitted on and on the test set), and, for several out-
 the threshold chosen the same way on held-out digits (false alarms <= 1% with 95% confidence), the false-alarm
 rate on the 10,000 MNIST test digits and the share of canvas-style non-digits (bench/sketches.py) flagged.
 Prints a markdown table for docs/benchmarks.md."""
+
 from __future__ import annotations
 
 import argparse
@@ -48,8 +49,14 @@ def sketch_sets(per_template: int, seed: int) -> list[SketchSet]:
         drawn = sketches(kind, per_template * (15 if kind == "scribble" else 1), seed)
         prepared = [prepare(sketch.image) for sketch in drawn]
         readable = [item.digit for item in prepared if item.readable]
-        sets.append(SketchSet(kind, torch.stack(readable) if readable else torch.zeros(0, 28, 28),
-                              len(prepared) - len(readable), len(prepared)))
+        sets.append(
+            SketchSet(
+                kind,
+                torch.stack(readable) if readable else torch.zeros(0, 28, 28),
+                len(prepared) - len(readable),
+                len(prepared),
+            )
+        )
     return sets
 
 
@@ -76,6 +83,7 @@ def logit_mahalanobis(model, fit_features, fit_labels) -> Score:
     def score(features: torch.Tensor) -> np.ndarray:
         offsets = torch.from_numpy(logits_of(model, features))[:, None] - means[None]
         return torch.einsum("ncd,de,nce->nc", offsets, precision, offsets).min(1).values.numpy()
+
     return score
 
 
@@ -88,15 +96,24 @@ def measure_run(name: str, data: MnistData, sets: list[SketchSet], store: RunSto
     held_features, fit_features = features_of(model, held_images), features_of(model, fit_images)
     test_features = features_of(model, data.test_images)
     test_logits, labels = logits_of(model, test_features), data.test_labels.numpy()
-    lines = [(f"### `{name}` ({metadata.architecture}, {calibration.held_out:,} held-out digits, "
-             f"calibrated in {fit_seconds:.1f} s)"), "",
-             (f"Temperature {calibration.temperature:.3f}. Expected calibration error ({ECE_BINS} bins): held-out "
-             f"{calibration.ece_before:.4f} → {calibration.ece_after:.4f}; test digits "
-             f"{expected_calibration_error(softmax(test_logits), labels):.4f} → "
-             f"{expected_calibration_error(softmax(test_logits, calibration.temperature), labels):.4f}."), "",
-             "| score | held-out false alarms | test false alarms | " + " | ".join(
-                 f"{s.kind}s flagged" for s in sets) + " |",
-             "|---" * (3 + len(sets)) + "|"]
+    lines = [
+        (
+            f"### `{name}` ({metadata.architecture}, {calibration.held_out:,} held-out digits, "
+            f"calibrated in {fit_seconds:.1f} s)"
+        ),
+        "",
+        (
+            f"Temperature {calibration.temperature:.3f}. Expected calibration error ({ECE_BINS} bins): held-out "
+            f"{calibration.ece_before:.4f} → {calibration.ece_after:.4f}; test digits "
+            f"{expected_calibration_error(softmax(test_logits), labels):.4f} → "
+            f"{expected_calibration_error(softmax(test_logits, calibration.temperature), labels):.4f}."
+        ),
+        "",
+        "| score | held-out false alarms | test false alarms | "
+        + " | ".join(f"{s.kind}s flagged" for s in sets)
+        + " |",
+        "|---" * (3 + len(sets)) + "|",
+    ]
     sketch_features = {s.kind: features_of(model, s.digits) for s in sets}
     for method, score in compared_scores(model, fit_features, fit_labels.numpy(), held_features).items():
         threshold, held_rate = false_alarm_threshold(score(held_features))
@@ -107,8 +124,11 @@ def measure_run(name: str, data: MnistData, sets: list[SketchSet], store: RunSto
             shares.append(f"{flagged / s.total:.1%}")
         lines.append(f"| {method} | {held_rate:.2%} | {test_rate:.2%} | " + " | ".join(shares) + " |")
     caught = ", ".join(f"{s.kind}s {s.caught_before}/{s.total}" for s in sets)
-    lines += ["", (f"Flagged by the degenerate-ink check before any model: {caught}. Sketch shares count them "
-              "as flagged."), ""]
+    lines += [
+        "",
+        (f"Flagged by the degenerate-ink check before any model: {caught}. Sketch shares count them as flagged."),
+        "",
+    ]
     return lines
 
 

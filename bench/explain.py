@@ -3,6 +3,7 @@ and the test-set map (build and lookup), and the app's peak memory with the sect
 
 Timings use an untrained `deep` net: the cost of a forward or backward pass does not depend on the weights.
 `python -m bench.explain --app-memory` is the child process the memory figure runs in."""
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,13 @@ from ocr_core.data import MnistData
 from ocr_core.preprocess import prepare_digit
 
 ARCHITECTURE = "deep"
-INSIDE_TABS = ["Why this answer?", "Feature maps", "Similar training digits", "Map of the test set",
-               "Two runs side by side"]
+INSIDE_TABS = [
+    "Why this answer?",
+    "Feature maps",
+    "Similar training digits",
+    "Map of the test set",
+    "Two runs side by side",
+]
 
 
 def timed(action: Callable[[], object], repeats: int) -> Latency:
@@ -47,10 +53,13 @@ def explanation_latencies(repeats: int) -> dict[str, Latency]:
         explain.attribute(explainer, digit, 4, "grad_cam")
         explain.attribute(explainer, digit, 4, "saliency")
 
-    return {"first": timed(first_view, repeats),
-            "integrated_gradients": timed(lambda: explain.attribute(explainer, digit, 4, "integrated_gradients"),
-                                          max(3, repeats // 5)),
-            "occlusion": timed(lambda: explain.attribute(explainer, digit, 4, "occlusion"), max(3, repeats // 5))}
+    return {
+        "first": timed(first_view, repeats),
+        "integrated_gradients": timed(
+            lambda: explain.attribute(explainer, digit, 4, "integrated_gradients"), max(3, repeats // 5)
+        ),
+        "occlusion": timed(lambda: explain.attribute(explainer, digit, 4, "occlusion"), max(3, repeats // 5)),
+    }
 
 
 def feature_space_figures(data: MnistData, repeats: int) -> dict[str, float | Latency]:
@@ -63,9 +72,13 @@ def feature_space_figures(data: MnistData, repeats: int) -> dict[str, float | La
     started = time.perf_counter()
     test_map = feature_space.build_map(model, data.test_images, data.test_labels)
     map_seconds = time.perf_counter() - started
-    return {"index_seconds": index_seconds, "map_seconds": map_seconds, "kept_variance": index.projection.kept_variance,
-            "lookup": timed(lambda: feature_space.similar_digits(model, index, data, digit, 8), repeats),
-            "place": timed(lambda: feature_space.place_on_map(model, test_map, digit), repeats)}
+    return {
+        "index_seconds": index_seconds,
+        "map_seconds": map_seconds,
+        "kept_variance": index.projection.kept_variance,
+        "lookup": timed(lambda: feature_space.similar_digits(model, index, data, digit, 8), repeats),
+        "place": timed(lambda: feature_space.place_on_map(model, test_map, digit), repeats),
+    }
 
 
 def app_peak_memory() -> dict:
@@ -90,9 +103,14 @@ def app_peak_memory() -> dict:
 
 def measure_app_memory() -> dict:
     with tempfile.TemporaryDirectory() as cache:
-        result = subprocess.run([sys.executable, "-m", "bench.explain", "--app-memory"], cwd=PROJECT_DIR,
-                                env={**os.environ, "OCR_CACHE_DIR": cache}, capture_output=True, text=True,
-                                check=False)
+        result = subprocess.run(
+            [sys.executable, "-m", "bench.explain", "--app-memory"],
+            cwd=PROJECT_DIR,
+            env={**os.environ, "OCR_CACHE_DIR": cache},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
     if result.returncode != 0:
         raise RuntimeError(f"the app memory probe failed:\n{result.stderr[-2000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])

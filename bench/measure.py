@@ -1,4 +1,5 @@
 """Our side of the benchmark, through the same ocr_core functions the CLI and the app use."""
+
 from __future__ import annotations
 
 import os

@@ -3,6 +3,7 @@ chromium: the first Draw page, Evaluate comparing the three shipped runs, then a
 
 The kernel keeps each process's peak RSS (VmHWM in /proc/PID/status), so a short peak between two samples
 is not missed. Streamlit Community Cloud gives an app between 0.7 and 2.7 GB (docs/benchmarks.md)."""
+
 from __future__ import annotations
 
 import argparse
@@ -52,8 +53,9 @@ def server_memory(quick: bool = False, timeout: float = 1800) -> list[Phase]:
 
             def record(name: str, started: float) -> None:
                 progress(f"memory: {name}: done")
-                phases.append(Phase(name, time.perf_counter() - started, status_mb(pid, "VmRSS"),
-                                    status_mb(pid, "VmHWM")))
+                phases.append(
+                    Phase(name, time.perf_counter() - started, status_mb(pid, "VmRSS"), status_mb(pid, "VmHWM"))
+                )
 
             record("server started, no visitor yet", time.perf_counter())
             started = time.perf_counter()
@@ -86,10 +88,14 @@ def server_memory(quick: bool = False, timeout: float = 1800) -> list[Phase]:
 
 
 def table(phases: list[Phase]) -> str:
-    lines = ["| step (in this order, one server) | took | server RSS after it | server peak RSS so far |",
-             "|---|---|---|---|"]
-    lines += [f"| {phase.name} | {phase.seconds:.1f} s | {phase.rss_mb:,.0f} MB | {phase.peak_mb:,.0f} MB |"
-              for phase in phases]
+    lines = [
+        "| step (in this order, one server) | took | server RSS after it | server peak RSS so far |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {phase.name} | {phase.seconds:.1f} s | {phase.rss_mb:,.0f} MB | {phase.peak_mb:,.0f} MB |"
+        for phase in phases
+    ]
     return "\n".join(lines)
 
 

@@ -6,6 +6,7 @@ photographed: turned a little, lit unevenly (a gradient, a soft shadow, vignetti
 noise and saved as JPEG at quality 60-90. Some are light on dark (chalk on a board, an inverted scan).
 Every choice is drawn from the generator, so a seed names a set; use one seed to tune and another,
 untouched, for the figure you report."""
+
 from __future__ import annotations
 
 import io
@@ -17,8 +18,12 @@ from PIL import Image
 from skimage.morphology import skeletonize
 
 PAPERS = ("plain", "ruled", "squared", "margin")
-INKS = {"black": (0.10, 0.10, 0.12), "blue": (0.12, 0.20, 0.62), "dark blue": (0.08, 0.10, 0.35),
-        "pencil": (0.35, 0.35, 0.38)}
+INKS = {
+    "black": (0.10, 0.10, 0.12),
+    "blue": (0.12, 0.20, 0.62),
+    "dark blue": (0.08, 0.10, 0.35),
+    "pencil": (0.35, 0.35, 0.38),
+}
 LINE_COLOURS = ((0.55, 0.70, 0.90), (0.62, 0.62, 0.66), (0.45, 0.60, 0.85))  # light blue, grey, blue
 MARGIN_COLOUR = (0.85, 0.35, 0.38)
 
@@ -78,10 +83,10 @@ def lighting(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
     """A multiplicative light field: a gradient across the sheet, vignetting and sometimes a soft shadow."""
     rows, columns = np.mgrid[0:height, 0:width].astype(np.float32)
     angle = rng.uniform(0, 2 * np.pi)
-    ramp = (np.cos(angle) * columns / width + np.sin(angle) * rows / height)
+    ramp = np.cos(angle) * columns / width + np.sin(angle) * rows / height
     ramp = (ramp - ramp.min()) / max(np.ptp(ramp), 1e-6)
     light = 1 - rng.uniform(0, 0.4) * ramp
-    centre = ((rows / height - 0.5) ** 2 + (columns / width - 0.5) ** 2)
+    centre = (rows / height - 0.5) ** 2 + (columns / width - 0.5) ** 2
     light *= 1 - rng.uniform(0, 0.5) * centre
     if rng.random() < 0.5:  # a hand's or a phone's shadow over part of the sheet
         normal = rng.uniform(0, 2 * np.pi)
@@ -106,7 +111,8 @@ def photograph(sheet: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     sheet = sheet + rng.normal(0, rng.uniform(0.005, 0.05), sheet.shape)
     buffer = io.BytesIO()
     Image.fromarray((sheet.clip(0, 1) * 255).round().astype(np.uint8)).save(
-        buffer, format="JPEG", quality=int(rng.integers(60, 91)))
+        buffer, format="JPEG", quality=int(rng.integers(60, 91))
+    )
     return np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
 
 
@@ -139,16 +145,20 @@ def digit_photo(digit: np.ndarray, label: int, rng: np.random.Generator) -> Phot
     sheet_width = int(coverage.shape[1] + margin[2] + margin[3])
     light_on_dark = rng.random() < 0.1
     kind = "plain" if light_on_dark else PAPERS[rng.integers(len(PAPERS))]
-    sheet = dark_surface(sheet_height, sheet_width, rng) if light_on_dark else \
-        paper_sheet(sheet_height, sheet_width, rng, kind, height)
+    sheet = (
+        dark_surface(sheet_height, sheet_width, rng)
+        if light_on_dark
+        else paper_sheet(sheet_height, sheet_width, rng, kind, height)
+    )
     layer = np.zeros((sheet_height, sheet_width))
     top, left = int(margin[0]), int(margin[2])
     layer[top : top + coverage.shape[0], left : left + coverage.shape[1]] = coverage
     return Photo(photograph(ink_onto(sheet, layer, rng, light_on_dark), rng), str(label), kind)
 
 
-def closest_rows(left: np.ndarray, right: np.ndarray, left_x: int, left_top: int, right_top: int
-                 ) -> list[tuple[int, int, int]]:
+def closest_rows(
+    left: np.ndarray, right: np.ndarray, left_x: int, left_top: int, right_top: int
+) -> list[tuple[int, int, int]]:
     """For each row where both digits have ink: (gap between them if `right` sat at x=0, row, left's end)."""
     found = []
     for row in range(max(left_top, right_top), min(left_top + left.shape[0], right_top + right.shape[0])):
@@ -159,8 +169,9 @@ def closest_rows(left: np.ndarray, right: np.ndarray, left_x: int, left_top: int
     return found
 
 
-def touching_offset(left: np.ndarray, right: np.ndarray, left_x: int, left_top: int, right_top: int,
-                    overlap: int) -> tuple[int, tuple[int, int, int] | None]:
+def touching_offset(
+    left: np.ndarray, right: np.ndarray, left_x: int, left_top: int, right_top: int, overlap: int
+) -> tuple[int, tuple[int, int, int] | None]:
     """(x for `right`, a ligature (row, x0, x1) or None) so that the digits touch, overlapping by `overlap`
     pixels where they come closest. Shapes that would interlock deeply (a 6 sliding under a 7's bar) are
     kept at most a quarter of the narrower one's width into each other and joined by a pen stroke, as a
@@ -176,8 +187,14 @@ def touching_offset(left: np.ndarray, right: np.ndarray, left_x: int, left_top: 
     return deepest, (row, end, deepest + gap + end)
 
 
-def number_photo(digits: np.ndarray, labels: np.ndarray, rng: np.random.Generator, touching: bool = False,
-                 width: int | None = None, papers: tuple[str, ...] = PAPERS) -> Photo:
+def number_photo(
+    digits: np.ndarray,
+    labels: np.ndarray,
+    rng: np.random.Generator,
+    touching: bool = False,
+    width: int | None = None,
+    papers: tuple[str, ...] = PAPERS,
+) -> Photo:
     """A number written on a line: digit sizes, gaps, baselines and slant vary; with `touching`, one pair
     of neighbours touches or overlaps slightly. `width` scales the photo to that many pixels."""
     height = int(rng.integers(50, 140))
@@ -191,8 +208,9 @@ def number_photo(digits: np.ndarray, labels: np.ndarray, rng: np.random.Generato
         top = int(np.clip(top, 0, canvas_height - coverage.shape[0]))
         if touching and index == pair + 1:
             previous, previous_x, previous_top = placed[-1]
-            x, ligature = touching_offset(previous, coverage, previous_x, previous_top, top,
-                                          int(rng.integers(1, max(2, pen))))
+            x, ligature = touching_offset(
+                previous, coverage, previous_x, previous_top, top, int(rng.integers(1, max(2, pen)))
+            )
         placed.append((coverage, x, top))
         x += coverage.shape[1] + int(height * rng.uniform(0.12, 0.5))
     canvas_width = x + int(height * rng.uniform(0.2, 0.6))
@@ -224,8 +242,16 @@ def digit_photos(images: np.ndarray, labels: np.ndarray, count: int, seed: int) 
     return [digit_photo(images[index], int(labels[index]), rng) for index in chosen]
 
 
-def number_photos(images: np.ndarray, labels: np.ndarray, count: int, seed: int, lengths: tuple[int, ...] = (4,),
-                  touching: bool = False, width: int | None = None, papers: tuple[str, ...] = PAPERS) -> list[Photo]:
+def number_photos(
+    images: np.ndarray,
+    labels: np.ndarray,
+    count: int,
+    seed: int,
+    lengths: tuple[int, ...] = (4,),
+    touching: bool = False,
+    width: int | None = None,
+    papers: tuple[str, ...] = PAPERS,
+) -> list[Photo]:
     """`count` photos of numbers whose lengths are drawn from `lengths`, on paper of the given kinds."""
     rng = np.random.default_rng(seed)
     photos = []

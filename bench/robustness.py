@@ -3,6 +3,7 @@ with the corrupted digits built from scratch (cold) and read from the cache (war
 
     python -m bench.robustness [NAME ...]     (default: the shipped seed, seed-aug and best)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,13 +38,17 @@ def main(argv: list[str] | None = None) -> int:
             started, cpu = time.perf_counter(), time.process_time()
             compute_report(model, images, labels, weights)
             # CPU seconds too: on a shared machine the wall time says more about the neighbours than the code
-            print(f"{name:<10} {metadata.architecture:<8} first report {cold:6.1f} s ({cold_cpu:6.1f} CPU s), "
-                  f"again with the suite cached {time.perf_counter() - started:6.1f} s "
-                  f"({time.process_time() - cpu:6.1f} CPU s)")
+            print(
+                f"{name:<10} {metadata.architecture:<8} first report {cold:6.1f} s ({cold_cpu:6.1f} CPU s), "
+                f"again with the suite cached {time.perf_counter() - started:6.1f} s "
+                f"({time.process_time() - cpu:6.1f} CPU s)"
+            )
     for name in args.names:
         figures = summary(reports[name], reports[BASELINE_RUN])
-        print(f"{name:<10} clean {figures['clean']:.4f}  mean (severity 3) {figures['mean']:.4f}  "
-              f"mCE {figures['mce']:.3f}  worst {figures['worst']} {figures['worst_accuracy']:.4f}")
+        print(
+            f"{name:<10} clean {figures['clean']:.4f}  mean (severity 3) {figures['mean']:.4f}  "
+            f"mCE {figures['mce']:.3f}  worst {figures['worst']} {figures['worst_accuracy']:.4f}"
+        )
     return 0
 
 

@@ -4,6 +4,7 @@ scribbles that are not digits, hand-made digits as the control, and degenerate i
 
 Each template is a list of strokes in a unit square (x right, y down); every sketch is one template under a
 random slant, size, position, pen width and wobble, seeded, so a measurement is reproducible."""
+
 from __future__ import annotations
 
 import math
@@ -32,8 +33,11 @@ LETTERS: dict[str, list[Stroke]] = {
     "K": [[(0.3, 0.1), (0.3, 0.9)], [(0.75, 0.1), (0.3, 0.55)], [(0.42, 0.45), (0.78, 0.9)]],
     "M": [[(0.15, 0.9), (0.2, 0.1), (0.5, 0.6), (0.8, 0.1), (0.85, 0.9)]],
     "N": [[(0.25, 0.9), (0.25, 0.1), (0.75, 0.9), (0.75, 0.1)]],
-    "R": [[(0.3, 0.9), (0.3, 0.1)], [(0.3, 0.1), *arc(0.45, 0.3, 0.25, 0.2, -90, 90), (0.3, 0.5)],
-          [(0.45, 0.5), (0.75, 0.9)]],
+    "R": [
+        [(0.3, 0.9), (0.3, 0.1)],
+        [(0.3, 0.1), *arc(0.45, 0.3, 0.25, 0.2, -90, 90), (0.3, 0.5)],
+        [(0.45, 0.5), (0.75, 0.9)],
+    ],
     "T": [[(0.15, 0.1), (0.85, 0.1)], [(0.5, 0.1), (0.5, 0.9)]],
     "V": [[(0.2, 0.1), (0.5, 0.9), (0.8, 0.1)]],
     "W": [[(0.1, 0.1), (0.3, 0.9), (0.5, 0.4), (0.7, 0.9), (0.9, 0.1)]],
@@ -41,8 +45,11 @@ LETTERS: dict[str, list[Stroke]] = {
     "Y": [[(0.2, 0.1), (0.5, 0.5), (0.8, 0.1)], [(0.5, 0.5), (0.5, 0.9)]],
     "h": [[(0.3, 0.1), (0.3, 0.9)], [(0.3, 0.6), *arc(0.5, 0.65, 0.2, 0.15, 180, 360), (0.7, 0.9)]],
     "k": [[(0.3, 0.1), (0.3, 0.9)], [(0.7, 0.4), (0.3, 0.7)], [(0.42, 0.62), (0.72, 0.9)]],
-    "m": [[(0.15, 0.9), (0.15, 0.4)], [(0.15, 0.55), *arc(0.32, 0.55, 0.17, 0.15, 180, 360), (0.5, 0.9)],
-          [(0.5, 0.55), *arc(0.67, 0.55, 0.17, 0.15, 180, 360), (0.85, 0.9)]],
+    "m": [
+        [(0.15, 0.9), (0.15, 0.4)],
+        [(0.15, 0.55), *arc(0.32, 0.55, 0.17, 0.15, 180, 360), (0.5, 0.9)],
+        [(0.5, 0.55), *arc(0.67, 0.55, 0.17, 0.15, 180, 360), (0.85, 0.9)],
+    ],
     "w": [[(0.1, 0.4), (0.3, 0.9), (0.5, 0.55), (0.7, 0.9), (0.9, 0.4)]],
     "x": [[(0.25, 0.4), (0.75, 0.9)], [(0.75, 0.4), (0.25, 0.9)]],
 }
@@ -51,25 +58,53 @@ LETTERS: dict[str, list[Stroke]] = {
 SHAPES: dict[str, list[Stroke]] = {
     "square": [[(0.15, 0.15), (0.85, 0.15), (0.85, 0.85), (0.15, 0.85), (0.15, 0.15)]],
     "triangle": [[(0.5, 0.1), (0.9, 0.85), (0.1, 0.85), (0.5, 0.1)]],
-    "star": [[(0.5 + 0.42 * math.cos(math.radians(-90 + 144 * k)), 0.52 + 0.42 * math.sin(math.radians(-90 + 144 * k)))
-              for k in range(6)]],
+    "star": [
+        [
+            (0.5 + 0.42 * math.cos(math.radians(-90 + 144 * k)), 0.52 + 0.42 * math.sin(math.radians(-90 + 144 * k)))
+            for k in range(6)
+        ]
+    ],
     "plus": [[(0.5, 0.1), (0.5, 0.9)], [(0.1, 0.5), (0.9, 0.5)]],
-    "hash": [[(0.38, 0.1), (0.32, 0.9)], [(0.68, 0.1), (0.62, 0.9)], [(0.12, 0.35), (0.88, 0.35)],
-             [(0.12, 0.65), (0.88, 0.65)]],
+    "hash": [
+        [(0.38, 0.1), (0.32, 0.9)],
+        [(0.68, 0.1), (0.62, 0.9)],
+        [(0.12, 0.35), (0.88, 0.35)],
+        [(0.12, 0.65), (0.88, 0.65)],
+    ],
     "arrow": [[(0.1, 0.5), (0.9, 0.5)], [(0.65, 0.25), (0.9, 0.5), (0.65, 0.75)]],
     "check": [[(0.1, 0.55), (0.38, 0.85), (0.9, 0.15)]],
-    "heart": [[(0.5, 0.9), (0.12, 0.45), *arc(0.3, 0.3, 0.19, 0.17, 160, 360), *arc(0.7, 0.3, 0.19, 0.17, 180, 380),
-               (0.88, 0.45), (0.5, 0.9)]],
-    "smiley": [arc(0.5, 0.5, 0.42, 0.42, 0, 360, 40), [(0.36, 0.38), (0.37, 0.4)], [(0.63, 0.38), (0.64, 0.4)],
-               arc(0.5, 0.55, 0.22, 0.18, 20, 160)],
+    "heart": [
+        [
+            (0.5, 0.9),
+            (0.12, 0.45),
+            *arc(0.3, 0.3, 0.19, 0.17, 160, 360),
+            *arc(0.7, 0.3, 0.19, 0.17, 180, 380),
+            (0.88, 0.45),
+            (0.5, 0.9),
+        ]
+    ],
+    "smiley": [
+        arc(0.5, 0.5, 0.42, 0.42, 0, 360, 40),
+        [(0.36, 0.38), (0.37, 0.4)],
+        [(0.63, 0.38), (0.64, 0.4)],
+        arc(0.5, 0.55, 0.22, 0.18, 20, 160),
+    ],
     "house": [[(0.15, 0.9), (0.15, 0.45), (0.5, 0.1), (0.85, 0.45), (0.85, 0.9), (0.15, 0.9)]],
     "spiral": [[(0.5 + 0.045 * t * math.cos(t), 0.5 + 0.045 * t * math.sin(t)) for t in np.linspace(0.5, 9.5, 48)]],
     "wave": [[(x, 0.5 + 0.22 * math.sin(x * 4 * math.pi)) for x in np.linspace(0.05, 0.95, 40)]],
     "zigzag": [[(0.08 + 0.12 * k, 0.3 if k % 2 else 0.7) for k in range(8)]],
-    "grid": [[(0.1, 0.1), (0.9, 0.1), (0.9, 0.9), (0.1, 0.9), (0.1, 0.1)], [(0.5, 0.1), (0.5, 0.9)],
-             [(0.1, 0.5), (0.9, 0.5)]],
-    "ladder": [[(0.3, 0.05), (0.3, 0.95)], [(0.7, 0.05), (0.7, 0.95)], [(0.3, 0.25), (0.7, 0.25)],
-               [(0.3, 0.5), (0.7, 0.5)], [(0.3, 0.75), (0.7, 0.75)]],
+    "grid": [
+        [(0.1, 0.1), (0.9, 0.1), (0.9, 0.9), (0.1, 0.9), (0.1, 0.1)],
+        [(0.5, 0.1), (0.5, 0.9)],
+        [(0.1, 0.5), (0.9, 0.5)],
+    ],
+    "ladder": [
+        [(0.3, 0.05), (0.3, 0.95)],
+        [(0.7, 0.05), (0.7, 0.95)],
+        [(0.3, 0.25), (0.7, 0.25)],
+        [(0.3, 0.5), (0.7, 0.5)],
+        [(0.3, 0.75), (0.7, 0.75)],
+    ],
 }
 
 # The control: digits drawn with the same pen, which should not be flagged.
@@ -162,13 +197,17 @@ def sketches(kind: str, per_template: int, seed: int = 0) -> list[Sketch]:
 
     templates = {"letter": LETTERS, "shape": SHAPES, "digit": DIGITS}
     if kind in templates:
-        return [Sketch(kind, name, render(placed(strokes, rng), pen()))
-                for name, strokes in templates[kind].items() for _ in range(per_template)]
+        return [
+            Sketch(kind, name, render(placed(strokes, rng), pen()))
+            for name, strokes in templates[kind].items()
+            for _ in range(per_template)
+        ]
     if kind == "scribble":
         return [Sketch(kind, "scribble", render(placed(scribble(rng), rng), pen())) for _ in range(per_template)]
     if kind == "degenerate":
-        return [Sketch(kind, name, render(degenerate(name, rng), pen()))
-                for name in DEGENERATE for _ in range(per_template)]
+        return [
+            Sketch(kind, name, render(degenerate(name, rng), pen())) for name in DEGENERATE for _ in range(per_template)
+        ]
     raise ValueError(f"unknown kind of sketch {kind!r}")
 
 

@@ -1,5 +1,6 @@
 """The tutorial's pipeline, re-implemented faithfully as the reference: torchvision's MNIST dataset read
 through a DataLoader (batch 64, shuffled, no workers) with PIL transforms, the seed CNN, Adam 1e-3."""
+
 from __future__ import annotations
 
 import gzip
@@ -23,14 +24,16 @@ from ocr_core.models import MNIST_MEAN, MNIST_STD, build_model
 BATCH_SIZE = 64
 LEARNING_RATE = 1e-3
 PLAIN = transforms.Compose([transforms.ToTensor(), transforms.Normalize((MNIST_MEAN,), (MNIST_STD,))])
-AUGMENTED = transforms.Compose([
-    transforms.RandomRotation(20),
-    transforms.RandomAffine(0, translate=(0.2, 0.2)),
-    transforms.RandomResizedCrop(28, scale=(0.8, 1.2)),
-    transforms.RandomHorizontalFlip(),
-    transforms.ToTensor(),
-    transforms.Normalize((MNIST_MEAN,), (MNIST_STD,)),
-])
+AUGMENTED = transforms.Compose(
+    [
+        transforms.RandomRotation(20),
+        transforms.RandomAffine(0, translate=(0.2, 0.2)),
+        transforms.RandomResizedCrop(28, scale=(0.8, 1.2)),
+        transforms.RandomHorizontalFlip(),
+        transforms.ToTensor(),
+        transforms.Normalize((MNIST_MEAN,), (MNIST_STD,)),
+    ]
+)
 
 
 def torchvision_root() -> Path:
@@ -48,16 +51,19 @@ def torchvision_root() -> Path:
         if target.is_file() and target.stat().st_mtime_ns >= source.stat().st_mtime_ns:
             continue
         temporary = target.with_suffix(f".{os.getpid()}.tmp")
-        with (gzip.open(source) if source.suffix == ".gz" else open(source, "rb")) as reader, \
-                open(temporary, "wb") as writer:
+        with (
+            gzip.open(source) if source.suffix == ".gz" else open(source, "rb") as reader,
+            open(temporary, "wb") as writer,
+        ):
             shutil.copyfileobj(reader, writer)
         os.replace(temporary, target)
     return root
 
 
 def tutorial_loader(augmented: bool, train_count: int | None = None, seed: int = 0) -> DataLoader:
-    dataset = datasets.MNIST(str(torchvision_root()), train=True, download=False,
-                             transform=AUGMENTED if augmented else PLAIN)
+    dataset = datasets.MNIST(
+        str(torchvision_root()), train=True, download=False, transform=AUGMENTED if augmented else PLAIN
+    )
     if train_count is not None:
         dataset = Subset(dataset, range(min(train_count, len(dataset))))
     return DataLoader(dataset, batch_size=BATCH_SIZE, shuffle=True, generator=torch.Generator().manual_seed(seed))
@@ -92,8 +98,14 @@ def throughput(augmented: bool, batches: int, warmup_batches: int = 5, train_cou
     return images / (time.perf_counter() - started)
 
 
-def time_to_accuracy(data: MnistData, target: float, max_epochs: float, evaluations_per_epoch: int = 4,
-                     train_count: int | None = None, seed: int = 0) -> TargetRun:
+def time_to_accuracy(
+    data: MnistData,
+    target: float,
+    max_epochs: float,
+    evaluations_per_epoch: int = 4,
+    train_count: int | None = None,
+    seed: int = 0,
+) -> TargetRun:
     """Train the tutorial recipe, scoring the test set `evaluations_per_epoch` times an epoch, until it
     reaches `target` or has trained `max_epochs`. The clock includes building the dataset but not the scoring,
     which the tutorial does not need."""

@@ -1,5 +1,6 @@
 """The drawing canvas behind one function, so tests can substitute a drawing with unittest.mock
 (`streamlit_drawable_canvas` can only be imported inside a running Streamlit app)."""
+
 from __future__ import annotations
 
 import functools
@@ -34,8 +35,13 @@ def register_canvas_with_toolbar_above() -> None:
     the last registration of a name). Idempotent: an identical definition is stored silently."""
     import streamlit as st
 
-    st.components.v2.component(CANVAS_COMPONENT, js="index-*.js", css=canvas_stylesheet(),
-                               html='<div class="canvas-root"></div>', isolate_styles=True)
+    st.components.v2.component(
+        CANVAS_COMPONENT,
+        js="index-*.js",
+        css=canvas_stylesheet(),
+        html='<div class="canvas-root"></div>',
+        isolate_styles=True,
+    )
 
 
 def draw_canvas(stroke_width: int, key: str, width: int = CANVAS_SIDE, height: int = CANVAS_SIDE) -> np.ndarray | None:
@@ -44,7 +50,13 @@ def draw_canvas(stroke_width: int, key: str, width: int = CANVAS_SIDE, height: i
 
     register_canvas_with_toolbar_above()
     result = st_canvas(
-        stroke_width=stroke_width, stroke_color="#FFFFFF", background_color="#000000",
-        width=width, height=height, drawing_mode="freedraw", return_image_data=True, key=key,
+        stroke_width=stroke_width,
+        stroke_color="#FFFFFF",
+        background_color="#000000",
+        width=width,
+        height=height,
+        drawing_mode="freedraw",
+        return_image_data=True,
+        key=key,
     )
     return result.image_data

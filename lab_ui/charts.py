@@ -1,4 +1,5 @@
 """Altair chart builders: pages hand over numbers, these decide how they look."""
+
 from __future__ import annotations
 
 import altair as alt
@@ -15,29 +16,39 @@ def probability_chart(probabilities: np.ndarray) -> alt.Chart:
     """Ten bars, the predicted digit highlighted."""
     frame = pd.DataFrame({"digit": DIGITS, "probability": probabilities.astype(float)})
     frame["predicted"] = frame["digit"] == int(probabilities.argmax())
-    bars = alt.Chart(frame).mark_bar().encode(
-        x=alt.X("digit:O", title="digit", axis=alt.Axis(labelAngle=0)),
-        y=alt.Y("probability:Q", scale=alt.Scale(domain=[0, 1]), axis=ACCURACY_AXIS, title="probability"),
-        color=alt.condition("datum.predicted", alt.value("#ff4b4b"), alt.value("#8c9bb5")),
-        tooltip=["digit", alt.Tooltip("probability:Q", format=".2%")],
+    bars = (
+        alt.Chart(frame)
+        .mark_bar()
+        .encode(
+            x=alt.X("digit:O", title="digit", axis=alt.Axis(labelAngle=0)),
+            y=alt.Y("probability:Q", scale=alt.Scale(domain=[0, 1]), axis=ACCURACY_AXIS, title="probability"),
+            color=alt.condition("datum.predicted", alt.value("#ff4b4b"), alt.value("#8c9bb5")),
+            tooltip=["digit", alt.Tooltip("probability:Q", format=".2%")],
+        )
     )
     labels = bars.mark_text(dy=-6, fontSize=11).encode(
-        text=alt.Text("probability:Q", format=".0%"), color=alt.value("#888"))
+        text=alt.Text("probability:Q", format=".0%"), color=alt.value("#888")
+    )
     return (bars + labels.transform_filter("datum.probability >= 0.01")).properties(height=220)
 
 
 def accuracy_chart(frame: pd.DataFrame) -> alt.Chart:
     """Grouped bars from columns run, test set, accuracy (runs and test sets in the frame's order)."""
     runs, test_sets = list(dict.fromkeys(frame["run"])), list(dict.fromkeys(frame["test set"]))
-    bars = alt.Chart(frame).mark_bar().encode(
-        x=alt.X("run:N", title=None, sort=runs, axis=alt.Axis(labelAngle=0)),
-        xOffset=alt.XOffset("test set:N", sort=test_sets),
-        y=alt.Y("accuracy:Q", scale=alt.Scale(domain=[0, 1]), axis=ACCURACY_AXIS),
-        color=alt.Color("test set:N", sort=test_sets, legend=alt.Legend(orient="bottom")),
-        tooltip=["run", "test set", alt.Tooltip("accuracy:Q", format=".2%")],
+    bars = (
+        alt.Chart(frame)
+        .mark_bar()
+        .encode(
+            x=alt.X("run:N", title=None, sort=runs, axis=alt.Axis(labelAngle=0)),
+            xOffset=alt.XOffset("test set:N", sort=test_sets),
+            y=alt.Y("accuracy:Q", scale=alt.Scale(domain=[0, 1]), axis=ACCURACY_AXIS),
+            color=alt.Color("test set:N", sort=test_sets, legend=alt.Legend(orient="bottom")),
+            tooltip=["run", "test set", alt.Tooltip("accuracy:Q", format=".2%")],
+        )
     )
-    labels = bars.mark_text(dy=-6, fontSize=11).encode(text=alt.Text("accuracy:Q", format=".1%"),
-                                                       color=alt.value("#888"))
+    labels = bars.mark_text(dy=-6, fontSize=11).encode(
+        text=alt.Text("accuracy:Q", format=".1%"), color=alt.value("#888")
+    )
     return (bars + labels).properties(height=300)
 
 
@@ -47,8 +58,9 @@ def confusion_chart(confusion: np.ndarray, normalised: bool) -> alt.Chart:
     totals = confusion.sum(1, keepdims=True)
     shares = np.divide(confusion, totals, out=np.zeros(confusion.shape), where=totals > 0)
     true, predicted = np.indices(confusion.shape)
-    frame = pd.DataFrame({"true": true.ravel(), "predicted": predicted.ravel(),
-                          "count": confusion.ravel(), "share": shares.ravel()})
+    frame = pd.DataFrame(
+        {"true": true.ravel(), "predicted": predicted.ravel(), "count": confusion.ravel(), "share": shares.ravel()}
+    )
     value, text_format = ("share", ".0%") if normalised else ("count", "d")
     frame["label"] = frame[value].map(lambda number: format(number, text_format) if number else "")
     if normalised:  # a handful of mistakes is not "0%"
@@ -63,26 +75,41 @@ def confusion_chart(confusion: np.ndarray, normalised: bool) -> alt.Chart:
         y=alt.Y("true:O", title="true digit"),
     )
     colour_scale = alt.Scale(scheme="blues", type=scale_type, domain=[0, top])
-    cells = base.mark_rect(cursor="pointer").encode(
-        color=alt.condition("datum.count == 0", alt.value("#f7f9fc"),
-                            alt.Color(f"{value}:Q", scale=colour_scale, legend=None)),
-        tooltip=["true", "predicted", "count", alt.Tooltip("share:Q", format=".2%", title="share of row")],
-    ).add_params(alt.selection_point(name=CELL_SELECTION, fields=["true", "predicted"]))
+    cells = (
+        base.mark_rect(cursor="pointer")
+        .encode(
+            color=alt.condition(
+                "datum.count == 0", alt.value("#f7f9fc"), alt.Color(f"{value}:Q", scale=colour_scale, legend=None)
+            ),
+            tooltip=["true", "predicted", "count", alt.Tooltip("share:Q", format=".2%", title="share of row")],
+        )
+        .add_params(alt.selection_point(name=CELL_SELECTION, fields=["true", "predicted"]))
+    )
     text = base.mark_text(fontSize=11).encode(
-        text="label:N", color=alt.condition("datum.dark", alt.value("white"), alt.value("#333")))
+        text="label:N", color=alt.condition("datum.dark", alt.value("white"), alt.value("#333"))
+    )
     return (cells + text).properties(height=380)
 
 
 def curves_chart(frame: pd.DataFrame, metric: str, title: str, colour_by: str = "run") -> alt.Chart:
     """Lines of `metric` against column `epoch`, one colour per value of `colour_by`
     (the runs on Evaluate; training and test numbers of the live run on Train)."""
-    return alt.Chart(frame).mark_line(point=True).encode(
-        x=alt.X("epoch:Q", title="epoch", axis=axis_for(frame["epoch"], ".2~f")),
-        y=alt.Y(f"{metric}:Q", title=title, scale=alt.Scale(zero=False),
-                axis=axis_for(frame[metric], ".1%" if "accuracy" in metric else ".3~f")),
-        color=alt.Color(f"{colour_by}:N", legend=alt.Legend(orient="bottom", title=None)),
-        tooltip=[colour_by, alt.Tooltip("epoch:Q", format=".2f"), alt.Tooltip(f"{metric}:Q", format=".4f")],
-    ).properties(height=280)
+    return (
+        alt.Chart(frame)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("epoch:Q", title="epoch", axis=axis_for(frame["epoch"], ".2~f")),
+            y=alt.Y(
+                f"{metric}:Q",
+                title=title,
+                scale=alt.Scale(zero=False),
+                axis=axis_for(frame[metric], ".1%" if "accuracy" in metric else ".3~f"),
+            ),
+            color=alt.Color(f"{colour_by}:N", legend=alt.Legend(orient="bottom", title=None)),
+            tooltip=[colour_by, alt.Tooltip("epoch:Q", format=".2f"), alt.Tooltip(f"{metric}:Q", format=".4f")],
+        )
+        .properties(height=280)
+    )
 
 
 def axis_for(values: pd.Series, single_value_format: str) -> alt.Axis:
@@ -102,8 +129,11 @@ def robustness_heatmap(frame: pd.DataFrame, corruptions: list[str], runs: list[s
         y=alt.Y("run:N", sort=runs, title=None),
     )
     cells = base.mark_rect().encode(
-        color=alt.Color("accuracy:Q", scale=alt.Scale(scheme="redyellowgreen", domain=[0.5, 1], clamp=True),
-                        legend=alt.Legend(format="%", title="accuracy", orient="bottom")),
+        color=alt.Color(
+            "accuracy:Q",
+            scale=alt.Scale(scheme="redyellowgreen", domain=[0.5, 1], clamp=True),
+            legend=alt.Legend(format="%", title="accuracy", orient="bottom"),
+        ),
         tooltip=["run", "corruption", alt.Tooltip("accuracy:Q", format=".1%")],
     )
     text = base.mark_text(fontSize=11).encode(text=alt.Text("accuracy:Q", format=".0%"), color=alt.value("#222"))
@@ -113,10 +143,16 @@ def robustness_heatmap(frame: pd.DataFrame, corruptions: list[str], runs: list[s
 def accuracy_lines(frame: pd.DataFrame, x: str, x_title: str, x_format: str | None = None) -> alt.Chart:
     """Accuracy against `x`, one line per run (columns run, `x`, accuracy): severity curves and sweeps."""
     axis = alt.Axis(format=x_format) if x_format else alt.Axis()
-    return alt.Chart(frame).mark_line(point=True).encode(
-        x=alt.X(f"{x}:Q", title=x_title, axis=axis),
-        y=alt.Y("accuracy:Q", title="accuracy", axis=ACCURACY_AXIS, scale=alt.Scale(domain=[0, 1])),
-        color=alt.Color("run:N", sort=list(dict.fromkeys(frame["run"])),
-                        legend=alt.Legend(orient="bottom", title=None)),
-        tooltip=["run", alt.Tooltip(f"{x}:Q", title=x_title), alt.Tooltip("accuracy:Q", format=".1%")],
-    ).properties(height=300)
+    return (
+        alt.Chart(frame)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X(f"{x}:Q", title=x_title, axis=axis),
+            y=alt.Y("accuracy:Q", title="accuracy", axis=ACCURACY_AXIS, scale=alt.Scale(domain=[0, 1])),
+            color=alt.Color(
+                "run:N", sort=list(dict.fromkeys(frame["run"])), legend=alt.Legend(orient="bottom", title=None)
+            ),
+            tooltip=["run", alt.Tooltip(f"{x}:Q", title=x_title), alt.Tooltip("accuracy:Q", format=".1%")],
+        )
+        .properties(height=300)
+    )

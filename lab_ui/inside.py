@@ -1,9 +1,10 @@
-""""Inside the network": feature maps, filters, attributions, similar training digits and the test-set map for
+""" "Inside the network": feature maps, filters, attributions, similar training digits and the test-set map for
 one 28x28 input, for one run or two side by side. The Draw page and Evaluate's mistakes call it.
 
 Nothing is computed while the section is closed, and only the open tab is computed; every result is cached
 per run and input, so a rerun with an unchanged drawing costs nothing, and the section runs as a fragment:
 changing a method or a class reruns the section, not the page with the canvas."""
+
 from __future__ import annotations
 
 import base64
@@ -32,6 +33,7 @@ PAIR_DEFAULTS = ("seed", "best")
 
 # ---- cached computations --------------------------------------------------------------------------------------
 
+
 @st.cache_resource(max_entries=8, show_spinner=False)
 def explainer(path: str, modified: float) -> explain.PixelInput:
     return explain.explainable(loaders.load_model(path, modified))
@@ -52,8 +54,11 @@ def probabilities(path: str, modified: float, digit: np.ndarray) -> np.ndarray:
     return torch.from_numpy(explain.logits(explainer(path, modified), digit)).softmax(0).numpy()
 
 
-@st.cache_resource(max_entries=4, show_spinner="Indexing the 60,000 training digits in this run's feature space "
-                                                "(once per run, then read from the disk cache)…")
+@st.cache_resource(
+    max_entries=4,
+    show_spinner="Indexing the 60,000 training digits in this run's feature space "
+    "(once per run, then read from the disk cache)…",
+)
 def training_index(path: str, modified: float, data_fingerprint: str, _data: MnistData) -> feature_space.FeatureIndex:
     """`data_fingerprint` stands in the cache key for `_data`, which Streamlit does not hash."""
     return feature_space.training_index(loaders.load_model(path, modified), path, _data)
@@ -74,14 +79,22 @@ def data_url(image: np.ndarray) -> str:
 def map_frame(path: str, modified: float, data_fingerprint: str, _data: MnistData) -> pd.DataFrame:
     """A fixed random sample of the map, with each digit's picture for the tooltip."""
     built = test_set_map(path, modified, data_fingerprint, _data)
-    chosen = np.sort(np.random.default_rng(0).choice(len(built.labels), min(MAP_SAMPLE, len(built.labels)),
-                                                    replace=False))
-    return pd.DataFrame({"x": built.points[chosen, 0], "y": built.points[chosen, 1],
-                         "label": built.labels[chosen], "predicted": built.predictions[chosen],
-                         "image": [data_url(_data.test_images[i].numpy()) for i in chosen]})
+    chosen = np.sort(
+        np.random.default_rng(0).choice(len(built.labels), min(MAP_SAMPLE, len(built.labels)), replace=False)
+    )
+    return pd.DataFrame(
+        {
+            "x": built.points[chosen, 0],
+            "y": built.points[chosen, 1],
+            "label": built.labels[chosen],
+            "predicted": built.predictions[chosen],
+            "image": [data_url(_data.test_images[i].numpy()) for i in chosen],
+        }
+    )
 
 
 # ---- pictures -------------------------------------------------------------------------------------------------
+
 
 def picture(image: np.ndarray, side: int = PICTURE_SIDE) -> Image.Image:
     """A greyscale [0, 1] map or an RGB uint8 overlay, scaled up with visible pixels."""
@@ -97,6 +110,7 @@ def as_array(digit: torch.Tensor | np.ndarray) -> np.ndarray:
 
 # ---- the section ----------------------------------------------------------------------------------------------
 
+
 def class_question(target: int, answer: int) -> str:
     return f"Why {target}?" if target == answer else f"Why not {target}?"
 
@@ -105,11 +119,20 @@ def choices(key: str) -> tuple[str, str | int]:
     """The method and the class to explain, shared by the tabs."""
     method_column, class_column = st.columns([3, 2])
     method = method_column.segmented_control(
-        "Attribution method", list(explain.METHODS), format_func=lambda name: explain.METHODS[name].label,
-        default="integrated_gradients", required=True, key=f"{key}.method")
-    target = class_column.selectbox("Class to explain", [OWN_ANSWER, *range(10)], key=f"{key}.target",
-                                    help="'its answer' asks why the run answered what it did; a digit asks what "
-                                         "in the input speaks for and against that digit.")
+        "Attribution method",
+        list(explain.METHODS),
+        format_func=lambda name: explain.METHODS[name].label,
+        default="integrated_gradients",
+        required=True,
+        key=f"{key}.method",
+    )
+    target = class_column.selectbox(
+        "Class to explain",
+        [OWN_ANSWER, *range(10)],
+        key=f"{key}.target",
+        help="'its answer' asks why the run answered what it did; a digit asks what "
+        "in the input speaks for and against that digit.",
+    )
     st.caption(f"**{explain.METHODS[method].label}** shows {explain.METHODS[method].explains}.")
     return method, target
 
@@ -120,22 +143,28 @@ def why(run: RunInfo, digit: np.ndarray, method: str, target: str | int, side: i
     scores = probabilities(path, modified, digit)
     answer = int(scores.argmax())
     explained = answer if target == OWN_ANSWER else int(target)
-    st.markdown(f"**`{run.name}`** reads **{answer}** ({scores[answer]:.1%}) · "
-                f"{class_question(explained, answer)} (p = {scores[explained]:.1%})")
+    st.markdown(
+        f"**`{run.name}`** reads **{answer}** ({scores[answer]:.1%}) · "
+        f"{class_question(explained, answer)} (p = {scores[explained]:.1%})"
+    )
     try:
         values = attribution(path, modified, digit, explained, method)
     except explain.NotApplicableError as reason:
         st.info(f"{explain.METHODS[method].label} is not available for `{run.name}`: {reason}.")
         return
-    st.image(picture(explain.overlay(digit, values), side),
-             caption=f"{explain.METHODS[method].label} for {explained}: red for, blue against")
+    st.image(
+        picture(explain.overlay(digit, values), side),
+        caption=f"{explain.METHODS[method].label} for {explained}: red for, blue against",
+    )
 
 
 def feature_maps(run: RunInfo, digit: np.ndarray) -> None:
     layers = layer_activations(str(run.path), run.modified, digit)
-    st.caption("Each layer's output, one small map per channel, brightest where the channel responds most "
-               "(one scale per layer, so a silent channel stays dark). The last picture is what the classifier "
-               "reads: the numbers its final layer weighs to score the ten digits.")
+    st.caption(
+        "Each layer's output, one small map per channel, brightest where the channel responds most "
+        "(one scale per layer, so a silent channel stays dark). The last picture is what the classifier "
+        "reads: the numbers its final layer weighs to score the ten digits."
+    )
     columns = st.columns(3)
     for position, layer in enumerate(layers):
         columns[position % 3].image(picture(explain.tile(layer.values), 300), caption=layer.description)
@@ -144,9 +173,11 @@ def feature_maps(run: RunInfo, digit: np.ndarray) -> None:
     except explain.NotApplicableError as reason:
         st.info(str(reason))
         return
-    st.image(picture(explain.tile_filters(filters), 300),
-             caption=f"The first conv layer's {len(filters)} filters on the input's pixels "
-                     "(white: weighs ink positively, black: negatively)")
+    st.image(
+        picture(explain.tile_filters(filters), 300),
+        caption=f"The first conv layer's {len(filters)} filters on the input's pixels "
+        "(white: weighs ink positively, black: negatively)",
+    )
 
 
 def similar(run: RunInfo, digit: np.ndarray) -> None:
@@ -156,12 +187,16 @@ def similar(run: RunInfo, digit: np.ndarray) -> None:
     index = training_index(str(run.path), run.modified, data.fingerprint, data)
     model = loaders.load_model(str(run.path), run.modified)
     neighbours = feature_space.similar_digits(model, index, data, digit, SIMILAR_COUNT)
-    st.caption(f"The {SIMILAR_COUNT} training digits closest to this input in what `{run.name}`'s classifier reads "
-               f"(its {index.projection.axes.shape[1]} leading feature directions, "
-               f"{index.projection.kept_variance:.0%} of the variance): what the run thinks it resembles.")
-    st.image([enlarged(neighbour.image, 96) for neighbour in neighbours],
-             caption=[f"label {neighbour.label} · distance {neighbour.distance:.2f}" for neighbour in neighbours],
-             width=96)
+    st.caption(
+        f"The {SIMILAR_COUNT} training digits closest to this input in what `{run.name}`'s classifier reads "
+        f"(its {index.projection.axes.shape[1]} leading feature directions, "
+        f"{index.projection.kept_variance:.0%} of the variance): what the run thinks it resembles."
+    )
+    st.image(
+        [enlarged(neighbour.image, 96) for neighbour in neighbours],
+        caption=[f"label {neighbour.label} · distance {neighbour.distance:.2f}" for neighbour in neighbours],
+        width=96,
+    )
     labels = pd.Series([neighbour.label for neighbour in neighbours]).value_counts()
     st.caption("Labels among them: " + ", ".join(f"{count}× {label}" for label, count in labels.items()))
 
@@ -171,24 +206,36 @@ def digit_map(run: RunInfo, digit: np.ndarray) -> None:
     if data is None:
         return
     frame = map_frame(str(run.path), run.modified, data.fingerprint, data)
-    placed = feature_space.place_on_map(loaders.load_model(str(run.path), run.modified),
-                                        test_set_map(str(run.path), run.modified, data.fingerprint, data), digit)
+    placed = feature_space.place_on_map(
+        loaders.load_model(str(run.path), run.modified),
+        test_set_map(str(run.path), run.modified, data.fingerprint, data),
+        digit,
+    )
     st.altair_chart(map_chart(frame, placed), width="stretch")
-    st.caption(f"{len(frame):,} test digits on the two directions along which `{run.name}`'s features vary most "
-               "(PCA), coloured by their label; hover a point to see the digit. The star is this input: nearby "
-               "digits are ones the run finds alike.")
+    st.caption(
+        f"{len(frame):,} test digits on the two directions along which `{run.name}`'s features vary most "
+        "(PCA), coloured by their label; hover a point to see the digit. The star is this input: nearby "
+        "digits are ones the run finds alike."
+    )
 
 
 def map_chart(frame: pd.DataFrame, placed: np.ndarray) -> alt.LayerChart:
-    points = alt.Chart(frame).mark_circle(size=18, opacity=0.55).encode(
-        x=alt.X("x:Q", title="first principal direction", axis=alt.Axis(labels=False, ticks=False)),
-        y=alt.Y("y:Q", title="second principal direction", axis=alt.Axis(labels=False, ticks=False)),
-        color=alt.Color("label:N", title="label", scale=alt.Scale(scheme="category10")),
-        tooltip=[alt.Tooltip("image:N", title="image"), "label:N", alt.Tooltip("predicted:N", title="read as")],
+    points = (
+        alt.Chart(frame)
+        .mark_circle(size=18, opacity=0.55)
+        .encode(
+            x=alt.X("x:Q", title="first principal direction", axis=alt.Axis(labels=False, ticks=False)),
+            y=alt.Y("y:Q", title="second principal direction", axis=alt.Axis(labels=False, ticks=False)),
+            color=alt.Color("label:N", title="label", scale=alt.Scale(scheme="category10")),
+            tooltip=[alt.Tooltip("image:N", title="image"), "label:N", alt.Tooltip("predicted:N", title="read as")],
+        )
     )
     star = pd.DataFrame({"x": [float(placed[0])], "y": [float(placed[1])], "what": ["this input"]})
-    here = alt.Chart(star).mark_point(shape="star", size=420, filled=True, color="black", stroke="white",
-                                      strokeWidth=1.5).encode(x="x:Q", y="y:Q", tooltip=["what:N"])
+    here = (
+        alt.Chart(star)
+        .mark_point(shape="star", size=420, filled=True, color="black", stroke="white", strokeWidth=1.5)
+        .encode(x="x:Q", y="y:Q", tooltip=["what:N"])
+    )
     return (points + here).properties(height=420)
 
 
@@ -214,9 +261,13 @@ def explanation(runs: list[RunInfo], run: RunInfo, digit: torch.Tensor | np.ndar
     digit = as_array(digit)
     method, target = choices(key)
     tabs = st.tabs(TABS, key=f"{key}.tab", on_change="rerun")
-    views = [lambda: why(run, digit, method, target), lambda: feature_maps(run, digit),
-             lambda: similar(run, digit), lambda: digit_map(run, digit),
-             lambda: pair(runs, digit, method, target, key)]
+    views = [
+        lambda: why(run, digit, method, target),
+        lambda: feature_maps(run, digit),
+        lambda: similar(run, digit),
+        lambda: digit_map(run, digit),
+        lambda: pair(runs, digit, method, target, key),
+    ]
     for tab, view in zip(tabs, views, strict=True):
         with tab:
             if tab.open:
@@ -233,8 +284,9 @@ def inside_the_network(runs: list[RunInfo], run: RunInfo, digit: torch.Tensor | 
         if not section.open:
             return
         if digit is None:
-            st.info("Draw a digit to see what each layer of the network sees and why it answers.",
-                    icon=":material/gesture:")
+            st.info(
+                "Draw a digit to see what each layer of the network sees and why it answers.", icon=":material/gesture:"
+            )
             return
         explanation(runs, run, digit, key="inside")
 
@@ -243,14 +295,22 @@ def explain_mistake(runs: list[RunInfo], run: RunInfo, shown: pd.DataFrame, imag
     """Under Evaluate's mistakes gallery: pick one of the shown mistakes and see the same explanation."""
     if shown.empty:
         return
-    labels = {index: f"true {row.true} → read as {row.predicted} ({row.confidence:.0%})"
-              for index, row in zip(shown.index, shown.itertuples(), strict=True)}
-    picked = st.selectbox("Explain a mistake", [None, *labels], format_func=lambda index: "pick one…" if index is None
-                          else labels[index], key="evaluate.explain_mistake",
-                          help="See inside the network for one of the misclassified digits above.")
+    labels = {
+        index: f"true {row.true} → read as {row.predicted} ({row.confidence:.0%})"
+        for index, row in zip(shown.index, shown.itertuples(), strict=True)
+    }
+    picked = st.selectbox(
+        "Explain a mistake",
+        [None, *labels],
+        format_func=lambda index: "pick one…" if index is None else labels[index],
+        key="evaluate.explain_mistake",
+        help="See inside the network for one of the misclassified digits above.",
+    )
     if picked is None:
         return
     row = shown.loc[picked]
-    st.markdown(f"**Test digit labelled {row.true}, read as {row.predicted}.** Set the class to {row.true} to see "
-                f"what argued against the right answer.")
+    st.markdown(
+        f"**Test digit labelled {row.true}, read as {row.predicted}.** Set the class to {row.true} to see "
+        f"what argued against the right answer."
+    )
     explanation(runs, run, images[picked], key="mistake")

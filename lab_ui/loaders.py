@@ -1,4 +1,5 @@
 """Cached access to runs, models, MNIST and evaluations, shared by every session of the server."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -101,8 +102,13 @@ def evaluate_run(path: str, modified: float, augment: str, data_fingerprint: str
         loss=evaluation.loss,
         confusion=evaluation.confusion,
         per_class=pd.DataFrame([vars(metrics) for metrics in evaluation.per_class()]),
-        mistakes=pd.DataFrame({"true": evaluation.labels[wrong], "predicted": evaluation.predictions[wrong],
-                               "confidence": evaluation.confidences[wrong]}),
+        mistakes=pd.DataFrame(
+            {
+                "true": evaluation.labels[wrong],
+                "predicted": evaluation.predictions[wrong],
+                "confidence": evaluation.confidences[wrong],
+            }
+        ),
         mistake_images=(evaluation.images[wrong, 0] * 255).round().to(torch.uint8).numpy(),
     )
 

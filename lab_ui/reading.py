@@ -1,4 +1,5 @@
 """Pictures of a number's reading for the Read page: boxes and labels drawn on the input."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,5 +1,6 @@
 """Robustness reports and sweeps for the app: cached ones at once, missing ones computed under a progress bar,
 and the strip of corrupted test digits with each run's predictions."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -11,8 +12,15 @@ import torch
 
 from ocr_core import MnistData, RunInfo, predict_probabilities
 from ocr_core.corruptions import CORRUPTIONS, SEVERITIES
-from ocr_core.robustness import (BASELINE_RUN, RobustnessReport, cached_report, corrupted_suite, report_subset,
-                                 run_report, run_weights_hash)
+from ocr_core.robustness import (
+    BASELINE_RUN,
+    RobustnessReport,
+    cached_report,
+    corrupted_suite,
+    report_subset,
+    run_report,
+    run_weights_hash,
+)
 from ocr_core.sweeps import SWEEPS, SweepResult, cached_sweeps, run_sweeps
 
 from . import loaders
@@ -26,6 +34,7 @@ def progress_bar(what: str) -> tuple[Callable[[int, int, str], None], Callable[[
 
     def update(done: int, total: int, step: str) -> None:
         bar.progress(done / total, text=f"{what}: {step} ({done}/{total})")
+
     return update, bar.empty
 
 
@@ -46,8 +55,9 @@ def reports(runs: list[RunInfo], data: MnistData | None) -> tuple[dict[str, Robu
     return found, missing
 
 
-def baseline(runs: dict[str, RunInfo], found: dict[str, RobustnessReport],
-             data: MnistData | None) -> RobustnessReport | None:
+def baseline(
+    runs: dict[str, RunInfo], found: dict[str, RobustnessReport], data: MnistData | None
+) -> RobustnessReport | None:
     """The mCE reference (`seed`'s report) when there is a `seed` run; computed if needed and possible."""
     if BASELINE_RUN in found:
         return found[BASELINE_RUN]
@@ -72,29 +82,43 @@ def sweeps(runs: list[RunInfo], data: MnistData | None) -> tuple[dict[str, Sweep
     return found, missing
 
 
-def summary_table(found: dict[str, RobustnessReport], base: RobustnessReport | None,
-                  severity: int | None) -> pd.DataFrame:
+def summary_table(
+    found: dict[str, RobustnessReport], base: RobustnessReport | None, severity: int | None
+) -> pd.DataFrame:
     """One row per run: clean accuracy, mean and worst corruption at `severity` (None: over 1-5), mCE."""
     rows = []
     for name, report in found.items():
         by_corruption = corruption_accuracies(report, severity)
         worst = min(by_corruption, key=by_corruption.get)
-        rows.append({"run": name, "clean": report.clean, "mean over corruptions": float(np.mean(
-            list(by_corruption.values()))), "worst corruption": CORRUPTIONS[worst].label,
-            "worst accuracy": by_corruption[worst], "mCE (vs seed)": report.mce(base)})
+        rows.append(
+            {
+                "run": name,
+                "clean": report.clean,
+                "mean over corruptions": float(np.mean(list(by_corruption.values()))),
+                "worst corruption": CORRUPTIONS[worst].label,
+                "worst accuracy": by_corruption[worst],
+                "mCE (vs seed)": report.mce(base),
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def corruption_accuracies(report: RobustnessReport, severity: int | None) -> dict[str, float]:
     """{corruption: accuracy} at one severity, or the mean over all five."""
-    return {name: (by_severity[severity] if severity else float(np.mean(list(by_severity.values()))))
-            for name, by_severity in report.accuracy.items()}
+    return {
+        name: (by_severity[severity] if severity else float(np.mean(list(by_severity.values()))))
+        for name, by_severity in report.accuracy.items()
+    }
 
 
 def heatmap_frame(found: dict[str, RobustnessReport], severity: int | None) -> pd.DataFrame:
-    return pd.DataFrame([{"run": run, "corruption": CORRUPTIONS[name].label, "accuracy": accuracy}
-                         for run, report in found.items()
-                         for name, accuracy in corruption_accuracies(report, severity).items()])
+    return pd.DataFrame(
+        [
+            {"run": run, "corruption": CORRUPTIONS[name].label, "accuracy": accuracy}
+            for run, report in found.items()
+            for name, accuracy in corruption_accuracies(report, severity).items()
+        ]
+    )
 
 
 def severity_frame(found: dict[str, RobustnessReport], corruption: str | None) -> pd.DataFrame:
@@ -109,8 +133,13 @@ def severity_frame(found: dict[str, RobustnessReport], corruption: str | None) -
 
 
 def sweep_frame(found: dict[str, SweepResult], sweep: str) -> pd.DataFrame:
-    return pd.DataFrame([{"run": run, "strength": strength, "accuracy": accuracy}
-                         for run, result in found.items() for strength, accuracy in result.points(sweep)])
+    return pd.DataFrame(
+        [
+            {"run": run, "strength": strength, "accuracy": accuracy}
+            for run, result in found.items()
+            for strength, accuracy in result.points(sweep)
+        ]
+    )
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -118,8 +147,13 @@ def strip_digits(data_fingerprint: str, _data: MnistData) -> tuple[np.ndarray, n
     """(positions in the report's digits, uint8 images (K, 28, 28), labels): the first report digit of each
     class 0..STRIP_DIGITS-1."""
     images, labels = report_subset(_data.test_images, _data.test_labels)
-    positions = np.array([int(np.flatnonzero(labels.numpy() == digit)[0]) for digit in range(STRIP_DIGITS)
-                          if (labels.numpy() == digit).any()])
+    positions = np.array(
+        [
+            int(np.flatnonzero(labels.numpy() == digit)[0])
+            for digit in range(STRIP_DIGITS)
+            if (labels.numpy() == digit).any()
+        ]
+    )
     return positions, images[positions].numpy(), labels[positions].numpy()
 
 

@@ -1,6 +1,7 @@
 """What visitors of the app may do to saved runs. A shared server (a classroom, Community Cloud) serves every
 visitor the same run folder, so by default nobody can rename, delete or replace the shipped runs; a public
 deployment can switch run management off altogether. The CLI is the owner's tool and is not limited."""
+
 from __future__ import annotations
 
 import os

@@ -1,5 +1,6 @@
 """What the Train page's form means, away from its widgets: the settings it holds (session-state keys
 `train.<field>`), the config and job they make, the name checks, and the text of the live progress."""
+
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
@@ -8,14 +9,34 @@ from typing import Any
 
 import pandas as pd
 
-from ocr_core import (RECIPES, AugmentSpec, CheckpointError, MnistData, RunStore, TrainConfig, parse_augment,
-                      validate_run_name)
+from ocr_core import (
+    RECIPES,
+    AugmentSpec,
+    CheckpointError,
+    MnistData,
+    RunStore,
+    TrainConfig,
+    parse_augment,
+    validate_run_name,
+)
 
 from .training import Snapshot, TrainingJob
 
 # The TrainConfig fields the form edits (augment comes from the augmentation controls; device stays auto).
-CONFIG_FIELDS = ("architecture", "epochs", "batch_size", "learning_rate", "optimizer", "schedule",
-                 "weight_decay", "label_smoothing", "ema_decay", "precision", "seed", "holdout")
+CONFIG_FIELDS = (
+    "architecture",
+    "epochs",
+    "batch_size",
+    "learning_rate",
+    "optimizer",
+    "schedule",
+    "weight_decay",
+    "label_smoothing",
+    "ema_decay",
+    "precision",
+    "seed",
+    "holdout",
+)
 DEFAULT_OWNER = "Another visitor"
 
 
@@ -36,8 +57,11 @@ def config_from_settings(state: Mapping[str, Any], spec: AugmentSpec) -> TrainCo
 
 def free_run_name(store: RunStore, taken: Collection[str] = (), stem: str = "my-run") -> str:
     """The first of my-run, my-run-2, … that is neither saved nor `taken` (the name of a run in training)."""
-    return next(name for number in range(1, 10_000)
-                if not store.exists(name := stem if number == 1 else f"{stem}-{number}") and name not in taken)
+    return next(
+        name
+        for number in range(1, 10_000)
+        if not store.exists(name := stem if number == 1 else f"{stem}-{number}") and name not in taken
+    )
 
 
 def checked_run_name(text: str, store: RunStore, overwrite: bool) -> str:
@@ -48,8 +72,9 @@ def checked_run_name(text: str, store: RunStore, overwrite: bool) -> str:
     return name
 
 
-def job_from_settings(state: Mapping[str, Any], spec: AugmentSpec, data: MnistData, store: RunStore,
-                      visitor: str) -> tuple[TrainingJob, MnistData]:
+def job_from_settings(
+    state: Mapping[str, Any], spec: AugmentSpec, data: MnistData, store: RunStore, visitor: str
+) -> tuple[TrainingJob, MnistData]:
     """The job the form asks for and the training data it uses; a UserError says what to fix first."""
     name = checked_run_name(state[setting_key("name")], store, state[setting_key("overwrite")])
     total = len(data.train_labels)
@@ -57,9 +82,15 @@ def job_from_settings(state: Mapping[str, Any], spec: AugmentSpec, data: MnistDa
     config = config_from_settings(state, spec)
     config = replace(config, holdout=min(config.holdout, total // 10))
     count = state[setting_key("images")] or total
-    job = TrainingJob(name, config, owner=visitor, owner_label=state[setting_key("owner_label")].strip()
-                      or DEFAULT_OWNER, train_images=count, overwrite=state[setting_key("overwrite")],
-                      keep_if_stopped=state[setting_key("if_stopped")] == "keep")
+    job = TrainingJob(
+        name,
+        config,
+        owner=visitor,
+        owner_label=state[setting_key("owner_label")].strip() or DEFAULT_OWNER,
+        train_images=count,
+        overwrite=state[setting_key("overwrite")],
+        keep_if_stopped=state[setting_key("if_stopped")] == "keep",
+    )
     # the recipe's held-out digits are the ones right after the chosen images (the last ones for "all")
     return job, data.subset(train=min(count + config.holdout, total))
 
@@ -78,8 +109,10 @@ def progress_text(snapshot: Snapshot, finishing: bool) -> str:
         return "Scoring on the clean and the augmented test set, then saving…"
     if snapshot.step == 0:
         return "Starting…"
-    return (f"Epoch {snapshot.epoch}/{snapshot.total_epochs} · step {snapshot.step:,}/{snapshot.total_steps:,} · "
-            f"{snapshot.images_per_second:,.0f} images/s · ETA {clock(snapshot.eta_seconds)}")
+    return (
+        f"Epoch {snapshot.epoch}/{snapshot.total_epochs} · step {snapshot.step:,}/{snapshot.total_steps:,} · "
+        f"{snapshot.images_per_second:,.0f} images/s · ETA {clock(snapshot.eta_seconds)}"
+    )
 
 
 def canonical(config: TrainConfig) -> TrainConfig:
@@ -90,12 +123,29 @@ def canonical(config: TrainConfig) -> TrainConfig:
 def describe_job(job: TrainingJob, augment_label: str) -> str:
     """The recipe and settings of a job, in one line for the page that shows it training."""
     config = job.config
-    recipe = next((f"recipe `{name}`" for name, recipe in RECIPES.items() if canonical(recipe) == canonical(config)),
-                  "custom settings")
-    extras = [f"{label} {value:g}" for label, value in (("weight decay", config.weight_decay),
-                                                          ("label smoothing", config.label_smoothing),
-                                                          ("EMA decay", config.ema_decay)) if value]
-    return " · ".join([
-        recipe, f"`{config.architecture}` net", f"{config.epochs:g} epochs on {job.train_images:,} images",
-        f"batch {config.batch_size}", f"{config.optimizer} at {config.learning_rate:g} ({config.schedule})",
-        *extras, f"augmentation `{augment_label}`", f"precision {config.precision}", f"seed {config.seed}"])
+    recipe = next(
+        (f"recipe `{name}`" for name, recipe in RECIPES.items() if canonical(recipe) == canonical(config)),
+        "custom settings",
+    )
+    extras = [
+        f"{label} {value:g}"
+        for label, value in (
+            ("weight decay", config.weight_decay),
+            ("label smoothing", config.label_smoothing),
+            ("EMA decay", config.ema_decay),
+        )
+        if value
+    ]
+    return " · ".join(
+        [
+            recipe,
+            f"`{config.architecture}` net",
+            f"{config.epochs:g} epochs on {job.train_images:,} images",
+            f"batch {config.batch_size}",
+            f"{config.optimizer} at {config.learning_rate:g} ({config.schedule})",
+            *extras,
+            f"augmentation `{augment_label}`",
+            f"precision {config.precision}",
+            f"seed {config.seed}",
+        ]
+    )

@@ -4,6 +4,7 @@ Streamlit reruns a page's script on every click, which would kill a loop running
 therefore runs in a thread started by a process-wide manager (Community Cloud serves every visitor from
 one process, so this is also what makes visitors take turns). The guarantee lives in the process, not in
 a Streamlit cache: a live training thread is the record that a job runs."""
+
 from __future__ import annotations
 
 import logging
@@ -12,8 +13,18 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field
 
-from ocr_core import (Cadence, MnistData, Progress, RunInfo, RunStore, ScorePoint, TrainConfig, TrainingCallback,
-                      UserError, train_run)
+from ocr_core import (
+    Cadence,
+    MnistData,
+    Progress,
+    RunInfo,
+    RunStore,
+    ScorePoint,
+    TrainConfig,
+    TrainingCallback,
+    UserError,
+    train_run,
+)
 
 logger = logging.getLogger(__name__)
 SHORT_RUN_EPOCHS, SHORT_RUN_SCORES = 2, 4  # runs of up to 2 epochs are scored 4 times per epoch
@@ -89,21 +100,43 @@ class ProgressRecorder(TrainingCallback):
     def on_batch(self, progress: Progress) -> None:
         if not self.cadence.due(progress):
             return
-        self.job.snapshot = Snapshot(progress.epoch, progress.total_epochs, progress.step, progress.total_steps,
-                                     progress.loss, progress.accuracy, progress.images_per_second,
-                                     progress.eta_seconds)
-        self.job.trace.append({"epoch": progress.step / progress.steps_per_epoch, "series": RUNNING_SERIES,
-                               "loss": progress.loss, "accuracy": progress.accuracy})
+        self.job.snapshot = Snapshot(
+            progress.epoch,
+            progress.total_epochs,
+            progress.step,
+            progress.total_steps,
+            progress.loss,
+            progress.accuracy,
+            progress.images_per_second,
+            progress.eta_seconds,
+        )
+        self.job.trace.append(
+            {
+                "epoch": progress.step / progress.steps_per_epoch,
+                "series": RUNNING_SERIES,
+                "loss": progress.loss,
+                "accuracy": progress.accuracy,
+            }
+        )
 
     def on_epoch(self, progress: Progress) -> None:
         self.job.history.append(asdict(progress.history[-1]))
 
     def on_score(self, progress: Progress, point: ScorePoint) -> None:
         self.job.trace += [
-            {"epoch": point.epoch, "series": TRAIN_SCORED_SERIES, "loss": point.train_loss,
-             "accuracy": point.train_accuracy},
-            {"epoch": point.epoch, "series": TEST_SCORED_SERIES, "loss": point.test_loss,
-             "accuracy": point.test_accuracy}]
+            {
+                "epoch": point.epoch,
+                "series": TRAIN_SCORED_SERIES,
+                "loss": point.train_loss,
+                "accuracy": point.train_accuracy,
+            },
+            {
+                "epoch": point.epoch,
+                "series": TEST_SCORED_SERIES,
+                "loss": point.test_loss,
+                "accuracy": point.test_accuracy,
+            },
+        ]
 
 
 def scores_per_epoch(config: TrainConfig) -> int:
@@ -121,9 +154,17 @@ class TrainingBusyError(RuntimeError):
 def train_in_background(job: TrainingJob, store: RunStore, data: MnistData) -> None:
     """The training thread's body: every way it can end becomes the job's outcome."""
     try:
-        run, result = train_run(job.name, job.config, store, data, callbacks=(ProgressRecorder(job),),
-                                stop=job.stop, overwrite=job.overwrite, keep_if_stopped=job.keep_if_stopped,
-                                scores_per_epoch=scores_per_epoch(job.config))
+        run, result = train_run(
+            job.name,
+            job.config,
+            store,
+            data,
+            callbacks=(ProgressRecorder(job),),
+            stop=job.stop,
+            overwrite=job.overwrite,
+            keep_if_stopped=job.keep_if_stopped,
+            scores_per_epoch=scores_per_epoch(job.config),
+        )
     except Exception as error:  # the thread has nobody to raise to: every failure must reach the page
         if isinstance(error, UserError):
             logger.warning("training run %r failed: %s", job.name, error)
@@ -160,8 +201,9 @@ class TrainingManager:
             running = live_training_job()
             if running is not None:
                 raise TrainingBusyError(running)
-            thread = threading.Thread(target=train_in_background, args=(job, store, data),
-                                      name=f"train-{job.name}", daemon=True)
+            thread = threading.Thread(
+                target=train_in_background, args=(job, store, data), name=f"train-{job.name}", daemon=True
+            )
             setattr(thread, TRAINING_JOB_ATTRIBUTE, job)
             thread.start()
             self.last = job

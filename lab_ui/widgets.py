@@ -1,4 +1,5 @@
 """Panels and widgets that more than one page, or the sidebar, shows."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -10,8 +11,16 @@ import streamlit as st
 import torch
 from PIL import Image
 
-from ocr_core import (PRESETS, DataUnavailableError, MnistData, RunInfo, UserError, data_status, load_mnist,
-                      parse_augment)
+from ocr_core import (
+    PRESETS,
+    DataUnavailableError,
+    MnistData,
+    RunInfo,
+    UserError,
+    data_status,
+    load_mnist,
+    parse_augment,
+)
 
 from . import loaders
 from .training import training_manager
@@ -40,8 +49,11 @@ def augment_label(spec: str) -> str:
 
 
 def describe_run(run: RunInfo) -> str:
-    parts = [f"{run.metadata.architecture} net", f"{percent(run.metric('clean'))} on clean test digits",
-             f"{percent(run.metric('seed_augmented'))} on `seed`-augmented ones"]
+    parts = [
+        f"{run.metadata.architecture} net",
+        f"{percent(run.metric('clean'))} on clean test digits",
+        f"{percent(run.metric('seed_augmented'))} on `seed`-augmented ones",
+    ]
     if run.metadata.stopped_early:
         parts.append("stopped early")
     return " · ".join(parts)
@@ -75,8 +87,10 @@ def require_dataset(purpose: str) -> MnistData | None:
             return loaders.dataset()
     except DataUnavailableError as error:
         problem = str(error)
-    st.warning(f"{purpose} needs the MNIST dataset (about 11 MB), which is not on this server yet. "
-               "Drawing works without it.", icon=":material/database:")
+    st.warning(
+        f"{purpose} needs the MNIST dataset (about 11 MB), which is not on this server yet. Drawing works without it.",
+        icon=":material/database:",
+    )
     st.caption(problem)
     if st.button("Download MNIST now", type="primary", icon=":material/download:"):
         with st.spinner("Downloading MNIST…"):

@@ -1,4 +1,5 @@
 """`python -m ocr_core ...`: see cli.py."""
+
 from .cli import run
 
 run()

@@ -8,6 +8,7 @@ paper brightness, faint ink, gamma, sensor noise, dust (salt and pepper) and occ
 `AUGMENT_OPS` is the one table of the ops: validation, error messages, the CLI help, the README table and
 the Train page's sliders all read it.
 """
+
 from __future__ import annotations
 
 import math
@@ -53,35 +54,84 @@ class AugmentOp:
         return f"{self.lowest:g}-{self.highest:g}" + (" (low-high)" if self.is_range else "")
 
 
-AUGMENT_OPS: dict[str, AugmentOp] = {op.name: op for op in (
-    AugmentOp("rotate", "Rotate", 0, 180, 1, 15.0, "max degrees either way"),
-    AugmentOp("translate", "Shift", 0, 0.5, 0.01, 0.1, "max shift per axis, as a fraction of the side"),
-    AugmentOp("scale", "Zoom", 0.2, 3, 0.05, (0.9, 1.1), "zoom range `low-high` (one number: fixed zoom)"),
-    AugmentOp("crop", "Crop", 0.05, 2, 0.05, (0.8, 1.0),
-              "area range `low-high` of a random crop (aspect 3/4-4/3) resized back to 28x28, as torchvision's "
-              "`RandomResizedCrop`; a crop that cannot fit in 10 tries leaves the image whole, as there"),
-    AugmentOp("shear", "Shear", 0, 60, 1, 10.0, "max degrees either way"),
-    AugmentOp("hflip", "Mirror", 0, 1, 0.05, 0.5, "probability of a mirror image (a mirrored digit is rarely a digit)"),
-    AugmentOp("elastic", "Elastic", 0, 10, 0.25, 1.0, "typical displacement of a smooth random field, pixels"),
-    AugmentOp("thickness", "Pen width", 0, 2, 0.1, 1.0,
-              "max change of stroke width either way, in pixels per side: thinner (erosion) or thicker "
-              "(dilation) ink, fractions blend"),
-    AugmentOp("outline", "Hollow ink", 0, 1, 0.05, 0.2,
-              "probability of drawing the strokes hollow, as their outer contour (bubble lettering, traced or "
-              "edge-enhanced scans)"),
-    AugmentOp("lines", "Clutter lines", 0, 4, 0.25, 1.0,
-              "mean number of random straight lines (ruled paper, stray strokes) drawn across the image"),
-    AugmentOp("blur", "Blur", 0, 3, 0.1, 1.0, "max gaussian sigma, pixels"),
-    AugmentOp("brightness", "Grey paper", 0, 0.9, 0.05, 0.4, "max grey level of the background (paper)"),
-    AugmentOp("contrast", "Faint ink", 0, 0.9, 0.05, 0.4, "max share by which the ink's darkness fades"),
-    AugmentOp("gamma", "Gamma", 0, 2, 0.1, 0.5, "max log of a gamma curve either way (lighter or darker mid-tones)"),
-    AugmentOp("noise", "Noise", 0, 1, 0.01, 0.1, "std of gaussian noise on pixels in [0, 1]"),
-    AugmentOp("saltpepper", "Specks", 0, 0.5, 0.01, 0.1,
-              "max share of pixels set to black or white (dust, sensor defects)"),
-    AugmentOp("erase", "Erase", 0, 1, 0.05, 0.25,
-              "probability of covering a random rectangle with a random grey (an occluder, a shadow, a glare), "
-              "as Random Erasing (Zhong et al. 2017) does"),
-)}
+AUGMENT_OPS: dict[str, AugmentOp] = {
+    op.name: op
+    for op in (
+        AugmentOp("rotate", "Rotate", 0, 180, 1, 15.0, "max degrees either way"),
+        AugmentOp("translate", "Shift", 0, 0.5, 0.01, 0.1, "max shift per axis, as a fraction of the side"),
+        AugmentOp("scale", "Zoom", 0.2, 3, 0.05, (0.9, 1.1), "zoom range `low-high` (one number: fixed zoom)"),
+        AugmentOp(
+            "crop",
+            "Crop",
+            0.05,
+            2,
+            0.05,
+            (0.8, 1.0),
+            "area range `low-high` of a random crop (aspect 3/4-4/3) resized back to 28x28, as torchvision's "
+            "`RandomResizedCrop`; a crop that cannot fit in 10 tries leaves the image whole, as there",
+        ),
+        AugmentOp("shear", "Shear", 0, 60, 1, 10.0, "max degrees either way"),
+        AugmentOp(
+            "hflip", "Mirror", 0, 1, 0.05, 0.5, "probability of a mirror image (a mirrored digit is rarely a digit)"
+        ),
+        AugmentOp("elastic", "Elastic", 0, 10, 0.25, 1.0, "typical displacement of a smooth random field, pixels"),
+        AugmentOp(
+            "thickness",
+            "Pen width",
+            0,
+            2,
+            0.1,
+            1.0,
+            "max change of stroke width either way, in pixels per side: thinner (erosion) or thicker "
+            "(dilation) ink, fractions blend",
+        ),
+        AugmentOp(
+            "outline",
+            "Hollow ink",
+            0,
+            1,
+            0.05,
+            0.2,
+            "probability of drawing the strokes hollow, as their outer contour (bubble lettering, traced or "
+            "edge-enhanced scans)",
+        ),
+        AugmentOp(
+            "lines",
+            "Clutter lines",
+            0,
+            4,
+            0.25,
+            1.0,
+            "mean number of random straight lines (ruled paper, stray strokes) drawn across the image",
+        ),
+        AugmentOp("blur", "Blur", 0, 3, 0.1, 1.0, "max gaussian sigma, pixels"),
+        AugmentOp("brightness", "Grey paper", 0, 0.9, 0.05, 0.4, "max grey level of the background (paper)"),
+        AugmentOp("contrast", "Faint ink", 0, 0.9, 0.05, 0.4, "max share by which the ink's darkness fades"),
+        AugmentOp(
+            "gamma", "Gamma", 0, 2, 0.1, 0.5, "max log of a gamma curve either way (lighter or darker mid-tones)"
+        ),
+        AugmentOp("noise", "Noise", 0, 1, 0.01, 0.1, "std of gaussian noise on pixels in [0, 1]"),
+        AugmentOp(
+            "saltpepper",
+            "Specks",
+            0,
+            0.5,
+            0.01,
+            0.1,
+            "max share of pixels set to black or white (dust, sensor defects)",
+        ),
+        AugmentOp(
+            "erase",
+            "Erase",
+            0,
+            1,
+            0.05,
+            0.25,
+            "probability of covering a random rectangle with a random grey (an occluder, a shadow, a glare), "
+            "as Random Erasing (Zhong et al. 2017) does",
+        ),
+    )
+}
 RANGE_OPS = tuple(name for name, op in AUGMENT_OPS.items() if op.is_range)  # written low-high
 
 
@@ -122,8 +172,10 @@ class AugmentSpec:
     def __post_init__(self) -> None:
         bad = [name for name, op in AUGMENT_OPS.items() if not op.accepts(getattr(self, name))]
         if bad:
-            raise ConfigError(f"augmentation strength out of range: "
-                              f"{', '.join(f'{n}={getattr(self, n)}' for n in bad)} (ranges: {ranges_text()})")
+            raise ConfigError(
+                f"augmentation strength out of range: "
+                f"{', '.join(f'{n}={getattr(self, n)}' for n in bad)} (ranges: {ranges_text()})"
+            )
 
     @property
     def is_identity(self) -> bool:
@@ -131,8 +183,15 @@ class AugmentSpec:
 
     @property
     def is_geometric(self) -> bool:
-        return bool(self.rotate or self.translate or self.scale != (1.0, 1.0) or self.crop != (1.0, 1.0)
-                    or self.shear or self.hflip or self.elastic)
+        return bool(
+            self.rotate
+            or self.translate
+            or self.scale != (1.0, 1.0)
+            or self.crop != (1.0, 1.0)
+            or self.shear
+            or self.hflip
+            or self.elastic
+        )
 
     def to_string(self) -> str:
         """Canonical spec string; `parse_augment(spec.to_string()) == spec`."""
@@ -157,9 +216,23 @@ PRESETS = {
     # The variation real digits have: slant, size, position and wobble of the hand; pen width, hollow
     # strokes and stray lines; blur; grey paper, faint ink and gamma; sensor noise, dust and occluders. No
     # mirroring (mirrored digits are not digits), and nothing from the corruption suite used for testing.
-    "recommended": AugmentSpec(rotate=10, translate=0.1, scale=(0.8, 1.1), shear=10, elastic=1.0, thickness=0.5,
-                               outline=0.1, lines=0.5, blur=0.8, brightness=0.5, contrast=0.4, gamma=0.4,
-                               noise=0.05, saltpepper=0.08, erase=0.2),
+    "recommended": AugmentSpec(
+        rotate=10,
+        translate=0.1,
+        scale=(0.8, 1.1),
+        shear=10,
+        elastic=1.0,
+        thickness=0.5,
+        outline=0.1,
+        lines=0.5,
+        blur=0.8,
+        brightness=0.5,
+        contrast=0.4,
+        gamma=0.4,
+        noise=0.05,
+        saltpepper=0.08,
+        erase=0.2,
+    ),
 }
 
 
@@ -199,8 +272,9 @@ def uniform(generator: torch.Generator, count: int, low: float, high: float) -> 
     return torch.rand(count, generator=generator) * (high - low) + low
 
 
-def resized_crop(crop: tuple[float, float], count: int,
-                 generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def resized_crop(
+    crop: tuple[float, float], count: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """torchvision's RandomResizedCrop(28, scale=crop) per sample, as the centre (N, 2) and half-size (N, 2)
     of the crop window in [-1, 1] units: up to ten tries of an area share in `crop` and an aspect ratio in
     3/4-4/3 (log-uniform) that fits the image, else the whole image, as torchvision falls back."""
@@ -237,8 +311,11 @@ def affine_grid(spec: AugmentSpec, count: int, generator: torch.Generator) -> to
     inverse = torch.linalg.inv(forward)
     # Output coordinates u read the transformed image at c + s*u when a crop window (centre c, half-size s)
     # was cut from it last, as the tutorial crops after rotating and shifting.
-    centre, half_size = resized_crop(spec.crop, count, generator) if spec.crop != (1.0, 1.0) else (
-        torch.zeros(count, 2), torch.ones(count, 2))
+    centre, half_size = (
+        resized_crop(spec.crop, count, generator)
+        if spec.crop != (1.0, 1.0)
+        else (torch.zeros(count, 2), torch.ones(count, 2))
+    )
     linear = inverse @ torch.diag_embed(half_size)
     theta = torch.cat([linear, inverse @ (centre - shift).unsqueeze(-1)], dim=2)
     grid = F.affine_grid(theta, [count, 1, IMAGE_SIZE, IMAGE_SIZE], align_corners=False)
@@ -320,12 +397,16 @@ def clutter_lines(images: torch.Tensor, mean_count: float, generator: torch.Gene
     count, device = images.shape[0], images.device
     most = max(1, math.ceil(2 * mean_count))
     drawn = (torch.rand(count, most, generator=generator) < mean_count / most).to(device)
-    start, end = (uniform(generator, count * most * 2, -4, IMAGE_SIZE + 3).view(count, most, 2).to(device)
-                  for _ in range(2))
+    start, end = (
+        uniform(generator, count * most * 2, -4, IMAGE_SIZE + 3).view(count, most, 2).to(device) for _ in range(2)
+    )
     half_width = uniform(generator, count * most, 0.3, 1.3).view(count, most, 1).to(device)
     level = uniform(generator, count * most, 0.4, 1.0).view(count, most, 1).to(device) * drawn.unsqueeze(-1)
-    rows, columns = torch.meshgrid(torch.arange(IMAGE_SIZE, device=device, dtype=images.dtype),
-                                   torch.arange(IMAGE_SIZE, device=device, dtype=images.dtype), indexing="ij")
+    rows, columns = torch.meshgrid(
+        torch.arange(IMAGE_SIZE, device=device, dtype=images.dtype),
+        torch.arange(IMAGE_SIZE, device=device, dtype=images.dtype),
+        indexing="ij",
+    )
     pixels = torch.stack([columns.flatten(), rows.flatten()], -1)  # (784, 2) as (x, y)
     direction = end - start
     along = ((pixels[None, None] - start[:, :, None]) * direction[:, :, None]).sum(-1)
@@ -407,8 +488,14 @@ def augment_images(images: torch.Tensor, augment: AugmentSpec | str | None, seed
     return torch.cat(chunks) if chunks else to_float_images(images)
 
 
-def preview_samples(images: torch.Tensor, augment: AugmentSpec | str | None, seed: int = 0, rows: int = 4,
-                    columns: int = 8, variants_of_first: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def preview_samples(
+    images: torch.Tensor,
+    augment: AugmentSpec | str | None,
+    seed: int = 0,
+    rows: int = 4,
+    columns: int = 8,
+    variants_of_first: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Augmented samples for previews, row by row: float (rows * columns, 1, 28, 28), and the index in
     `images` each one comes from (to look up its label). Distinct digits, or, with `variants_of_first`,
     `rows` digits each shown `columns` times to expose the spread of one op."""
@@ -417,8 +504,14 @@ def preview_samples(images: torch.Tensor, augment: AugmentSpec | str | None, see
     return augment_images(images[sources], augment, seed), sources
 
 
-def preview_grid(images: torch.Tensor, augment: AugmentSpec | str | None, seed: int = 0,
-                 rows: int = 4, columns: int = 8, variants_of_first: bool = False) -> torch.Tensor:
+def preview_grid(
+    images: torch.Tensor,
+    augment: AugmentSpec | str | None,
+    seed: int = 0,
+    rows: int = 4,
+    columns: int = 8,
+    variants_of_first: bool = False,
+) -> torch.Tensor:
     """The samples of preview_samples as one uint8 (H, W) grid image."""
     from torchvision.utils import make_grid
 

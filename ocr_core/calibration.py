@@ -14,6 +14,7 @@ as a small `calibration` block in the run's metadata, so reading a drawing needs
   more letters, shapes and scribbles at the same false-alarm rate. The threshold is the highest score that
   keeps the false alarms on held-out digits below `FALSE_ALARM_TARGET` with 95% confidence.
 """
+
 from __future__ import annotations
 
 import base64
@@ -46,8 +47,10 @@ TEMPERATURE_RANGE = (0.05, 20.0)
 COVARIANCE_RIDGE = 1e-3  # share of the mean variance added to the diagonal, so the inverse is stable
 
 
-NOT_CALIBRATED = ("not calibrated: the run was trained on every training image, so there are no held-out digits "
-                  "to calibrate on (and the test set is not for tuning); train it with a holdout")
+NOT_CALIBRATED = (
+    "not calibrated: the run was trained on every training image, so there are no held-out digits "
+    "to calibrate on (and the test set is not for tuning); train it with a holdout"
+)
 CalibrationProgress = Callable[[float, str], None]  # (share done, what is being done)
 
 
@@ -78,8 +81,9 @@ def negative_log_likelihood(logits: np.ndarray, labels: np.ndarray, temperature:
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     """The temperature that maximises the likelihood of the labels (searched on a log scale)."""
     low, high = (math.log(bound) for bound in TEMPERATURE_RANGE)
-    result = minimize_scalar(lambda log_t: negative_log_likelihood(logits, labels, math.exp(log_t)),
-                             bounds=(low, high), method="bounded")
+    result = minimize_scalar(
+        lambda log_t: negative_log_likelihood(logits, labels, math.exp(log_t)), bounds=(low, high), method="bounded"
+    )
     return float(math.exp(result.x))
 
 
@@ -94,8 +98,9 @@ def projected(features: torch.Tensor, seed: int = PROJECTION_SEED) -> torch.Tens
     return normalised @ projection(features.shape[1], seed)
 
 
-def false_alarm_threshold(scores: np.ndarray, target: float = FALSE_ALARM_TARGET,
-                          confidence: float = TARGET_CONFIDENCE) -> tuple[float, float]:
+def false_alarm_threshold(
+    scores: np.ndarray, target: float = FALSE_ALARM_TARGET, confidence: float = TARGET_CONFIDENCE
+) -> tuple[float, float]:
     """(threshold, share of `scores` above it): the most false alarms whose Clopper-Pearson upper bound on
     the rate still meets `target`, so the rate on new digits stays within it with `confidence`."""
     count = len(scores)
@@ -139,8 +144,13 @@ class DigitDetector:
     seed: int = PROJECTION_SEED
 
     @classmethod
-    def fit(cls, fit_features: torch.Tensor, fit_labels: np.ndarray, held_out_features: torch.Tensor,
-            seed: int = PROJECTION_SEED) -> DigitDetector:
+    def fit(
+        cls,
+        fit_features: torch.Tensor,
+        fit_labels: np.ndarray,
+        held_out_features: torch.Tensor,
+        seed: int = PROJECTION_SEED,
+    ) -> DigitDetector:
         points = projected(fit_features, seed).double()
         labels = torch.as_tensor(fit_labels)
         if len(torch.unique(labels)) < 10:
@@ -163,23 +173,33 @@ class DigitDetector:
         return distances.min(1).values.numpy()
 
     def to_dict(self) -> dict:
-        return {"method": METHOD, "projection_seed": self.seed, "dimensions": PROJECTED_DIMENSIONS,
-                "threshold": self.threshold, "false_alarm_target": FALSE_ALARM_TARGET,
-                "held_out_false_alarms": self.held_out_false_alarms,
-                "class_means": encode(self.class_means),
-                "precision_upper": encode(self.precision[np.triu_indices(PROJECTED_DIMENSIONS)])}
+        return {
+            "method": METHOD,
+            "projection_seed": self.seed,
+            "dimensions": PROJECTED_DIMENSIONS,
+            "threshold": self.threshold,
+            "false_alarm_target": FALSE_ALARM_TARGET,
+            "held_out_false_alarms": self.held_out_false_alarms,
+            "class_means": encode(self.class_means),
+            "precision_upper": encode(self.precision[np.triu_indices(PROJECTED_DIMENSIONS)]),
+        }
 
     @classmethod
     def from_dict(cls, values: Any) -> DigitDetector:
         values = as_mapping(values, "ood")
         if values.get("method") != METHOD or values.get("dimensions") != PROJECTED_DIMENSIONS:
-            raise CalibrationError(f"calibration 'ood' uses method {values.get('method')!r}; this lab reads "
-                                   f"{METHOD!r} with {PROJECTED_DIMENSIONS} dimensions: calibrate the run again")
+            raise CalibrationError(
+                f"calibration 'ood' uses method {values.get('method')!r}; this lab reads "
+                f"{METHOD!r} with {PROJECTED_DIMENSIONS} dimensions: calibrate the run again"
+            )
         side = PROJECTED_DIMENSIONS
-        return cls(decode(values.get("class_means"), (10, side), "ood.class_means"),
-                   symmetric(decode(values.get("precision_upper"), (side * (side + 1) // 2,), "ood.precision_upper")),
-                   number(values, "threshold", "ood"), number(values, "held_out_false_alarms", "ood"),
-                   whole_number(values, "projection_seed", "ood"))
+        return cls(
+            decode(values.get("class_means"), (10, side), "ood.class_means"),
+            symmetric(decode(values.get("precision_upper"), (side * (side + 1) // 2,), "ood.precision_upper")),
+            number(values, "threshold", "ood"),
+            number(values, "held_out_false_alarms", "ood"),
+            whole_number(values, "projection_seed", "ood"),
+        )
 
 
 def symmetric(upper: np.ndarray) -> np.ndarray:
@@ -221,25 +241,39 @@ class Calibration:
     created: str
 
     def to_dict(self) -> dict:
-        return {"version": CALIBRATION_VERSION, "temperature": self.temperature, "ece_before": self.ece_before,
-                "ece_after": self.ece_after, "ece_bins": ECE_BINS, "held_out": self.held_out,
-                "ood": self.detector.to_dict(), "created": self.created}
+        return {
+            "version": CALIBRATION_VERSION,
+            "temperature": self.temperature,
+            "ece_before": self.ece_before,
+            "ece_after": self.ece_after,
+            "ece_bins": ECE_BINS,
+            "held_out": self.held_out,
+            "ood": self.detector.to_dict(),
+            "created": self.created,
+        }
 
     @classmethod
     def from_dict(cls, values: Any) -> Calibration:
         """Validate a stored block; CalibrationError names what is wrong."""
         values = as_mapping(values, "calibration")
         if values.get("version") != CALIBRATION_VERSION:
-            raise CalibrationError(f"calibration version {values.get('version')!r} is not {CALIBRATION_VERSION}: "
-                                   "calibrate the run again")
+            raise CalibrationError(
+                f"calibration version {values.get('version')!r} is not {CALIBRATION_VERSION}: calibrate the run again"
+            )
         temperature = number(values, "temperature", "calibration")
         if not TEMPERATURE_RANGE[0] <= temperature <= TEMPERATURE_RANGE[1]:
             raise CalibrationError(f"calibration temperature {temperature} is outside {TEMPERATURE_RANGE}")
         created = values.get("created")
         if not isinstance(created, str):
             raise CalibrationError("calibration 'created' must be text")
-        return cls(temperature, number(values, "ece_before", "calibration"), number(values, "ece_after", "calibration"),
-                   whole_number(values, "held_out", "calibration"), DigitDetector.from_dict(values.get("ood")), created)
+        return cls(
+            temperature,
+            number(values, "ece_before", "calibration"),
+            number(values, "ece_after", "calibration"),
+            whole_number(values, "held_out", "calibration"),
+            DigitDetector.from_dict(values.get("ood")),
+            created,
+        )
 
 
 @dataclass(frozen=True)
@@ -269,8 +303,10 @@ def features_of(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
     """Penultimate features of uint8 (N, 28, 28) or float (N, [1,] 28, 28) images, in batches."""
     if len(images) == 0:  # some layers refuse an empty batch; the width comes from one blank image
         return penultimate_features(model, torch.zeros(1, 1, 28, 28))[:0]
-    chunks = [penultimate_features(model, chunk.float().div(255) if chunk.dtype == torch.uint8 else chunk)
-              for chunk in images.split(FEATURE_BATCH)]
+    chunks = [
+        penultimate_features(model, chunk.float().div(255) if chunk.dtype == torch.uint8 else chunk)
+        for chunk in images.split(FEATURE_BATCH)
+    ]
     return torch.cat(chunks)
 
 
@@ -295,9 +331,14 @@ def read_digits(model: nn.Module, digits: torch.Tensor, calibration: Calibration
     return [Reading(row, True, float(score), threshold) for row, score in zip(probabilities, scores, strict=True)]
 
 
-def fit_calibration(model: nn.Module, held_out_images: torch.Tensor, held_out_labels: torch.Tensor,
-                    fit_images: torch.Tensor, fit_labels: torch.Tensor,
-                    progress: CalibrationProgress | None = None) -> Calibration:
+def fit_calibration(
+    model: nn.Module,
+    held_out_images: torch.Tensor,
+    held_out_labels: torch.Tensor,
+    fit_images: torch.Tensor,
+    fit_labels: torch.Tensor,
+    progress: CalibrationProgress | None = None,
+) -> Calibration:
     """Temperature and digit detector from held-out digits (never trained on) and trained-on digits."""
     report = progress or (lambda fraction, message: None)
     if len(held_out_labels) < 100:
@@ -316,11 +357,12 @@ def fit_calibration(model: nn.Module, held_out_images: torch.Tensor, held_out_la
         temperature=temperature,
         ece_before=expected_calibration_error(softmax(logits), labels),
         ece_after=expected_calibration_error(softmax(logits, temperature), labels),
-        held_out=len(labels), detector=detector,
-        created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        held_out=len(labels),
+        detector=detector,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
 
 
 def calibration_of(metadata: RunMetadata) -> Calibration | None:
     """The run's validated calibration, or None when it has none; CalibrationError when it is damaged."""
     return None if metadata.calibration is None else Calibration.from_dict(metadata.calibration)
-

@@ -3,6 +3,7 @@
 One file per run means saving, renaming, deleting, downloading and uploading a run are each a single
 atomic file operation, and listing runs reads only headers.
 """
+
 from __future__ import annotations
 
 import errno
@@ -33,13 +34,14 @@ MAX_UPLOAD_BYTES = 200 * 1024 * 1024
 
 
 # What a run name may be, for messages, CLI help and the app (the checks are in validate_run_name).
-NAME_RULE = (f"1-64 ASCII letters, digits, '.', '_' or '-', starting with a letter or digit, without '..' "
-             f"and not ending in '{SUFFIX}' (the file gets that suffix)")
+NAME_RULE = (
+    f"1-64 ASCII letters, digits, '.', '_' or '-', starting with a letter or digit, without '..' "
+    f"and not ending in '{SUFFIX}' (the file gets that suffix)"
+)
 
 
 def validate_run_name(name: str) -> str:
-    if (not isinstance(name, str) or not NAME_PATTERN.fullmatch(name) or ".." in name
-            or name.lower().endswith(SUFFIX)):
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name) or ".." in name or name.lower().endswith(SUFFIX):
         raise CheckpointError(f"invalid run name {name!r}: use {NAME_RULE}")
     return name
 
@@ -224,14 +226,14 @@ class RunStore:
             raise CheckpointError(f"no run named {name!r}")
         path.unlink()
 
-    def import_bytes(self, name: str, payload: bytes, overwrite: bool = False,
-                     file_name: str | None = None) -> RunInfo:
+    def import_bytes(self, name: str, payload: bytes, overwrite: bool = False, file_name: str | None = None) -> RunInfo:
         """Add an uploaded run file after checking it is a complete, loadable run; messages name the file
         `file_name` (the upload's name), by default the run's own file name."""
         file_name = file_name or f"{name}{SUFFIX}"
         if len(payload) > MAX_UPLOAD_BYTES:
             raise CheckpointError(
-                f"file too large ({len(payload) / 1e6:.0f} MB; at most {MAX_UPLOAD_BYTES / 1e6:.0f} MB)")
+                f"file too large ({len(payload) / 1e6:.0f} MB; at most {MAX_UPLOAD_BYTES / 1e6:.0f} MB)"
+            )
         final = self.path(name)
         if final.exists() and not overwrite:
             raise name_taken(name)

@@ -11,6 +11,7 @@ smaller than a stroke's width squared).
 OpenCV (`opencv-python-headless`) does the pixel work: median blur, Gaussian blur, Hough lines, morphology
 and connected components in C++, each a few milliseconds on a 1,000-pixel photo, against tens to hundreds
 for the scikit-image equivalents; scikit-image adds only its Otsu and hysteresis helpers."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -104,8 +105,9 @@ def paper_level(grey: np.ndarray) -> np.ndarray:
     minority in each), on a shrunken copy, enlarged again (the lighting varies smoothly)."""
     height, width = grey.shape
     factor = min(1.0, BACKGROUND_SIDE / max(height, width))
-    small = cv2.resize(grey, (max(1, round(width * factor)), max(1, round(height * factor))),
-                       interpolation=cv2.INTER_AREA)
+    small = cv2.resize(
+        grey, (max(1, round(width * factor)), max(1, round(height * factor))), interpolation=cv2.INTER_AREA
+    )
     window = odd(min(small.shape) * BACKGROUND_WINDOW)
     small = cv2.medianBlur((small * 255).round().astype(np.uint8), window).astype(np.float32) / 255
     return cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
@@ -168,15 +170,27 @@ def line_bands(candidates: np.ndarray, horizontal: bool) -> tuple[np.ndarray, in
     # The Hough transform's cost grows with the number of pixels: look for lines on a copy at most
     # HOUGH_SIDE large (a thin line survives the shrinking as any overlap counts).
     factor = min(1.0, HOUGH_SIDE / max(height, width))
-    small = cv2.resize(pixels * 255, (max(1, round(width * factor)), max(1, round(height * factor))),
-                       interpolation=cv2.INTER_AREA) > 40 if factor < 1 else pixels
-    across = (small.shape[1] if horizontal else small.shape[0])
+    small = (
+        cv2.resize(
+            pixels * 255, (max(1, round(width * factor)), max(1, round(height * factor))), interpolation=cv2.INTER_AREA
+        )
+        > 40
+        if factor < 1
+        else pixels
+    )
+    across = small.shape[1] if horizontal else small.shape[0]
     # Thickened first: a one-pixel line drawn in steps loses the transform's votes between its steps.
     small = cv2.dilate(small.view(np.uint8), np.ones((3, 3), np.uint8))
-    segments = cv2.HoughLinesP(small, 1, np.pi / 360, threshold=max(10, int(LINE_SPAN * across / 2)),
-                               minLineLength=LINE_SPAN * across, maxLineGap=max(3, int(0.04 * across)))
+    segments = cv2.HoughLinesP(
+        small,
+        1,
+        np.pi / 360,
+        threshold=max(10, int(LINE_SPAN * across / 2)),
+        minLineLength=LINE_SPAN * across,
+        maxLineGap=max(3, int(0.04 * across)),
+    )
     band = np.zeros(candidates.shape, np.uint8)
-    for x0, y0, x1, y1 in (segments.reshape(-1, 4) / factor if segments is not None else ()):
+    for x0, y0, x1, y1 in segments.reshape(-1, 4) / factor if segments is not None else ():
         angle = np.degrees(np.arctan2(abs(y1 - y0), abs(x1 - x0)))
         if angle <= LINE_ANGLE if horizontal else angle >= 90 - LINE_ANGLE:
             cv2.line(band, (int(x0), int(y0)), (int(x1), int(y1)), 1, 1)
@@ -230,8 +244,9 @@ def clean_up(array: np.ndarray) -> CleanUp:
     grey = greyscale(array)
     scale = max(1.0, MIN_WORKING_SIDE / min(grey.shape))
     if scale > 1:
-        grey = cv2.resize(grey, (round(grey.shape[1] * scale), round(grey.shape[0] * scale)),
-                          interpolation=cv2.INTER_LINEAR)
+        grey = cv2.resize(
+            grey, (round(grey.shape[1] * scale), round(grey.shape[0] * scale)), interpolation=cv2.INTER_LINEAR
+        )
     border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
     paper = float(np.median(border))
     if np.ptp(border) < FLAT and np.mean(np.abs(sample(grey) - paper) < FLAT) > 0.5:

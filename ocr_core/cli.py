@@ -1,4 +1,5 @@
 """`python -m ocr_core`: train, evaluate, predict and manage runs from a terminal."""
+
 from __future__ import annotations
 
 import argparse
@@ -23,11 +24,18 @@ from .metadata import RunMetadata
 from .models import ARCHITECTURES, build_model, multiply_adds, parameter_count
 from .preprocess import ImageError, digit_from_image, load_image
 from .reading import READ_SIDE, read_number
-from .robustness import (BASELINE_RUN, DIGITS_PER_CLASS, ReportProgress, RobustnessReport, baseline_report,
-                         cached_report, run_report, summary)
+from .robustness import (
+    BASELINE_RUN,
+    DIGITS_PER_CLASS,
+    ReportProgress,
+    RobustnessReport,
+    baseline_report,
+    cached_report,
+    run_report,
+    summary,
+)
 from .runs import calibrate_run, rescore_run, train_run
-from .training import (OPTIMIZERS, PRECISIONS, RECIPES, SCHEDULES, Cadence, Progress, TrainingCallback,
-                       with_overrides)
+from .training import OPTIMIZERS, PRECISIONS, RECIPES, SCHEDULES, Cadence, Progress, TrainingCallback, with_overrides
 
 
 class ProgressBar(TrainingCallback):
@@ -43,14 +51,19 @@ class ProgressBar(TrainingCallback):
         if self.bar is None:
             self.bar = tqdm(total=progress.total_steps, unit="step", file=sys.stderr, dynamic_ncols=True)
         self.bar.update(progress.step - self.bar.n)
-        self.bar.set_postfix(epoch=f"{progress.epoch}/{progress.total_epochs}", loss=f"{progress.loss:.3f}",
-                             img_s=f"{progress.images_per_second:,.0f}")
+        self.bar.set_postfix(
+            epoch=f"{progress.epoch}/{progress.total_epochs}",
+            loss=f"{progress.loss:.3f}",
+            img_s=f"{progress.images_per_second:,.0f}",
+        )
 
     def on_epoch(self, progress: Progress) -> None:
         record = progress.history[-1]
-        message = (f"epoch {record.epoch:g}: train loss {record.train_loss:.4f} acc {record.train_accuracy:.4f} | "
-                   f"test loss {record.test_loss:.4f} acc {record.test_accuracy:.4f} | {record.seconds:.1f}s, "
-                   f"{record.images_per_second:,.0f} img/s")
+        message = (
+            f"epoch {record.epoch:g}: train loss {record.train_loss:.4f} acc {record.train_accuracy:.4f} | "
+            f"test loss {record.test_loss:.4f} acc {record.test_accuracy:.4f} | {record.seconds:.1f}s, "
+            f"{record.images_per_second:,.0f} img/s"
+        )
         (self.bar.write if self.bar else print)(message, file=sys.stderr)
 
     def close(self) -> None:
@@ -61,18 +74,20 @@ class ProgressBar(TrainingCallback):
 def stop_then_abort(stop: threading.Event):
     """A SIGINT handler: the first Ctrl-C asks the loop to stop at the next batch, so what was trained is
     still scored and saved; a second one aborts at once."""
+
     def handle(signal_number, frame) -> None:
         if stop.is_set():
             raise KeyboardInterrupt
         stop.set()
-        print("\nstopping after this batch, then scoring and saving; press Ctrl-C again to abort at once",
-              file=sys.stderr)
+        print(
+            "\nstopping after this batch, then scoring and saving; press Ctrl-C again to abort at once", file=sys.stderr
+        )
+
     return handle
 
 
 def accuracies(metadata: RunMetadata) -> str:
-    return (f"test accuracy {metadata.metric('clean'):.4f} clean, "
-            f"{metadata.metric('seed_augmented'):.4f} seed-augmented")
+    return f"test accuracy {metadata.metric('clean'):.4f} clean, {metadata.metric('seed_augmented'):.4f} seed-augmented"
 
 
 def emit(payload, as_json: bool, text: str) -> None:
@@ -81,10 +96,22 @@ def emit(payload, as_json: bool, text: str) -> None:
 
 def command_train(args: argparse.Namespace) -> int:
     config = with_overrides(
-        RECIPES[args.recipe], architecture=args.model, epochs=args.epochs, batch_size=args.batch_size,
-        learning_rate=args.lr, optimizer=args.optimizer, schedule=args.schedule, weight_decay=args.weight_decay,
-        label_smoothing=args.label_smoothing, augment=args.augment, ema_decay=args.ema, seed=args.seed,
-        holdout=args.holdout, device=args.device, precision=args.precision)
+        RECIPES[args.recipe],
+        architecture=args.model,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        optimizer=args.optimizer,
+        schedule=args.schedule,
+        weight_decay=args.weight_decay,
+        label_smoothing=args.label_smoothing,
+        augment=args.augment,
+        ema_decay=args.ema,
+        seed=args.seed,
+        holdout=args.holdout,
+        device=args.device,
+        precision=args.precision,
+    )
     data = load_mnist()
     if args.train_limit or args.test_limit:
         # the holdout is the images right after the first N, so a quick run still has held-out digits
@@ -112,13 +139,19 @@ def command_evaluate(args: argparse.Namespace) -> int:
     spec = as_spec(args.augment)
     evaluation = evaluate(model, data.test_images[: args.test_limit], data.test_labels[: args.test_limit], spec)
     per_class = evaluation.per_class()
-    payload = {"name": args.name, **evaluation.summary(), "errors": len(evaluation.misclassified),
-               "per_class": [vars(metrics) for metrics in per_class],
-               "confusion": evaluation.confusion.tolist()}
-    lines = [f"{args.name} on the {'clean' if spec.is_identity else spec.to_string()} test set: "
-             f"accuracy {evaluation.accuracy:.4f}, loss {evaluation.loss:.4f}, "
-             f"{payload['errors']} errors in {len(evaluation.labels)}",
-             "digit  precision  recall  f1      support"]
+    payload = {
+        "name": args.name,
+        **evaluation.summary(),
+        "errors": len(evaluation.misclassified),
+        "per_class": [vars(metrics) for metrics in per_class],
+        "confusion": evaluation.confusion.tolist(),
+    }
+    lines = [
+        f"{args.name} on the {'clean' if spec.is_identity else spec.to_string()} test set: "
+        f"accuracy {evaluation.accuracy:.4f}, loss {evaluation.loss:.4f}, "
+        f"{payload['errors']} errors in {len(evaluation.labels)}",
+        "digit  precision  recall  f1      support",
+    ]
     lines += [f"{m.digit:>5}  {m.precision:9.4f}  {m.recall:6.4f}  {m.f1:.4f}  {m.support:>7}" for m in per_class]
     emit(payload, args.json, "\n".join(lines))
     return 0
@@ -131,10 +164,16 @@ def predict_entry(path: str, model, calibration: Calibration | None) -> dict:
     if not prepared.readable:
         return {"image": path, "prediction": None, "looks_like_digit": False, "problem": prepared.problem}
     reading = read_digits(model, prepared.digit[None], calibration)[0]
-    return {"image": path, "prediction": reading.prediction, "confidence": reading.confidence,
-            "calibrated": reading.calibrated, "looks_like_digit": reading.looks_like_digit,
-            "digit_score": reading.digit_score, "digit_threshold": reading.threshold,
-            "probabilities": [round(float(p), 6) for p in reading.probabilities]}
+    return {
+        "image": path,
+        "prediction": reading.prediction,
+        "confidence": reading.confidence,
+        "calibrated": reading.calibrated,
+        "looks_like_digit": reading.looks_like_digit,
+        "digit_score": reading.digit_score,
+        "digit_threshold": reading.threshold,
+        "probabilities": [round(float(p), 6) for p in reading.probabilities],
+    }
 
 
 def predict_line(entry: dict) -> str:
@@ -166,10 +205,12 @@ def command_calibrate(args: argparse.Namespace) -> int:
     for name in args.names:
         calibration = calibration_of(calibrate_run(name).metadata)
         detector = calibration.detector
-        print(f"calibrated {name} on {calibration.held_out:,} held-out digits: temperature "
-              f"{calibration.temperature:.3f}, expected calibration error {calibration.ece_before:.4f} -> "
-              f"{calibration.ece_after:.4f}; not-a-digit threshold {detector.threshold:.1f} "
-              f"({detector.held_out_false_alarms:.2%} of held-out digits flagged)")
+        print(
+            f"calibrated {name} on {calibration.held_out:,} held-out digits: temperature "
+            f"{calibration.temperature:.3f}, expected calibration error {calibration.ece_before:.4f} -> "
+            f"{calibration.ece_after:.4f}; not-a-digit threshold {detector.threshold:.1f} "
+            f"({detector.held_out_false_alarms:.2%} of held-out digits flagged)"
+        )
     return 0
 
 
@@ -183,11 +224,20 @@ def command_read(args: argparse.Namespace) -> int:
             failures += 1
             results.append({"image": path, "error": str(error)})
             continue
-        results.append({"image": path, "text": reading.text,
-                        "digits": [{"digit": digit.digit, "confidence": round(digit.confidence, 6),
-                                    "box": list(digit.box)} for digit in reading.digits]})
-    text = "\n".join(f"{r['image']}: error: {r['error']}" if "error" in r else
-                     f"{r['image']}: {r['text'] or '(no digits found)'}" for r in results)
+        results.append(
+            {
+                "image": path,
+                "text": reading.text,
+                "digits": [
+                    {"digit": digit.digit, "confidence": round(digit.confidence, 6), "box": list(digit.box)}
+                    for digit in reading.digits
+                ],
+            }
+        )
+    text = "\n".join(
+        f"{r['image']}: error: {r['error']}" if "error" in r else f"{r['image']}: {r['text'] or '(no digits found)'}"
+        for r in results
+    )
     emit(results, args.json, text)
     return 1 if failures else 0
 
@@ -198,9 +248,14 @@ def command_list(args: argparse.Namespace) -> int:
     for run in runs:
         entry = {"name": run.name, "path": str(run.path), "size": run.size}
         if run.ok:
-            entry.update(architecture=run.metadata.architecture, augment=run.metadata.augment,
-                         accuracy=run.metric("clean"), seed_augmented_accuracy=run.metric("seed_augmented"),
-                         epochs=run.metadata.epochs_completed, created=run.metadata.created)
+            entry.update(
+                architecture=run.metadata.architecture,
+                augment=run.metadata.augment,
+                accuracy=run.metric("clean"),
+                seed_augmented_accuracy=run.metric("seed_augmented"),
+                epochs=run.metadata.epochs_completed,
+                created=run.metadata.created,
+            )
         else:
             entry["problem"] = run.problem
         payload.append(entry)
@@ -209,8 +264,10 @@ def command_list(args: argparse.Namespace) -> int:
         if "problem" in entry:
             lines.append(f"{entry['name']:<20} skipped: {entry['problem']}")
         else:
-            lines.append(f"{entry['name']:<20} {entry['architecture']:<9} {entry['accuracy']:>7.4f} "
-                         f"{entry['seed_augmented_accuracy']:>8.4f}  {entry['augment']}")
+            lines.append(
+                f"{entry['name']:<20} {entry['architecture']:<9} {entry['accuracy']:>7.4f} "
+                f"{entry['seed_augmented_accuracy']:>8.4f}  {entry['augment']}"
+            )
     emit(payload, args.json, "\n".join(lines) if payload else "no runs saved yet")
     return 0
 
@@ -240,11 +297,17 @@ def report_bar() -> tuple[ReportProgress, Callable[[], None]]:
 
 
 def report_payload(report: RobustnessReport, baseline: RobustnessReport | None, severities: tuple[int, ...]) -> dict:
-    return {"clean": report.clean, "digits": report.digits, "suite_version": report.suite_version,
-            "corruptions": {name: {str(s): by_severity[s] for s in severities}
-                            for name, by_severity in report.accuracy.items()},
-            "mean": {str(s): report.mean(s) for s in severities}, "mce": report.mce(baseline),
-            "worst": {str(s): dict(zip(("corruption", "accuracy"), report.worst(s), strict=True)) for s in severities}}
+    return {
+        "clean": report.clean,
+        "digits": report.digits,
+        "suite_version": report.suite_version,
+        "corruptions": {
+            name: {str(s): by_severity[s] for s in severities} for name, by_severity in report.accuracy.items()
+        },
+        "mean": {str(s): report.mean(s) for s in severities},
+        "mce": report.mce(baseline),
+        "worst": {str(s): dict(zip(("corruption", "accuracy"), report.worst(s), strict=True)) for s in severities},
+    }
 
 
 def percent_or_dash(value: float | None, scale: float = 100) -> str:
@@ -258,8 +321,12 @@ def command_robustness(args: argparse.Namespace) -> int:
         store.info(name)  # a wrong name fails before any work
     progress, close = report_bar()
     try:
-        data = None if all(cached_report(store.info(n), store) for n in {*args.names, BASELINE_RUN}
-                           if store.exists(n)) and not args.recompute else load_mnist()
+        data = (
+            None
+            if all(cached_report(store.info(n), store) for n in {*args.names, BASELINE_RUN} if store.exists(n))
+            and not args.recompute
+            else load_mnist()
+        )
         reports = {name: run_report(name, store, data, progress, recompute=args.recompute) for name in args.names}
         baseline = baseline_report(store, data, progress)
     finally:
@@ -275,16 +342,24 @@ def command_robustness(args: argparse.Namespace) -> int:
     def row(label: str, cell: Callable[[str, int], str]) -> str:
         return f"{label:<14}" + "".join(f"{cell(name, severity):>{width}}" for name, severity in columns)
 
-    lines = [f"{'accuracy %':<14}" + "".join(f"{head:>{width}}" for head in heads),
-             row("clean", lambda n, s: percent_or_dash(reports[n].clean))]
-    lines += [row(corruption, lambda n, s, c=corruption: percent_or_dash(reports[n].accuracy[c][s]))
-              for corruption in CORRUPTIONS]
-    lines += [row("mean", lambda n, s: percent_or_dash(reports[n].mean(s))),
-              row("mCE %", lambda n, s: percent_or_dash(reports[n].mce(baseline))),
-              row("worst", lambda n, s: reports[n].worst(s)[0])]
+    lines = [
+        f"{'accuracy %':<14}" + "".join(f"{head:>{width}}" for head in heads),
+        row("clean", lambda n, s: percent_or_dash(reports[n].clean)),
+    ]
+    lines += [
+        row(corruption, lambda n, s, c=corruption: percent_or_dash(reports[n].accuracy[c][s]))
+        for corruption in CORRUPTIONS
+    ]
+    lines += [
+        row("mean", lambda n, s: percent_or_dash(reports[n].mean(s))),
+        row("mCE %", lambda n, s: percent_or_dash(reports[n].mce(baseline))),
+        row("worst", lambda n, s: reports[n].worst(s)[0]),
+    ]
     digits = next(iter(reports.values())).digits
-    lines.append(f"({digits:,} test digits, {DIGITS_PER_CLASS} per class; mCE relative to `{BASELINE_RUN}` over "
-                 f"severities 1-5{'' if baseline else ': no seed run, so none'})")
+    lines.append(
+        f"({digits:,} test digits, {DIGITS_PER_CLASS} per class; mCE relative to `{BASELINE_RUN}` over "
+        f"severities 1-5{'' if baseline else ': no seed run, so none'})"
+    )
     print("\n".join(lines))
     return 0
 
@@ -310,11 +385,23 @@ def command_models(args: argparse.Namespace) -> int:
     payload = []
     for arch in ARCHITECTURES.values():
         model = build_model(arch.name)
-        payload.append({"name": arch.name, "parameters": parameter_count(model),
-                        "multiply_adds": multiply_adds(model), "description": arch.description})
-    emit(payload, args.json, "\n".join(f"{p['name']:<9} {p['parameters']:>8,} params "
-                                       f"{p['multiply_adds'] / 1e6:6.2f} M mult-adds  {p['description']}"
-                                       for p in payload))
+        payload.append(
+            {
+                "name": arch.name,
+                "parameters": parameter_count(model),
+                "multiply_adds": multiply_adds(model),
+                "description": arch.description,
+            }
+        )
+    emit(
+        payload,
+        args.json,
+        "\n".join(
+            f"{p['name']:<9} {p['parameters']:>8,} params "
+            f"{p['multiply_adds'] / 1e6:6.2f} M mult-adds  {p['description']}"
+            for p in payload
+        ),
+    )
     return 0
 
 
@@ -322,8 +409,14 @@ def command_preview(args: argparse.Namespace) -> int:
     from PIL import Image
 
     data = load_mnist()
-    grid = preview_grid(data.train_images, args.augment, seed=args.seed, rows=args.rows, columns=args.columns,
-                        variants_of_first=args.variants)
+    grid = preview_grid(
+        data.train_images,
+        args.augment,
+        seed=args.seed,
+        rows=args.rows,
+        columns=args.columns,
+        variants_of_first=args.variants,
+    )
     Image.fromarray(grid.numpy()).resize((grid.shape[1] * 3, grid.shape[0] * 3), Image.NEAREST).save(args.output)
     print(f"wrote {args.output}")
     return 0
@@ -335,8 +428,9 @@ def command_explain(args: argparse.Namespace) -> int:
     model, _ = RunStore().load(args.name)
     digit = digit_from_image(load_image(args.image))
     report = write_explanation(model, digit, args.out, args.target)
-    print(f"{args.name} reads {args.image} as {report.prediction} ({report.confidence:.1%}); "
-          f"explaining {report.target}:")
+    print(
+        f"{args.name} reads {args.image} as {report.prediction} ({report.confidence:.1%}); explaining {report.target}:"
+    )
     for path in report.written:
         print(f"wrote {path}")
     for skipped in report.skipped:
@@ -350,8 +444,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train a model and save it as a run")
     train.add_argument("--name", required=True, help=f"run name: {NAME_RULE}")
-    train.add_argument("--recipe", choices=RECIPES, default="fast",
-                       help="starting settings: fast (default, ~99%% in seconds), tutorial, best")
+    train.add_argument(
+        "--recipe",
+        choices=RECIPES,
+        default="fast",
+        help="starting settings: fast (default, ~99%% in seconds), tutorial, best",
+    )
     train.add_argument("--model", choices=ARCHITECTURES, help="architecture")
     train.add_argument("--epochs", type=float)
     train.add_argument("--batch-size", type=int)
@@ -360,17 +458,28 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--schedule", choices=SCHEDULES)
     train.add_argument("--weight-decay", type=float)
     train.add_argument("--label-smoothing", type=float)
-    train.add_argument("--augment", help=f"preset ({', '.join(PRESETS)}) or spec like rotate=15,translate=0.1; "
-                       f"ops and ranges: {ranges_text()}")
+    train.add_argument(
+        "--augment",
+        help=f"preset ({', '.join(PRESETS)}) or spec like rotate=15,translate=0.1; ops and ranges: {ranges_text()}",
+    )
     train.add_argument("--ema", type=float, help="decay of an average of the weights, e.g. 0.999 (0: off)")
     train.add_argument("--seed", type=int)
     train.add_argument("--device", help="auto (default), cpu, cuda, mps")
-    train.add_argument("--precision", choices=PRECISIONS,
-                       help="auto (default: bf16 mixed precision where the hardware has it), fp32, bf16")
-    train.add_argument("--holdout", type=int, help="keep the last N training images out of training, for "
-                       "calibration (every recipe: 5000; 0: train on all)")
-    train.add_argument("--train-limit", type=int, help="train on the first N training images only (the holdout "
-                       "is the images after them)")
+    train.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        help="auto (default: bf16 mixed precision where the hardware has it), fp32, bf16",
+    )
+    train.add_argument(
+        "--holdout",
+        type=int,
+        help="keep the last N training images out of training, for calibration (every recipe: 5000; 0: train on all)",
+    )
+    train.add_argument(
+        "--train-limit",
+        type=int,
+        help="train on the first N training images only (the holdout is the images after them)",
+    )
     train.add_argument("--test-limit", type=int, help="use only the first N test images")
     train.add_argument("--overwrite", action="store_true", help="replace a run with the same name")
     train.set_defaults(handler=command_train)
@@ -389,7 +498,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.set_defaults(handler=command_predict)
 
     calibrate = commands.add_parser(
-        "calibrate", help="fit calibrated confidence and the not-a-digit flag on a run's held-out digits")
+        "calibrate", help="fit calibrated confidence and the not-a-digit flag on a run's held-out digits"
+    )
     calibrate.add_argument("names", nargs="+", metavar="NAME")
     calibrate.set_defaults(handler=command_calibrate)
 
@@ -408,12 +518,18 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(handler=command_info)
 
     robustness = commands.add_parser(
-        "robustness", help="accuracy under the corruption suite (MNIST-C style), per corruption and severity")
+        "robustness", help="accuracy under the corruption suite (MNIST-C style), per corruption and severity"
+    )
     robustness.add_argument("names", nargs="+", metavar="NAME")
-    robustness.add_argument("--severity", choices=[*map(str, SEVERITIES), "all"], default=str(DEFAULT_SEVERITY),
-                            help=f"severity 1-5 (default {DEFAULT_SEVERITY}, the reference's strength) or all")
-    robustness.add_argument("--json", action="store_true",
-                            help="per run: corruption -> severity -> accuracy (fractions), mean, mCE, clean")
+    robustness.add_argument(
+        "--severity",
+        choices=[*map(str, SEVERITIES), "all"],
+        default=str(DEFAULT_SEVERITY),
+        help=f"severity 1-5 (default {DEFAULT_SEVERITY}, the reference's strength) or all",
+    )
+    robustness.add_argument(
+        "--json", action="store_true", help="per run: corruption -> severity -> accuracy (fractions), mean, mCE, clean"
+    )
     robustness.add_argument("--recompute", action="store_true", help="ignore cached reports")
     robustness.set_defaults(handler=command_robustness)
 
@@ -447,8 +563,13 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("name")
     explain.add_argument("image", help="a PNG or JPEG of one digit, either polarity")
     explain.add_argument("--out", required=True, type=Path, help="folder for the PNGs (created if needed)")
-    explain.add_argument("--target", type=int, choices=range(10), metavar="DIGIT",
-                         help="the class to explain (default: the run's answer)")
+    explain.add_argument(
+        "--target",
+        type=int,
+        choices=range(10),
+        metavar="DIGIT",
+        help="the class to explain (default: the run's answer)",
+    )
     explain.set_defaults(handler=command_explain)
     return parser
 

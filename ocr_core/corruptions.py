@@ -11,6 +11,7 @@ trained on, so none of these functions may end up in a training pipeline. Where 
 ImageMagick (Wand) or per-pixel Python loops, the docstring says what the batched equivalent does instead.
 Bump `SUITE_VERSION` whenever any corruption's output changes: cached robustness reports are keyed by it.
 """
+
 from __future__ import annotations
 
 import math
@@ -76,7 +77,7 @@ def glass_blur(images: torch.Tensor, setting: tuple[float, int, int], generator:
     images = (blurred(images, sigma) * 255).floor() / 255
     index = torch.arange(SIDE * SIDE).view(SIDE, SIDE)
     inner = torch.zeros(SIDE, SIDE, dtype=torch.bool)
-    inner[delta:SIDE - delta, delta:SIDE - delta] = True
+    inner[delta : SIDE - delta, delta : SIDE - delta] = True
     for _ in range(passes):
         moved = (torch.rand(count, SIDE, SIDE, generator=generator) < 0.5) & inner
         offsets = torch.randint(-delta, delta + 1, (2, count, SIDE, SIDE), generator=generator)
@@ -96,7 +97,7 @@ def motion_blur(images: torch.Tensor, setting: tuple[float, float], generator: t
     angle = torch.deg2rad(torch.rand(count, generator=generator) * 90 - 45)
     direction = torch.stack([torch.cos(angle), torch.sin(angle)], -1)
     taps = range(min(int(2 * radius), math.ceil(3 * sigma)) + 1)
-    weights = torch.tensor([math.exp(-tap**2 / (2 * sigma**2)) for tap in taps])
+    weights = torch.tensor([math.exp(-(tap**2) / (2 * sigma**2)) for tap in taps])
     weights = weights / weights.sum()
     identity = torch.eye(2).expand(count, 2, 2)
     trail = sum(weight * warp(images, identity, tap * direction) for tap, weight in zip(taps, weights, strict=True))
@@ -143,7 +144,7 @@ def stripe(images: torch.Tensor, width: int, generator: torch.Generator) -> torc
     """The `width` leftmost and rightmost columns inverted (the reference: 7)."""
     out = images.clone()
     out[..., :width] = 1 - out[..., :width]
-    out[..., SIDE - width:] = 1 - out[..., SIDE - width:]
+    out[..., SIDE - width :] = 1 - out[..., SIDE - width :]
     return out
 
 
@@ -231,8 +232,7 @@ def zigzag(images: torch.Tensor, setting: tuple[int, float], generator: torch.Ge
         columns = cos * along - sin * across + first
         rows = sin * along + cos * across + start_row[:, None]
         for segment in range(along.shape[1] - 1):
-            profile = line_profile(columns[:, segment], rows[:, segment], columns[:, segment + 1],
-                                   rows[:, segment + 1])
+            profile = line_profile(columns[:, segment], rows[:, segment], columns[:, segment + 1], rows[:, segment + 1])
             images = (images + ink * profile).clamp(0, 1)
     return images
 
@@ -254,7 +254,7 @@ def canny(images: torch.Tensor, sigma: float = 1.0, low: float = 0.1, high: floa
     for direction, offsets in neighbours.items():
         larger = torch.ones_like(peak)
         for dy, dx in offsets:
-            larger &= magnitude >= padded[..., 1 + dy:1 + dy + SIDE, 1 + dx:1 + dx + SIDE]
+            larger &= magnitude >= padded[..., 1 + dy : 1 + dy + SIDE, 1 + dx : 1 + dx + SIDE]
         peak |= (sector == direction) & larger
     weak = peak & (magnitude >= low)
     edges = weak & (magnitude >= high)
@@ -288,34 +288,76 @@ class Corruption:
         return self.levels[severity - 1]
 
 
-CORRUPTIONS: dict[str, Corruption] = {c.name: c for c in (
-    Corruption("shot_noise", "Shot noise", shot_noise, (12, 6, 3, 2, 1.5), "photons at full brightness"),
-    Corruption("impulse_noise", "Impulse noise", impulse_noise, (0.06, 0.11, 0.17, 0.23, 0.3),
-               "share of pixels set black or white"),
-    Corruption("glass_blur", "Glass blur", glass_blur, ((0.5, 1, 1), (0.6, 1, 2), (0.7, 1, 2), (0.9, 2, 2),
-                                                        (1.1, 3, 2)), "(sigma, max offset, passes)"),
-    Corruption("motion_blur", "Motion blur", motion_blur, ((6, 1.5), (8, 2), (10, 3), (15, 5), (15, 8)),
-               "(radius, sigma) of ImageMagick's motion blur"),
-    Corruption("shear", "Shear", shear, (0.2, 0.3, 0.4, 0.6, 0.8), "shear angle, radians"),
-    Corruption("scale", "Scale", scale, (0.9, 0.8, 0.7, 0.6, 0.5), "zoom factor (shrinks the digit)"),
-    Corruption("rotate", "Rotate", rotate, (0.2, 0.3, 0.4, 0.6, 0.8), "angle, radians"),
-    Corruption("brightness", "Brightness", brightness, (0.1, 0.3, 0.5, 0.6, 0.7), "added brightness"),
-    Corruption("translate", "Translate", translate, (1, 2, 3, 4, 5), "shift per axis, pixels"),
-    Corruption("stripe", "Stripe", stripe, (3, 5, 7, 9, 11), "width of the inverted side bands, pixels"),
-    Corruption("fog", "Fog", fog, ((1.5, 2.0), (2.0, 2.0), (3.0, 1.4), (3.5, 1.3), (4.0, 1.2)),
-               "(thickness, detail decay) of the haze"),
-    Corruption("spatter", "Spatter", spatter, ((0.65, 0.3, 1, 0.71, 1.5), (0.65, 0.3, 1, 0.68, 1.5),
-                                               (0.65, 0.3, 1, 0.65, 1.5), (0.67, 0.4, 1, 0.65, 1.5),
-                                               (0.7, 0.45, 1, 0.63, 1.5)),
-               "(mean, std, sigma, threshold, mask sigma) of the drops"),
-    Corruption("dotted_line", "Dotted line", dotted_line, ((1, 0.5), (1, 0.75), (1, 1.0), (2, 1.0), (3, 1.0)),
-               "(lines, ink level)"),
-    Corruption("zigzag", "Zigzag", zigzag, ((1, 0.5), (1, 0.75), (1, 1.0), (2, 1.0), (3, 1.0)),
-               "(zigzags, ink level)"),
-    Corruption("canny_edges", "Canny edges", canny_edges, ((0.6, 0.0), (0.3, 0.0), (0.0, 0.0), (0.0, 0.25),
-                                                           (0.0, 0.5)),
-               "(share of the stroke's ink kept, share of edge pixels dropped)"),
-)}
+CORRUPTIONS: dict[str, Corruption] = {
+    c.name: c
+    for c in (
+        Corruption("shot_noise", "Shot noise", shot_noise, (12, 6, 3, 2, 1.5), "photons at full brightness"),
+        Corruption(
+            "impulse_noise",
+            "Impulse noise",
+            impulse_noise,
+            (0.06, 0.11, 0.17, 0.23, 0.3),
+            "share of pixels set black or white",
+        ),
+        Corruption(
+            "glass_blur",
+            "Glass blur",
+            glass_blur,
+            ((0.5, 1, 1), (0.6, 1, 2), (0.7, 1, 2), (0.9, 2, 2), (1.1, 3, 2)),
+            "(sigma, max offset, passes)",
+        ),
+        Corruption(
+            "motion_blur",
+            "Motion blur",
+            motion_blur,
+            ((6, 1.5), (8, 2), (10, 3), (15, 5), (15, 8)),
+            "(radius, sigma) of ImageMagick's motion blur",
+        ),
+        Corruption("shear", "Shear", shear, (0.2, 0.3, 0.4, 0.6, 0.8), "shear angle, radians"),
+        Corruption("scale", "Scale", scale, (0.9, 0.8, 0.7, 0.6, 0.5), "zoom factor (shrinks the digit)"),
+        Corruption("rotate", "Rotate", rotate, (0.2, 0.3, 0.4, 0.6, 0.8), "angle, radians"),
+        Corruption("brightness", "Brightness", brightness, (0.1, 0.3, 0.5, 0.6, 0.7), "added brightness"),
+        Corruption("translate", "Translate", translate, (1, 2, 3, 4, 5), "shift per axis, pixels"),
+        Corruption("stripe", "Stripe", stripe, (3, 5, 7, 9, 11), "width of the inverted side bands, pixels"),
+        Corruption(
+            "fog",
+            "Fog",
+            fog,
+            ((1.5, 2.0), (2.0, 2.0), (3.0, 1.4), (3.5, 1.3), (4.0, 1.2)),
+            "(thickness, detail decay) of the haze",
+        ),
+        Corruption(
+            "spatter",
+            "Spatter",
+            spatter,
+            (
+                (0.65, 0.3, 1, 0.71, 1.5),
+                (0.65, 0.3, 1, 0.68, 1.5),
+                (0.65, 0.3, 1, 0.65, 1.5),
+                (0.67, 0.4, 1, 0.65, 1.5),
+                (0.7, 0.45, 1, 0.63, 1.5),
+            ),
+            "(mean, std, sigma, threshold, mask sigma) of the drops",
+        ),
+        Corruption(
+            "dotted_line",
+            "Dotted line",
+            dotted_line,
+            ((1, 0.5), (1, 0.75), (1, 1.0), (2, 1.0), (3, 1.0)),
+            "(lines, ink level)",
+        ),
+        Corruption(
+            "zigzag", "Zigzag", zigzag, ((1, 0.5), (1, 0.75), (1, 1.0), (2, 1.0), (3, 1.0)), "(zigzags, ink level)"
+        ),
+        Corruption(
+            "canny_edges",
+            "Canny edges",
+            canny_edges,
+            ((0.6, 0.0), (0.3, 0.0), (0.0, 0.0), (0.0, 0.25), (0.0, 0.5)),
+            "(share of the stroke's ink kept, share of edge pixels dropped)",
+        ),
+    )
+}
 
 
 def corruption_seed(name: str, severity: int, seed: int = SUITE_SEED) -> int:

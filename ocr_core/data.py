@@ -1,4 +1,5 @@
 """MNIST as in-memory uint8 tensors, read from a local data dir laid out like torchvision's."""
+
 from __future__ import annotations
 
 import gzip
@@ -46,9 +47,12 @@ class MnistData:
     def subset(self, train: int | None = None, test: int | None = None) -> MnistData:
         """The first `train`/`test` samples, for quick runs."""
         return MnistData(
-            self.train_images[:train], self.train_labels[:train],
-            self.test_images[:test], self.test_labels[:test],
-            fingerprint=f"{self.fingerprint}[:{train},:{test}]", source=self.source,
+            self.train_images[:train],
+            self.train_labels[:train],
+            self.test_images[:test],
+            self.test_labels[:test],
+            fingerprint=f"{self.fingerprint}[:{train},:{test}]",
+            source=self.source,
         )
 
     def holdout_part(self, holdout: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -60,11 +64,19 @@ class MnistData:
     def without_holdout(self, holdout: int) -> MnistData:
         """The same data minus the last `holdout` training images (what `fit` trains on)."""
         if not 0 <= holdout < len(self.train_labels):
-            raise ConfigError(f"a holdout of {holdout:,} images leaves nothing to train on: the training set has "
-                            f"{len(self.train_labels):,} images")
+            raise ConfigError(
+                f"a holdout of {holdout:,} images leaves nothing to train on: the training set has "
+                f"{len(self.train_labels):,} images"
+            )
         end = len(self.train_labels) - holdout
-        return MnistData(self.train_images[:end], self.train_labels[:end], self.test_images, self.test_labels,
-                         fingerprint=self.fingerprint, source=self.source)
+        return MnistData(
+            self.train_images[:end],
+            self.train_labels[:end],
+            self.test_images,
+            self.test_labels,
+            fingerprint=self.fingerprint,
+            source=self.source,
+        )
 
 
 def data_dir() -> Path:

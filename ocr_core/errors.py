@@ -1,6 +1,7 @@
 """The lab's own error types. A `UserError` is a mistake in what the user asked for or supplied (a config,
 an augmentation spec, an image, a run file, missing data): entry points show its message in one line.
 Anything else is a bug and keeps its traceback."""
+
 from __future__ import annotations
 
 

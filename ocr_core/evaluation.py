@@ -1,4 +1,5 @@
 """Accuracy, loss, per-class metrics, confusion matrix and mistakes, on clean or augmented test sets."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -70,8 +71,9 @@ class Evaluation:
         return {"augment": self.augment, "accuracy": self.accuracy, "loss": self.loss, "count": len(self.labels)}
 
 
-def predict_probabilities(model: nn.Module, images: torch.Tensor,
-                          device: torch.device | str | None = None) -> np.ndarray:
+def predict_probabilities(
+    model: nn.Module, images: torch.Tensor, device: torch.device | str | None = None
+) -> np.ndarray:
     """Class probabilities (N, 10) for float images (N, [1,] 28, 28) in [0, 1] or uint8."""
     device = device or next(model.parameters()).device
     model.eval()
@@ -91,9 +93,14 @@ def folded_for_inference(model: nn.Module) -> nn.Module:
         return model
 
 
-def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-             augment: AugmentSpec | str | None = None, seed: int = AUGMENTED_TEST_SEED,
-             device: torch.device | str | None = None) -> Evaluation:
+def evaluate(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    augment: AugmentSpec | str | None = None,
+    seed: int = AUGMENTED_TEST_SEED,
+    device: torch.device | str | None = None,
+) -> Evaluation:
     """Score uint8 test images (N, 28, 28), optionally transformed by a seeded augmentation."""
     spec = as_spec(augment)
     inputs = augment_images(images, spec, seed) if not spec.is_identity else to_float_images(images)

@@ -6,6 +6,7 @@ Models are the lab's nn.Sequential nets ending in a Linear. Attributions are com
 [0, 1], so an all-black image, blank paper, is the natural baseline. Captum is imported on first use: its
 import takes ~2 s, which the Draw page should not pay before anyone asks for an explanation.
 """
+
 from __future__ import annotations
 
 import copy
@@ -26,10 +27,24 @@ INTEGRATED_GRADIENTS_STEPS = 32  # Gauss-Legendre: completeness error below 1% o
 NEGLIGIBLE = 1e-6
 OCCLUSION_PATCH, OCCLUSION_STRIDE = 4, 2  # a 4x4 patch is about a stroke's width in MNIST pixels
 # Modules that transform a layer's output element by element: they belong to the layer before them.
-ELEMENTWISE = (nn.BatchNorm1d, nn.BatchNorm2d, nn.ReLU, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.Dropout, nn.Dropout2d,
-               nn.Identity)
-STAGE_KINDS = ((nn.Conv2d, "conv"), ((nn.MaxPool2d, nn.AvgPool2d), "pool"), (nn.PixelUnshuffle, "space-to-depth"),
-               (nn.Flatten, "flatten"), (nn.Linear, "fc"))
+ELEMENTWISE = (
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.ReLU,
+    nn.LeakyReLU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Dropout,
+    nn.Dropout2d,
+    nn.Identity,
+)
+STAGE_KINDS = (
+    (nn.Conv2d, "conv"),
+    ((nn.MaxPool2d, nn.AvgPool2d), "pool"),
+    (nn.PixelUnshuffle, "space-to-depth"),
+    (nn.Flatten, "flatten"),
+    (nn.Linear, "fc"),
+)
 
 
 class NotApplicableError(UserError):
@@ -43,18 +58,33 @@ class Method:
     explains: str
 
 
-METHODS = {method.name: method for method in (
-    Method("saliency", "Gradient saliency",
-           "how strongly a small change of each pixel would move the class's score (size only, no sign)"),
-    Method("integrated_gradients", "Integrated Gradients",
-           "each pixel's share of the score, from blank paper to the drawing: red adds to the class, blue takes "
-           "away; the shares add up to the score's difference from blank paper"),
-    Method("grad_cam", "Grad-CAM",
-           "where the last conv layer found the parts that raise the class's score (coarse: that layer's grid)"),
-    Method("occlusion", "Occlusion",
-           f"how much the score drops when a {OCCLUSION_PATCH}x{OCCLUSION_PATCH} patch is blanked: red where the "
-           "ink supports the class, blue where it argues against"),
-)}
+METHODS = {
+    method.name: method
+    for method in (
+        Method(
+            "saliency",
+            "Gradient saliency",
+            "how strongly a small change of each pixel would move the class's score (size only, no sign)",
+        ),
+        Method(
+            "integrated_gradients",
+            "Integrated Gradients",
+            "each pixel's share of the score, from blank paper to the drawing: red adds to the class, blue takes "
+            "away; the shares add up to the score's difference from blank paper",
+        ),
+        Method(
+            "grad_cam",
+            "Grad-CAM",
+            "where the last conv layer found the parts that raise the class's score (coarse: that layer's grid)",
+        ),
+        Method(
+            "occlusion",
+            "Occlusion",
+            f"how much the score drops when a {OCCLUSION_PATCH}x{OCCLUSION_PATCH} patch is blanked: red where the "
+            "ink supports the class, blue where it argues against",
+        ),
+    )
+}
 
 
 @dataclass(frozen=True)
@@ -136,7 +166,7 @@ def first_layer_filters(model: nn.Sequential) -> np.ndarray:
     index, conv = first_conv(model)
     weights = conv.weight.detach().float()
     before = model[index - 1] if index > 0 else None
-    if isinstance(before, nn.PixelUnshuffle) and weights.shape[1] == before.downscale_factor ** 2:
+    if isinstance(before, nn.PixelUnshuffle) and weights.shape[1] == before.downscale_factor**2:
         factor = before.downscale_factor
         out, _, height, width = weights.shape
         # channel dy*r+dx of the unshuffled image holds pixel (r*u+dy, r*v+dx) at grid cell (u, v)
@@ -195,19 +225,28 @@ def attribute(explainer: PixelInput, digit: torch.Tensor | np.ndarray, target: i
         values = Saliency(explainer).attribute(batch, target=target, abs=True)
     elif method == "integrated_gradients":
         values = IntegratedGradients(explainer).attribute(
-            batch, baselines=torch.zeros_like(batch), target=target, n_steps=INTEGRATED_GRADIENTS_STEPS,
-            internal_batch_size=INTEGRATED_GRADIENTS_STEPS)
+            batch,
+            baselines=torch.zeros_like(batch),
+            target=target,
+            n_steps=INTEGRATED_GRADIENTS_STEPS,
+            internal_batch_size=INTEGRATED_GRADIENTS_STEPS,
+        )
     elif method == "grad_cam":
         coarse = LayerGradCam(explainer, grad_cam_layer(explainer)).attribute(
-            batch, target=target, relu_attributions=True)
+            batch, target=target, relu_attributions=True
+        )
         values = LayerAttribution.interpolate(coarse, (SIDE, SIDE), interpolate_mode="bilinear")
     else:
         windows = ((SIDE - OCCLUSION_PATCH) // OCCLUSION_STRIDE + 1) ** 2
         with torch.no_grad():
             values = Occlusion(explainer).attribute(
-                batch, sliding_window_shapes=(1, OCCLUSION_PATCH, OCCLUSION_PATCH),
-                strides=(1, OCCLUSION_STRIDE, OCCLUSION_STRIDE), baselines=0.0, target=target,
-                perturbations_per_eval=windows)
+                batch,
+                sliding_window_shapes=(1, OCCLUSION_PATCH, OCCLUSION_PATCH),
+                strides=(1, OCCLUSION_STRIDE, OCCLUSION_STRIDE),
+                baselines=0.0,
+                target=target,
+                perturbations_per_eval=windows,
+            )
     return values.detach()[0, 0].float().numpy()
 
 
@@ -233,7 +272,7 @@ def grid(images: np.ndarray, background: float, gap: int = 1) -> np.ndarray:
     for index, image in enumerate(images):
         row, column = divmod(index, columns)
         top, left = row * (height + gap), column * (width + gap)
-        canvas[top: top + height, left: left + width] = image
+        canvas[top : top + height, left : left + width] = image
     return canvas
 
 
@@ -301,8 +340,9 @@ def file_name(text: str) -> str:
     return text.replace(" ", "-").lower()
 
 
-def write_explanation(model: nn.Sequential, digit: torch.Tensor | np.ndarray, folder: Path,
-                      target: int | None = None) -> ExplanationFiles:
+def write_explanation(
+    model: nn.Sequential, digit: torch.Tensor | np.ndarray, folder: Path, target: int | None = None
+) -> ExplanationFiles:
     """PNGs of the input, each layer's activations, the first conv layer's filters and every attribution
     method's map for `target` (default: the model's answer) over the input."""
     try:

@@ -11,6 +11,7 @@ net's 1,152 features for 60,000 digits would take 276 MB in float32, the project
 nearly all of their variance (recorded in `FeatureIndex.kept_variance`; nets with fewer features are
 kept whole, only rotated, so their distances are exact).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -94,7 +95,7 @@ def run_key(run_path: Path, data_fingerprint: str) -> str:
 def features_in_chunks(model: nn.Module, images: torch.Tensor, progress: ProgressCallback | None = None):
     """Penultimate features of uint8 images (N, 28, 28), a batch at a time (bounded memory)."""
     for start in range(0, len(images), FEATURE_BATCH):
-        yield penultimate_features(model, images[start: start + FEATURE_BATCH]).numpy()
+        yield penultimate_features(model, images[start : start + FEATURE_BATCH]).numpy()
         if progress is not None:
             progress(min(1.0, (start + FEATURE_BATCH) / len(images)))
 
@@ -115,8 +116,9 @@ def fit_projection(features: np.ndarray, dimensions: int) -> Projection:
     else:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
-            _, singular, vectors = torch.pca_lowrank(centred, q=min(dimensions + 10, *centred.shape), center=False,
-                                                     niter=4)
+            _, singular, vectors = torch.pca_lowrank(
+                centred, q=min(dimensions + 10, *centred.shape), center=False, niter=4
+            )
         variances, axes = singular[:dimensions] ** 2 / len(sample), vectors[:, :dimensions].T
     # an axis's sign is arbitrary: make each one's largest component positive, so rebuilds agree
     axes = axes * torch.sign(axes[torch.arange(len(axes)), axes.abs().argmax(1)])[:, None]
@@ -128,23 +130,29 @@ def build_index(model: nn.Module, images: torch.Tensor, progress: ProgressCallba
     # float16 while the projection is fitted: half the transient memory (138 MB for `deep`), and far finer
     # than neighbours' distances differ
     features = None
-    for start, chunk in zip(range(0, len(images), FEATURE_BATCH), features_in_chunks(model, images, progress),
-                            strict=True):
+    for start, chunk in zip(
+        range(0, len(images), FEATURE_BATCH), features_in_chunks(model, images, progress), strict=True
+    ):
         if features is None:
             features = np.empty((len(images), chunk.shape[1]), np.float16)
-        features[start: start + len(chunk)] = chunk
+        features[start : start + len(chunk)] = chunk
     projection = fit_projection(features, INDEX_DIMENSIONS)
-    points = np.concatenate([projection.apply(features[start: start + FEATURE_BATCH])
-                             for start in range(0, len(features), FEATURE_BATCH)])
+    points = np.concatenate(
+        [projection.apply(features[start : start + FEATURE_BATCH]) for start in range(0, len(features), FEATURE_BATCH)]
+    )
     return FeatureIndex(projection, points, (points**2).sum(1))
 
 
-def build_map(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-              progress: ProgressCallback | None = None) -> DigitMap:
+def build_map(
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, progress: ProgressCallback | None = None
+) -> DigitMap:
     features = np.concatenate(list(features_in_chunks(model, images, progress)))
     projection = fit_projection(features, MAP_DIMENSIONS)
-    predictions = (torch.from_numpy(features) @ model[-1].weight.detach().float().T
-                   + model[-1].bias.detach().float()).argmax(1).numpy()
+    predictions = (
+        (torch.from_numpy(features) @ model[-1].weight.detach().float().T + model[-1].bias.detach().float())
+        .argmax(1)
+        .numpy()
+    )
     return DigitMap(projection, projection.apply(features), labels.numpy().copy(), predictions)
 
 
@@ -189,8 +197,9 @@ def projection_from(arrays: dict[str, np.ndarray]) -> Projection:
     return Projection(arrays["mean"], arrays["axes"], float(arrays["kept_variance"]))
 
 
-def training_index(model: nn.Module, run_path: Path, data: MnistData,
-                   progress: ProgressCallback | None = None) -> FeatureIndex:
+def training_index(
+    model: nn.Module, run_path: Path, data: MnistData, progress: ProgressCallback | None = None
+) -> FeatureIndex:
     """The run's index of the training digits, from the disk cache or built (and cached) now."""
     path = cache_file("index", run_key(run_path, data.fingerprint))
     cached = read_cached(path)
@@ -202,16 +211,24 @@ def training_index(model: nn.Module, run_path: Path, data: MnistData,
     return index
 
 
-def map_of_test_set(model: nn.Module, run_path: Path, data: MnistData,
-                 progress: ProgressCallback | None = None) -> DigitMap:
+def map_of_test_set(
+    model: nn.Module, run_path: Path, data: MnistData, progress: ProgressCallback | None = None
+) -> DigitMap:
     """The run's map of the test digits, from the disk cache or built (and cached) now."""
     path = cache_file("map", run_key(run_path, data.fingerprint))
     cached = read_cached(path)
     if cached is not None and len(cached.get("points", ())) == len(data.test_labels):
         return DigitMap(projection_from(cached), cached["points"], cached["labels"], cached["predictions"])
     built = build_map(model, data.test_images, data.test_labels, progress)
-    write_cached(path, {**projection_arrays(built.projection), "points": built.points, "labels": built.labels,
-                        "predictions": built.predictions})
+    write_cached(
+        path,
+        {
+            **projection_arrays(built.projection),
+            "points": built.points,
+            "labels": built.labels,
+            "predictions": built.predictions,
+        },
+    )
     return built
 
 
@@ -219,12 +236,15 @@ def input_features(model: nn.Module, digit: torch.Tensor | np.ndarray) -> np.nda
     return penultimate_features(model, as_batch(digit))[0].numpy()
 
 
-def similar_digits(model: nn.Module, index: FeatureIndex, data: MnistData, digit: torch.Tensor | np.ndarray,
-                   k: int = 8) -> list[Neighbour]:
+def similar_digits(
+    model: nn.Module, index: FeatureIndex, data: MnistData, digit: torch.Tensor | np.ndarray, k: int = 8
+) -> list[Neighbour]:
     """The k training digits nearest to `digit` in the run's feature space, nearest first."""
     indices, distances = index.nearest(input_features(model, digit), k)
-    return [Neighbour(int(i), int(data.train_labels[i]), float(d), data.train_images[i].numpy())
-            for i, d in zip(indices, distances, strict=True)]
+    return [
+        Neighbour(int(i), int(data.train_labels[i]), float(d), data.train_images[i].numpy())
+        for i, d in zip(indices, distances, strict=True)
+    ]
 
 
 def place_on_map(model: nn.Module, test_map: DigitMap, digit: torch.Tensor | np.ndarray) -> np.ndarray:

@@ -4,6 +4,7 @@ every reader (CLI, app pages, sidebar, upload) gets back, validated, as a `RunMe
 Forward compatible: keys this version does not know are kept in `extras` and written back unchanged, so a
 run saved by a newer lab (or a branch that adds a section) is read, listed and rewritten without loss.
 Optional sections (`calibration`, `robustness`) are validated when present, absent otherwise."""
+
 from __future__ import annotations
 
 import math
@@ -115,14 +116,22 @@ class RunMetadata:
     def to_dict(self) -> dict:
         """The JSON object stored in the run file (the inverse of `from_dict`)."""
         values = {
-            "architecture": self.architecture, "parameters": self.parameters, "multiply_adds": self.multiply_adds,
-            "config": self.config.as_dict(), "augment": self.augment,
+            "architecture": self.architecture,
+            "parameters": self.parameters,
+            "multiply_adds": self.multiply_adds,
+            "config": self.config.as_dict(),
+            "augment": self.augment,
             "history": [asdict(epoch) for epoch in self.history],
             "metrics": {name: asdict(score) for name, score in self.metrics.items()},
             "per_class": [asdict(metrics) for metrics in self.per_class],
-            "stopped_early": self.stopped_early, "epochs_completed": self.epochs_completed,
-            "training_seconds": self.training_seconds, "device": self.device, "precision": self.precision,
-            "data": asdict(self.data), "created": self.created, "versions": dict(self.versions),
+            "stopped_early": self.stopped_early,
+            "epochs_completed": self.epochs_completed,
+            "training_seconds": self.training_seconds,
+            "device": self.device,
+            "precision": self.precision,
+            "data": asdict(self.data),
+            "created": self.created,
+            "versions": dict(self.versions),
         }
         for name in ("rescored", *OPTIONAL_SECTIONS):
             if getattr(self, name) is not None:
@@ -133,14 +142,19 @@ class RunMetadata:
     def from_dict(cls, values: Any) -> RunMetadata:
         """Validate a run file's JSON metadata; RunMetadataError names the first missing or malformed field."""
         values = mapping(values, "metadata")
-        simple = {item.name: required(values, item.name, annotation=item.type) for item in fields(cls)
-                  if item.type in SIMPLE_TYPES}
+        simple = {
+            item.name: required(values, item.name, annotation=item.type)
+            for item in fields(cls)
+            if item.type in SIMPLE_TYPES
+        }
         try:
             config = TrainConfig.from_dict(mapping(required(values, "config"), "config"))
         except ConfigError as error:
             raise RunMetadataError(f"run metadata 'config' is not a valid training config: {error}") from None
-        metrics = {str(name): record(TestScore, score, f"metrics.{name}")
-                   for name, score in mapping(required(values, "metrics"), "metrics").items()}
+        metrics = {
+            str(name): record(TestScore, score, f"metrics.{name}")
+            for name, score in mapping(required(values, "metrics"), "metrics").items()
+        }
         missing = [name for name in REQUIRED_TEST_SETS if name not in metrics]
         if missing:
             raise RunMetadataError(f"incomplete run metadata: no score on the {', '.join(missing)} test set")
@@ -150,15 +164,25 @@ class RunMetadata:
         rescored = values.get("rescored")
         if rescored is not None and not isinstance(rescored, str):
             raise RunMetadataError(f"run metadata 'rescored' must be text, got {rescored!r}")
-        sections = {name: dict(mapping(values[name], name)) for name in OPTIONAL_SECTIONS
-                    if values.get(name) is not None}
+        sections = {
+            name: dict(mapping(values[name], name)) for name in OPTIONAL_SECTIONS if values.get(name) is not None
+        }
         known = {item.name for item in fields(cls)} - {"extras"}
         return cls(
-            **simple, config=config, metrics=metrics, versions=dict(versions), rescored=rescored, **sections,
-            history=tuple(record(EpochRecord, epoch, f"history[{index}]") for index, epoch
-                          in enumerate(sequence(required(values, "history"), "history"))),
-            per_class=tuple(record(ClassMetrics, metrics, f"per_class[{index}]") for index, metrics
-                            in enumerate(sequence(required(values, "per_class"), "per_class"))),
+            **simple,
+            config=config,
+            metrics=metrics,
+            versions=dict(versions),
+            rescored=rescored,
+            **sections,
+            history=tuple(
+                record(EpochRecord, epoch, f"history[{index}]")
+                for index, epoch in enumerate(sequence(required(values, "history"), "history"))
+            ),
+            per_class=tuple(
+                record(ClassMetrics, metrics, f"per_class[{index}]")
+                for index, metrics in enumerate(sequence(required(values, "per_class"), "per_class"))
+            ),
             data=record(DataInfo, required(values, "data"), "data"),
             extras={key: value for key, value in values.items() if key not in known},
         )

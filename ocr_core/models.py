@@ -1,4 +1,5 @@
 """Named architectures. Each takes (N, 1, 28, 28) floats normalised as in `normalize` and returns logits."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -38,10 +39,16 @@ def conv_bn_relu(in_channels: int, out_channels: int) -> list[nn.Module]:
 def seed_cnn() -> nn.Module:
     """The tutorial CNN, layer for layer."""
     return nn.Sequential(
-        nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(1, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
         nn.Flatten(),
-        nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Dropout(0.5),
+        nn.Linear(64 * 7 * 7, 128),
+        nn.ReLU(),
+        nn.Dropout(0.5),
         nn.Linear(128, 10),
     )
 
@@ -51,7 +58,8 @@ def fast_cnn() -> nn.Module:
     or less, and no pooling before the classifier, which keeps where each 7x7 feature sits."""
     return nn.Sequential(
         nn.PixelUnshuffle(2),
-        *conv_bn_relu(4, 32), nn.MaxPool2d(2),
+        *conv_bn_relu(4, 32),
+        nn.MaxPool2d(2),
         *conv_bn_relu(32, 64),
         nn.Flatten(),
         nn.Linear(64 * 7 * 7, 10),
@@ -61,9 +69,13 @@ def fast_cnn() -> nn.Module:
 def accurate_cnn() -> nn.Module:
     """Batch-normed VGG-style net: capacity spent at 14x14, where strokes become parts of digits."""
     return nn.Sequential(
-        *conv_bn_relu(1, 32), nn.MaxPool2d(2),
-        *conv_bn_relu(32, 64), *conv_bn_relu(64, 64), nn.MaxPool2d(2),
-        *conv_bn_relu(64, 128), nn.MaxPool2d(2),
+        *conv_bn_relu(1, 32),
+        nn.MaxPool2d(2),
+        *conv_bn_relu(32, 64),
+        *conv_bn_relu(64, 64),
+        nn.MaxPool2d(2),
+        *conv_bn_relu(64, 128),
+        nn.MaxPool2d(2),
         nn.Flatten(),
         nn.Dropout(0.3),
         nn.Linear(128 * 3 * 3, 10),
@@ -73,9 +85,14 @@ def accurate_cnn() -> nn.Module:
 def deep_cnn() -> nn.Module:
     """`accurate` with a second conv at 7x7, where strokes have become parts of digits."""
     return nn.Sequential(
-        *conv_bn_relu(1, 32), nn.MaxPool2d(2),
-        *conv_bn_relu(32, 64), *conv_bn_relu(64, 64), nn.MaxPool2d(2),
-        *conv_bn_relu(64, 128), *conv_bn_relu(128, 128), nn.MaxPool2d(2),
+        *conv_bn_relu(1, 32),
+        nn.MaxPool2d(2),
+        *conv_bn_relu(32, 64),
+        *conv_bn_relu(64, 64),
+        nn.MaxPool2d(2),
+        *conv_bn_relu(64, 128),
+        *conv_bn_relu(128, 128),
+        nn.MaxPool2d(2),
         nn.Flatten(),
         nn.Dropout(0.3),
         nn.Linear(128 * 3 * 3, 10),
@@ -93,11 +110,16 @@ ARCHITECTURES = {
     arch.name: arch
     for arch in (
         Architecture("seed", seed_cnn, "Tutorial CNN: two 3x3 convs (32, 64) + max-pool, fc 128, dropout 0.5."),
-        Architecture("fast", fast_cnn, "2x2 space-to-depth, two batch-normed 3x3 convs (32 at 14x14, 64 at 7x7): "
-                                       "about 99.2% after one epoch, in seconds."),
+        Architecture(
+            "fast",
+            fast_cnn,
+            "2x2 space-to-depth, two batch-normed 3x3 convs (32 at 14x14, 64 at 7x7): "
+            "about 99.2% after one epoch, in seconds.",
+        ),
         Architecture("accurate", accurate_cnn, "Four batch-normed 3x3 convs (32, 64, 64, 128), dropout 0.3."),
-        Architecture("deep", deep_cnn, "Five batch-normed 3x3 convs (32, 64, 64, 128, 128), dropout 0.3: "
-                                       "the most accurate."),
+        Architecture(
+            "deep", deep_cnn, "Five batch-normed 3x3 convs (32, 64, 64, 128, 128), dropout 0.3: the most accurate."
+        ),
     )
 }
 

@@ -1,5 +1,6 @@
 """Turn a drawing, photo or scan into the 28x28 image MNIST models expect (the MNIST recipe:
 crop to the ink, fit into 20x20 keeping aspect, centre by centre of mass in 28x28)."""
+
 from __future__ import annotations
 
 import io
@@ -45,8 +46,10 @@ def load_image(source: bytes | str | Path, max_side: int = WORKING_SIDE) -> np.n
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(source))
             if image.width * image.height > MAX_UPLOAD_PIXELS:
-                raise ImageError(f"image too large ({image.width}x{image.height}; "
-                                 f"at most {MAX_UPLOAD_PIXELS // 1_000_000} megapixels)")
+                raise ImageError(
+                    f"image too large ({image.width}x{image.height}; "
+                    f"at most {MAX_UPLOAD_PIXELS // 1_000_000} megapixels)"
+                )
             image.draft("L", (max_side, max_side))  # JPEG decodes straight at a reduced size
             image = ImageOps.exif_transpose(image)  # phone photos carry their rotation in EXIF
             image.load()

@@ -13,6 +13,7 @@ intermediate images of each step kept for the app.
   with the highest joint confidence (log-probabilities summed, with a penalty for pieces too wide to be
   one digit) wins.
 - Post-processing: the string, each digit's confidence, the weakest digit flagged."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -94,10 +95,14 @@ class Reading:
     def steps(self) -> dict[str, np.ndarray]:
         """The pipeline's images, in order, for display (float in [0, 1] or RGB uint8)."""
         lines = np.dstack([self.cleanup.mask | self.cleanup.lines, self.cleanup.mask, self.cleanup.mask])
-        return {"greyscale": self.cleanup.grey, "illumination normalised": self.cleanup.ink,
-                "binarised": self.cleanup.binary.astype(np.float32),
-                "lines and specks removed": lines.astype(np.uint8) * 255,
-                "deskewed": self.deskewed.astype(np.float32), "segmented": self.segments}
+        return {
+            "greyscale": self.cleanup.grey,
+            "illumination normalised": self.cleanup.ink,
+            "binarised": self.cleanup.binary.astype(np.float32),
+            "lines and specks removed": lines.astype(np.uint8) * 255,
+            "deskewed": self.deskewed.astype(np.float32),
+            "segmented": self.segments,
+        }
 
 
 @dataclass(frozen=True)
@@ -121,7 +126,7 @@ def principal_rotation(rows: np.ndarray, columns: np.ndarray) -> float:
     """Degrees the ink's principal axis is turned from horizontal; 0 when the ink is not clearly a line."""
     covariance = np.cov(np.vstack([columns, rows]).astype(np.float64))
     eigenvalues = np.linalg.eigvalsh(covariance)
-    if eigenvalues[0] <= 0 or eigenvalues[1] / eigenvalues[0] < MIN_ELONGATION ** 2:
+    if eigenvalues[0] <= 0 or eigenvalues[1] / eigenvalues[0] < MIN_ELONGATION**2:
         return 0.0
     angle = 0.5 * np.degrees(np.arctan2(2 * covariance[0, 1], covariance[0, 0] - covariance[1, 1]))
     return float(angle) if abs(angle) <= MAX_ROTATION else 0.0
@@ -163,8 +168,9 @@ def components(mask: np.ndarray) -> list[Component]:
     found = []
     for label in range(1, count):
         left, top, width, height, _ = stats[label]
-        found.append(Component(left, top, left + width, top + height,
-                               labels[top : top + height, left : left + width] == label))
+        found.append(
+            Component(left, top, left + width, top + height, labels[top : top + height, left : left + width] == label)
+        )
     return found
 
 
@@ -244,9 +250,15 @@ def cut(component: Component, paths: list[np.ndarray]) -> list[Component]:
         rows, used = np.flatnonzero(kept.any(1)), np.flatnonzero(kept.any(0))
         if not len(rows):
             return []
-        pieces.append(Component(component.left + used[0], component.top + rows[0], component.left + used[-1] + 1,
-                                component.top + rows[-1] + 1,
-                                kept[rows[0] : rows[-1] + 1, used[0] : used[-1] + 1]))
+        pieces.append(
+            Component(
+                component.left + used[0],
+                component.top + rows[0],
+                component.left + used[-1] + 1,
+                component.top + rows[-1] + 1,
+                kept[rows[0] : rows[-1] + 1, used[0] : used[-1] + 1],
+            )
+        )
     return pieces
 
 
@@ -309,10 +321,17 @@ def plausibility_cost(pieces: list[Component], height: float) -> float:
     return WIDTH_PENALTY * too_wide + SHORT_PENALTY * too_short + CUT_PENALTY * (len(pieces) - 1)
 
 
-def to_input_box(transform_back: np.ndarray, piece: Component, scale: float, shape: tuple[int, int]
-                 ) -> tuple[int, int, int, int]:
-    corners = np.array([[piece.left, piece.right, piece.left, piece.right],
-                        [piece.top, piece.top, piece.bottom, piece.bottom], [1, 1, 1, 1]], np.float64)
+def to_input_box(
+    transform_back: np.ndarray, piece: Component, scale: float, shape: tuple[int, int]
+) -> tuple[int, int, int, int]:
+    corners = np.array(
+        [
+            [piece.left, piece.right, piece.left, piece.right],
+            [piece.top, piece.top, piece.bottom, piece.bottom],
+            [1, 1, 1, 1],
+        ],
+        np.float64,
+    )
     points = transform_back @ corners / scale
     left, top = np.clip(np.floor(points.min(1)), 0, None).astype(int)
     right = int(min(shape[1], np.ceil(points[0].max())))
@@ -330,8 +349,19 @@ def mark_kind(part: Component, height: float, baseline: float) -> str | None:
     return None
 
 
-PALETTE = np.array([(230, 97, 1), (94, 60, 153), (27, 158, 119), (217, 95, 2), (117, 112, 179), (102, 166, 30),
-                    (231, 41, 138), (166, 118, 29)], np.uint8)
+PALETTE = np.array(
+    [
+        (230, 97, 1),
+        (94, 60, 153),
+        (27, 158, 119),
+        (217, 95, 2),
+        (117, 112, 179),
+        (102, 166, 30),
+        (231, 41, 138),
+        (166, 118, 29),
+    ],
+    np.uint8,
+)
 
 
 def read_number(image: np.ndarray, model: nn.Module) -> Reading:
@@ -341,8 +371,9 @@ def read_number(image: np.ndarray, model: nn.Module) -> Reading:
     input_shape = grey.shape
     shrink = min(1.0, READ_SIDE / max(grey.shape))
     if shrink < 1:
-        grey = cv2.resize(grey, (round(grey.shape[1] * shrink), round(grey.shape[0] * shrink)),
-                          interpolation=cv2.INTER_AREA)
+        grey = cv2.resize(
+            grey, (round(grey.shape[1] * shrink), round(grey.shape[0] * shrink)), interpolation=cv2.INTER_AREA
+        )
     cleaned = clean_up(grey)
     scale = shrink * cleaned.scale
 
@@ -397,7 +428,14 @@ def read_number(image: np.ndarray, model: nn.Module) -> Reading:
             colour = PALETTE[len(digits) % len(PALETTE)]
             region = segments[piece.top : piece.bottom, piece.left : piece.right]
             region[piece.mask] = colour
-            digits.append(DigitReading(digit, float(row[digit]), row, to_input_box(transform_back, piece, scale,
-                                       input_shape), inputs[best_start + offset], len(best) > 1))
+            digits.append(
+                DigitReading(
+                    digit,
+                    float(row[digit]),
+                    row,
+                    to_input_box(transform_back, piece, scale, input_shape),
+                    inputs[best_start + offset],
+                    len(best) > 1,
+                )
+            )
     return finish(digits, marks, rotation, slant, deskewed, segments)
-

@@ -13,6 +13,7 @@ calibration) keeps its report, retraining or a new suite version does not. They 
 store's `reports/` folder first (the shipped runs' reports are committed there, so a fresh clone shows them
 at once) and then in `OCR_CACHE_DIR/robustness/`, where new reports are written.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -42,8 +43,9 @@ REPORT_FORMAT = 1
 ReportProgress = Callable[[int, int, str], None]  # (test sets done, test sets in all, what is being scored)
 
 
-def report_subset(images: torch.Tensor, labels: torch.Tensor,
-                  per_class: int = DIGITS_PER_CLASS) -> tuple[torch.Tensor, torch.Tensor]:
+def report_subset(
+    images: torch.Tensor, labels: torch.Tensor, per_class: int = DIGITS_PER_CLASS
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The first `per_class` digits of each class, in their test-set order."""
     chosen = np.concatenate([np.flatnonzero(labels.numpy() == digit)[:per_class] for digit in range(10)])
     chosen.sort()
@@ -94,8 +96,10 @@ class RobustnessReport:
 
     def to_dict(self) -> dict:
         values = asdict(self)
-        values["accuracy"] = {name: {str(severity): accuracy for severity, accuracy in by_severity.items()}
-                              for name, by_severity in self.accuracy.items()}
+        values["accuracy"] = {
+            name: {str(severity): accuracy for severity, accuracy in by_severity.items()}
+            for name, by_severity in self.accuracy.items()
+        }
         return {"format": REPORT_FORMAT, **values}
 
     def to_json(self) -> str:
@@ -106,12 +110,20 @@ class RobustnessReport:
         try:
             if values.get("format") != REPORT_FORMAT:
                 raise ValueError("unknown report format")
-            accuracy = {str(name): {int(severity): float(value) for severity, value in by_severity.items()}
-                        for name, by_severity in values["accuracy"].items()}
+            accuracy = {
+                str(name): {int(severity): float(value) for severity, value in by_severity.items()}
+                for name, by_severity in values["accuracy"].items()
+            }
             if set(accuracy) != set(CORRUPTIONS) or any(set(by) != set(SEVERITIES) for by in accuracy.values()):
                 raise ValueError("corruptions or severities differ from the suite's")
-            return cls(str(values["weights"]), int(values["suite_version"]), int(values["digits"]),
-                       float(values["clean"]), accuracy, float(values["seconds"]))
+            return cls(
+                str(values["weights"]),
+                int(values["suite_version"]),
+                int(values["digits"]),
+                float(values["clean"]),
+                accuracy,
+                float(values["seconds"]),
+            )
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise UserError(f"not a robustness report of this suite ({error})") from None
 
@@ -150,8 +162,9 @@ def corrupted_suite(images: torch.Tensor, name: str) -> torch.Tensor:
             return cached
     except (OSError, ValueError):
         pass
-    sets = torch.stack([(corrupt(images, name, severity)[:, 0] * 255).round().to(torch.uint8)
-                        for severity in SEVERITIES])
+    sets = torch.stack(
+        [(corrupt(images, name, severity)[:, 0] * 255).round().to(torch.uint8) for severity in SEVERITIES]
+    )
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -163,8 +176,9 @@ def corrupted_suite(images: torch.Tensor, name: str) -> torch.Tensor:
     return sets
 
 
-def compute_report(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, weights: str,
-                   progress: ReportProgress | None = None) -> RobustnessReport:
+def compute_report(
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, weights: str, progress: ReportProgress | None = None
+) -> RobustnessReport:
     """Score `model` on `images` (uint8 (N, 28, 28), usually `report_subset` of the test set) clean and
     under every corruption at every severity. `progress` hears after each of the 76 test sets."""
     started = time.perf_counter()
@@ -185,8 +199,9 @@ def compute_report(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
             done += 1
             if progress:
                 progress(done, total, f"{name} {severity}")
-    return RobustnessReport(weights, SUITE_VERSION, len(truth), clean, accuracy,
-                            round(time.perf_counter() - started, 2))
+    return RobustnessReport(
+        weights, SUITE_VERSION, len(truth), clean, accuracy, round(time.perf_counter() - started, 2)
+    )
 
 
 def report_file_name(weights: str) -> str:
@@ -229,8 +244,13 @@ def write_report(report: RobustnessReport, folder: Path) -> Path:
     return final
 
 
-def run_report(name: str, store: RunStore | None = None, data: MnistData | None = None,
-               progress: ReportProgress | None = None, recompute: bool = False) -> RobustnessReport:
+def run_report(
+    name: str,
+    store: RunStore | None = None,
+    data: MnistData | None = None,
+    progress: ReportProgress | None = None,
+    recompute: bool = False,
+) -> RobustnessReport:
     """The run's report: from the shipped or cached copy if there is one for its weights, else computed
     (loading MNIST if `data` is not given) and cached in `OCR_CACHE_DIR/robustness/`."""
     store = store or RunStore()
@@ -248,8 +268,9 @@ def run_report(name: str, store: RunStore | None = None, data: MnistData | None 
     return report
 
 
-def baseline_report(store: RunStore | None = None, data: MnistData | None = None,
-                    progress: ReportProgress | None = None) -> RobustnessReport | None:
+def baseline_report(
+    store: RunStore | None = None, data: MnistData | None = None, progress: ReportProgress | None = None
+) -> RobustnessReport | None:
     """The `seed` run's report, the reference for mCE; None when there is no `seed` run."""
     store = store or RunStore()
     if not store.exists(BASELINE_RUN):
@@ -257,10 +278,16 @@ def baseline_report(store: RunStore | None = None, data: MnistData | None = None
     return run_report(BASELINE_RUN, store, data, progress)
 
 
-def summary(report: RobustnessReport, baseline: RobustnessReport | None,
-            severity: int = DEFAULT_SEVERITY) -> dict:
+def summary(report: RobustnessReport, baseline: RobustnessReport | None, severity: int = DEFAULT_SEVERITY) -> dict:
     """The figures `info` and the README quote: clean, mean and worst at one severity, mCE."""
     worst, worst_accuracy = report.worst(severity)
-    return {"suite_version": report.suite_version, "digits": report.digits, "clean": report.clean,
-            "severity": severity, "mean": report.mean(severity), "worst": worst, "worst_accuracy": worst_accuracy,
-            "mce": report.mce(baseline)}
+    return {
+        "suite_version": report.suite_version,
+        "digits": report.digits,
+        "clean": report.clean,
+        "severity": severity,
+        "mean": report.mean(severity),
+        "worst": worst,
+        "worst_accuracy": worst_accuracy,
+        "mce": report.mce(baseline),
+    }

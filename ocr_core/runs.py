@@ -1,4 +1,5 @@
 """Train, score and save a run in one call: what the CLI's `train` and the Train page both do."""
+
 from __future__ import annotations
 
 import platform
@@ -12,8 +13,7 @@ import safetensors
 import torch
 
 from .augment import PRESETS, as_spec
-from .calibration import (FIT_IMAGES, NOT_CALIBRATED, Calibration, CalibrationError, CalibrationProgress,
-                          fit_calibration)
+from .calibration import FIT_IMAGES, NOT_CALIBRATED, Calibration, CalibrationError, CalibrationProgress, fit_calibration
 from .checkpoints import CheckpointError, RunInfo, RunStore, name_taken, validate_run_name
 from .data import MnistData, load_mnist
 from .evaluation import Evaluation, evaluate
@@ -27,8 +27,13 @@ SEED_AUGMENTED = "seed"  # the tutorial's augmentation, as a robustness test set
 
 def versions() -> dict[str, str]:
     # torchvision's version from package metadata: importing it would cost start-up time and memory
-    return {"ocr_core": LIBRARY_VERSION, "torch": torch.__version__, "torchvision": version("torchvision"),
-            "safetensors": safetensors.__version__, "python": platform.python_version()}
+    return {
+        "ocr_core": LIBRARY_VERSION,
+        "torch": torch.__version__,
+        "torchvision": version("torchvision"),
+        "safetensors": safetensors.__version__,
+        "python": platform.python_version(),
+    }
 
 
 def score(model: torch.nn.Module, data: MnistData, clean: Evaluation | None = None) -> dict[str, Evaluation]:
@@ -42,8 +47,10 @@ def score(model: torch.nn.Module, data: MnistData, clean: Evaluation | None = No
 
 def scores(evaluations: dict[str, Evaluation]) -> dict:
     """The metadata fields that scoring fills in: `metrics` and `per_class`."""
-    return {"metrics": {name: TestScore(**evaluation.summary()) for name, evaluation in evaluations.items()},
-            "per_class": tuple(evaluations["clean"].per_class())}
+    return {
+        "metrics": {name: TestScore(**evaluation.summary()) for name, evaluation in evaluations.items()},
+        "per_class": tuple(evaluations["clean"].per_class()),
+    }
 
 
 def now() -> str:
@@ -75,15 +82,24 @@ def holdout_digits(metadata: RunMetadata, data: MnistData) -> tuple[torch.Tensor
     `data.train_size` images it was given (none for a run trained with no holdout). CheckpointError if the
     run was trained on other data."""
     if metadata.data.fingerprint != data.fingerprint:
-        raise CheckpointError(f"the run was trained on other data than the data at hand "
-                              f"({metadata.data.fingerprint} vs {data.fingerprint})")
+        raise CheckpointError(
+            f"the run was trained on other data than the data at hand "
+            f"({metadata.data.fingerprint} vs {data.fingerprint})"
+        )
     return data.subset(train=metadata.data.train_size).holdout_part(metadata.config.holdout)
 
 
-def train_run(name: str, config: TrainConfig, store: RunStore | None = None, data: MnistData | None = None,
-              callbacks: tuple[TrainingCallback, ...] = (), stop: threading.Event | None = None,
-              overwrite: bool = False, keep_if_stopped: bool = True,
-              scores_per_epoch: int = 0) -> tuple[RunInfo | None, TrainResult]:
+def train_run(
+    name: str,
+    config: TrainConfig,
+    store: RunStore | None = None,
+    data: MnistData | None = None,
+    callbacks: tuple[TrainingCallback, ...] = (),
+    stop: threading.Event | None = None,
+    overwrite: bool = False,
+    keep_if_stopped: bool = True,
+    scores_per_epoch: int = 0,
+) -> tuple[RunInfo | None, TrainResult]:
     """Check the name, train, score, save. A stopped run is saved (marked so) unless `keep_if_stopped`
     is False; then the RunInfo is None. `scores_per_epoch` goes to `fit`."""
     store = store or RunStore()
@@ -109,8 +125,9 @@ def rescore_run(name: str, store: RunStore | None = None, data: MnistData | None
     data = data or load_mnist()
     trained_on = metadata.data.fingerprint
     if trained_on != data.fingerprint:
-        raise CheckpointError(f"{name!r} was trained on other data than the test set at hand "
-                              f"({trained_on} vs {data.fingerprint})")
+        raise CheckpointError(
+            f"{name!r} was trained on other data than the test set at hand ({trained_on} vs {data.fingerprint})"
+        )
     rescored = replace(metadata, **scores(score(model, data)), rescored=now(), versions=versions())
     return store.save(name, model, rescored, overwrite=True)
 
@@ -126,13 +143,15 @@ def calibration_sets(metadata: RunMetadata, data: MnistData) -> tuple[torch.Tens
     return held_out_images, held_out_labels, trained.train_images[:FIT_IMAGES], trained.train_labels[:FIT_IMAGES]
 
 
-def calibration_for(model: torch.nn.Module, metadata: RunMetadata, data: MnistData,
-                    progress: CalibrationProgress | None = None) -> Calibration:
+def calibration_for(
+    model: torch.nn.Module, metadata: RunMetadata, data: MnistData, progress: CalibrationProgress | None = None
+) -> Calibration:
     return fit_calibration(model, *calibration_sets(metadata, data), progress)
 
 
-def calibrate_run(name: str, store: RunStore | None = None, data: MnistData | None = None,
-                  progress: CalibrationProgress | None = None) -> RunInfo:
+def calibrate_run(
+    name: str, store: RunStore | None = None, data: MnistData | None = None, progress: CalibrationProgress | None = None
+) -> RunInfo:
     """Fit a saved run's calibration and store it in the run's metadata (as `train_run` does after training)."""
     store = store or RunStore()
     model, metadata = store.load(name)

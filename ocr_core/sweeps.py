@@ -7,6 +7,7 @@ identical digits. A sweep point reads as the op's strength does in training ("ro
 which thin or thicken every digit's ink by exactly that many pixels per side. Results are cached per run next
 to the robustness reports, keyed by the run's weights and `SWEEP_VERSION`.
 """
+
 from __future__ import annotations
 
 import json
@@ -53,35 +54,48 @@ class Sweep:
 
 def with_op(op: str, value: Callable[[float], object] = lambda strength: strength):
     """A transform applying training's op `op` at strength `value(strength)` (all other ops off)."""
+
     def transform(images: torch.Tensor, strength: float, generator: torch.Generator) -> torch.Tensor:
         if strength == 0 or value(strength) == AUGMENT_OPS[op].off:
             return images
         return augment_batch(images, AugmentSpec(**{op: value(strength)}), generator)
+
     return transform
 
 
 def pen(direction: int):
     """Every digit's ink thinned (-1) or thickened (+1) by exactly `strength` pixels per side."""
+
     def transform(images: torch.Tensor, strength: float, generator: torch.Generator) -> torch.Tensor:
         if strength == 0:
             return images
         return changed_stroke_width(images, torch.full((len(images),), float(direction * strength)))
+
     return transform
 
 
-SWEEPS: dict[str, Sweep] = {sweep.name: sweep for sweep in (
-    Sweep("rotate", "rotation, up to ± degrees", (0, 15, 30, 45, 60, 75, 90), with_op("rotate")),
-    Sweep("translate", "shift, up to ± share of the side", (0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3), with_op("translate")),
-    Sweep("zoom", "zoom factor (1 = as drawn)", (1.0, 0.5, 0.6, 0.7, 0.8, 0.9, 1.2, 1.4, 1.6, 1.8),
-          with_op("scale", lambda zoom: (zoom, zoom))),
-    Sweep("shear", "shear, up to ± degrees", (0, 10, 20, 30, 40, 50, 60), with_op("shear")),
-    Sweep("elastic", "elastic distortion, typical pixels", (0, 1, 2, 3, 4, 5, 6), with_op("elastic")),
-    Sweep("noise", "gaussian noise, std", (0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6), with_op("noise")),
-    Sweep("blur", "blur, sigma up to pixels", (0, 0.5, 1, 1.5, 2, 2.5, 3), with_op("blur")),
-    Sweep("contrast", "faint ink, fading up to", (0, 0.15, 0.3, 0.45, 0.6, 0.75, 0.9), with_op("contrast")),
-    Sweep("thinner", "thinner pen, pixels per side", (0, 0.25, 0.5, 0.75, 1, 1.5, 2), pen(-1)),
-    Sweep("thicker", "thicker pen, pixels per side", (0, 0.5, 1, 1.5, 2, 2.5, 3), pen(+1)),
-)}
+SWEEPS: dict[str, Sweep] = {
+    sweep.name: sweep
+    for sweep in (
+        Sweep("rotate", "rotation, up to ± degrees", (0, 15, 30, 45, 60, 75, 90), with_op("rotate")),
+        Sweep(
+            "translate", "shift, up to ± share of the side", (0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3), with_op("translate")
+        ),
+        Sweep(
+            "zoom",
+            "zoom factor (1 = as drawn)",
+            (1.0, 0.5, 0.6, 0.7, 0.8, 0.9, 1.2, 1.4, 1.6, 1.8),
+            with_op("scale", lambda zoom: (zoom, zoom)),
+        ),
+        Sweep("shear", "shear, up to ± degrees", (0, 10, 20, 30, 40, 50, 60), with_op("shear")),
+        Sweep("elastic", "elastic distortion, typical pixels", (0, 1, 2, 3, 4, 5, 6), with_op("elastic")),
+        Sweep("noise", "gaussian noise, std", (0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6), with_op("noise")),
+        Sweep("blur", "blur, sigma up to pixels", (0, 0.5, 1, 1.5, 2, 2.5, 3), with_op("blur")),
+        Sweep("contrast", "faint ink, fading up to", (0, 0.15, 0.3, 0.45, 0.6, 0.75, 0.9), with_op("contrast")),
+        Sweep("thinner", "thinner pen, pixels per side", (0, 0.25, 0.5, 0.75, 1, 1.5, 2), pen(-1)),
+        Sweep("thicker", "thicker pen, pixels per side", (0, 0.5, 1, 1.5, 2, 2.5, 3), pen(+1)),
+    )
+}
 
 
 def swept_images(images: torch.Tensor, sweep: Sweep, strength: float) -> torch.Tensor:
@@ -111,8 +125,13 @@ class SweepResult:
             accuracy = {str(name): [float(value) for value in values["accuracy"][name]] for name in SWEEPS}
             if any(len(accuracy[name]) != len(SWEEPS[name].strengths) for name in SWEEPS):
                 raise ValueError("strengths differ from today's sweeps")
-            result = cls(str(values["weights"]), int(values["version"]), int(values["digits"]), accuracy,
-                         float(values["seconds"]))
+            result = cls(
+                str(values["weights"]),
+                int(values["version"]),
+                int(values["digits"]),
+                accuracy,
+                float(values["seconds"]),
+            )
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise UserError(f"not a sweep result of this version ({error})") from None
         if result.version != SWEEP_VERSION:
@@ -120,8 +139,13 @@ class SweepResult:
         return result
 
 
-def compute_sweeps(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, weights: str,
-                   progress: ReportProgress | None = None) -> SweepResult:
+def compute_sweeps(
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    weights: str,
+    progress: ReportProgress | None = None,
+) -> SweepResult:
     """Score `model` at every point of every sweep; `progress` hears after each point."""
     started = time.perf_counter()
     fast = folded_for_inference(model)
@@ -165,8 +189,9 @@ def write_sweeps(result: SweepResult, folder: Path) -> Path:
     return final
 
 
-def run_sweeps(name: str, store: RunStore | None = None, data: MnistData | None = None,
-               progress: ReportProgress | None = None) -> SweepResult:
+def run_sweeps(
+    name: str, store: RunStore | None = None, data: MnistData | None = None, progress: ReportProgress | None = None
+) -> SweepResult:
     """A run's sweeps on the robustness report's test digits: cached, else computed and cached."""
     store = store or RunStore()
     info = store.info(name)
@@ -185,7 +210,9 @@ def run_sweeps(name: str, store: RunStore | None = None, data: MnistData | None 
 
 def sweep_table(results: dict[str, SweepResult]) -> list[dict]:
     """Long rows (run, sweep, strength, accuracy) for charts and JSON."""
-    return [{"run": run, "sweep": name, "strength": strength, "accuracy": accuracy}
-            for run, result in results.items() for name in SWEEPS
-            for strength, accuracy in result.points(name)]
-
+    return [
+        {"run": run, "sweep": name, "strength": strength, "accuracy": accuracy}
+        for run, result in results.items()
+        for name in SWEEPS
+        for strength, accuracy in result.points(name)
+    ]

@@ -1,4 +1,5 @@
 """`fit(config)`: the one training loop behind the CLI, the app and the benchmark."""
+
 from __future__ import annotations
 
 import math
@@ -59,8 +60,11 @@ class TrainConfig:
     precision: str = "auto"  # auto: bf16 mixed precision where the hardware computes bf16 natively
 
     def __post_init__(self) -> None:
-        wrong_types = [f"{f.name} must be {TYPE_NAMES[f.type]}, got {getattr(self, f.name)!r}" for f in fields(self)
-                       if not has_type(getattr(self, f.name), f.type)]
+        wrong_types = [
+            f"{f.name} must be {TYPE_NAMES[f.type]}, got {getattr(self, f.name)!r}"
+            for f in fields(self)
+            if not has_type(getattr(self, f.name), f.type)
+        ]
         if wrong_types:  # before the range checks, which would fail on a string with a TypeError
             raise ConfigError("; ".join(wrong_types))
         problems = []
@@ -105,13 +109,32 @@ RECIPES = {
     "fast": TrainConfig(holdout=HOLDOUT),
     # pytorch tutorial: Adam 1e-3, batch 64, 5 epochs, constant rate, fp32; it trains on all 60,000 digits,
     # ours on 55,000, so that its calibration is fit on digits it never saw.
-    "tutorial": TrainConfig(architecture="seed", epochs=5, batch_size=64, learning_rate=1e-3,
-                            optimizer="adam", schedule="constant", label_smoothing=0.0, precision="fp32",
-                            holdout=HOLDOUT),
+    "tutorial": TrainConfig(
+        architecture="seed",
+        epochs=5,
+        batch_size=64,
+        learning_rate=1e-3,
+        optimizer="adam",
+        schedule="constant",
+        label_smoothing=0.0,
+        precision="fp32",
+        holdout=HOLDOUT,
+    ),
     # The shipped `best`: the deep net, tuned augmentation, AdamW one-cycle, weights averaged.
-    "best": TrainConfig(architecture="deep", epochs=12, batch_size=128, learning_rate=4e-3,
-                        optimizer="adamw", schedule="onecycle", weight_decay=0.05, label_smoothing=0.05,
-                        augment="recommended", ema_decay=0.999, holdout=HOLDOUT, batchnorm_images=10_000),
+    "best": TrainConfig(
+        architecture="deep",
+        epochs=12,
+        batch_size=128,
+        learning_rate=4e-3,
+        optimizer="adamw",
+        schedule="onecycle",
+        weight_decay=0.05,
+        label_smoothing=0.05,
+        augment="recommended",
+        ema_decay=0.999,
+        holdout=HOLDOUT,
+        batchnorm_images=10_000,
+    ),
 }
 
 
@@ -242,6 +265,7 @@ class TrainResult:
 def ema_update(decay: float):
     """Exponential moving average whose decay warms up as (1 + n) / (10 + n): a plain EMA would keep
     most of the random initial weights for its first thousand steps and score near chance early on."""
+
     @torch.no_grad()
     def update(averaged: list[torch.Tensor], current: list[torch.Tensor], updates_so_far: torch.Tensor) -> None:
         if not averaged[0].is_floating_point():  # BN's batch counters: nothing to average
@@ -249,6 +273,7 @@ def ema_update(decay: float):
             return
         count = float(updates_so_far)
         torch._foreach_lerp_(averaged, current, 1.0 - min(decay, (1.0 + count) / (10.0 + count)))
+
     return update
 
 
@@ -267,7 +292,8 @@ ONECYCLE_MIN_STEPS = 8  # OneCycleLR divides by zero when its warm-up (25% of th
 def make_schedule(config: TrainConfig, optimizer: torch.optim.Optimizer, total_steps: int):
     if config.schedule == "onecycle" and total_steps >= ONECYCLE_MIN_STEPS:
         return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=config.learning_rate, total_steps=total_steps, pct_start=0.25)
+            optimizer, max_lr=config.learning_rate, total_steps=total_steps, pct_start=0.25
+        )
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
 
 
@@ -296,8 +322,13 @@ def score_marks(epoch_steps: int, scores_per_epoch: int) -> set[int]:
     return {max(1, round(point * epoch_steps / scores_per_epoch)) for point in range(1, scores_per_epoch + 1)}
 
 
-def fit(config: TrainConfig, data: MnistData | None = None, callbacks: tuple[TrainingCallback, ...] = (),
-        stop: threading.Event | None = None, scores_per_epoch: int = 0) -> TrainResult:
+def fit(
+    config: TrainConfig,
+    data: MnistData | None = None,
+    callbacks: tuple[TrainingCallback, ...] = (),
+    stop: threading.Event | None = None,
+    scores_per_epoch: int = 0,
+) -> TrainResult:
     """Train from scratch, evaluating on the test set after each epoch. Setting `stop` ends training
     at the next batch; the partly trained model is evaluated and returned with `stopped=True`.
     With `scores_per_epoch`, the test set and as many training images are scored that many times per epoch
@@ -312,8 +343,9 @@ def fit(config: TrainConfig, data: MnistData | None = None, callbacks: tuple[Tra
     model = build_model(config.architecture).to(device)
     optimizer = make_optimizer(config, model)
     # The averaged copy (BN statistics included) is what gets scored and returned.
-    average = (AveragedModel(model, multi_avg_fn=ema_update(config.ema_decay), use_buffers=True)
-               if config.ema_decay else None)
+    average = (
+        AveragedModel(model, multi_avg_fn=ema_update(config.ema_decay), use_buffers=True) if config.ema_decay else None
+    )
     scored = average.module if average is not None else model
     train_count = len(data.train_labels)
     steps_per_epoch = math.ceil(train_count / config.batch_size)
@@ -324,19 +356,32 @@ def fit(config: TrainConfig, data: MnistData | None = None, callbacks: tuple[Tra
     test: Evaluation | None = None
     step, started, stopped = 0, time.perf_counter(), False
 
-    scored_train = (data.train_images[:len(data.test_labels)], data.train_labels[:len(data.test_labels)])
+    scored_train = (data.train_images[: len(data.test_labels)], data.train_labels[: len(data.test_labels)])
 
     def score_now(test_now: Evaluation | None = None) -> ScorePoint:
         test_now = test_now or evaluate(scored, data.test_images, data.test_labels, device=device)
         train_now = evaluate(scored, *scored_train, device=device)
-        return ScorePoint(round(step / steps_per_epoch, 4), train_now.loss, train_now.accuracy, test_now.loss,
-                          test_now.accuracy)
+        return ScorePoint(
+            round(step / steps_per_epoch, 4), train_now.loss, train_now.accuracy, test_now.loss, test_now.accuracy
+        )
 
     def snapshot(epoch: int, loss_sum: float, correct: int, seen: int, epoch_seconds: float) -> Progress:
-        return Progress(config, model, epoch, total_epochs, step, total_steps, steps_per_epoch,
-                        images_seen=step * config.batch_size, loss=loss_sum / seen, accuracy=correct / seen,
-                        images_per_second=seen / epoch_seconds, elapsed_seconds=time.perf_counter() - started,
-                        learning_rate=optimizer.param_groups[0]["lr"], history=history)
+        return Progress(
+            config,
+            model,
+            epoch,
+            total_epochs,
+            step,
+            total_steps,
+            steps_per_epoch,
+            images_seen=step * config.batch_size,
+            loss=loss_sum / seen,
+            accuracy=correct / seen,
+            images_per_second=seen / epoch_seconds,
+            elapsed_seconds=time.perf_counter() - started,
+            learning_rate=optimizer.param_groups[0]["lr"],
+            history=history,
+        )
 
     for epoch in range(1, total_epochs + 1):
         model.train()
@@ -375,13 +420,20 @@ def fit(config: TrainConfig, data: MnistData | None = None, callbacks: tuple[Tra
             break
         train_seconds = time.perf_counter() - epoch_started
         if config.batchnorm_images and (stopped or step >= total_steps):  # the returned model's statistics
-            recalibrate_batch_norm(scored, data.train_images[:config.batchnorm_images], device)
+            recalibrate_batch_norm(scored, data.train_images[: config.batchnorm_images], device)
         test = evaluate(scored, data.test_images, data.test_labels, device=device)
-        history.append(EpochRecord(
-            epoch=round(epoch - 1 + seen / train_count, 4), train_loss=loss_sum / seen,
-            train_accuracy=correct / seen, test_loss=test.loss, test_accuracy=test.accuracy,
-            seconds=train_seconds, images_per_second=seen / train_seconds,
-            learning_rate=optimizer.param_groups[0]["lr"]))
+        history.append(
+            EpochRecord(
+                epoch=round(epoch - 1 + seen / train_count, 4),
+                train_loss=loss_sum / seen,
+                train_accuracy=correct / seen,
+                test_loss=test.loss,
+                test_accuracy=test.accuracy,
+                seconds=train_seconds,
+                images_per_second=seen / train_seconds,
+                learning_rate=optimizer.param_groups[0]["lr"],
+            )
+        )
         progress = snapshot(epoch, loss_sum, correct, seen, train_seconds)
         for callback in callbacks:
             callback.on_epoch(progress)

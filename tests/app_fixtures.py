@@ -2,6 +2,7 @@
 the shipped ones plus a broken file and an incomplete run, all under a temp dir that the OCR_* variables
 point at. The runs are trained once per session; every test gets its own copy, so tests that rename,
 delete or add runs cannot disturb each other, whatever their order."""
+
 from __future__ import annotations
 
 import io
@@ -35,8 +36,11 @@ class AppEnvironment:
     data: MnistData
 
     def variables(self) -> dict[str, str]:
-        return {"OCR_DATA_DIR": str(self.data_dir), "OCR_CACHE_DIR": str(self.root / "cache"),
-                "OCR_CHECKPOINT_DIR": str(self.store.root)}
+        return {
+            "OCR_DATA_DIR": str(self.data_dir),
+            "OCR_CACHE_DIR": str(self.root / "cache"),
+            "OCR_CHECKPOINT_DIR": str(self.store.root),
+        }
 
 
 def make_app_environment(root: Path) -> AppEnvironment:
@@ -47,8 +51,11 @@ def make_app_environment(root: Path) -> AppEnvironment:
         train_run(name, replace(TINY_RUN, augment=augment), store, data)
     (store.root / f"{BROKEN_RUN}.safetensors").write_bytes(b"not a checkpoint")
     weights = {key: value.contiguous() for key, value in build_model("fast").state_dict().items()}
-    save_file(weights, str(store.root / f"{INCOMPLETE_RUN}.safetensors"),
-              metadata={"format": FORMAT, "format_version": "1", "metadata": json.dumps({"architecture": "fast"})})
+    save_file(
+        weights,
+        str(store.root / f"{INCOMPLETE_RUN}.safetensors"),
+        metadata={"format": FORMAT, "format_version": "1", "metadata": json.dumps({"architecture": "fast"})},
+    )
     return AppEnvironment(root, root / "data", store, data)
 
 

@@ -1,5 +1,6 @@
 """Drive the app in Debian's chromium with Playwright: start `streamlit run app.py` on a free port, open
 pages, draw on the canvas. Used by test_browser.py and docs/screenshots/make.py."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,8 +11,19 @@ from bench.app_timing import CHROMIUM, streamlit_server, wait_until_idle
 from bench.app_timing import chromium_page as browser_page  # one way to launch Debian's chromium
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
-__all__ = ["CHROMIUM", "PROJECT_DIR", "SEVEN", "TWENTY_TWENTY_SIX", "browser_page", "draw", "metric_value",
-           "prediction", "reset_canvas", "streamlit_server", "wait_until_idle"]
+__all__ = [
+    "CHROMIUM",
+    "PROJECT_DIR",
+    "SEVEN",
+    "TWENTY_TWENTY_SIX",
+    "browser_page",
+    "draw",
+    "metric_value",
+    "prediction",
+    "reset_canvas",
+    "streamlit_server",
+    "wait_until_idle",
+]
 # A '7' in canvas pixels (280x280), in one stroke: the canvas reports each finished stroke, and a
 # prediction of half a digit must not be mistaken for the answer.
 SEVEN = [[(70, 60), (200, 60), (110, 235)]]
@@ -20,8 +32,13 @@ SEVEN = [[(70, 60), (200, 60), (110, 235)]]
 def ellipse(left: int, top: int, right: int, bottom: int, points: int = 24) -> list[tuple[int, int]]:
     """A closed stroke around an ellipse, starting at its top."""
     angles = np.linspace(0, 2 * np.pi, points + 1) - np.pi / 2
-    return [(round((left + right) / 2 + (right - left) / 2 * np.cos(angle)),
-             round((top + bottom) / 2 + (bottom - top) / 2 * np.sin(angle))) for angle in angles]
+    return [
+        (
+            round((left + right) / 2 + (right - left) / 2 * np.cos(angle)),
+            round((top + bottom) / 2 + (bottom - top) / 2 * np.sin(angle)),
+        )
+        for angle in angles
+    ]
 
 
 def shifted(stroke: list[tuple[int, int]], dx: int) -> list[tuple[int, int]]:
@@ -30,8 +47,13 @@ def shifted(stroke: list[tuple[int, int]], dx: int) -> list[tuple[int, int]]:
 
 # "2026" on the Read page's 840x280 canvas, one digit per 180 pixels.
 TWO = [(80, 80), (120, 45), (170, 50), (190, 90), (170, 140), (80, 230), (200, 230)]
-TWENTY_TWENTY_SIX = [shifted(TWO, -30), shifted(ellipse(90, 50, 190, 230), 150), shifted(TWO, 330),
-                     shifted([(170, 40), (100, 120), (90, 190)], 510), shifted(ellipse(85, 140, 185, 235), 510)]
+TWENTY_TWENTY_SIX = [
+    shifted(TWO, -30),
+    shifted(ellipse(90, 50, 190, 230), 150),
+    shifted(TWO, 330),
+    shifted([(170, 40), (100, 120), (90, 190)], 510),
+    shifted(ellipse(85, 140, 185, 235), 510),
+]
 
 
 def draw(page, strokes: list[list[tuple[int, int]]]) -> None:

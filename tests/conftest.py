@@ -1,4 +1,5 @@
 """Fixtures that make tiny synthetic MNIST-like data, so engine tests need neither the network nor MNIST."""
+
 from __future__ import annotations
 
 import gzip
@@ -44,12 +45,23 @@ def tiny_mnist(train: int = 512, test: int = 128) -> MnistData:
 def sample_metadata(architecture: str = "fast", clean: float = 0.5) -> RunMetadata:
     """Complete metadata for runs that tests save without training."""
     return RunMetadata(
-        architecture=architecture, parameters=1, multiply_adds=1, config=TrainConfig(architecture=architecture),
-        augment="none", history=(EpochRecord(1.0, 0.5, 0.8, 0.6, clean, 1.0, 100.0, 0.01),),
+        architecture=architecture,
+        parameters=1,
+        multiply_adds=1,
+        config=TrainConfig(architecture=architecture),
+        augment="none",
+        history=(EpochRecord(1.0, 0.5, 0.8, 0.6, clean, 1.0, 100.0, 0.01),),
         metrics={"clean": TestScore("none", clean, 0.6, 128), "seed_augmented": TestScore("seed", 0.3, 2.0, 128)},
-        per_class=tuple(ClassMetrics(digit, 0.5, 0.5, 0.5, 10) for digit in range(10)), stopped_early=False,
-        epochs_completed=1.0, training_seconds=1.0, device="cpu", precision="fp32",
-        data=DataInfo("synthetic", 512, 128), created="2026-01-01T00:00:00+00:00", versions={"ocr_core": "1.0.0"})
+        per_class=tuple(ClassMetrics(digit, 0.5, 0.5, 0.5, 10) for digit in range(10)),
+        stopped_early=False,
+        epochs_completed=1.0,
+        training_seconds=1.0,
+        device="cpu",
+        precision="fp32",
+        data=DataInfo("synthetic", 512, 128),
+        created="2026-01-01T00:00:00+00:00",
+        versions={"ocr_core": "1.0.0"},
+    )
 
 
 def write_idx(path: Path, array: np.ndarray, compress: bool = False) -> Path:

@@ -1,4 +1,5 @@
 """The Streamlit app through AppTest, on tiny synthetic data and runs (see app_fixtures)."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -35,8 +36,9 @@ def texts(elements) -> str:
     return " ".join(str(element.value) for element in elements)
 
 
-@pytest.mark.parametrize("page, title", list(zip(PAGES, ["Draw a digit", "Read a number", "Train a model",
-                                                       "Evaluate runs"], strict=True)))
+@pytest.mark.parametrize(
+    "page, title", list(zip(PAGES, ["Draw a digit", "Read a number", "Train a model", "Evaluate runs"], strict=True))
+)
 def test_every_page_renders(app_env, page, title):
     app = open_page(page)
     assert [element.value for element in app.title] == [title]
@@ -70,13 +72,16 @@ def one_on_paper(dtype=np.uint8, channels: int = 0) -> np.ndarray:
     return np.dstack([image] * 3 + [np.full_like(image, 255)]) if channels == 4 else image
 
 
-@pytest.mark.parametrize("name, payload, expected", [
-    ("scan.png", png_bytes(one_on_paper()), None),
-    ("rgba.png", png_bytes(one_on_paper(channels=4)), None),
-    ("16-bit.png", png_bytes(one_on_paper(np.uint16)), None),
-    ("tiny.png", png_bytes(np.zeros((4, 4), np.uint8)), "too small"),
-    ("notes.png", b"not an image at all", "not an image"),
-])
+@pytest.mark.parametrize(
+    "name, payload, expected",
+    [
+        ("scan.png", png_bytes(one_on_paper()), None),
+        ("rgba.png", png_bytes(one_on_paper(channels=4)), None),
+        ("16-bit.png", png_bytes(one_on_paper(np.uint16)), None),
+        ("tiny.png", png_bytes(np.zeros((4, 4), np.uint8)), "too small"),
+        ("notes.png", b"not an image at all", "not an image"),
+    ],
+)
 def test_draw_reads_uploads_and_explains_bad_ones(app_env, name, payload, expected):
     app = open_page("app_pages/draw.py")
     app.segmented_control(key="draw.source").set_value("Upload").run()
@@ -158,8 +163,14 @@ def test_train_rejects_a_bad_run_name(app_env):
 
 def start_long_job(app_env, owner: str = "someone else", label: str = "Ada") -> TrainingJob:
     """A job that trains until stopped, started as another visitor would (stop it with `finish`)."""
-    job = TrainingJob("their-run", TrainConfig(epochs=100, batch_size=16), owner=owner, owner_label=label,
-                      train_images=512, keep_if_stopped=False)
+    job = TrainingJob(
+        "their-run",
+        TrainConfig(epochs=100, batch_size=16),
+        owner=owner,
+        owner_label=label,
+        train_images=512,
+        keep_if_stopped=False,
+    )
     training_manager().start(job, app_env.store, app_env.data)
     return job
 
@@ -207,8 +218,9 @@ def test_one_training_per_server_survives_two_sessions_a_cleared_cache_and_a_rel
         st.cache_resource.clear()  # the app menu's "Clear cache"
         second.run()
         assert next(button for button in second.button if button.label == "Start training").disabled
-        another = TrainingJob("mine-too", TrainConfig(), owner="second", owner_label="Bo", train_images=512,
-                              keep_if_stopped=False)
+        another = TrainingJob(
+            "mine-too", TrainConfig(), owner="second", owner_label="Bo", train_images=512, keep_if_stopped=False
+        )
         with pytest.raises(TrainingBusyError, match="long-run"):
             training_manager().start(another, app_env.store, app_env.data)
         reloaded = fresh_training_module(monkeypatch)
@@ -241,7 +253,8 @@ def test_evaluate_shows_the_table_the_charts_and_the_skipped_file(app_env):
     assert len(app.get("vega_lite_chart")) >= 3  # grouped bars, confusion heatmap, learning curves
     assert f"{BROKEN_RUN}.safetensors" in texts(app.markdown)
     assert f"`{INCOMPLETE_RUN}.safetensors`: {INCOMPLETE_RUN}.safetensors: incomplete run metadata" in texts(
-        app.markdown), "a run file without complete metadata is listed as skipped, with the reason"
+        app.markdown
+    ), "a run file without complete metadata is listed as skipped, with the reason"
     assert INCOMPLETE_RUN not in set(summary["run"])
     next(button for button in app.button if "Tutorial experiment" in button.label).click().run()
     assert list(app.dataframe[0].value["run"]) == ["seed", "seed-aug"]

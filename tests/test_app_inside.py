@@ -1,5 +1,6 @@
 """The "Inside the network" section through AppTest: on the Draw page for a drawing, without MNIST, and from
 Evaluate's mistakes gallery (tiny synthetic runs and data, see app_fixtures)."""
+
 from __future__ import annotations
 
 from unittest import mock

@@ -1,4 +1,5 @@
 """Draw says when an input does not look like a digit (degenerate ink, or flagged by a calibrated run)."""
+
 from __future__ import annotations
 
 from unittest import mock
@@ -15,8 +16,7 @@ def drawn(name: str) -> np.ndarray:
 
 
 def test_a_dot_is_flagged_before_any_model_is_asked(app_env):
-    with mock.patch("lab_ui.canvas.draw_canvas", return_value=drawn("dot")), \
-            mock.patch("lab_ui.loaders.read") as read:
+    with mock.patch("lab_ui.canvas.draw_canvas", return_value=drawn("dot")), mock.patch("lab_ui.loaders.read") as read:
         app = open_page("app_pages/draw.py")
     assert "does not look like a digit" in texts(app.warning) and "dot" in texts(app.warning)
     assert not any(metric.label == "Prediction" for metric in app.metric)
@@ -26,8 +26,10 @@ def test_a_dot_is_flagged_before_any_model_is_asked(app_env):
 def test_a_flagged_input_gets_no_digit_and_an_uncalibrated_run_says_so(app_env):
     flagged = Reading(np.eye(10)[4] * 0.6 + 0.04, calibrated=True, digit_score=500.0, threshold=100.0)
     drawing = next(iter(sketches("letter", 1, seed=0))).image  # an "A"
-    with mock.patch("lab_ui.canvas.draw_canvas", return_value=drawing), \
-            mock.patch("lab_ui.loaders.read", return_value=flagged):
+    with (
+        mock.patch("lab_ui.canvas.draw_canvas", return_value=drawing),
+        mock.patch("lab_ui.loaders.read", return_value=flagged),
+    ):
         app = open_page("app_pages/draw.py")
     prediction = next(metric for metric in app.metric if metric.label == "Prediction")
     assert prediction.value == "not a digit"

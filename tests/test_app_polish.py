@@ -1,5 +1,6 @@
 """App behaviour from the walkthrough of issue 12 (form state, messages, charts, shared-server safety), through
 AppTest on tiny synthetic data and runs (see app_fixtures)."""
+
 from __future__ import annotations
 
 import json
@@ -31,8 +32,9 @@ def test_server_config_sends_no_statistics_and_hides_developer_options():
 def test_draw_says_no_ink_for_a_blank_upload(app_env):
     app = open_page("app_pages/draw.py")
     app.segmented_control(key="draw.source").set_value("Upload").run()
-    app.file_uploader(key="draw.upload").set_value(("white.png", png_bytes(np.full((60, 60), 255, np.uint8)),
-                                                    "image/png")).run()
+    app.file_uploader(key="draw.upload").set_value(
+        ("white.png", png_bytes(np.full((60, 60), 255, np.uint8)), "image/png")
+    ).run()
     assert "no ink found" in texts(app.error)
     assert not app.info and not app.metric
 
@@ -169,8 +171,14 @@ def test_train_form_shows_what_the_next_run_uses(app_env):
 
 
 def test_train_proposes_a_name_no_run_has(app_env, monkeypatch):
-    job = TrainingJob("my-run", TrainConfig(epochs=100, batch_size=16), owner="someone else", owner_label="Ada",
-                      train_images=512, keep_if_stopped=False)
+    job = TrainingJob(
+        "my-run",
+        TrainConfig(epochs=100, batch_size=16),
+        owner="someone else",
+        owner_label="Ada",
+        train_images=512,
+        keep_if_stopped=False,
+    )
     training_manager().start(job, app_env.store, app_env.data)
     try:
         app = open_page("app_pages/train.py")

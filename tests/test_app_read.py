@@ -1,5 +1,6 @@
 """The Read page through AppTest, on tiny synthetic runs (see app_fixtures): the canvas is replaced by a
 drawing of two digits."""
+
 from __future__ import annotations
 
 from unittest import mock
@@ -59,8 +60,9 @@ def test_read_shows_the_reading_boxes_crops_and_steps(app_env):
 def test_read_upload_without_digits_says_so(app_env):
     app = open_read_page()
     app.segmented_control(key="read.source").set_value("Upload").run()
-    app.file_uploader(key="read.upload").set_value(("blank.png", png_bytes(np.full((200, 600), 230, np.uint8)),
-                                                    "image/png")).run()
+    app.file_uploader(key="read.upload").set_value(
+        ("blank.png", png_bytes(np.full((200, 600), 230, np.uint8)), "image/png")
+    ).run()
     assert not app.exception
     assert "No digits found" in texts(app.warning)
     app.file_uploader(key="read.upload").set_value(("notes.png", b"not an image", "image/png")).run()

@@ -1,4 +1,5 @@
 """The Robustness page through AppTest, on the tiny synthetic runs (see app_fixtures)."""
+
 from __future__ import annotations
 
 from unittest import mock

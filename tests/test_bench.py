@@ -1,5 +1,6 @@
 """Smoke tests of the benchmark (bench/) on tiny synthetic data: the code paths run, the figures are sane.
 No timing assertions: the speed targets are checked by reading `python -m bench`'s printed table."""
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -44,8 +45,15 @@ def test_quick_run_prints_every_figure(tmp_path, monkeypatch, store, capsys):
     assert run.main(["--quick", "--skip-app"]) == 0
     printed = capsys.readouterr().out
     assert "| measurement | tutorial pipeline | ours |" in printed
-    for figure in ("training images/s", "augmentation share", "time to 99.0%", "start-up floor",
-                   "python -m ocr_core train", "`evaluate`", "drawing → probabilities"):
+    for figure in (
+        "training images/s",
+        "augmentation share",
+        "time to 99.0%",
+        "start-up floor",
+        "python -m ocr_core train",
+        "`evaluate`",
+        "drawing → probabilities",
+    ):
         assert figure in printed
     assert not list(store.root.glob("*"))  # the train command saved into a temporary store
 

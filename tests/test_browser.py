@@ -1,5 +1,6 @@
 """End to end in a real browser: `streamlit run app.py`, draw a '7' with the mouse, read the Prediction,
 clear the canvas, then open Evaluate; strokes begun in every corner and edge strip of the canvas are read."""
+
 from __future__ import annotations
 
 import os
@@ -8,14 +9,24 @@ import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from app_fixtures import make_app_environment
-from browser_session import (CHROMIUM, PROJECT_DIR, SEVEN, TWENTY_TWENTY_SIX, browser_page, draw, metric_value,
-                             prediction, reset_canvas, streamlit_server, wait_until_idle)
+from browser_session import (
+    CHROMIUM,
+    PROJECT_DIR,
+    SEVEN,
+    TWENTY_TWENTY_SIX,
+    browser_page,
+    draw,
+    metric_value,
+    prediction,
+    reset_canvas,
+    streamlit_server,
+    wait_until_idle,
+)
 
 SHIPPED_BEST = PROJECT_DIR / "checkpoints" / "best.safetensors"
 
 if not CHROMIUM.exists() and os.environ.get("OCR_REQUIRE_BROWSER") != "1":
-    pytest.skip(f"{CHROMIUM} is not installed (CI sets OCR_REQUIRE_BROWSER=1 to fail instead)",
-                allow_module_level=True)
+    pytest.skip(f"{CHROMIUM} is not installed (CI sets OCR_REQUIRE_BROWSER=1 to fail instead)", allow_module_level=True)
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,6 @@
 """In a real browser: draw a '7', open "Inside the network", and check that the attribution overlay and the
 feature maps render as images (decoded, not broken), on the shipped runs when they are there."""
+
 from __future__ import annotations
 
 import os
@@ -11,8 +12,7 @@ from browser_session import CHROMIUM, SEVEN, browser_page, draw, prediction, str
 SHIPPED = PROJECT_DIR / "checkpoints"
 
 if not CHROMIUM.exists() and os.environ.get("OCR_REQUIRE_BROWSER") != "1":
-    pytest.skip(f"{CHROMIUM} is not installed (CI sets OCR_REQUIRE_BROWSER=1 to fail instead)",
-                allow_module_level=True)
+    pytest.skip(f"{CHROMIUM} is not installed (CI sets OCR_REQUIRE_BROWSER=1 to fail instead)", allow_module_level=True)
 
 
 def rendered_images(page, caption_text: str) -> list[int]:

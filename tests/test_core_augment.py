@@ -5,8 +5,18 @@ import pytest
 import torch
 
 from conftest import PROJECT_DIR
-from ocr_core.augment import (AUGMENT_OPS, PRESETS, AugmentSpec, augment_batch, augment_images, op_table_markdown,
-                              parse_augment, preview_grid, preview_samples, to_float_images)
+from ocr_core.augment import (
+    AUGMENT_OPS,
+    PRESETS,
+    AugmentSpec,
+    augment_batch,
+    augment_images,
+    op_table_markdown,
+    parse_augment,
+    preview_grid,
+    preview_samples,
+    to_float_images,
+)
 from ocr_core.errors import ConfigError
 
 
@@ -35,15 +45,18 @@ def test_spec_string_with_preset_and_overrides():
     assert spec.to_string() == "rotate=20,translate=0.2,scale=0.9-1.1,noise=0.05"
 
 
-@pytest.mark.parametrize("text, message", [
-    ("spin=3", "unknown augmentation 'spin'"),
-    ("rotate=lots", "needs a number"),
-    ("rotate=nan", "finite"),
-    ("rotate=500", "out of range"),
-    ("scale=1.2-0.8", "out of range"),
-    ("crop=0-1", "out of range"),
-    ("fancy", "unknown augmentation preset"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("spin=3", "unknown augmentation 'spin'"),
+        ("rotate=lots", "needs a number"),
+        ("rotate=nan", "finite"),
+        ("rotate=500", "out of range"),
+        ("scale=1.2-0.8", "out of range"),
+        ("crop=0-1", "out of range"),
+        ("fancy", "unknown augmentation preset"),
+    ],
+)
 def test_bad_spec_strings_are_clear_errors(text, message):
     with pytest.raises(ConfigError, match=message):
         parse_augment(text)
@@ -62,8 +75,9 @@ def test_same_seed_same_samples_different_seed_different_samples():
 
 
 def test_every_op_keeps_shape_range_and_finiteness():
-    spec = AugmentSpec(rotate=30, translate=0.2, scale=(0.7, 1.3), shear=20, hflip=0.5, elastic=2, noise=0.2,
-                       blur=1.5, erase=0.5)
+    spec = AugmentSpec(
+        rotate=30, translate=0.2, scale=(0.7, 1.3), shear=20, hflip=0.5, elastic=2, noise=0.2, blur=1.5, erase=0.5
+    )
     out = augment_images(digit_batch(64), spec, seed=0)
     assert out.shape == (64, 1, 28, 28)
     assert torch.isfinite(out).all() and out.min() >= 0 and out.max() <= 1
@@ -134,7 +148,6 @@ def test_preview_samples_say_which_image_each_comes_from():
     assert variant_sources.tolist() == [0, 0, 0, 1, 1, 1]
 
 
-
 def horizontal_ramp(count: int) -> torch.Tensor:
     return torch.linspace(0, 1, 28).expand(count, 1, 28, 28).contiguous()
 
@@ -168,9 +181,15 @@ def test_seed_preset_matches_the_tutorials_pil_transforms_in_distribution():
 
     images, _ = synthetic_digits(1500, seed=3)
     torch.manual_seed(0)
-    tutorial = transforms.Compose([
-        transforms.RandomRotation(20), transforms.RandomAffine(0, translate=(0.2, 0.2)),
-        transforms.RandomResizedCrop(28, scale=(0.8, 1.2)), transforms.RandomHorizontalFlip(), transforms.ToTensor()])
+    tutorial = transforms.Compose(
+        [
+            transforms.RandomRotation(20),
+            transforms.RandomAffine(0, translate=(0.2, 0.2)),
+            transforms.RandomResizedCrop(28, scale=(0.8, 1.2)),
+            transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(),
+        ]
+    )
     theirs = torch.stack([tutorial(Image.fromarray(image.numpy())) for image in images])
     ours = augment_images(images, "seed", seed=0)
 
@@ -203,8 +222,15 @@ def soft_digit_batch(count=16):
     return images
 
 
-NEW_OPS = {"thickness": 1.0, "outline": 0.5, "lines": 1.0, "brightness": 0.5, "contrast": 0.5, "gamma": 1.0,
-           "saltpepper": 0.2}
+NEW_OPS = {
+    "thickness": 1.0,
+    "outline": 0.5,
+    "lines": 1.0,
+    "brightness": 0.5,
+    "contrast": 0.5,
+    "gamma": 1.0,
+    "saltpepper": 0.2,
+}
 
 
 @pytest.mark.parametrize("op", list(NEW_OPS))
@@ -218,10 +244,18 @@ def test_new_ops_keep_shape_and_range_and_are_seeded(op):
     assert not torch.equal(first, to_float_images(soft_digit_batch(32))), "the op changed nothing"
 
 
-@pytest.mark.parametrize("op, weak, strong", [
-    ("thickness", 0.3, 1.5), ("outline", 0.1, 0.6), ("lines", 0.5, 3.0), ("brightness", 0.2, 0.8),
-    ("contrast", 0.2, 0.8),
-    ("gamma", 0.3, 1.5), ("saltpepper", 0.05, 0.3)])
+@pytest.mark.parametrize(
+    "op, weak, strong",
+    [
+        ("thickness", 0.3, 1.5),
+        ("outline", 0.1, 0.6),
+        ("lines", 0.5, 3.0),
+        ("brightness", 0.2, 0.8),
+        ("contrast", 0.2, 0.8),
+        ("gamma", 0.3, 1.5),
+        ("saltpepper", 0.05, 0.3),
+    ],
+)
 def test_new_ops_change_more_as_strength_grows(op, weak, strong):
     clean = to_float_images(soft_digit_batch(256))
 

@@ -1,4 +1,5 @@
 """Calibrated confidence, the not-a-digit detector and its storage in run metadata, degenerate ink."""
+
 from __future__ import annotations
 
 import json
@@ -90,8 +91,9 @@ def calibrated(store, tiny_data):
     return info
 
 
-def test_training_with_a_holdout_stores_a_small_validated_calibration_that_reads_without_data(calibrated, store,
-                                                                                              tiny_data):
+def test_training_with_a_holdout_stores_a_small_validated_calibration_that_reads_without_data(
+    calibrated, store, tiny_data
+):
     metadata = store.info("tiny").metadata
     calibration = calibration_of(metadata)
     assert calibration.held_out == 128 and 0.05 <= calibration.temperature <= 20
@@ -119,17 +121,22 @@ def test_a_run_trained_on_every_image_is_not_calibrated_on_the_test_set(tiny_dat
     assert not reading.calibrated and reading.looks_like_digit is None
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda block: {**block, "version": 99}, "version"),
-    (lambda block: {**block, "temperature": "hot"}, "temperature"),
-    (lambda block: {**block, "temperature": 1e9}, "outside"),
-    (lambda block: {**block, "ood": {**block["ood"], "precision_upper": "!!"}}, "base64"),
-    (lambda block: {**block, "ood": {**block["ood"], "class_means": block["ood"]["class_means"][:40]}},
-     "expected shape"),
-    (lambda block: {**block, "ood": {**block["ood"], "threshold": None}}, "threshold"),
-    (lambda block: {**block, "ood": {**block["ood"], "method": "energy"}}, "calibrate the run again"),
-    (lambda block: [], "JSON object"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda block: {**block, "version": 99}, "version"),
+        (lambda block: {**block, "temperature": "hot"}, "temperature"),
+        (lambda block: {**block, "temperature": 1e9}, "outside"),
+        (lambda block: {**block, "ood": {**block["ood"], "precision_upper": "!!"}}, "base64"),
+        (
+            lambda block: {**block, "ood": {**block["ood"], "class_means": block["ood"]["class_means"][:40]}},
+            "expected shape",
+        ),
+        (lambda block: {**block, "ood": {**block["ood"], "threshold": None}}, "threshold"),
+        (lambda block: {**block, "ood": {**block["ood"], "method": "energy"}}, "calibrate the run again"),
+        (lambda block: [], "JSON object"),
+    ],
+)
 def test_a_damaged_calibration_block_is_named_not_used(damage, message):
     block = Calibration(1.5, 0.1, 0.01, 1000, cluster_detector(), "2026-01-01T00:00:00+00:00").to_dict()
     assert Calibration.from_dict(json.loads(json.dumps(block))).temperature == 1.5
@@ -150,8 +157,9 @@ def test_every_kind_of_degenerate_ink_is_flagged_before_the_model_and_drawn_digi
     assert blank.digit is None and "no ink" in blank.problem
 
 
-def test_predict_json_carries_calibrated_confidence_and_the_not_a_digit_flag(calibrated, tiny_data_dir, tmp_path,
-                                                                             capsys):
+def test_predict_json_carries_calibrated_confidence_and_the_not_a_digit_flag(
+    calibrated, tiny_data_dir, tmp_path, capsys
+):
     sketch = next(iter(sketches("digit", 1, seed=0)))
     drawing, dot = tmp_path / "digit.png", tmp_path / "dot.png"
     Image.fromarray(sketch.image).save(drawing)

@@ -32,8 +32,23 @@ def test_save_then_load_rebuilds_the_same_model(store):
     assert not loaded.training
 
 
-@pytest.mark.parametrize("name", ["../x", "a/b", "", ".hidden", "x" * 65, "a..b", "name with space", "c:\\x", None,
-                                  "best.safetensors", "best.SafeTensors", "Ünïcode"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "../x",
+        "a/b",
+        "",
+        ".hidden",
+        "x" * 65,
+        "a..b",
+        "name with space",
+        "c:\\x",
+        None,
+        "best.safetensors",
+        "best.SafeTensors",
+        "Ünïcode",
+    ],
+)
 def test_unsafe_names_are_rejected(name):
     with pytest.raises(CheckpointError, match="invalid run name") as refused:
         validate_run_name(name)
@@ -72,8 +87,11 @@ def test_listing_reports_corrupt_and_foreign_files_and_keeps_going(store):
     saved(store, "good")
     (store.root / "garbage.safetensors").write_bytes(b"\x00\x01 definitely not safetensors")
     save_file({"w": torch.zeros(2)}, str(store.root / "foreign.safetensors"), metadata={"producer": "someone"})
-    save_file({"w": torch.zeros(2)}, str(store.root / "damaged.safetensors"),
-              metadata={"format": "ocr-lab-run", "metadata": "{not json"})
+    save_file(
+        {"w": torch.zeros(2)},
+        str(store.root / "damaged.safetensors"),
+        metadata={"format": "ocr-lab-run", "metadata": "{not json"},
+    )
     (store.root / ".partial.safetensors.123.tmp").write_bytes(b"in progress")
     runs = {run.name: run for run in store.list()}
     assert set(runs) == {"good", "garbage", "foreign", "damaged"}
@@ -187,9 +205,16 @@ def test_two_processes_saving_the_same_new_name_cannot_both_succeed(tmp_path):
 
     go = tmp_path / "go"
     environment = {**os.environ, "PYTHONPATH": f"{PROJECT_DIR}{os.pathsep}{PROJECT_DIR / 'tests'}"}
-    racers = [subprocess.Popen([sys.executable, "-c", RACE_SCRIPT, str(tmp_path / "runs"), str(go), who],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment)
-              for who in ("first", "second")]
+    racers = [
+        subprocess.Popen(
+            [sys.executable, "-c", RACE_SCRIPT, str(tmp_path / "runs"), str(go), who],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=environment,
+        )
+        for who in ("first", "second")
+    ]
     time.sleep(0.5)
     go.touch()
     outputs = [racer.communicate(timeout=120) for racer in racers]

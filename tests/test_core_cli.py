@@ -1,4 +1,5 @@
 """The CLI in-process, on tiny data: the same functions the app uses, reached through argv."""
+
 import json
 import subprocess
 import sys
@@ -25,8 +26,12 @@ def run_json(capsys, argv):
 
 
 def test_train_saves_a_run_and_reports_it(tiny_data_dir, store, capsys):
-    assert main(["train", "--name", "cli-run", "--model", "seed", "--epochs", "0.5", "--augment", "seed",
-                 "--holdout", "64"]) == 0
+    assert (
+        main(
+            ["train", "--name", "cli-run", "--model", "seed", "--epochs", "0.5", "--augment", "seed", "--holdout", "64"]
+        )
+        == 0
+    )
     captured = capsys.readouterr()
     assert "saved cli-run" in captured.out and "epoch 0.5" in captured.err
     metadata = store.info("cli-run").metadata
@@ -72,14 +77,17 @@ def test_rename_delete_and_list_survive_a_corrupt_file(trained, capsys):
     assert main(["delete", "renamed"]) == 0
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["train", "--name", "../x"], "invalid run name"),
-    (["train", "--name", "ok", "--augment", "wobble=2"], "unknown augmentation"),
-    (["train", "--name", "ok", "--epochs", "-1"], "epochs"),
-    (["evaluate", "ghost"], "no run named 'ghost'"),
-    (["predict", "ghost", "x.png"], "no run named"),
-    (["delete", "../../etc"], "invalid run name"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--name", "../x"], "invalid run name"),
+        (["train", "--name", "ok", "--augment", "wobble=2"], "unknown augmentation"),
+        (["train", "--name", "ok", "--epochs", "-1"], "epochs"),
+        (["evaluate", "ghost"], "no run named 'ghost'"),
+        (["predict", "ghost", "x.png"], "no run named"),
+        (["delete", "../../etc"], "invalid run name"),
+    ],
+)
 def test_bad_input_gives_a_one_line_error_and_non_zero_exit(tiny_data_dir, store, capsys, argv, message):
     assert main(argv) == 2
     error = capsys.readouterr().err.strip()
@@ -109,8 +117,9 @@ def test_preview_writes_a_png(tiny_data_dir, tmp_path, capsys):
 
 
 def test_module_entry_point_runs():
-    completed = subprocess.run([sys.executable, "-m", "ocr_core", "--help"], cwd=PROJECT_DIR,
-                               capture_output=True, text=True, timeout=60)
+    completed = subprocess.run(
+        [sys.executable, "-m", "ocr_core", "--help"], cwd=PROJECT_DIR, capture_output=True, text=True, timeout=60
+    )
     assert completed.returncode == 0 and "train" in completed.stdout
 
 

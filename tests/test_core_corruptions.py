@@ -1,5 +1,6 @@
 """The corruption suite: every corruption at every severity keeps shape and range, is seeded, does more damage
 as the severity grows, and shares no code with the training augmentation."""
+
 import ast
 import itertools
 
@@ -59,8 +60,11 @@ def test_default_severity_matches_the_reference_settings():
     shifted = corrupt(images, "translate", 3)  # 3 whole pixels along each axis, either way
     inner = (..., slice(3, -3), slice(3, -3))  # away from where roll wraps around
     for sample in range(8):
-        assert any(torch.allclose(shifted[sample][inner], clean[sample].roll((dy, dx), (1, 2))[inner], atol=1e-5)
-                   for dy in (-3, 3) for dx in (-3, 3))
+        assert any(
+            torch.allclose(shifted[sample][inner], clean[sample].roll((dy, dx), (1, 2))[inner], atol=1e-5)
+            for dy in (-3, 3)
+            for dx in (-3, 3)
+        )
 
 
 def test_canny_finds_the_outline_of_a_square_and_nothing_inside():

@@ -40,11 +40,14 @@ def test_rejects_a_gz_whose_md5_differs_from_the_original(tiny_data_dir):
         load_mnist(download=False)
 
 
-@pytest.mark.parametrize("payload, message", [
-    (b"\x00\x00\x0d\x03" + b"\x00" * 12, "bad header"),  # float dtype code
-    (b"\x00\x00\x08\x03\x00\x00\x00\x05\x00\x00\x00\x1c\x00\x00\x00\x1c" + b"\x00" * 10, "truncated"),
-    (b"\x00\x00\x08\x03\x00\x00\x00\x01\x00\x00\x00\x10\x00\x00\x00\x10" + b"\x00" * 256, "shape"),
-])
+@pytest.mark.parametrize(
+    "payload, message",
+    [
+        (b"\x00\x00\x0d\x03" + b"\x00" * 12, "bad header"),  # float dtype code
+        (b"\x00\x00\x08\x03\x00\x00\x00\x05\x00\x00\x00\x1c\x00\x00\x00\x1c" + b"\x00" * 10, "truncated"),
+        (b"\x00\x00\x08\x03\x00\x00\x00\x01\x00\x00\x00\x10\x00\x00\x00\x10" + b"\x00" * 256, "shape"),
+    ],
+)
 def test_rejects_malformed_idx(tiny_data_dir, payload, message):
     (tiny_data_dir / "MNIST" / "raw" / "t10k-images-idx3-ubyte").write_bytes(payload)
     with pytest.raises(DataUnavailableError, match=message):
@@ -74,11 +77,16 @@ def test_missing_data_and_failed_download_give_one_clear_message(tmp_path, monke
     assert data_module.data_status() is not None
 
 
-@pytest.mark.parametrize("failure", [
-    RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nTried https://ossci-datasets.s3.amazonaws.com/"
-                 "mnist/, got:\n<urlopen error [Errno -2] Name or service not known>\n"),  # torchvision offline
-    OSError("network unreachable"),
-])
+@pytest.mark.parametrize(
+    "failure",
+    [
+        RuntimeError(
+            "Error downloading train-images-idx3-ubyte.gz:\nTried https://ossci-datasets.s3.amazonaws.com/"
+            "mnist/, got:\n<urlopen error [Errno -2] Name or service not known>\n"
+        ),  # torchvision offline
+        OSError("network unreachable"),
+    ],
+)
 def test_an_offline_download_says_the_network_is_unreachable(tmp_path, monkeypatch, failure):
     monkeypatch.setenv("OCR_DATA_DIR", str(tmp_path / "nowhere"))
     monkeypatch.setattr(data_module, "DEFAULT_DATA_DIR", tmp_path / "default")
@@ -96,8 +104,9 @@ def test_download_goes_to_the_default_dir_and_is_then_loaded(tmp_path, monkeypat
     monkeypatch.setenv("OCR_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(data_module, "DEFAULT_DATA_DIR", default)
     downloaded_into = []
-    monkeypatch.setattr(data_module, "download_mnist",
-                        lambda root: (downloaded_into.append(root), write_idx_dataset(root, tiny_data)))
+    monkeypatch.setattr(
+        data_module, "download_mnist", lambda root: (downloaded_into.append(root), write_idx_dataset(root, tiny_data))
+    )
     loaded = load_mnist()
     assert downloaded_into == [default]
     assert len(loaded.train_labels) == 512

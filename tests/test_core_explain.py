@@ -1,5 +1,6 @@
 """ocr_core.explain: activations, filters and attributions, each method checked for faithfulness on hand-built
 models whose answer is known to depend on one place of the input."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -37,7 +38,7 @@ def line_detector_model() -> nn.Sequential:
     classifier.weight.data.zero_()
     classifier.bias.data.zero_()
     classifier.weight.data[0, : 28 * 28] = 1
-    classifier.weight.data[1, 28 * 28:] = 1
+    classifier.weight.data[1, 28 * 28 :] = 1
     return nn.Sequential(conv, nn.ReLU(), nn.Flatten(), classifier).eval()
 
 
@@ -137,8 +138,17 @@ def test_activations_cover_every_layer_and_end_with_the_classifier_input():
     model = build_model("deep").eval()
     digit = lines_image()
     layers = explain.activations(model, digit)
-    assert [layer.name for layer in layers] == ["conv 1", "pool 1", "conv 2", "conv 3", "pool 2", "conv 4", "conv 5",
-                                               "pool 3", "classifier input"]
+    assert [layer.name for layer in layers] == [
+        "conv 1",
+        "pool 1",
+        "conv 2",
+        "conv 3",
+        "pool 2",
+        "conv 4",
+        "conv 5",
+        "pool 3",
+        "classifier input",
+    ]
     assert layers[0].values.shape == (32, 28, 28) and layers[-2].values.shape == (128, 3, 3)
     assert layers[0].values.min() >= 0  # after the ReLU: a conv layer is shown as the next layer reads it
     np.testing.assert_allclose(layers[-1].values, penultimate_features(model, digit[None])[0].numpy(), atol=1e-5)

@@ -1,4 +1,5 @@
 """ocr_core.feature_space: nearest training digits and the test-set map, and their disk caches."""
+
 from __future__ import annotations
 
 import os

@@ -9,8 +9,19 @@ from ocr_core.models import ARCHITECTURES, build_model, multiply_adds, normalize
 def test_seed_is_the_tutorial_cnn_layer_for_layer():
     model = build_model("seed")
     kinds = [type(layer).__name__ for layer in model]
-    assert kinds == ["Conv2d", "ReLU", "MaxPool2d", "Conv2d", "ReLU", "MaxPool2d", "Flatten",
-                     "Linear", "ReLU", "Dropout", "Linear"]
+    assert kinds == [
+        "Conv2d",
+        "ReLU",
+        "MaxPool2d",
+        "Conv2d",
+        "ReLU",
+        "MaxPool2d",
+        "Flatten",
+        "Linear",
+        "ReLU",
+        "Dropout",
+        "Linear",
+    ]
     first, second = model[0], model[3]
     assert (first.in_channels, first.out_channels, first.kernel_size, first.padding) == (1, 32, (3, 3), (1, 1))
     assert (second.in_channels, second.out_channels, second.kernel_size, second.padding) == (32, 64, (3, 3), (1, 1))

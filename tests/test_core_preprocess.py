@@ -92,12 +92,15 @@ def test_large_upload_is_shrunk_before_processing():
     assert prepare_digit(image) is not None
 
 
-@pytest.mark.parametrize("payload, message", [
-    (b"hello, I am a text file", "not an image"),
-    (png_bytes(np.zeros((4, 4), np.uint8)), "too small"),
-    (png_bytes(np.zeros((100, 100), np.uint8))[:60], "damaged"),
-    (b"", "not an image"),
-])
+@pytest.mark.parametrize(
+    "payload, message",
+    [
+        (b"hello, I am a text file", "not an image"),
+        (png_bytes(np.zeros((4, 4), np.uint8)), "too small"),
+        (png_bytes(np.zeros((100, 100), np.uint8))[:60], "damaged"),
+        (b"", "not an image"),
+    ],
+)
 def test_bad_uploads_are_clear_errors(payload, message):
     with pytest.raises(ImageError, match=message):
         load_image(payload)

@@ -1,5 +1,6 @@
 """Clean-up, deskew, segmentation and reading on pictures the tests draw: ruled and squared paper, uneven
 light, touching and broken digits, dots and underlines, blank pages; and the CLI's `read`."""
+
 from __future__ import annotations
 
 import json
@@ -117,8 +118,14 @@ def bars(slant: float = 0.0, rotation: float = 0.0) -> np.ndarray:
     image, pen = sheet(700, 300, paper=0)
     for index in range(5):
         one(pen, 120 + 110 * index, top=80, bottom=220, fill=255)
-    return np.asarray(image.transform(image.size, Image.Transform.AFFINE, (1, slant, -slant * 150, 0, 1, 0))
-                      .rotate(rotation, fillcolor=0)) > 128
+    return (
+        np.asarray(
+            image.transform(image.size, Image.Transform.AFFINE, (1, slant, -slant * 150, 0, 1, 0)).rotate(
+                rotation, fillcolor=0
+            )
+        )
+        > 128
+    )
 
 
 @pytest.mark.parametrize("slant", [-0.3, 0.3])
@@ -156,13 +163,26 @@ def test_reads_separate_digits_in_order_with_boxes():
     assert set(reading.steps()) >= {"binarised", "deskewed", "segmented"}
 
 
-@pytest.mark.parametrize("first, second, text", [
-    pytest.param(lambda pen: seven(pen, 60), lambda pen: ellipse(pen, [150, 50, 235, 190]), "70",  # 7 touches 0
-                 marks=pytest.mark.xfail(strict=True, reason="the robust best of issue 9 reads this pair as 0 "
-                                                             "(the earlier best cut it); a reading.py matter")),
-    pytest.param(lambda pen: ellipse(pen, [80, 50, 165, 190]), lambda pen: ellipse(pen, [160, 50, 245, 190]), "00",
-                 marks=pytest.mark.xfail(strict=True, reason="known limit: overlapping 0s read as 10 (reading.md)")),
-])
+@pytest.mark.parametrize(
+    "first, second, text",
+    [
+        pytest.param(
+            lambda pen: seven(pen, 60),
+            lambda pen: ellipse(pen, [150, 50, 235, 190]),
+            "70",  # 7 touches 0
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="the robust best of issue 9 reads this pair as 0 (the earlier best cut it); a reading.py matter",
+            ),
+        ),
+        pytest.param(
+            lambda pen: ellipse(pen, [80, 50, 165, 190]),
+            lambda pen: ellipse(pen, [160, 50, 245, 190]),
+            "00",
+            marks=pytest.mark.xfail(strict=True, reason="known limit: overlapping 0s read as 10 (reading.md)"),
+        ),
+    ],
+)
 def test_a_touching_pair_is_cut_into_two_digits(first, second, text):
     image, pen = sheet(500, 240)
     first(pen)

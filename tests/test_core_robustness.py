@@ -1,5 +1,6 @@
 """Robustness reports on tiny runs: every corruption and severity scored, JSON round trip, mCE, the cache keyed
 by the weights (kept through renames and metadata rewrites), shipped reports, the CLI; the held-out split."""
+
 import json
 import math
 from unittest import mock
@@ -11,8 +12,14 @@ from ocr_core import robustness
 from ocr_core.cli import main
 from ocr_core.corruptions import CORRUPTIONS, SEVERITIES, SUITE_VERSION
 from ocr_core.errors import ConfigError, UserError
-from ocr_core.robustness import (RobustnessReport, cached_report, report_subset, run_report, run_weights_hash,
-                                 write_report)
+from ocr_core.robustness import (
+    RobustnessReport,
+    cached_report,
+    report_subset,
+    run_report,
+    run_weights_hash,
+    write_report,
+)
 from ocr_core.runs import holdout_digits, rescore_run, train_run
 from ocr_core.training import TrainConfig, TrainingCallback, fit
 
@@ -38,8 +45,9 @@ def test_a_report_scores_every_corruption_and_severity_and_round_trips(trained, 
     heard = []
     report = run_report("tiny", trained, tiny_data, progress=lambda done, total, label: heard.append((done, total)))
     assert [done for done, _ in heard] == list(range(1, 77)) and {total for _, total in heard} == {76}
-    assert set(report.accuracy) == set(CORRUPTIONS) and all(set(by) == set(SEVERITIES) for by in
-                                                             report.accuracy.values())
+    assert set(report.accuracy) == set(CORRUPTIONS) and all(
+        set(by) == set(SEVERITIES) for by in report.accuracy.values()
+    )
     assert all(0 <= value <= 1 for by in report.accuracy.values() for value in by.values())
     assert report.digits == 128 and report.suite_version == SUITE_VERSION and 0 <= report.clean <= 1
     assert report.mean(3) == pytest.approx(sum(by[3] for by in report.accuracy.values()) / 15)

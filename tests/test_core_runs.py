@@ -59,8 +59,9 @@ class StopAfterFirstReport(TrainingCallback):
 def test_a_stopped_run_is_kept_marked_or_discarded(store, tiny_data, keep):
     stop = threading.Event()
     config = TrainConfig(architecture="fast", epochs=3, batch_size=32)
-    info, result = train_run("halfway", config, store, tiny_data, (StopAfterFirstReport(stop),), stop,
-                             keep_if_stopped=keep)
+    info, result = train_run(
+        "halfway", config, store, tiny_data, (StopAfterFirstReport(stop),), stop, keep_if_stopped=keep
+    )
     assert result.stopped
     if keep:
         metadata = store.info("halfway").metadata

@@ -1,4 +1,5 @@
 """Strength sweeps: each transform at growing strength, seeded, scored and cached per run."""
+
 from __future__ import annotations
 
 from unittest import mock
@@ -61,9 +62,10 @@ def test_sweeps_are_scored_at_every_point_and_cached_per_run(store, tiny_data, t
 
 def test_compute_sweeps_accuracy_is_the_share_of_right_answers(tiny_data):
     model = mock.MagicMock()
-    with mock.patch.object(sweeps, "folded_for_inference", return_value=model), \
-            mock.patch.object(sweeps, "predict_probabilities",
-                              side_effect=lambda m, x: np.eye(10)[np.zeros(len(x), int)]):
+    with (
+        mock.patch.object(sweeps, "folded_for_inference", return_value=model),
+        mock.patch.object(sweeps, "predict_probabilities", side_effect=lambda m, x: np.eye(10)[np.zeros(len(x), int)]),
+    ):
         result = compute_sweeps(model, tiny_data.test_images[:40], tiny_data.test_labels[:40], "w")
     share_of_zeros = float((tiny_data.test_labels[:40].numpy() == 0).mean())
     assert all(value == pytest.approx(share_of_zeros) for values in result.accuracy.values() for value in values)

@@ -6,9 +6,20 @@ import torch
 
 from ocr_core.errors import ConfigError, UserError
 from ocr_core.evaluation import evaluate
-from ocr_core.training import (HOLDOUT, RECIPES, Cadence, TrainConfig, TrainingCallback, ema_update, fit,
-                               has_native_bf16, recalibrate_batch_norm, resolve_device, resolve_precision,
-                               with_overrides)
+from ocr_core.training import (
+    HOLDOUT,
+    RECIPES,
+    Cadence,
+    TrainConfig,
+    TrainingCallback,
+    ema_update,
+    fit,
+    has_native_bf16,
+    recalibrate_batch_norm,
+    resolve_device,
+    resolve_precision,
+    with_overrides,
+)
 
 TINY = TrainConfig(architecture="fast", epochs=2, batch_size=32, learning_rate=0.01)
 
@@ -79,12 +90,20 @@ def test_optimizer_and_schedule_choices_train(tiny_data, optimizer, schedule):
     assert fit(config, tiny_data).history[0].test_accuracy > 0.3
 
 
-@pytest.mark.parametrize("overrides, message", [
-    ({"architecture": "vgg"}, "architecture"), ({"epochs": 0}, "epochs"), ({"batch_size": 0}, "batch size"),
-    ({"learning_rate": -1}, "learning rate"), ({"optimizer": "lion"}, "optimizer"),
-    ({"schedule": "cosine"}, "schedule"), ({"augment": "spin=1"}, "spin"), ({"ema_decay": 1.0}, "ema decay"),
-    ({"precision": "fp16"}, "precision"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"architecture": "vgg"}, "architecture"),
+        ({"epochs": 0}, "epochs"),
+        ({"batch_size": 0}, "batch size"),
+        ({"learning_rate": -1}, "learning rate"),
+        ({"optimizer": "lion"}, "optimizer"),
+        ({"schedule": "cosine"}, "schedule"),
+        ({"augment": "spin=1"}, "spin"),
+        ({"ema_decay": 1.0}, "ema decay"),
+        ({"precision": "fp16"}, "precision"),
+    ],
+)
 def test_bad_config_is_rejected_before_training(overrides, message):
     with pytest.raises(ConfigError, match=message):
         TrainConfig(**overrides)
@@ -92,11 +111,21 @@ def test_bad_config_is_rejected_before_training(overrides, message):
 
 def test_recipes_include_the_exact_tutorial_recipe():
     tutorial = RECIPES["tutorial"]
-    assert (tutorial.architecture, tutorial.epochs, tutorial.batch_size, tutorial.learning_rate,
-            tutorial.optimizer, tutorial.schedule, tutorial.augment) == (
-                "seed", 5, 64, 1e-3, "adam", "constant", "none")
+    assert (
+        tutorial.architecture,
+        tutorial.epochs,
+        tutorial.batch_size,
+        tutorial.learning_rate,
+        tutorial.optimizer,
+        tutorial.schedule,
+        tutorial.augment,
+    ) == ("seed", 5, 64, 1e-3, "adam", "constant", "none")
     assert (tutorial.weight_decay, tutorial.label_smoothing, tutorial.ema_decay, tutorial.precision) == (
-        0, 0, 0, "fp32")
+        0,
+        0,
+        0,
+        "fp32",
+    )
     assert RECIPES["fast"] == TrainConfig(holdout=HOLDOUT), "the defaults are the fast recipe, with a holdout"
     assert all(recipe.holdout == HOLDOUT == 5000 for recipe in RECIPES.values())
 
@@ -157,12 +186,15 @@ def test_auto_precision_uses_bf16_only_where_the_hardware_has_it():
     assert resolve_precision("auto", torch.device("mps")) == "fp32"
 
 
-@pytest.mark.parametrize("settings, message", [
-    ({"epochs": "2"}, "epochs must be a number"),
-    ({"batch_size": 1.5}, "batch_size must be a whole number"),
-    ({"seed": True}, "seed must be a whole number"),
-    ({"optimizer": 3}, "optimizer must be text"),
-])
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"epochs": "2"}, "epochs must be a number"),
+        ({"batch_size": 1.5}, "batch_size must be a whole number"),
+        ({"seed": True}, "seed must be a whole number"),
+        ({"optimizer": 3}, "optimizer must be text"),
+    ],
+)
 def test_settings_of_the_wrong_type_are_config_errors_not_type_errors(settings, message):
     with pytest.raises(ConfigError, match=message) as raised:
         TrainConfig(**settings)
@@ -208,8 +240,10 @@ def test_scores_per_epoch_scores_test_and_training_images_alike_without_changing
     training_images = evaluate(scored.model, tiny_data.train_images[:128], tiny_data.train_labels[:128])
     assert last.train_accuracy == training_images.accuracy  # eval mode, unaugmented: as the test set is scored
     plain = fit(TINY, tiny_data)
-    assert all(torch.equal(a, b) for a, b in zip(plain.model.state_dict().values(),
-                                                   scored.model.state_dict().values(), strict=True))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(plain.model.state_dict().values(), scored.model.state_dict().values(), strict=True)
+    )
     recorder.points.clear()
     fit(replace(TINY, epochs=0.5), tiny_data, (recorder,), scores_per_epoch=4)  # 8 steps: every 2
     assert [point.epoch for point in recorder.points] == [0.125, 0.25, 0.375, 0.5]

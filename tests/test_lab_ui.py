@@ -1,5 +1,6 @@
 """The app's helpers that are not widgets: the Train form's config, names and progress text, and the
 progress recorder's cadence, tested without running a page."""
+
 import pytest
 
 from conftest import tiny_mnist
@@ -9,8 +10,14 @@ from ocr_core import PRESETS, RECIPES, Cadence, CheckpointError, ConfigError, Tr
 
 
 def form_state(**changes):
-    state = {**train_form.recipe_settings(RECIPES["tutorial"]), "train.name": " mine ", "train.overwrite": False,
-             "train.images": 256, "train.owner_label": "", "train.if_stopped": "discard"}
+    state = {
+        **train_form.recipe_settings(RECIPES["tutorial"]),
+        "train.name": " mine ",
+        "train.overwrite": False,
+        "train.images": 256,
+        "train.owner_label": "",
+        "train.if_stopped": "discard",
+    }
     return {**state, **changes}
 
 
@@ -51,10 +58,12 @@ def test_a_taken_name_needs_replace(store):
 
 def test_progress_text():
     assert train_form.progress_text(Snapshot(), finishing=False) == "Starting…"
-    running = Snapshot(epoch=2, total_epochs=5, step=1200, total_steps=4690, images_per_second=2345.6,
-                       eta_seconds=125.2)
+    running = Snapshot(
+        epoch=2, total_epochs=5, step=1200, total_steps=4690, images_per_second=2345.6, eta_seconds=125.2
+    )
     assert train_form.progress_text(running, finishing=False) == (
-        "Epoch 2/5 · step 1,200/4,690 · 2,346 images/s · ETA 2:05")
+        "Epoch 2/5 · step 1,200/4,690 · 2,346 images/s · ETA 2:05"
+    )
     assert train_form.progress_text(running, finishing=True).startswith("Scoring")
 
 

@@ -1,4 +1,5 @@
 """Chart builders of lab_ui.charts, checked on the Vega-Lite specs they produce."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -15,11 +16,14 @@ def chart_rows(chart) -> list[dict]:
 def test_confusion_text_is_white_exactly_on_dark_cells():
     confusion = np.array([[60, 40, 0], [1, 99, 0], [0, 0, 100]])  # row 0: 60% right, 40% taken for a 1
     for normalised in (True, False):
-        dark = {(row["true"], row["predicted"]): row["dark"]
-                for row in chart_rows(charts.confusion_chart(confusion, normalised))}
+        dark = {
+            (row["true"], row["predicted"]): row["dark"]
+            for row in chart_rows(charts.confusion_chart(confusion, normalised))
+        }
         assert dark[(1, 1)] and not dark[(1, 0)]
-    normalised = {(row["true"], row["predicted"]): row["dark"]
-                  for row in chart_rows(charts.confusion_chart(confusion, True))}
+    normalised = {
+        (row["true"], row["predicted"]): row["dark"] for row in chart_rows(charts.confusion_chart(confusion, True))
+    }
     assert normalised[(0, 1)]  # 40% is well into the dark half of the square-root ramp: white text
 
 

@@ -4,6 +4,7 @@ side, and the feature maps.
     OCR_DATA_DIR=/path/to/data python docs/screenshots/inside.py
 
 Uses the shipped runs; needs Debian's chromium at /usr/bin/chromium and the Python playwright package."""
+
 from __future__ import annotations
 
 import sys

@@ -6,6 +6,7 @@
 
 Uses the shipped runs (copied to a temp dir, so the demo training leaves nothing behind) and real MNIST;
 needs Debian's chromium at /usr/bin/chromium and the Python playwright package."""
+
 from __future__ import annotations
 
 import shutil
@@ -17,8 +18,17 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent.parent), str(HERE.parent.parent / "tests")]
 
-from browser_session import (PROJECT_DIR, SEVEN, TWENTY_TWENTY_SIX, browser_page, draw, metric_value,  # noqa: E402
-                             prediction, streamlit_server, wait_until_idle)
+from browser_session import (
+    PROJECT_DIR,
+    SEVEN,
+    TWENTY_TWENTY_SIX,
+    browser_page,
+    draw,
+    metric_value,  # noqa: E402
+    prediction,
+    streamlit_server,
+    wait_until_idle,
+)
 
 
 def shoot(page, name: str, height: int, idle: bool = True) -> None:
@@ -54,7 +64,7 @@ def train_demo(page) -> None:
 
 
 def read_demo(page) -> None:
-    """"2026" written on the Read page, with its boxes, crops and pipeline."""
+    """ "2026" written on the Read page, with its boxes, crops and pipeline."""
     page.get_by_role("link", name="Read").click()
     page.get_by_text("Write a number on the black canvas").wait_for(timeout=60_000)
     draw(page, TWENTY_TWENTY_SIX)
@@ -81,8 +91,10 @@ def main(only_read: bool = False) -> None:
             draw(page, SEVEN)
             print(f"drawn 7 read as {prediction(page)}")
             predicted = time.perf_counter()
-            print(f"cold start: server healthy after {healthy - started:.1f} s, Draw page ready after "
-                  f"{rendered - started:.1f} s, first prediction {predicted - rendered:.1f} s after drawing began")
+            print(
+                f"cold start: server healthy after {healthy - started:.1f} s, Draw page ready after "
+                f"{rendered - started:.1f} s, first prediction {predicted - rendered:.1f} s after drawing began"
+            )
             shoot(page, "draw", 1150)
             read_demo(page)
             page.get_by_role("link", name="Evaluate").click()
