@@ -18,13 +18,13 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent.parent), str(HERE.parent.parent / "tests")]
 
-from browser_session import (
+from browser_session import (  # noqa: E402  (after the sys.path line above)
     PROJECT_DIR,
     SEVEN,
     TWENTY_TWENTY_SIX,
     browser_page,
     draw,
-    metric_value,  # noqa: E402
+    metric_value,
     prediction,
     streamlit_server,
     wait_until_idle,
