@@ -426,8 +426,10 @@ def command_explain(args: argparse.Namespace) -> int:
     from .explain import write_explanation
 
     model, _ = RunStore().load(args.name)
-    digit = digit_from_image(load_image(args.image))
-    report = write_explanation(model, digit, args.out, args.target)
+    prepared = digit_from_image(load_image(args.image))
+    if not prepared.readable:
+        raise ImageError(f"{args.image}: {prepared.problem}")
+    report = write_explanation(model, prepared.digit, args.out, args.target)
     print(
         f"{args.name} reads {args.image} as {report.prediction} ({report.confidence:.1%}); explaining {report.target}:"
     )
