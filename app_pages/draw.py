@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from lab_ui import canvas, charts, inside, loaders
-from lab_ui.widgets import ACTIVE_RUN, describe_run, enlarged, errors_shown, show_skipped
+from lab_ui.widgets import enlarged, errors_shown, model_selector, show_skipped
 from ocr_core import CheckpointError, ImageError, RunInfo, digit_from_image, load_image
 from ocr_core.calibration import CalibrationError
 from ocr_core.preprocess import prepare
@@ -108,26 +108,7 @@ def comparison_table(runs: list[RunInfo], digit, active: str) -> pd.DataFrame:
 st.title("Draw a digit")
 st.caption("Sketch a digit from 0 to 9 and a convolutional network trained on MNIST reads it as you draw.")
 
-runs, skipped = loaders.list_runs()
-if not runs:
-    st.error(
-        f"There are no usable runs in `{loaders.run_store().root}`. Train one on the Train page.",
-        icon=":material/error:",
-    )
-    show_skipped(skipped)
-    st.stop()
-
-names = [run.name for run in runs]
-selector_column, description_column = st.columns([1, 3], vertical_alignment="bottom")
-selector_column.selectbox(
-    "Model",
-    names,
-    key=ACTIVE_RUN,
-    persist_state="session",
-    help="Any saved run; `best` is the most accurate shipped model.",
-)
-active = runs[names.index(st.session_state[ACTIVE_RUN])]
-description_column.caption(describe_run(active))
+runs, skipped, active = model_selector()
 
 input_column, result_column = st.columns([2, 3], gap="large")
 with input_column:

@@ -5,7 +5,7 @@ import streamlit as st
 
 from lab_ui import canvas, loaders
 from lab_ui.reading import annotated
-from lab_ui.widgets import ACTIVE_RUN, describe_run, enlarged, show_skipped
+from lab_ui.widgets import enlarged, model_selector, show_skipped
 from ocr_core import CheckpointError, ImageError, load_image
 from ocr_core.reading import READ_SIDE, UNSURE_BELOW, Reading, read_number
 
@@ -99,26 +99,7 @@ st.caption(
     "image up, cuts it into digits and reads each with the chosen network."
 )
 
-runs, skipped = loaders.list_runs()
-if not runs:
-    st.error(
-        f"There are no usable runs in `{loaders.run_store().root}`. Train one on the Train page.",
-        icon=":material/error:",
-    )
-    show_skipped(skipped)
-    st.stop()
-
-names = [run.name for run in runs]
-selector_column, description_column = st.columns([1, 3], vertical_alignment="bottom")
-selector_column.selectbox(
-    "Model",
-    names,
-    key=ACTIVE_RUN,
-    persist_state="session",
-    help="Any saved run; `best` is the most accurate shipped model.",
-)
-active = runs[names.index(st.session_state[ACTIVE_RUN])]
-description_column.caption(describe_run(active))
+runs, skipped, active = model_selector()
 
 source = st.segmented_control(
     "Input",

@@ -103,6 +103,31 @@ def require_dataset(purpose: str) -> MnistData | None:
     return None
 
 
+def model_selector() -> tuple[list[RunInfo], list[RunInfo], RunInfo]:
+    """The pages' model picker: (usable runs, skipped files, the session's chosen run); stops the page with
+    a message when no run is usable."""
+    runs, skipped = loaders.list_runs()
+    if not runs:
+        st.error(
+            f"There are no usable runs in `{loaders.run_store().root}`. Train one on the Train page.",
+            icon=":material/error:",
+        )
+        show_skipped(skipped)
+        st.stop()
+    names = [run.name for run in runs]
+    selector_column, description_column = st.columns([1, 3], vertical_alignment="bottom")
+    selector_column.selectbox(
+        "Model",
+        names,
+        key=ACTIVE_RUN,
+        persist_state="session",
+        help="Any saved run; `best` is the most accurate shipped model.",
+    )
+    active = runs[names.index(st.session_state[ACTIVE_RUN])]
+    description_column.caption(describe_run(active))
+    return runs, skipped, active
+
+
 def show_skipped(skipped: list[RunInfo]) -> None:
     if skipped:
         with st.expander(f"{len(skipped)} checkpoint file(s) skipped", icon=":material/warning:"):
