@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -35,6 +36,8 @@ from .corruptions import CORRUPTIONS, DEFAULT_SEVERITY, SEVERITIES, SUITE_VERSIO
 from .data import MnistData, cache_dir, load_mnist
 from .errors import UserError
 from .evaluation import folded_for_inference, predict_probabilities
+
+T = TypeVar("T")
 
 DIGITS_PER_CLASS = 200
 BASELINE_RUN = "seed"  # mCE is relative to the tutorial CNN, as ImageNet-C's is to AlexNet
@@ -223,25 +226,41 @@ def run_weights_hash(info: RunInfo) -> str:
 def cached_report(info: RunInfo, store: RunStore) -> RobustnessReport | None:
     """The run's report if one was computed or shipped for its exact weights, else None (never computes).
     A damaged cache file counts as missing."""
-    name = report_file_name(run_weights_hash(info))
+    return first_readable(
+        store,
+        report_file_name(run_weights_hash(info)),
+        RobustnessReport.from_json,
+        lambda report: report.suite_version == SUITE_VERSION,
+    )
+
+
+def first_readable(
+    store: RunStore, file_name: str, parse: Callable[[str], T], current: Callable[[T], bool]
+) -> T | None:
+    """The first shipped-then-cached file of this name that parses and is `current`; damaged files count as missing.
+    Robustness reports and sweeps are looked up this way."""
     for folder in (shipped_reports_dir(store), report_cache_dir()):
         try:
-            report = RobustnessReport.from_json((folder / name).read_text())
+            value = parse((folder / file_name).read_text())
         except (OSError, UserError):
             continue
-        if report.suite_version == SUITE_VERSION:
-            return report
+        if current(value):
+            return value
     return None
 
 
-def write_report(report: RobustnessReport, folder: Path) -> Path:
-    """Atomic write: concurrent readers see the old file or the new one, never half of one."""
+def write_atomically(folder: Path, file_name: str, text: str) -> Path:
+    """Concurrent readers see the old file or the new one, never half of one."""
     folder.mkdir(parents=True, exist_ok=True)
-    final = folder / report_file_name(report.weights)
+    final = folder / file_name
     temporary = folder / f".{final.name}.{os.getpid()}.tmp"
-    temporary.write_text(report.to_json())
+    temporary.write_text(text)
     os.replace(temporary, final)
     return final
+
+
+def write_report(report: RobustnessReport, folder: Path) -> Path:
+    return write_atomically(folder, report_file_name(report.weights), report.to_json())
 
 
 def run_report(

@@ -11,7 +11,6 @@ to the robustness reports, keyed by the run's weights and `SWEEP_VERSION`.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable
 from contextlib import suppress
@@ -33,10 +32,11 @@ from .errors import UserError
 from .evaluation import folded_for_inference, predict_probabilities
 from .robustness import (
     ReportProgress,
+    first_readable,
     report_cache_dir,
     report_subset,
     run_weights_hash,
-    shipped_reports_dir,
+    write_atomically,
 )
 
 SWEEP_VERSION = 1
@@ -169,24 +169,11 @@ def sweep_file_name(weights: str) -> str:
 
 def cached_sweeps(weights: str, store: RunStore) -> SweepResult | None:
     """Shipped (beside the runs, like their robustness reports) or cached sweeps of these weights, else None."""
-    for folder in (shipped_reports_dir(store), report_cache_dir()):
-        try:
-            result = SweepResult.from_json((folder / sweep_file_name(weights)).read_text())
-        except (OSError, UserError):
-            continue
-        if result.weights == weights:
-            return result
-    return None
+    return first_readable(store, sweep_file_name(weights), SweepResult.from_json, lambda r: r.weights == weights)
 
 
 def write_sweeps(result: SweepResult, folder: Path) -> Path:
-    """Atomic write, as robustness reports are written."""
-    folder.mkdir(parents=True, exist_ok=True)
-    final = folder / sweep_file_name(result.weights)
-    temporary = folder / f".{final.name}.{os.getpid()}.tmp"
-    temporary.write_text(json.dumps(asdict(result), indent=1))
-    os.replace(temporary, final)
-    return final
+    return write_atomically(folder, sweep_file_name(result.weights), json.dumps(asdict(result), indent=1))
 
 
 def run_sweeps(
