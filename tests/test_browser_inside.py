@@ -4,6 +4,7 @@ feature maps render as images (decoded, not broken), on the shipped runs when th
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 from app_fixtures import PROJECT_DIR, make_app_environment
@@ -15,11 +16,18 @@ if not CHROMIUM.exists() and os.environ.get("OCR_REQUIRE_BROWSER") != "1":
     pytest.skip(f"{CHROMIUM} is not installed (CI sets OCR_REQUIRE_BROWSER=1 to fail instead)", allow_module_level=True)
 
 
-def rendered_images(page, caption_text: str) -> list[int]:
-    """Natural widths of the images whose caption contains `caption_text` (0: not decoded)."""
+def rendered_images(page, caption_text: str, timeout: float = 60) -> list[int]:
+    """Natural widths of the images whose caption contains `caption_text` (0: broken, or still not decoded
+    after `timeout` seconds: an image that has just appeared may still be loading)."""
     images = page.locator('[data-testid="stImage"]').filter(has_text=caption_text).locator("img")
     images.first.wait_for(timeout=120_000)
-    return images.evaluate_all("images => images.map(image => image.complete ? image.naturalWidth : 0)")
+    deadline = time.monotonic() + timeout
+    while True:
+        loaded = images.evaluate_all("images => images.map(image => image.complete)")
+        if all(loaded) or time.monotonic() > deadline:
+            return images.evaluate_all("images => images.map(image => image.complete ? image.naturalWidth : 0)")
+        images.last.scroll_into_view_if_needed()  # in case the browser defers images out of view
+        time.sleep(0.2)
 
 
 def open_section(page) -> None:
