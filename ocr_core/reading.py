@@ -16,6 +16,7 @@ intermediate images of each step kept for the app.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import pairwise
 
@@ -24,8 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .calibration import Calibration, features_of, logits_of, softmax
 from .cleanup import CleanUp, clean_up, greyscale
-from .evaluation import predict_probabilities
 from .preprocess import mnist_input
 
 MIN_WRITING = 0.04  # ink smaller than this fraction of the picture's shorter side is dirt, not writing
@@ -48,6 +49,12 @@ DIGIT_WIDTH = 0.9  # the widest a single digit usually is, in digit heights
 SHORT = 0.45  # a piece lower than this fraction of the digits' height is not a digit of its own
 SHORT_PENALTY = 3.0  # log-probability lost by such a piece
 CUT_PENALTY = 0.5  # log-probability each cut costs: a cut must make the reading clearly more confident
+JOIN_GAP = 0.25  # neighbouring glyphs this close (in digit heights) may be pieces of one digit
+JOIN_WIDTH = 1.0  # ... when together no wider than this many digit heights
+JOIN_PENALTY = 0.5  # log-probability each join costs, as a cut does
+MAX_JOINED = 3
+STRANGENESS_FREE = 1.0  # a piece whose out-of-distribution score is within this share of the run's threshold
+STRANGENESS_PENALTY = 2.0  # ... costs nothing; beyond it, this many log-units per threshold's worth
 
 
 @dataclass(frozen=True)
@@ -58,10 +65,17 @@ class DigitReading:
     box: tuple[int, int, int, int]  # x, y, width, height in the input image
     model_input: torch.Tensor  # (28, 28) as the model saw it
     split: bool  # cut out of a component that held several digits
+    # The run's out-of-distribution score over its threshold (above 1: unlike any digit the run knows), or
+    # None when the run has no calibration (calibration.py).
+    strangeness: float | None = None
+
+    @property
+    def looks_like_digit(self) -> bool | None:
+        return None if self.strangeness is None else self.strangeness <= 1.0
 
     @property
     def unsure(self) -> bool:
-        return self.confidence < UNSURE_BELOW
+        return self.confidence < UNSURE_BELOW or self.looks_like_digit is False
 
 
 @dataclass(frozen=True)
@@ -86,6 +100,11 @@ class Reading:
     @property
     def text(self) -> str:
         return "".join(str(digit.digit) for digit in self.digits)
+
+    @property
+    def not_digits(self) -> list[int]:
+        """Indices of the digits whose ink does not look like a digit to the run (kept in the text, flagged)."""
+        return [index for index, digit in enumerate(self.digits) if digit.looks_like_digit is False]
 
     @property
     def weakest(self) -> int | None:
@@ -321,6 +340,76 @@ def plausibility_cost(pieces: list[Component], height: float) -> float:
     return WIDTH_PENALTY * too_wide + SHORT_PENALTY * too_short + CUT_PENALTY * (len(pieces) - 1)
 
 
+@dataclass(frozen=True)
+class Unit:
+    """One way to read glyphs `start` to `stop` (exclusive) of the line: a glyph whole or cut into pieces,
+    or several glyphs joined into one digit (pieces the pen left apart)."""
+
+    start: int
+    stop: int
+    pieces: list[Component]
+
+    def cost(self, height: float) -> float:
+        """Log-probability lost for pieces that do not look like one digit each, and for each join."""
+        return plausibility_cost(self.pieces, height) + JOIN_PENALTY * (self.stop - self.start - 1)
+
+
+def joinable(group: list[Component], height: float) -> bool:
+    """Neighbouring glyphs close enough, and together narrow enough, to be one digit in several pieces."""
+    whole = joined(group)
+    gaps = [later.left - max(c.right for c in group[: index + 1]) for index, later in enumerate(group[1:])]
+    return max(gaps) <= JOIN_GAP * height and whole.width <= JOIN_WIDTH * height
+
+
+def candidate_units(glyphs: list[Component], height: float) -> list[Unit]:
+    """Every way to read each glyph (whole or cut) and each run of up to MAX_JOINED neighbours (joined)."""
+    units = []
+    for start, glyph in enumerate(glyphs):
+        units.extend(Unit(start, start + 1, pieces) for pieces in split_options(glyph, height))
+        for stop in range(start + 2, min(len(glyphs), start + MAX_JOINED) + 1):
+            if joinable(glyphs[start:stop], height):
+                units.append(Unit(start, stop, [joined(glyphs[start:stop])]))
+    return units
+
+
+def best_path(
+    units: list[Unit], probabilities: np.ndarray, strangeness: np.ndarray | None, height: float, count: int
+) -> list[tuple[Unit, int]]:
+    """The units covering all `count` glyphs whose digits the model reads with the highest joint confidence
+    (log-probabilities summed, less each unit's cost and, when the run is calibrated, less a penalty for
+    pieces unlike any digit: the model reads a fragment confidently, but its features are far from every
+    digit's), by dynamic programming from left to right; each with the row of its first piece."""
+    best = [0.0] + [-np.inf] * count
+    choice: list[tuple[Unit, int] | None] = [None] * (count + 1)
+    starts = np.cumsum([0] + [len(unit.pieces) for unit in units])[:-1]
+    for unit, first in sorted(zip(units, starts, strict=True), key=lambda pair: pair[0].stop):
+        rows = probabilities[first : first + len(unit.pieces)]
+        score = best[unit.start] + float(np.log(rows.max(1) + 1e-9).sum()) - unit.cost(height)
+        if strangeness is not None:
+            strange = strangeness[first : first + len(unit.pieces)]
+            score -= STRANGENESS_PENALTY * float(np.clip(strange - STRANGENESS_FREE, 0, None).sum())
+        if score > best[unit.stop]:
+            best[unit.stop], choice[unit.stop] = score, (unit, int(first))
+    path, position = [], count
+    while position > 0:
+        unit, first = choice[position]
+        path.append((unit, first))
+        position = unit.start
+    return path[::-1]
+
+
+@contextmanager
+def one_thread():
+    """Run torch on one thread: a number's few dozen 28x28 pieces gain little from a second, and on a busy
+    machine (other sessions, a training) the threads wait for each other: ~10x slower, measured."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def to_input_box(
     transform_back: np.ndarray, piece: Component, scale: float, shape: tuple[int, int]
 ) -> tuple[int, int, int, int]:
@@ -364,9 +453,12 @@ PALETTE = np.array(
 )
 
 
-def read_number(image: np.ndarray, model: nn.Module) -> Reading:
+def read_number(image: np.ndarray, model: nn.Module, calibration: Calibration | None = None) -> Reading:
     """Read the digits of a handwritten number (any polarity, paper, lighting) from left to right.
-    `model` is best prepared with `evaluation.folded_for_inference` (several times faster on a CPU)."""
+    `model` (an nn.Sequential ending in its classifier) is best prepared with
+    `evaluation.folded_for_inference` (faster on a CPU). With the run's `calibration`, the confidences are
+    calibrated, pieces unlike any digit are avoided when cutting and joining, and a digit whose ink still
+    looks like no digit is flagged (`DigitReading.looks_like_digit`)."""
     grey = greyscale(image)
     input_shape = grey.shape
     shrink = min(1.0, READ_SIDE / max(grey.shape))
@@ -405,25 +497,20 @@ def read_number(image: np.ndarray, model: nn.Module) -> Reading:
         else:
             marks.append(Mark(kind, to_input_box(transform_back, group, scale, input_shape)))
 
-    # Every candidate piece goes through the model in one batch; then each component keeps its best cut.
-    options = [split_options(glyph, height) for glyph in glyphs]
-    pieces = [piece for choices in options for pieces in choices for piece in pieces]
+    units = candidate_units(glyphs, height)
+    pieces = [piece for unit in units for piece in unit.pieces]
     inputs = torch.stack([mnist_input(piece.mask) for piece in pieces]) if pieces else torch.zeros(0, 28, 28)
-    probabilities = predict_probabilities(model, inputs) if pieces else np.zeros((0, 10), np.float32)
-    digits, cursor = [], 0
+    with one_thread():
+        features = features_of(model, inputs)
+        logits = logits_of(model, features)
+        strangeness = calibration.detector.scores(features) / calibration.detector.threshold if calibration else None
+    probabilities = softmax(logits)  # the segmentation is judged on the plain softmax, whatever the calibration
+    reported = softmax(logits, calibration.temperature) if calibration else probabilities
+    digits = []
     segments = np.dstack([deskewed * 90] * 3).astype(np.uint8)
-    for choices in options:
-        best, best_score, best_start = None, -np.inf, 0
-        for pieces_of_choice in choices:
-            chunk = probabilities[cursor : cursor + len(pieces_of_choice)]
-            score = float(np.log(chunk.max(1) + 1e-9).sum()) - plausibility_cost(pieces_of_choice, height)
-            if score > best_score:
-                best, best_score, best_start = pieces_of_choice, score, cursor
-            cursor += len(pieces_of_choice)
-        if best is None:
-            continue
-        for offset, piece in enumerate(best):
-            row = probabilities[best_start + offset]
+    for unit, start in best_path(units, probabilities, strangeness, height, len(glyphs)):
+        for offset, piece in enumerate(unit.pieces):
+            row = reported[start + offset]
             digit = int(row.argmax())
             colour = PALETTE[len(digits) % len(PALETTE)]
             region = segments[piece.top : piece.bottom, piece.left : piece.right]
@@ -434,8 +521,9 @@ def read_number(image: np.ndarray, model: nn.Module) -> Reading:
                     float(row[digit]),
                     row,
                     to_input_box(transform_back, piece, scale, input_shape),
-                    inputs[best_start + offset],
-                    len(best) > 1,
+                    inputs[start + offset],
+                    len(unit.pieces) > 1,
+                    None if strangeness is None else float(strangeness[start + offset]),
                 )
             )
     return finish(digits, marks, rotation, slant, deskewed, segments)

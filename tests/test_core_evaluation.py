@@ -68,7 +68,7 @@ def test_evaluation_restores_training_mode():
 @pytest.mark.parametrize("architecture", ["fast", "deep"])
 def test_folding_batch_norm_keeps_the_outputs_and_leaves_the_model_alone(architecture):
     from ocr_core.evaluation import folded_for_inference
-    from ocr_core.models import as_model_input, build_model
+    from ocr_core.models import as_model_input, build_model, penultimate_features
 
     torch.manual_seed(0)
     model = build_model(architecture)
@@ -82,3 +82,5 @@ def test_folding_batch_norm_keeps_the_outputs_and_leaves_the_model_alone(archite
     assert any(isinstance(layer, torch.nn.BatchNorm2d) for layer in model.modules())
     with torch.no_grad():
         assert torch.allclose(folded(images), model(images), atol=1e-5)
+    # still a Sequential ending in the classifier: the reader takes its features from the folded copy
+    assert torch.allclose(penultimate_features(folded, images), penultimate_features(model, images), atol=1e-5)
