@@ -39,21 +39,23 @@ MARK_SIZE = 0.3  # components within this fraction of the digits' height are dot
 UNDERLINE_WIDTH = 1.5  # flat components this many digit heights wide are underlines
 UNDERLINE_HEIGHT = 0.3
 PIECE_OVERLAP = 0.5  # components overlapping this much of the narrower one's width are one digit
-WIDE = 1.0  # a component wider than this many digit heights may hold several digits
+WIDE = 0.7  # a component wider than this many digit heights may hold several digits
 MAX_DIGITS_PER_COMPONENT = 4
 CUT_CANDIDATES = 4  # positions tried per cut: the even share and the column profile's lowest valleys
+CUT_WINDOW = 0.5  # each cut is searched within this share of a piece's width around its even share
+EDGE_SHARE = 0.08  # ... but not closer than this share of the component's width to its ends
 CUT_REACH = 0.2  # a cut path strays at most this fraction of the digits' height from its valley
 INK_COST = 10.0  # a cut path's cost per pixel of ink it crosses (one column aside costs at most 1)
 WIDTH_PENALTY = 3.0  # log-probability lost per digit height of width beyond DIGIT_WIDTH, per piece
 DIGIT_WIDTH = 0.9  # the widest a single digit usually is, in digit heights
 SHORT = 0.45  # a piece lower than this fraction of the digits' height is not a digit of its own
 SHORT_PENALTY = 3.0  # log-probability lost by such a piece
-CUT_PENALTY = 0.5  # log-probability each cut costs: a cut must make the reading clearly more confident
+CUT_PENALTY = 0.35  # log-probability each cut costs: a cut must make the reading clearly more confident
 JOIN_GAP = 0.25  # neighbouring glyphs this close (in digit heights) may be pieces of one digit
-JOIN_WIDTH = 1.0  # ... when together no wider than this many digit heights
+JOIN_WIDTH = 1.4  # ... when together no wider than this many digit heights
 JOIN_PENALTY = 0.5  # log-probability each join costs, as a cut does
 MAX_JOINED = 3
-STRANGENESS_FREE = 1.0  # a piece whose out-of-distribution score is within this share of the run's threshold
+STRANGENESS_FREE = 0.6  # a piece whose out-of-distribution score is within this share of the run's threshold
 STRANGENESS_PENALTY = 2.0  # ... costs nothing; beyond it, this many log-units per threshold's worth
 
 
@@ -235,14 +237,16 @@ def cut_path(mask: np.ndarray, column: int, reach: int) -> np.ndarray:
     height, width = mask.shape
     columns = np.arange(max(0, column - reach), min(width, column + reach + 1))
     cost = mask[:, columns].astype(np.float64) * INK_COST + np.abs(columns - column)[None] / max(reach, 1)
-    total = cost[0].copy()
+    # Each row's best total from the row above, one column left, straight or one column right (inf beyond).
+    padded = np.full(len(columns) + 2, np.inf)
+    padded[1:-1] = cost[0]
     steps = np.zeros((height, len(columns)), np.int8)
     for row in range(1, height):
-        left = np.concatenate([[np.inf], total[:-1]])
-        right = np.concatenate([total[1:], [np.inf]])
-        choice = np.argmin(np.vstack([left, total, right]), 0)
-        total = np.choose(choice, [left, total, right]) + cost[row]
-        steps[row] = choice - 1
+        left, straight, right = padded[:-2], padded[1:-1], padded[2:]
+        best = np.minimum(np.minimum(left, straight), right)
+        steps[row] = np.where(left == best, -1, np.where(straight == best, 0, 1))
+        padded[1:-1] = best + cost[row]
+    total = padded[1:-1]
     path = np.empty(height, np.int64)
     position = int(total.argmin())
     for row in range(height - 1, -1, -1):
@@ -290,14 +294,15 @@ def candidate_cuts(component: Component, height: float) -> list[list[int]]:
     for count in range(2, most + 1):
         per_cut = []
         for index in range(1, count):  # each cut searched around its even share of the width
-            low, high = int(width * (index - 0.5) / count), int(width * (index + 0.5) / count)
+            low = int(width * max(EDGE_SHARE, (index - CUT_WINDOW) / count))
+            high = int(width * min(1 - EDGE_SHARE, (index + CUT_WINDOW) / count))
             window = profile[low:high]
             if len(window) == 0:
                 continue
             order = np.argsort(window, kind="stable")
             # The even share itself, and the lowest valleys: overlapping digits (two 0s) have no valley
             # where they meet, only where each is thin.
-            chosen: list[int] = [(high - low) // 2]
+            chosen: list[int] = [int(width * index / count) - low]
             for position in order:  # the lowest valleys, apart from each other
                 if all(abs(position - other) > height / 8 for other in chosen):
                     chosen.append(int(position))
@@ -504,8 +509,8 @@ def read_number(image: np.ndarray, model: nn.Module, calibration: Calibration | 
         features = features_of(model, inputs)
         logits = logits_of(model, features)
         strangeness = calibration.detector.scores(features) / calibration.detector.threshold if calibration else None
-    probabilities = softmax(logits)  # the segmentation is judged on the plain softmax, whatever the calibration
-    reported = softmax(logits, calibration.temperature) if calibration else probabilities
+        probabilities = softmax(logits)  # the segmentation is judged on the plain softmax, whatever the calibration
+        reported = softmax(logits, calibration.temperature) if calibration else probabilities
     digits = []
     segments = np.dstack([deskewed * 90] * 3).astype(np.uint8)
     for unit, start in best_path(units, probabilities, strangeness, height, len(glyphs)):
