@@ -7,6 +7,8 @@ from lab_ui import canvas, loaders
 from lab_ui.reading import annotated
 from lab_ui.widgets import enlarged, model_selector, show_skipped
 from ocr_core import CheckpointError, ImageError, load_image
+from ocr_core.calibration import Calibration, CalibrationError
+from ocr_core.checkpoints import RunInfo
 from ocr_core.reading import READ_SIDE, UNSURE_BELOW, Reading, read_number
 
 CANVAS_WIDTH, CANVAS_HEIGHT = 840, 280
@@ -43,6 +45,16 @@ def uploaded_image() -> np.ndarray | None:
         return None
 
 
+def run_calibration(run: RunInfo) -> Calibration | None:
+    """The run's calibration (calibrated confidences, the not-a-digit flag); a damaged one is reported and
+    the number read without it."""
+    try:
+        return loaders.load_calibration(str(run.path), run.modified)
+    except CalibrationError as error:
+        st.warning(f"Run `{run.name}`: {error}. Reading without calibration.", icon=":material/warning:")
+        return None
+
+
 def show_result(image: np.ndarray, reading: Reading) -> None:
     text_column, copy_column = st.columns([1, 2], vertical_alignment="bottom")
     text_column.metric("Reading", reading.text, border=True)
@@ -54,6 +66,15 @@ def show_result(image: np.ndarray, reading: Reading) -> None:
             + (f" (below {UNSURE_BELOW:.0%}: check it)." if weakest.unsure else ".")
         )
         st.caption(f"Copy the text with the button on the right. {note}")
+    if reading.not_digits:
+        places = ", ".join(str(index + 1) for index in reading.not_digits)
+        st.warning(
+            f"**Digit {places} from the left does not look like a digit** to this run (its features are far "
+            "from every digit it was calibrated on): the text shows the closest digit; check it (red box).",
+            icon=":material/help:",
+        )
+    elif not any(digit.looks_like_digit is not None for digit in reading.digits):
+        st.caption("This run is not calibrated: it cannot tell whether a piece of ink is a digit at all.")
     if reading.marks:
         kinds = [mark.kind for mark in reading.marks]
         st.caption(
@@ -61,7 +82,11 @@ def show_result(image: np.ndarray, reading: Reading) -> None:
             + ", ".join(f"{kinds.count(kind)} {kind}{'s' * (kinds.count(kind) > 1)}" for kind in dict.fromkeys(kinds))
             + " (grey boxes)."
         )
-    st.image(annotated(image, reading), caption="Each digit's box on the input (orange: unsure)", width="stretch")
+    st.image(
+        annotated(image, reading),
+        caption="Each digit's box on the input (orange: unsure; red: does not look like a digit)",
+        width="stretch",
+    )
     st.markdown(
         "**What the model sees**, digit by digit (28×28, MNIST's recipe: crop, fit into 20×20, centre "
         "by centre of mass)"
@@ -70,7 +95,9 @@ def show_result(image: np.ndarray, reading: Reading) -> None:
     for column, digit in zip(columns, reading.digits, strict=True):
         column.image(
             enlarged(digit.model_input, 84),
-            caption=f"{digit.digit} · {digit.confidence:.0%}" + (" · cut" if digit.split else ""),
+            caption=f"{digit.digit} · {digit.confidence:.0%}"
+            + (" · cut" if digit.split else "")
+            + (" · not a digit?" if digit.looks_like_digit is False else ""),
         )
 
 
@@ -115,7 +142,7 @@ image = drawn_image() if source == "Draw" else uploaded_image()
 reading = None
 if image is not None:
     try:
-        reading = read_number(image, loaders.reader_model(active))
+        reading = read_number(image, loaders.reader_model(active), run_calibration(active))
     except ImageError as error:
         st.error(str(error), icon=":material/broken_image:")
     except CheckpointError as error:

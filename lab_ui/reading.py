@@ -8,11 +8,12 @@ from PIL import Image, ImageDraw
 from ocr_core.cleanup import greyscale
 from ocr_core.reading import Reading
 
-SURE, UNSURE, MARK = (27, 158, 119), (217, 95, 2), (150, 150, 150)
+SURE, UNSURE, NOT_A_DIGIT, MARK = (27, 158, 119), (217, 95, 2), (200, 30, 45), (150, 150, 150)
 
 
 def annotated(image: np.ndarray, reading: Reading) -> Image.Image:
-    """The input in grey with each digit's box and reading (orange when unsure) and the ignored marks."""
+    """The input in grey with each digit's box and reading (orange when unsure, red with a question mark when
+    the ink does not look like a digit) and the ignored marks."""
     grey = (greyscale(image) * 255).round().astype(np.uint8)
     picture = Image.fromarray(grey).convert("RGB")
     pen = ImageDraw.Draw(picture)
@@ -20,9 +21,11 @@ def annotated(image: np.ndarray, reading: Reading) -> Image.Image:
     font_size = max(12, round(min(picture.size) / 10))
     for digit in reading.digits:
         x, y, width, height = digit.box
-        colour = UNSURE if digit.unsure else SURE
+        strange = digit.looks_like_digit is False
+        colour = NOT_A_DIGIT if strange else UNSURE if digit.unsure else SURE
         pen.rectangle([x, y, x + width - 1, y + height - 1], outline=colour, width=line)
-        pen.text((x + line, max(0, y - font_size - line)), f"{digit.digit}", fill=colour, font_size=font_size)
+        label = f"{digit.digit}?" if strange else f"{digit.digit}"
+        pen.text((x + line, max(0, y - font_size - line)), label, fill=colour, font_size=font_size)
     for mark in reading.marks:
         x, y, width, height = mark.box
         pen.rectangle([x, y, x + width - 1, y + height - 1], outline=MARK, width=max(1, line // 2))

@@ -214,12 +214,21 @@ def command_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def read_line(entry: dict) -> str:
+    if "error" in entry:
+        return f"{entry['image']}: error: {entry['error']}"
+    strange = [str(index + 1) for index, digit in enumerate(entry["digits"]) if digit["looks_like_digit"] is False]
+    note = f" (digit {', '.join(strange)} from the left does not look like a digit)" if strange else ""
+    return f"{entry['image']}: {entry['text'] or '(no digits found)'}{note}"
+
+
 def command_read(args: argparse.Namespace) -> int:
-    model = folded_for_inference(RunStore().load(args.name)[0])
+    model, metadata = RunStore().load(args.name)
+    model, calibration = folded_for_inference(model), calibration_of(metadata)
     results, failures = [], 0
     for path in args.images:
         try:
-            reading = read_number(load_image(path, max_side=READ_SIDE), model)
+            reading = read_number(load_image(path, max_side=READ_SIDE), model, calibration)
         except ImageError as error:
             failures += 1
             results.append({"image": path, "error": str(error)})
@@ -229,16 +238,17 @@ def command_read(args: argparse.Namespace) -> int:
                 "image": path,
                 "text": reading.text,
                 "digits": [
-                    {"digit": digit.digit, "confidence": round(digit.confidence, 6), "box": list(digit.box)}
+                    {
+                        "digit": digit.digit,
+                        "confidence": round(digit.confidence, 6),
+                        "box": list(digit.box),
+                        "looks_like_digit": digit.looks_like_digit,
+                    }
                     for digit in reading.digits
                 ],
             }
         )
-    text = "\n".join(
-        f"{r['image']}: error: {r['error']}" if "error" in r else f"{r['image']}: {r['text'] or '(no digits found)'}"
-        for r in results
-    )
-    emit(results, args.json, text)
+    emit(results, args.json, "\n".join(read_line(entry) for entry in results))
     return 1 if failures else 0
 
 

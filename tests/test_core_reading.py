@@ -8,10 +8,12 @@ from functools import cache
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
 from conftest import PROJECT_DIR
+from ocr_core.calibration import calibration_of
 from ocr_core.checkpoints import RunStore
 from ocr_core.cleanup import clean_up
 from ocr_core.cli import main
@@ -202,6 +204,48 @@ def test_a_broken_digit_stays_one_digit():
     assert reading.text == "71"
 
 
+def test_a_bar_beside_its_digit_is_joined_by_the_joint_reading():
+    """A 5 whose top bar the pen left apart and too far right for the overlap rule: only reading the pieces
+    joined (the segmentation's join candidates) gives one 5 instead of 5 and 1."""
+    image, pen = sheet(600, 240)
+    pen.line([(160, 50), (155, 115)], fill=INK, width=12)
+    pen.arc([145, 95, 235, 195], start=-150, end=140, fill=INK, width=12)
+    pen.line([(210, 50), (290, 50)], fill=INK, width=12)
+    one(pen, 380)
+    reading = read_number(np.asarray(image), best())
+    assert reading.text == "51"
+    assert reading.digits[0].box[0] + reading.digits[0].box[2] >= 285, "the bar belongs to the 5's box"
+
+
+@cache
+def calibration():
+    return calibration_of(RunStore(SHIPPED).info("best").metadata)
+
+
+def test_ink_that_is_no_digit_is_flagged_not_dropped():
+    image, pen = sheet(700, 240)
+    draw_number(pen, [60, 220], "71")
+    for x in (420, 470):  # a hash sign after the number
+        pen.line([(x, 50), (x, 190)], fill=INK, width=12)
+    for y in (95, 145):
+        pen.line([(400, y), (495, y)], fill=INK, width=12)
+    reading = read_number(np.asarray(image), best(), calibration())
+    assert reading.text.startswith("71") and len(reading.text) == 3, "the closest digit stays in the text"
+    assert reading.not_digits == [2]
+    assert [digit.looks_like_digit for digit in reading.digits] == [True, True, False]
+    assert reading.digits[2].unsure and not reading.digits[0].unsure
+    uncalibrated = read_number(np.asarray(image), best())
+    assert uncalibrated.not_digits == [] and uncalibrated.digits[0].looks_like_digit is None
+
+
+def test_reading_leaves_torch_threads_as_they_were():
+    threads = torch.get_num_threads()
+    image, pen = sheet(400, 240)
+    draw_number(pen, [60], "7")
+    assert read_number(np.asarray(image), best()).text == "7"
+    assert torch.get_num_threads() == threads
+
+
 def test_dots_and_underlines_are_reported_not_read():
     image, pen = sheet(700, 280)
     draw_number(pen, [60, 220, 420], "171")
@@ -242,4 +286,5 @@ def test_cli_read_prints_text_and_json(tmp_path, monkeypatch, capsys):
     payload = json.loads(capsys.readouterr().out)
     assert payload[0]["text"] == "7101"
     assert [entry["digit"] for entry in payload[0]["digits"]] == [7, 1, 0, 1]
+    assert [entry["looks_like_digit"] for entry in payload[0]["digits"]] == [True] * 4  # `best` is calibrated
     assert all(len(entry["box"]) == 4 and 0 < entry["confidence"] <= 1 for entry in payload[0]["digits"])
