@@ -3,6 +3,7 @@ drawing of two digits."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from unittest import mock
 
 import numpy as np
@@ -67,3 +68,29 @@ def test_read_upload_without_digits_says_so(app_env):
     assert "No digits found" in texts(app.warning)
     app.file_uploader(key="read.upload").set_value(("notes.png", b"not an image", "image/png")).run()
     assert "not an image" in texts(app.error)
+
+
+def test_read_flags_a_digit_that_does_not_look_like_one(app_env):
+    """The run's not-a-digit signal on one piece (forced here: the tiny test runs are not calibrated) shows
+    as a warning naming the digit, a red box and a caption under its crop; the text keeps the closest digit."""
+    from ocr_core import reading
+
+    real = reading.read_number
+
+    def second_is_strange(*args, **kwargs):
+        result = real(*args, **kwargs)
+        digits = [replace(digit, strangeness=3.0 if index == 1 else 0.2) for index, digit in enumerate(result.digits)]
+        return replace(result, digits=tuple(digits))
+
+    with mock.patch.object(reading, "read_number", second_is_strange):
+        app = open_read_page(wide_drawing(2))
+    assert "Digit 2 from the left does not look like a digit" in texts(app.warning)
+    assert len(next(metric for metric in app.metric if metric.label == "Reading").value) == 2
+    captions = [caption for image in app.image for caption in image.captions]
+    assert sum("not a digit?" in caption for caption in captions) == 1
+
+
+def test_read_says_when_the_run_cannot_tell_digits_from_other_ink(app_env):
+    app = open_read_page(wide_drawing(2))
+    assert "not calibrated" in texts(app.caption)
+    assert not app.warning
