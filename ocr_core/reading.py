@@ -7,11 +7,12 @@ intermediate images of each step kept for the app.
   connected component (mu11 / mu02, the shear that makes the strokes upright, as MNIST deskewing does).
 - Segmentation: connected components; pieces stacked over each other (the top bar of a 5, a broken 4)
   join; flat wide strokes under the writing are underlines and small blobs are dots or commas, reported
-  but not read; a component wider than a digit is cut at the valleys of its column profile.
-- Recognition: each digit through the single-digit path's MNIST preparation and the model, all candidate
-  pieces in one batch; of the candidate cuts of a wide component, the one whose digits the model reads
-  with the highest joint confidence (log-probabilities summed, with a penalty for pieces too wide to be
-  one digit) wins.
+  but not read.
+- Recognition and the segmentation's last word: each glyph is read whole or cut (paths of least ink from
+  the valleys of its column profile), and neighbouring glyphs are also read joined (pieces the pen left
+  apart); all candidate pieces go through the model in one batch, and the path over the line whose digits
+  the model reads with the highest joint confidence wins (log-probabilities summed, less penalties for
+  implausible pieces, each cut and join, and, with the run's calibration, pieces unlike any digit).
 - Post-processing: the string, each digit's confidence, the weakest digit flagged."""
 
 from __future__ import annotations
