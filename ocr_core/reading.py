@@ -40,7 +40,6 @@ MARK_SIZE = 0.3  # components within this fraction of the digits' height are dot
 UNDERLINE_WIDTH = 1.5  # flat components this many digit heights wide are underlines
 UNDERLINE_HEIGHT = 0.3
 PIECE_OVERLAP = 0.5  # components overlapping this much of the narrower one's width are one digit
-WIDE = 0.7  # a component wider than this many digit heights may hold several digits
 MAX_DIGITS_PER_COMPONENT = 4
 CUT_CANDIDATES = 4  # positions tried per cut: the even share and the column profile's lowest valleys
 CUT_WINDOW = 0.5  # each cut is searched within this share of a piece's width around its even share
@@ -51,11 +50,24 @@ WIDTH_PENALTY = 3.0  # log-probability lost per digit height of width beyond DIG
 DIGIT_WIDTH = 0.9  # the widest a single digit usually is, in digit heights
 SHORT = 0.45  # a piece lower than this fraction of the digits' height is not a digit of its own
 SHORT_PENALTY = 3.0  # log-probability lost by such a piece
-CUT_PENALTY = 0.35  # log-probability each cut costs: a cut must make the reading clearly more confident
 JOIN_GAP = 0.25  # neighbouring glyphs this close (in digit heights) may be pieces of one digit
 JOIN_WIDTH = 1.4  # ... when together no wider than this many digit heights
 JOIN_PENALTY = 0.5  # log-probability each join costs, as a cut does
 MAX_JOINED = 3
+
+
+@dataclass(frozen=True)
+class CutPrior:
+    """How readily wide glyphs are cut. Without the run's calibration nothing tells a digit's fragment from a
+    digit, so cuts are tried only on glyphs wider than a digit and must pay more (measured on held-out digits:
+    the freer setting cost an uncalibrated `seed` 4 points on separated digits, and helped a calibrated one)."""
+
+    wide: float  # a glyph wider than this many digit heights may hold several digits
+    cut_penalty: float  # log-probability each cut costs: a cut must make the reading clearly more confident
+
+
+CALIBRATED_CUTS = CutPrior(wide=0.7, cut_penalty=0.35)  # narrow pairs too (a 1 touching its neighbour)
+UNCALIBRATED_CUTS = CutPrior(wide=1.0, cut_penalty=0.5)
 STRANGENESS_FREE = 0.6  # a piece whose out-of-distribution score is within this share of the run's threshold
 STRANGENESS_PENALTY = 2.0  # ... costs nothing; beyond it, this many log-units per threshold's worth
 
@@ -322,9 +334,9 @@ def candidate_cuts(component: Component, height: float) -> list[list[int]]:
     return [option for option in options if option == sorted(set(option))]
 
 
-def split_options(glyph: Component, height: float) -> list[list[Component]]:
+def split_options(glyph: Component, height: float, wide: float) -> list[list[Component]]:
     """The glyph whole and, when it is wide, cut in the candidate ways (each cut a path around a valley)."""
-    if glyph.width <= WIDE * height:
+    if glyph.width <= wide * height:
         return [[glyph]]
     reach = max(2, round(CUT_REACH * height))
     paths: dict[int, np.ndarray] = {}
@@ -339,11 +351,11 @@ def split_options(glyph: Component, height: float) -> list[list[Component]]:
     return options
 
 
-def plausibility_cost(pieces: list[Component], height: float) -> float:
+def plausibility_cost(pieces: list[Component], height: float, cut_penalty: float) -> float:
     """Log-probability a cut of one component loses for pieces that do not look like one digit each."""
     too_wide = sum(max(0.0, piece.width / height - DIGIT_WIDTH) for piece in pieces)
     too_short = sum(piece.height < SHORT * height for piece in pieces) if len(pieces) > 1 else 0
-    return WIDTH_PENALTY * too_wide + SHORT_PENALTY * too_short + CUT_PENALTY * (len(pieces) - 1)
+    return WIDTH_PENALTY * too_wide + SHORT_PENALTY * too_short + cut_penalty * (len(pieces) - 1)
 
 
 @dataclass(frozen=True)
@@ -355,9 +367,9 @@ class Unit:
     stop: int
     pieces: list[Component]
 
-    def cost(self, height: float) -> float:
+    def cost(self, height: float, prior: CutPrior) -> float:
         """Log-probability lost for pieces that do not look like one digit each, and for each join."""
-        return plausibility_cost(self.pieces, height) + JOIN_PENALTY * (self.stop - self.start - 1)
+        return plausibility_cost(self.pieces, height, prior.cut_penalty) + JOIN_PENALTY * (self.stop - self.start - 1)
 
 
 def joinable(group: list[Component], height: float) -> bool:
@@ -367,11 +379,11 @@ def joinable(group: list[Component], height: float) -> bool:
     return max(gaps) <= JOIN_GAP * height and whole.width <= JOIN_WIDTH * height
 
 
-def candidate_units(glyphs: list[Component], height: float) -> list[Unit]:
+def candidate_units(glyphs: list[Component], height: float, prior: CutPrior) -> list[Unit]:
     """Every way to read each glyph (whole or cut) and each run of up to MAX_JOINED neighbours (joined)."""
     units = []
     for start, glyph in enumerate(glyphs):
-        units.extend(Unit(start, start + 1, pieces) for pieces in split_options(glyph, height))
+        units.extend(Unit(start, start + 1, pieces) for pieces in split_options(glyph, height, prior.wide))
         for stop in range(start + 2, min(len(glyphs), start + MAX_JOINED) + 1):
             if joinable(glyphs[start:stop], height):
                 units.append(Unit(start, stop, [joined(glyphs[start:stop])]))
@@ -379,7 +391,12 @@ def candidate_units(glyphs: list[Component], height: float) -> list[Unit]:
 
 
 def best_path(
-    units: list[Unit], probabilities: np.ndarray, strangeness: np.ndarray | None, height: float, count: int
+    units: list[Unit],
+    probabilities: np.ndarray,
+    strangeness: np.ndarray | None,
+    height: float,
+    count: int,
+    prior: CutPrior,
 ) -> list[tuple[Unit, int]]:
     """The units covering all `count` glyphs whose digits the model reads with the highest joint confidence
     (log-probabilities summed, less each unit's cost and, when the run is calibrated, less a penalty for
@@ -390,7 +407,7 @@ def best_path(
     starts = np.cumsum([0] + [len(unit.pieces) for unit in units])[:-1]
     for unit, first in sorted(zip(units, starts, strict=True), key=lambda pair: pair[0].stop):
         rows = probabilities[first : first + len(unit.pieces)]
-        score = best[unit.start] + float(np.log(rows.max(1) + 1e-9).sum()) - unit.cost(height)
+        score = best[unit.start] + float(np.log(rows.max(1) + 1e-9).sum()) - unit.cost(height, prior)
         if strangeness is not None:
             strange = strangeness[first : first + len(unit.pieces)]
             score -= STRANGENESS_PENALTY * float(np.clip(strange - STRANGENESS_FREE, 0, None).sum())
@@ -503,7 +520,8 @@ def read_number(image: np.ndarray, model: nn.Module, calibration: Calibration | 
         else:
             marks.append(Mark(kind, to_input_box(transform_back, group, scale, input_shape)))
 
-    units = candidate_units(glyphs, height)
+    prior = CALIBRATED_CUTS if calibration else UNCALIBRATED_CUTS
+    units = candidate_units(glyphs, height, prior)
     pieces = [piece for unit in units for piece in unit.pieces]
     inputs = torch.stack([mnist_input(piece.mask) for piece in pieces]) if pieces else torch.zeros(0, 28, 28)
     with one_thread():
@@ -514,7 +532,7 @@ def read_number(image: np.ndarray, model: nn.Module, calibration: Calibration | 
         reported = softmax(logits, calibration.temperature) if calibration else probabilities
     digits = []
     segments = np.dstack([deskewed * 90] * 3).astype(np.uint8)
-    for unit, start in best_path(units, probabilities, strangeness, height, len(glyphs)):
+    for unit, start in best_path(units, probabilities, strangeness, height, len(glyphs), prior):
         for offset, piece in enumerate(unit.pieces):
             row = reported[start + offset]
             digit = int(row.argmax())
