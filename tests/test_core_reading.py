@@ -19,7 +19,14 @@ from ocr_core.cleanup import clean_up
 from ocr_core.cli import main
 from ocr_core.evaluation import folded_for_inference, predict_probabilities
 from ocr_core.preprocess import prepare_digit
-from ocr_core.reading import deskew_transform, read_number
+from ocr_core.reading import (
+    CALIBRATED_CUTS,
+    UNCALIBRATED_CUTS,
+    components,
+    deskew_transform,
+    read_number,
+    split_options,
+)
 
 SHIPPED = PROJECT_DIR / "checkpoints"
 INK = 30
@@ -193,6 +200,20 @@ def test_a_touching_pair_is_cut_into_two_digits(first, second, text):
     assert reading.text == text
     assert all(digit.split for digit in reading.digits)
     assert reading.digits[0].box[0] < reading.digits[1].box[0]
+
+
+def test_narrow_glyphs_are_tried_as_cuts_only_with_a_calibrated_run():
+    """A 1 touching a 0 is narrower than one digit height: only the calibrated prior (whose strangeness
+    penalty catches fragments) tries to cut it."""
+    image, pen = sheet(400, 240)
+    one(pen, 120)
+    ellipse(pen, [124, 50, 224, 190])
+    glyph = components(np.asarray(image) < 128)[0]
+    height = glyph.height
+    assert 0.7 * height < glyph.width < height
+    assert len(split_options(glyph, height, UNCALIBRATED_CUTS.wide)) == 1
+    options = split_options(glyph, height, CALIBRATED_CUTS.wide)
+    assert len(options) > 1 and all(len(pieces) == 2 for pieces in options[1:])
 
 
 def test_a_broken_digit_stays_one_digit():
