@@ -7,6 +7,7 @@ from lab_ui import robustness as view
 from lab_ui.widgets import enlarged, show_skipped
 from ocr_core import DataUnavailableError
 from ocr_core.corruptions import CORRUPTIONS, DEFAULT_SEVERITY, SEVERITIES
+from ocr_core.robustness import DIGITS_PER_CLASS
 from ocr_core.sweeps import SWEEPS
 
 EXPERIMENT = ["seed", "seed-aug", "best"]  # the tutorial CNN without and with augmentation, and the lab's best
@@ -178,8 +179,13 @@ if found:
         column_config={
             **{
                 column: st.column_config.NumberColumn(format="percent")
-                for column in ("clean", "mean over corruptions", "worst accuracy")
+                for column in ("mean over corruptions", "worst accuracy")
             },
+            "clean": st.column_config.NumberColumn(
+                format="percent",
+                help=f"On the report's own {10 * DIGITS_PER_CLASS:,} test digits (the first {DIGITS_PER_CLASS} of "
+                "each class, harder than the average), uncorrupted: the baseline of each row.",
+            ),
             "mCE (vs seed)": st.column_config.NumberColumn(
                 format="%.2f",
                 help="Errors summed over severities 1-5 relative to `seed`'s, averaged over corruptions: "

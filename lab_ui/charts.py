@@ -137,7 +137,9 @@ def robustness_heatmap(frame: pd.DataFrame, corruptions: list[str], runs: list[s
         tooltip=["run", "corruption", alt.Tooltip("accuracy:Q", format=".1%")],
     )
     text = base.mark_text(fontSize=11).encode(text=alt.Text("accuracy:Q", format=".0%"), color=alt.value("#222"))
-    return (cells + text).properties(height=max(120, 42 * len(runs)))
+    # A step, not a height: the app's chart container drops a layered chart's height for discrete rows,
+    # which left every row 0 px tall in the browser.
+    return (cells + text).properties(height=alt.Step(42))
 
 
 def accuracy_lines(frame: pd.DataFrame, x: str, x_title: str, x_format: str | None = None) -> alt.Chart:

@@ -4,13 +4,14 @@ and the strip of corrupted test digits with each run's predictions."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 import torch
 
-from ocr_core import MnistData, RunInfo, predict_probabilities
+from ocr_core import MnistData, RunInfo, RunStore, predict_probabilities
 from ocr_core.corruptions import CORRUPTIONS, SEVERITIES
 from ocr_core.robustness import (
     BASELINE_RUN,
@@ -25,6 +26,7 @@ from ocr_core.sweeps import SWEEPS, SweepResult, cached_sweeps, run_sweeps
 
 from . import loaders
 
+T = TypeVar("T")
 STRIP_DIGITS = 8  # the first test digit of classes 0-7 in the report's digits
 
 
@@ -38,21 +40,32 @@ def progress_bar(what: str) -> tuple[Callable[[int, int, str], None], Callable[[
     return update, bar.empty
 
 
-def reports(runs: list[RunInfo], data: MnistData | None) -> tuple[dict[str, RobustnessReport], list[str]]:
-    """{run: report} for the runs (cached or shipped ones at once, others computed with a progress bar when
-    MNIST is at hand), and the names of runs whose report is missing because MNIST is not."""
+def cached_or_computed(
+    runs: list[RunInfo],
+    data: MnistData | None,
+    cached: Callable[[RunInfo, RunStore], T | None],
+    compute: Callable[[str, RunStore, MnistData, Callable[[int, int, str], None]], T],
+    what: str,
+) -> tuple[dict[str, T], list[str]]:
+    """{run: result} for the runs (cached or shipped ones at once, others computed with a progress bar saying
+    `what` when MNIST is at hand), and the names of runs whose result is missing because MNIST is not."""
     store, found, missing = loaders.run_store(), {}, []
     for run in runs:
-        report = cached_report(run, store)
-        if report is None and data is None:
+        result = cached(run, store)
+        if result is None and data is None:
             missing.append(run.name)
             continue
-        if report is None:
-            update, done = progress_bar(f"Scoring `{run.name}` on 15 corruptions × 5 severities")
-            report = run_report(run.name, store, data, update)
+        if result is None:
+            update, done = progress_bar(what.format(run=run.name))
+            result = compute(run.name, store, data, update)
             done()
-        found[run.name] = report
+        found[run.name] = result
     return found, missing
+
+
+def reports(runs: list[RunInfo], data: MnistData | None) -> tuple[dict[str, RobustnessReport], list[str]]:
+    """{run: robustness report}, and the runs whose report needs MNIST, which is not at hand."""
+    return cached_or_computed(runs, data, cached_report, run_report, "Scoring `{run}` on 15 corruptions × 5 severities")
 
 
 def baseline(
@@ -68,18 +81,13 @@ def baseline(
 
 def sweeps(runs: list[RunInfo], data: MnistData | None) -> tuple[dict[str, SweepResult], list[str]]:
     """As `reports`, for the strength sweeps."""
-    store, found, missing = loaders.run_store(), {}, []
-    for run in runs:
-        result = cached_sweeps(run_weights_hash(run), store)
-        if result is None and data is None:
-            missing.append(run.name)
-            continue
-        if result is None:
-            update, done = progress_bar(f"Sweeping `{run.name}` over {len(SWEEPS)} transforms")
-            result = run_sweeps(run.name, store, data, update)
-            done()
-        found[run.name] = result
-    return found, missing
+    return cached_or_computed(
+        runs,
+        data,
+        lambda run, store: cached_sweeps(run_weights_hash(run), store),
+        run_sweeps,
+        f"Sweeping `{{run}}` over {len(SWEEPS)} transforms",
+    )
 
 
 def summary_table(

@@ -290,3 +290,14 @@ def test_hollow_strokes_keep_the_contour_and_empty_the_inside():
     hollow = augment_images(bar, "outline=1", seed=0)
     assert (hollow[:, 0, 11:17, 7:21] == 0).all(), "the inside of the stroke is empty"
     assert (hollow[:, 0, 9, 6:22] == 1).all() and (hollow[:, 0, 10:18, 5] == 1).all(), "the contour is ink"
+
+
+def test_a_plain_share_of_digits_keeps_only_the_shape_ops():
+    images = soft_digit_batch(400)
+    shape_only = augment_images(images, "rotate=10,elastic=1", seed=0)
+    damaged = augment_images(images, "rotate=10,elastic=1,brightness=0.5,noise=0.2", seed=0)
+    mixed = augment_images(images, "rotate=10,elastic=1,brightness=0.5,noise=0.2,plain=0.5", seed=0)
+    plain = (mixed == shape_only).all((1, 2, 3))
+    assert ((mixed == damaged).all((1, 2, 3)) | plain).all(), "each digit is either plain or damaged as without plain"
+    assert 0.4 < plain.float().mean() < 0.6, "about half the digits stay plain"
+    assert not (shape_only == damaged).all((1, 2, 3)).any()

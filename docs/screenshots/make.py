@@ -1,8 +1,8 @@
 """Screenshots of the pages, and the app's cold-start time, from a real browser.
 
-    OCR_DATA_DIR=/path/to/data python docs/screenshots/make.py [read]
+    OCR_DATA_DIR=/path/to/data python docs/screenshots/make.py [read|robustness]
 
-(`read`: only the Read page's screenshot.)
+(`read`, `robustness`: only that page's screenshots.)
 
 Uses the shipped runs (copied to a temp dir, so the demo training leaves nothing behind) and real MNIST;
 needs Debian's chromium at /usr/bin/chromium and the Python playwright package."""
@@ -73,7 +73,23 @@ def read_demo(page) -> None:
     shoot(page, "read", 1700)
 
 
-def main(only_read: bool = False) -> None:
+def robustness_demo(page) -> None:
+    """The tutorial experiment on the Robustness page: summary, heatmap, severity curves, the digit strip."""
+    page.get_by_role("link", name="Robustness").click()
+    page.get_by_text("Sort corruptions").wait_for(timeout=300_000)
+    shoot(page, "robustness", 1500)
+    page.get_by_role("tab", name="What each corruption looks like").click()
+    page.get_by_text("severity 5").first.wait_for(timeout=300_000)
+    page.get_by_role("tab", name="What each corruption looks like").evaluate(
+        "tab => tab.scrollIntoView({block: 'start'})"
+    )
+    shoot(page, "robustness-strip", 1100)
+
+
+DEMOS = {"read": read_demo, "robustness": robustness_demo}
+
+
+def main(only: str | None = None) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         runs = Path(scratch) / "checkpoints"
         shutil.copytree(PROJECT_DIR / "checkpoints", runs)
@@ -83,8 +99,8 @@ def main(only_read: bool = False) -> None:
             healthy = time.perf_counter()
             page.set_default_timeout(120_000)  # a loaded machine renders the Train page slowly
             page.goto(url)
-            if only_read:
-                read_demo(page)
+            if only:
+                DEMOS[only](page)
                 return
             page.get_by_text("Draw a digit on the black square").wait_for(timeout=120_000)
             rendered = time.perf_counter()
@@ -108,8 +124,9 @@ def main(only_read: bool = False) -> None:
             page.wait_for_timeout(2000)  # the rerun that opens the tab settles
             page.get_by_role("tab", name="Mistakes").evaluate("tab => tab.scrollIntoView({block: 'start'})")
             shoot(page, "evaluate-mistakes", 1000)
+            robustness_demo(page)
             train_demo(page)
 
 
 if __name__ == "__main__":
-    main(only_read=sys.argv[1:] == ["read"])
+    main(only=sys.argv[1] if sys.argv[1:] else None)
