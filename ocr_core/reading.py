@@ -42,8 +42,6 @@ UNDERLINE_HEIGHT = 0.3
 PIECE_OVERLAP = 0.5  # components overlapping this much of the narrower one's width are one digit
 MAX_DIGITS_PER_COMPONENT = 4
 CUT_CANDIDATES = 4  # positions tried per cut: the even share and the column profile's lowest valleys
-CUT_WINDOW = 0.5  # each cut is searched within this share of a piece's width around its even share
-EDGE_SHARE = 0.08  # ... but not closer than this share of the component's width to its ends
 CUT_REACH = 0.2  # a cut path strays at most this fraction of the digits' height from its valley
 INK_COST = 10.0  # a cut path's cost per pixel of ink it crosses (one column aside costs at most 1)
 WIDTH_PENALTY = 3.0  # log-probability lost per digit height of width beyond DIGIT_WIDTH, per piece
@@ -307,15 +305,14 @@ def candidate_cuts(component: Component, height: float) -> list[list[int]]:
     for count in range(2, most + 1):
         per_cut = []
         for index in range(1, count):  # each cut searched around its even share of the width
-            low = int(width * max(EDGE_SHARE, (index - CUT_WINDOW) / count))
-            high = int(width * min(1 - EDGE_SHARE, (index + CUT_WINDOW) / count))
+            low, high = int(width * (index - 0.5) / count), int(width * (index + 0.5) / count)
             window = profile[low:high]
             if len(window) == 0:
                 continue
             order = np.argsort(window, kind="stable")
             # The even share itself, and the lowest valleys: overlapping digits (two 0s) have no valley
             # where they meet, only where each is thin.
-            chosen: list[int] = [int(width * index / count) - low]
+            chosen: list[int] = [(high - low) // 2]
             for position in order:  # the lowest valleys, apart from each other
                 if all(abs(position - other) > height / 8 for other in chosen):
                     chosen.append(int(position))
