@@ -33,6 +33,7 @@ from ocr_core.preprocess import prepare
 from ocr_core.runs import calibration_sets
 
 Score = Callable[[torch.Tensor], np.ndarray]  # features -> scores, higher = less like a digit
+CHOSEN = "Mahalanobis, features (chosen)"  # the app's detector, ocr_core.calibration.DigitDetector
 
 
 @dataclass
@@ -68,7 +69,7 @@ def compared_scores(model, fit_features, fit_labels, held_out_features) -> dict[
         "max softmax": lambda features: -softmax(logits_of(model, features)).max(1),
         "energy": lambda features: -torch.logsumexp(torch.from_numpy(logits_of(model, features)), 1).numpy(),
         "Mahalanobis, logits": logit_mahalanobis(model, fit_features, fit_labels),
-        "Mahalanobis, features (chosen)": chosen.scores,
+        CHOSEN: chosen.scores,
     }
 
 
@@ -115,14 +116,24 @@ def measure_run(name: str, data: MnistData, sets: list[SketchSet], store: RunSto
         "|---" * (3 + len(sets)) + "|",
     ]
     sketch_features = {s.kind: features_of(model, s.digits) for s in sets}
-    for method, score in compared_scores(model, fit_features, fit_labels.numpy(), held_features).items():
-        threshold, held_rate = false_alarm_threshold(score(held_features))
+
+    def row(method: str, score: Score, threshold: float, held_rate: float) -> str:
         test_rate = float((score(test_features) > threshold).mean())
-        shares = []
-        for s in sets:
-            flagged = s.caught_before + int((score(sketch_features[s.kind]) > threshold).sum())
-            shares.append(f"{flagged / s.total:.1%}")
-        lines.append(f"| {method} | {held_rate:.2%} | {test_rate:.2%} | " + " | ".join(shares) + " |")
+        shares = [
+            f"{(s.caught_before + int((score(sketch_features[s.kind]) > threshold).sum())) / s.total:.1%}" for s in sets
+        ]
+        return f"| {method} | {held_rate:.2%} | {test_rate:.2%} | " + " | ".join(shares) + " |"
+
+    scores = compared_scores(model, fit_features, fit_labels.numpy(), held_features)
+    for method, score in scores.items():
+        threshold, held_rate = false_alarm_threshold(score(held_features))
+        lines.append(row(method, score, threshold, held_rate))
+    # The figure, "flagged at <= 1% false alarms on test digits", needs a threshold read off the test
+    # digits themselves: printed for the chosen score as analysis only; the app keeps the held-out threshold.
+    chosen = scores[CHOSEN]
+    at_one_percent = float(np.quantile(chosen(test_features), 0.99))
+    held_rate_there = float((chosen(held_features) > at_one_percent).mean())
+    lines.append(row("same, threshold at 1% of test digits (analysis only)", chosen, at_one_percent, held_rate_there))
     caught = ", ".join(f"{s.kind}s {s.caught_before}/{s.total}" for s in sets)
     lines += [
         "",

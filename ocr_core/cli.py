@@ -347,7 +347,8 @@ def command_robustness(args: argparse.Namespace) -> int:
         return 0
     columns = [(name, severity) for name in reports for severity in severities]
     heads = [name + (f" s{severity}" if len(severities) > 1 else "") for name, severity in columns]
-    width = max(9, *map(len, heads)) + 1
+    worst_names = [reports[name].worst(severity)[0] for name, severity in columns]
+    width = max(9, *map(len, heads), *map(len, worst_names)) + 1  # a space between columns, whatever they hold
 
     def row(label: str, cell: Callable[[str, int], str]) -> str:
         return f"{label:<14}" + "".join(f"{cell(name, severity):>{width}}" for name, severity in columns)

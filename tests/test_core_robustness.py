@@ -105,6 +105,8 @@ def test_cli_robustness_table_json_and_info(trained, tiny_data_dir, capsys):
     assert main(["robustness", "tiny", "seed", "--severity", "all"]) == 0
     table = capsys.readouterr().out
     assert "tiny s5" in table and "seed s1" in table and "canny_edges" in table and "mCE %" in table
+    worst_row = next(line for line in table.splitlines() if line.startswith("worst"))
+    assert len(worst_row.split()) == 1 + 2 * 5, "a corruption's name never runs into the next column's"
     assert main(["info", "tiny"]) == 0
     assert json.loads(capsys.readouterr().out)["robustness"]["mean"] == pytest.approx(payload["mean"]["3"])
     assert main(["robustness", "missing"]) == 2
