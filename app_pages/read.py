@@ -63,7 +63,7 @@ def show_result(image: np.ndarray, reading: Reading) -> None:
         weakest = reading.digits[reading.weakest]
         note = (
             f"Least sure: digit {reading.weakest + 1} from the left, a {weakest.digit} at {weakest.confidence:.0%}"
-            + (f" (below {UNSURE_BELOW:.0%}: check it)." if weakest.unsure else ".")
+            + (f" (below {UNSURE_BELOW:.0%}: check it)." if weakest.confidence < UNSURE_BELOW else ".")
         )
         st.caption(f"Copy the text with the button on the right. {note}")
     if reading.not_digits:

@@ -63,18 +63,18 @@ def train_demo(page) -> None:
     shoot(page, "train-result", 1000)
 
 
-HASH_SIGN = [[(750, 60), (745, 230)], [(795, 60), (790, 230)], [(722, 115), (820, 115)], [(722, 175), (820, 175)]]
+CROSS = [[(735, 70), (825, 225)], [(825, 70), (735, 225)]]
 
 
 def read_demo(page) -> None:
-    """ "2026" written on the Read page, with its boxes, crops and pipeline; then a hash sign after it."""
+    """ "2026" written on the Read page, with its boxes, crops and pipeline; then a cross after it."""
     page.get_by_role("link", name="Read").click()
     page.get_by_text("Write a number on the black canvas").wait_for(timeout=60_000)
     draw(page, TWENTY_TWENTY_SIX)
     wait_until_idle(page)
     print(f"written 2026 read as {metric_value(page, 'Reading')}")
     shoot(page, "read", 1700)
-    draw(page, HASH_SIGN)  # after the number: ink that is no digit, flagged by the run's calibration
+    draw(page, CROSS)  # after the number: ink that is no digit, flagged by the run's calibration
     page.get_by_text("does not look like a digit").first.wait_for(timeout=60_000)
     wait_until_idle(page)
     shoot(page, "read-not-a-digit", 1250)
