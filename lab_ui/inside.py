@@ -219,6 +219,14 @@ def digit_map(run: RunInfo, digit: np.ndarray) -> None:
     )
 
 
+# A five-pointed star as an SVG path in Vega's unit square: Vega has no built-in "star" symbol, and the unknown
+# shape name broke the whole chart in the browser (no star, axes or legend).
+STAR = (
+    "M0,-1L0.2245,-0.309L0.9511,-0.309L0.3633,0.118L0.5878,0.809L0,0.382L-0.5878,0.809L-0.3633,0.118"
+    "L-0.9511,-0.309L-0.2245,-0.309Z"
+)
+
+
 def map_chart(frame: pd.DataFrame, placed: np.ndarray) -> alt.LayerChart:
     points = (
         alt.Chart(frame)
@@ -233,7 +241,7 @@ def map_chart(frame: pd.DataFrame, placed: np.ndarray) -> alt.LayerChart:
     star = pd.DataFrame({"x": [float(placed[0])], "y": [float(placed[1])], "what": ["this input"]})
     here = (
         alt.Chart(star)
-        .mark_point(shape="star", size=420, filled=True, color="black", stroke="white", strokeWidth=1.5)
+        .mark_point(shape=STAR, size=420, filled=True, color="black", stroke="white", strokeWidth=1.5)
         .encode(x="x:Q", y="y:Q", tooltip=["what:N"])
     )
     return (points + here).properties(height=420)

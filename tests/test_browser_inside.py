@@ -3,11 +3,16 @@ feature maps render as images (decoded, not broken), on the shipped runs when th
 
 from __future__ import annotations
 
+import io
 import os
 import time
 
+import numpy as np
+
 import pytest
+from PIL import Image
 from app_fixtures import PROJECT_DIR, make_app_environment
+from conftest import requires_mnist
 from browser_session import CHROMIUM, SEVEN, browser_page, draw, prediction, streamlit_server, wait_until_idle
 
 SHIPPED = PROJECT_DIR / "checkpoints"
@@ -55,3 +60,25 @@ def test_the_section_shows_attributions_and_feature_maps_for_a_drawing(tmp_path)
         maps = rendered_images(page, "maps of")
         assert len(maps) >= 2 and all(width > 0 for width in maps)
         assert all(width > 0 for width in rendered_images(page, "filters"))
+
+
+@requires_mnist
+def test_the_map_of_the_test_set_draws_its_axes_and_the_star(tmp_path):
+    """An unknown symbol name (Vega has no "star") once broke this chart: no star, no axes, no legend. The
+    chart is drawn on a canvas, so the test looks at its pixels: the star is the only black in it."""
+    assert CHROMIUM.exists(), f"OCR_REQUIRE_BROWSER=1 but {CHROMIUM} is missing: apt-get install chromium"
+    environment = {"OCR_CHECKPOINT_DIR": str(SHIPPED), "OCR_CACHE_DIR": str(tmp_path / "cache")}
+    with streamlit_server(environment) as server, browser_page() as page:
+        page.goto(server.url)
+        page.get_by_text("Draw a digit on the black square").wait_for(timeout=60_000)
+        draw(page, SEVEN)
+        prediction(page)
+        open_section(page)
+        page.get_by_role("tab", name="Map of the test set").click()
+        page.get_by_text("The star is this input").wait_for(timeout=180_000)
+        wait_until_idle(page)
+        page.wait_for_timeout(1000)  # the chart fades in
+        chart = page.locator('[data-testid="stVegaLiteChart"]').last
+        pixels = np.asarray(Image.open(io.BytesIO(chart.screenshot())).convert("RGB")).astype(int)
+        assert (pixels.max(-1) < 40).sum() >= 30, "the black star is drawn"
+        assert (pixels.std(-1) > 40).sum() > 2000, "the coloured points are drawn"
