@@ -33,6 +33,7 @@ NOISE_SIGMAS = 5.0  # the strong threshold stays this many noise deviations abov
 LINE_SPAN = 0.85  # a printed line crosses at least this fraction of the picture
 HOUGH_SIDE = 512
 LINE_ANGLE = 12.0  # degrees from horizontal or vertical
+LINE_TOLERANCE = 3  # pixels: a run of ink across a line up to its thickness plus this is the line alone
 SLIVER = 6  # longer than this many times its width (or a stroke's), at the edge: a printed line's leftover
 SPECK_AREA = 0.3  # components smaller than this times the stroke width squared are specks
 LUMINANCE = np.array([0.299, 0.587, 0.114], np.float32)
@@ -163,8 +164,9 @@ def stroke_width(mask: np.ndarray) -> float:
     return 2.0 * area / max(outline, 1)
 
 
-def line_bands(candidates: np.ndarray, horizontal: bool) -> tuple[np.ndarray, int]:
-    """(band around the straight lines of one orientation that cross the picture, the band's width)."""
+def line_centres(candidates: np.ndarray, horizontal: bool) -> tuple[np.ndarray, float]:
+    """(the middles of the straight lines of one orientation that cross the picture, drawn 3 pixels wide as
+    the transform places them within a pixel or so; the lines' thickness, 0 when there are none)."""
     height, width = candidates.shape
     pixels = candidates.view(np.uint8)
     # The Hough transform's cost grows with the number of pixels: look for lines on a copy at most
@@ -189,37 +191,41 @@ def line_bands(candidates: np.ndarray, horizontal: bool) -> tuple[np.ndarray, in
         minLineLength=LINE_SPAN * across,
         maxLineGap=max(3, int(0.04 * across)),
     )
-    band = np.zeros(candidates.shape, np.uint8)
+    centres = np.zeros(candidates.shape, np.uint8)
     for x0, y0, x1, y1 in segments.reshape(-1, 4) / factor if segments is not None else ():
         angle = np.degrees(np.arctan2(abs(y1 - y0), abs(x1 - x0)))
         if angle <= LINE_ANGLE if horizontal else angle >= 90 - LINE_ANGLE:
-            cv2.line(band, (int(x0), int(y0)), (int(x1), int(y1)), 1, 1)
-    # The segments need not run along the lines' middles: measure the thickness a little around them.
-    on_line = cv2.dilate(band, np.ones((5, 5), np.uint8)).astype(bool) & candidates
+            cv2.line(centres, (int(x0), int(y0)), (int(x1), int(y1)), 1, 3)
+    on_line = centres.astype(bool) & candidates
     if not on_line.any():
-        return np.zeros(candidates.shape, bool), 0
-    thickness = 2 * float(np.percentile(cv2.distanceTransform(pixels, cv2.DIST_L2, 3)[on_line], 75))
-    reach = odd(1.5 * thickness + 3)
-    return cv2.dilate(band, np.ones((reach, 1) if horizontal else (1, reach), np.uint8)).astype(bool), reach
+        return np.zeros(candidates.shape, bool), 0.0
+    return centres.astype(bool), 2 * float(np.percentile(cv2.distanceTransform(pixels, cv2.DIST_L2, 3)[on_line], 75))
 
 
 def printed_lines(mask: np.ndarray, candidates: np.ndarray) -> np.ndarray:
     """Pixels of `mask` on straight near-horizontal or near-vertical lines that cross the picture (found
-    among `candidates`, the faint ink too, as printed lines are often lighter than the writing), except
-    where a stroke crosses them: there the ink extends across the line beyond its own thickness, and an
-    opening across the line keeps it."""
+    among `candidates`, the faint ink too, as printed lines are often lighter than the writing). Across a
+    line, a run of ink no thicker than the line that covers the line's middle is the line; a thicker run is
+    a stroke crossing or running along it, and ink beside the line (not touching its middle) is writing."""
     height, width = mask.shape
     rows, columns = np.flatnonzero(candidates.any(1)), np.flatnonzero(candidates.any(0))
     if columns[-1] - columns[0] < LINE_SPAN * width * 0.95 and rows[-1] - rows[0] < LINE_SPAN * height * 0.95:
         return np.zeros_like(mask)  # nothing crosses the picture (a drawing on a canvas): spare the Hough transform
-    bands = {horizontal: line_bands(candidates, horizontal) for horizontal in (True, False)}
+    found = {horizontal: line_centres(candidates, horizontal) for horizontal in (True, False)}
 
     def on_lines(horizontal: bool, ink: np.ndarray) -> np.ndarray:
-        band, reach = bands[horizontal]
-        if not reach:
+        centres, thickness = found[horizontal]
+        if not thickness:
             return np.zeros_like(mask)
+        reach = odd(thickness + LINE_TOLERANCE)
         across = np.ones((reach, 1) if horizontal else (1, reach), np.uint8)
-        return band & ink & ~cv2.morphologyEx(ink.view(np.uint8), cv2.MORPH_OPEN, across).astype(bool)
+        thin = ink & ~cv2.morphologyEx(ink.view(np.uint8), cv2.MORPH_OPEN, across).astype(bool)
+        # the thin runs that cover a line's middle, grown across the line only
+        step = np.ones((3, 1) if horizontal else (1, 3), np.uint8)
+        line = thin & centres
+        for _ in range(reach // 2 + 1):
+            line = cv2.dilate(line.view(np.uint8), step).astype(bool) & thin
+        return line
 
     # A grid's crossings look like strokes across each family: judge each family without the other's lines.
     horizontal_lines, vertical_lines = on_lines(True, mask), on_lines(False, mask)

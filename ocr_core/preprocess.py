@@ -103,8 +103,11 @@ def centre_by_mass(digit: torch.Tensor, side: int = 28) -> torch.Tensor:
 
 def main_digit(mask: np.ndarray) -> np.ndarray:
     """The largest component and the pieces close to it (the top bar of a 5, a broken stroke), without
-    stray marks elsewhere on the page."""
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
+    stray marks elsewhere on the page. Pieces less than two stroke widths apart (a stroke cut where it ran
+    along a removed ruling or grid line) count as one component."""
+    bridge = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (odd(2 * stroke_width(mask)),) * 2)
+    grouped = cv2.dilate(mask.view(np.uint8), bridge)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(grouped, connectivity=8)
     if count <= 2:
         return mask
     left, top, width, height, area = stats[1:].T
@@ -125,7 +128,7 @@ def main_digit(mask: np.ndarray) -> np.ndarray:
             break
         keep |= near
         box = np.array([left[keep].min(), top[keep].min(), (left + width)[keep].max(), (top + height)[keep].max()])
-    return np.concatenate([[False], keep])[labels]
+    return np.concatenate([[False], keep])[labels] & mask
 
 
 def normalise_stroke(mask: np.ndarray) -> np.ndarray:

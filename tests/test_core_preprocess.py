@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ocr_core.preprocess import ImageError, load_image, prepare_digit
+from ocr_core.preprocess import ImageError, load_image, main_digit, prepare_digit
 
 
 def canvas_with_stroke(polarity="white-on-black", size=280):
@@ -63,6 +63,18 @@ def test_photo_like_input_with_uneven_paper_is_cleaned():
     digit = prepare_digit(paper.astype(np.uint8)).numpy()
     assert (digit[:3] == 0).all() and (digit[:, :3] == 0).all(), "paper texture is not ink"
     assert digit.max() == pytest.approx(1.0, abs=0.05)
+
+
+def test_a_stroke_cut_by_removed_grid_lines_stays_one_digit():
+    """A fine stroke cut every 26 pixels (where it ran along removed grid lines) into pieces 6 pixels apart,
+    more than a quarter of a piece's size: the pieces are one digit; a mark far away is not."""
+    mask = np.zeros((200, 200), bool)
+    for top in range(30, 160, 26):
+        mask[top : top + 20, 98:102] = True
+    mask[20:26, 170:176] = True  # a stray mark
+    digit = main_digit(mask)
+    assert digit[30:160, 98:102].sum() == mask[30:160, 98:102].sum(), "every piece of the stroke is kept"
+    assert not digit[20:26, 170:176].any(), "the stray mark is dropped"
 
 
 def test_sixteen_bit_upload(tmp_path):

@@ -93,6 +93,19 @@ def test_clean_up_removes_printed_lines_and_keeps_the_strokes(kind):
     assert (cleaned.mask & ~near_strokes).sum() <= 0.05 * strokes.sum(), "little is left of the lines"
 
 
+def test_a_fine_stroke_beside_a_grid_line_stays_even_as_faint_as_the_line():
+    """A fine-liner 7 in pencil as light as the grid, its bar running just below a grid line: the bar is ink
+    beside the line (it does not cover the line's middle), so it is kept while the grid goes."""
+    image, pen = sheet(300, 300)
+    squared(pen, 300, 300)  # a 3-pixel line from (0, 80) to (300, 83) among others
+    bar_y = 88
+    seven(pen, 100, top=bar_y, bottom=230, width=3, fill=120)
+    cleaned = clean_up(np.asarray(image))
+    bar = stroke_mask(lambda pen: pen.line([(110, bar_y), (210, bar_y)], fill=0, width=3))
+    assert (cleaned.mask & bar).sum() >= 0.8 * bar.sum(), "the bar beside the line is writing"
+    assert cleaned.lines[76:88, 20:90].any(0).all(), "the grid line above it is removed"
+
+
 def test_single_digit_path_reads_a_seven_on_squared_paper():
     image, _ = digit_on("squared")
     assert int(predict_probabilities(best(), prepare_digit(image)[None]).argmax()) == 7
