@@ -241,7 +241,7 @@ def map_chart(frame: pd.DataFrame, placed: np.ndarray) -> alt.LayerChart:
     star = pd.DataFrame({"x": [float(placed[0])], "y": [float(placed[1])], "what": ["this input"]})
     here = (
         alt.Chart(star)
-        .mark_point(shape=STAR, size=420, filled=True, color="black", stroke="white", strokeWidth=1.5)
+        .mark_point(shape=STAR, size=500, filled=True, opacity=1, color="black", stroke="white", strokeWidth=1.5)
         .encode(x="x:Q", y="y:Q", tooltip=["what:N"])
     )
     return (points + here).properties(height=420)

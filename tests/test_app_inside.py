@@ -62,7 +62,7 @@ def test_similar_digits_and_the_map_use_the_training_and_test_sets():
         app.run()
     assert not app.exception
     spec = app.get("vega_lite_chart")[-1].proto.spec
-    assert "star" in spec and "data:image/png;base64" in str(app.get("vega_lite_chart")[-1].proto)
+    assert inside.STAR in spec and "data:image/png;base64" in str(app.get("vega_lite_chart")[-1].proto)
 
 
 def test_two_runs_side_by_side_default_to_seed_and_best():
