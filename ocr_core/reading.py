@@ -46,8 +46,11 @@ CUT_REACH = 0.2  # a cut path strays at most this fraction of the digits' height
 INK_COST = 10.0  # a cut path's cost per pixel of ink it crosses (one column aside costs at most 1)
 WIDTH_PENALTY = 3.0  # log-probability lost per digit height of width beyond DIGIT_WIDTH, per piece
 DIGIT_WIDTH = 0.9  # the widest a single digit usually is, in digit heights
-SHORT = 0.45  # a piece lower than this fraction of the digits' height is not a digit of its own
+SHORT = 0.45  # a cut piece lower than this fraction of the digits' height is not a digit of its own
 SHORT_PENALTY = 3.0  # log-probability lost by such a piece
+# ... and a piece between SHORT and TALL loses a share of it: the loop of a 2 or the bar of a 7 cut off its
+# digit is read confidently as a 0 or a 1, while a digit of the number is seldom that much lower than the others.
+TALL = 0.7
 JOIN_GAP = 0.25  # neighbouring glyphs this close (in digit heights) may be pieces of one digit
 JOIN_WIDTH = 1.4  # ... when together no wider than this many digit heights
 JOIN_PENALTY = 0.5  # log-probability each join costs, as a cut does
@@ -351,7 +354,8 @@ def split_options(glyph: Component, height: float, wide: float) -> list[list[Com
 def plausibility_cost(pieces: list[Component], height: float, cut_penalty: float) -> float:
     """Log-probability a cut of one component loses for pieces that do not look like one digit each."""
     too_wide = sum(max(0.0, piece.width / height - DIGIT_WIDTH) for piece in pieces)
-    too_short = sum(piece.height < SHORT * height for piece in pieces) if len(pieces) > 1 else 0
+    heights = np.array([piece.height / height for piece in pieces])
+    too_short = float(np.clip((TALL - heights) / (TALL - SHORT), 0, 1).sum()) if len(pieces) > 1 else 0.0
     return WIDTH_PENALTY * too_wide + SHORT_PENALTY * too_short + cut_penalty * (len(pieces) - 1)
 
 

@@ -22,8 +22,10 @@ from ocr_core.preprocess import prepare_digit
 from ocr_core.reading import (
     CALIBRATED_CUTS,
     UNCALIBRATED_CUTS,
+    Component,
     components,
     deskew_transform,
+    plausibility_cost,
     read_number,
     split_options,
 )
@@ -227,6 +229,23 @@ def test_narrow_glyphs_are_tried_as_cuts_only_with_a_calibrated_run():
     assert len(split_options(glyph, height, UNCALIBRATED_CUTS.wide)) == 1
     options = split_options(glyph, height, CALIBRATED_CUTS.wide)
     assert len(options) > 1 and all(len(pieces) == 2 for pieces in options[1:])
+
+
+def block(left: int, width: int, height: int) -> Component:
+    return Component(left, 100 - height, left + width, 100, np.ones((height, width), bool))
+
+
+def test_a_cut_leaving_a_low_piece_pays_more_the_lower_it_is():
+    """A 2's loop or a 7's bar cut off its digit is read confidently as a 0 or a 1: a piece well below the
+    writing's height must make the cut dearer, gradually, while full-height pieces pay only the cut."""
+    cut_penalty = CALIBRATED_CUTS.cut_penalty
+
+    def cost(low: int) -> float:
+        return plausibility_cost([block(0, 50, 100), block(50, 50, low)], 100.0, cut_penalty)
+
+    assert cost(95) == pytest.approx(cut_penalty)
+    assert cost(40) > cost(55) > cost(65) > cost(75) == pytest.approx(cut_penalty)
+    assert plausibility_cost([block(0, 50, 40)], 100.0, cut_penalty) == 0.0, "a whole glyph is no cut"
 
 
 def test_a_broken_digit_stays_one_digit():
