@@ -17,6 +17,7 @@ intermediate images of each step kept for the app.
 
 from __future__ import annotations
 
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import pairwise
@@ -422,16 +423,36 @@ def best_path(
     return path[::-1]
 
 
+@dataclass
+class ThreadLimit:
+    """Who is reading a number now, and torch's thread count before the first of them started. The count is
+    process-wide: with two sessions reading at once, restoring per reader could leave it at one for good."""
+
+    lock: threading.Lock
+    readers: int = 0
+    threads_before: int = 0
+
+
+THREAD_LIMIT = ThreadLimit(threading.Lock())
+
+
 @contextmanager
 def one_thread():
     """Run torch on one thread: a number's few dozen 28x28 pieces gain little from a second, and on a busy
-    machine (other sessions, a training) the threads wait for each other: ~10x slower, measured."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    machine (other sessions, a training) the threads wait for each other: ~10x slower, measured. The count
+    goes back when the last of overlapping readers is done."""
+    with THREAD_LIMIT.lock:
+        if THREAD_LIMIT.readers == 0:
+            THREAD_LIMIT.threads_before = torch.get_num_threads()
+            torch.set_num_threads(1)
+        THREAD_LIMIT.readers += 1
     try:
         yield
     finally:
-        torch.set_num_threads(threads)
+        with THREAD_LIMIT.lock:
+            THREAD_LIMIT.readers -= 1
+            if THREAD_LIMIT.readers == 0:
+                torch.set_num_threads(THREAD_LIMIT.threads_before)
 
 
 def to_input_box(

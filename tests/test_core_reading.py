@@ -20,6 +20,7 @@ from ocr_core.cli import main
 from ocr_core.evaluation import folded_for_inference, predict_probabilities
 from ocr_core.preprocess import prepare_digit
 from ocr_core.reading import (
+    one_thread,
     CALIBRATED_CUTS,
     UNCALIBRATED_CUTS,
     Component,
@@ -339,3 +340,15 @@ def test_cli_read_prints_text_and_json(tmp_path, monkeypatch, capsys):
     assert [entry["digit"] for entry in payload[0]["digits"]] == [7, 1, 0, 1]
     assert [entry["looks_like_digit"] for entry in payload[0]["digits"]] == [True] * 4  # `best` is calibrated
     assert all(len(entry["box"]) == 4 and 0 < entry["confidence"] <= 1 for entry in payload[0]["digits"])
+
+
+def test_overlapping_readers_give_torch_its_threads_back_when_the_last_is_done():
+    threads = torch.get_num_threads()
+    first, second = one_thread(), one_thread()
+    first.__enter__()
+    second.__enter__()  # a second session starts reading while the first still reads
+    assert torch.get_num_threads() == 1
+    first.__exit__(None, None, None)
+    assert torch.get_num_threads() == 1, "the second reader still runs on one thread"
+    second.__exit__(None, None, None)
+    assert torch.get_num_threads() == threads, "not left at one thread for good"
