@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from lab_ui import canvas, charts, inside, loaders
-from lab_ui.widgets import enlarged, errors_shown, model_selector, show_skipped
+from lab_ui.widgets import enlarged, input_source, errors_shown, model_selector, show_skipped
 from ocr_core import CheckpointError, ImageError, RunInfo, digit_from_image, load_image
 from ocr_core.calibration import CalibrationError
 from ocr_core.preprocess import prepare
@@ -112,15 +112,7 @@ runs, skipped, active = model_selector()
 
 input_column, result_column = st.columns([2, 3], gap="large")
 with input_column:
-    source = st.segmented_control(
-        "Input",
-        ["Draw", "Upload"],
-        default="Draw",
-        required=True,
-        key="draw.source",
-        persist_state="session",
-        label_visibility="collapsed",
-    )
+    source = input_source("draw.source")
     image = drawn_image() if source == "Draw" else uploaded_image()
 
 digit = None

@@ -5,7 +5,7 @@ import streamlit as st
 
 from lab_ui import canvas, loaders
 from lab_ui.reading import annotated
-from lab_ui.widgets import enlarged, model_selector, show_skipped
+from lab_ui.widgets import enlarged, input_source, model_selector, show_skipped
 from ocr_core import CheckpointError, ImageError, load_image
 from ocr_core.calibration import Calibration, CalibrationError
 from ocr_core.checkpoints import RunInfo
@@ -128,15 +128,7 @@ st.caption(
 
 runs, skipped, active = model_selector()
 
-source = st.segmented_control(
-    "Input",
-    ["Draw", "Upload"],
-    default="Draw",
-    required=True,
-    key="read.source",
-    persist_state="session",
-    label_visibility="collapsed",
-)
+source = input_source("read.source")
 image = drawn_image() if source == "Draw" else uploaded_image()
 
 reading = None

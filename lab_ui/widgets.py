@@ -128,6 +128,19 @@ def model_selector() -> tuple[list[RunInfo], list[RunInfo], RunInfo]:
     return runs, skipped, active
 
 
+def input_source(key: str) -> str:
+    """ "Draw" or "Upload": the switch Draw and Read both show between their canvas and a file upload."""
+    return st.segmented_control(
+        "Input",
+        ["Draw", "Upload"],
+        default="Draw",
+        required=True,
+        key=key,
+        persist_state="session",
+        label_visibility="collapsed",
+    )
+
+
 def show_skipped(skipped: list[RunInfo]) -> None:
     if skipped:
         with st.expander(f"{len(skipped)} checkpoint file(s) skipped", icon=":material/warning:"):
