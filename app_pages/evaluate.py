@@ -95,7 +95,7 @@ def summary(runs: dict[str, RunInfo], results: dict[str, dict[str, Scores]], aug
                 "clean accuracy": sets["clean"].accuracy,
                 augmented: sets["augmented"].accuracy,
                 "parameters": runs[name].metadata.parameters,
-                "training images": runs[name].metadata.data.train_size,
+                "training images": runs[name].metadata.trained_images,
                 "training time (s)": round(runs[name].metadata.training_seconds),
             }
             for name, sets in results.items()
@@ -111,7 +111,8 @@ def summary(runs: dict[str, RunInfo], results: dict[str, dict[str, Scores]], aug
             augmented: accuracy_format,
             "parameters": st.column_config.NumberColumn(format="localized"),
             "training images": st.column_config.NumberColumn(
-                format="localized", help="A quick demo run trains on part of MNIST."
+                format="localized",
+                help="Digits trained on, held-out ones not counted. A quick demo run trains on part of MNIST.",
             ),
         },
     )

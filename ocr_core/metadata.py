@@ -109,6 +109,11 @@ class RunMetadata:
     robustness: Mapping[str, Any] | None = None
     extras: Mapping[str, Any] = field(default_factory=dict)  # keys a newer lab wrote, kept as they were
 
+    @property
+    def trained_images(self) -> int:
+        """The digits the run trained on: the images it was given less the held-out ones it never saw."""
+        return self.data.train_size - self.config.holdout
+
     def metric(self, test_set: str = "clean") -> float | None:
         score = self.metrics.get(test_set)
         return None if score is None else score.accuracy

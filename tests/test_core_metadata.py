@@ -30,6 +30,13 @@ def test_the_schema_round_trips_through_json():
     assert RunMetadata.from_dict(json.loads(json.dumps(metadata.to_dict()))) == metadata
 
 
+def test_a_run_trained_on_the_images_it_was_given_less_its_held_out_ones():
+    metadata = sample_metadata()
+    held_out = replace(metadata, config=replace(metadata.config, holdout=5_000))
+    assert metadata.trained_images == metadata.data.train_size
+    assert held_out.trained_images == metadata.data.train_size - 5_000
+
+
 @pytest.mark.parametrize(
     "damage, message",
     [
