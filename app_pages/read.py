@@ -2,13 +2,15 @@
 
 import numpy as np
 import streamlit as st
+from torch import nn
 
 from lab_ui import canvas, loaders
 from lab_ui.reading import annotated
 from lab_ui.widgets import enlarged, input_source, model_selector, show_skipped
-from ocr_core import CheckpointError, ImageError, load_image
+from ocr_core import CheckpointError, ImageError, UserError, load_image
 from ocr_core.calibration import Calibration, CalibrationError
 from ocr_core.checkpoints import RunInfo
+from ocr_core.pairs import shipped_pair_reader
 from ocr_core.reading import READ_SIDE, UNSURE_BELOW, Reading, read_number
 
 CANVAS_WIDTH, CANVAS_HEIGHT = 840, 280
@@ -21,7 +23,8 @@ STEP_NOTES = {
     "where a stroke crosses a line it is kept.",
     "deskewed": "**5. Deskew.** The line's rotation and the writing's slant are measured and undone.",
     "segmented": "**6. Segmentation.** Connected pieces become digits (one colour each); pieces of one digit are "
-    "joined, touching digits are cut where the model reads the pieces best.",
+    "joined, touching digits are cut where the model reads the pieces best, or read whole as a pair by the "
+    "pair reader when it reads them better.",
 }
 
 
@@ -55,6 +58,16 @@ def run_calibration(run: RunInfo) -> Calibration | None:
         return None
 
 
+def pair_reader() -> nn.Module | None:
+    """The shipped pair reader (touching digits read whole); when its file is missing or damaged, numbers are
+    read with cuts alone and the page says so."""
+    try:
+        return shipped_pair_reader()
+    except UserError as error:
+        st.warning(f"{error}. Touching digits are only cut, not read as pairs.", icon=":material/warning:")
+        return None
+
+
 def show_result(image: np.ndarray, reading: Reading) -> None:
     text_column, copy_column = st.columns([1, 2], vertical_alignment="bottom")
     text_column.metric("Reading", reading.text, border=True)
@@ -73,7 +86,7 @@ def show_result(image: np.ndarray, reading: Reading) -> None:
             "from every digit it was calibrated on): the text shows the closest digit; check it (red box).",
             icon=":material/help:",
         )
-    elif not any(digit.looks_like_digit is not None for digit in reading.digits):
+    elif all(digit.looks_like_digit is None and not digit.pair for digit in reading.digits):
         st.caption("This run is not calibrated: it cannot tell whether a piece of ink is a digit at all.")
     if reading.marks:
         kinds = [mark.kind for mark in reading.marks]
@@ -96,9 +109,24 @@ def show_result(image: np.ndarray, reading: Reading) -> None:
         column.image(
             enlarged(digit.model_input, 84),
             caption=f"{digit.digit} · {digit.confidence:.0%}"
-            + (" · cut" if digit.split else "")
+            + (" · pair" if digit.pair else " · cut" if digit.split else "")
             + (" · not a digit?" if digit.looks_like_digit is False else ""),
         )
+    pairs = [(index, digit) for index, digit in enumerate(reading.digits) if digit.pair][::2]
+    if pairs:
+        st.markdown(
+            "**Touching digits read whole** by the pair reader (a second network trained on pairs of touching "
+            "MNIST digits, 32×64): where digits share strokes, any cut gives one of them a piece of the other. "
+            "The crops above are the cut the chosen run reads most like the pair; the digits are the pair reader's."
+        )
+        columns = st.columns(max(len(pairs), 3))[: len(pairs)]
+        for column, (index, digit) in zip(columns, pairs, strict=True):
+            second = reading.digits[index + 1]
+            column.image(
+                enlarged(digit.pair_input, 168),
+                caption=f"digits {index + 1}-{index + 2}: {digit.digit}{second.digit} · "
+                f"{digit.confidence:.0%} · {second.confidence:.0%}",
+            )
 
 
 def show_pipeline(reading: Reading) -> None:
@@ -134,7 +162,7 @@ image = drawn_image() if source == "Draw" else uploaded_image()
 reading = None
 if image is not None:
     try:
-        reading = read_number(image, loaders.reader_model(active), run_calibration(active))
+        reading = read_number(image, loaders.reader_model(active), run_calibration(active), pair_reader())
     except ImageError as error:
         st.error(str(error), icon=":material/broken_image:")
     except CheckpointError as error:

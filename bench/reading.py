@@ -28,6 +28,7 @@ from bench.photos import PAPERS, Photo, digit_photos, number_photos
 from ocr_core import RunStore, load_mnist, predict_probabilities
 from ocr_core.calibration import Calibration, calibration_of
 from ocr_core.evaluation import folded_for_inference
+from ocr_core.pairs import shipped_pair_reader
 from ocr_core.preprocess import prepare_digit
 from ocr_core.reading import read_number
 
@@ -87,14 +88,14 @@ def canvas_accuracy(model, images: np.ndarray, labels: np.ndarray) -> tuple[floa
 
 
 def number_accuracy(
-    model, photos: list[Photo], calibration: Calibration | None = None
+    model, photos: list[Photo], calibration: Calibration | None = None, pair_model=None
 ) -> tuple[float, float, float, float]:
     """(string accuracy, digit accuracy, median milliseconds per photo, share of the digits read that were
     flagged as not looking like a digit: false alarms, as every piece of these photos is a digit)."""
     strings, digits, timings, flagged, read = [], [], [], 0, 0
     for photo in photos:
         started = time.perf_counter()
-        reading = read_number(photo.image, model, calibration)
+        reading = read_number(photo.image, model, calibration, pair_model)
         timings.append((time.perf_counter() - started) * 1000)
         strings.append(reading.text == photo.text)
         digits.append(max(0.0, 1 - edit_distance(photo.text, reading.text) / len(photo.text)))
@@ -111,6 +112,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--uncalibrated", action="store_true", help="read numbers without the run's calibration (no not-a-digit signal)"
     )
+    parser.add_argument("--no-pairs", action="store_true", help="read numbers without the pair reader (cuts only)")
     return parser.parse_args(argv)
 
 
@@ -126,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     store = RunStore()
     model = folded_for_inference(store.load(args.run)[0])
     calibration = None if args.uncalibrated else calibration_of(store.info(args.run).metadata)
+    pair_model = None if args.no_pairs else shipped_pair_reader()
     rows = []
 
     progress(f"single-digit photos ({photo_count})")
@@ -164,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         photos = number_photos(
             images, labels, number_count, seed + 100 * (offset + 1), **{"papers": ("plain",), **options}
         )
-        strings, digits, median, flagged = number_accuracy(model, photos, calibration)
+        strings, digits, median, flagged = number_accuracy(model, photos, calibration, pair_model)
         rows.append(
             (
                 f"numbers: {name}, {number_count}",
@@ -178,11 +181,11 @@ def main(argv: list[str] | None = None) -> int:
 
     progress(f"8-digit photos 1,000 px wide ({timing_count})")
     photos = number_photos(images, labels, timing_count, seed + 1000, lengths=(8,), width=1000, papers=("plain",))
-    read_number(photos[0].image, model, calibration)  # the first call creates the kernels
+    read_number(photos[0].image, model, calibration, pair_model)  # the first call creates the kernels
     timings = []
     for photo in photos:
         started = time.perf_counter()
-        read_number(photo.image, model, calibration)
+        read_number(photo.image, model, calibration, pair_model)
         timings.append((time.perf_counter() - started) * 1000)
     median, slow = statistics.median(timings), statistics.quantiles(timings, n=20)[18]
     rows.append(
@@ -197,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = f"{args.digits} digits, generator seed {seed}{' (quick)' if args.quick else ''}"
     calibrated = "calibrated" if calibration else "uncalibrated"
-    print(f"Run `{args.run}` ({calibrated}), {settings}, torch {torch.get_num_threads()} threads\n")
+    pairs = "without the pair reader" if args.no_pairs else "with the pair reader"
+    print(f"Run `{args.run}` ({calibrated}, {pairs}), {settings}, torch {torch.get_num_threads()} threads\n")
     print("| measurement | result | detail | target | met |\n|---|---|---|---|---|")
     for name, result, detail, target, met in rows:
         print(f"| {name} | {result} | {detail} | {target} | {'' if met is None else 'yes' if met else '**no**'} |")

@@ -29,6 +29,7 @@ from torch import nn
 
 from .calibration import Calibration, features_of, logits_of, softmax
 from .cleanup import CleanUp, clean_up, greyscale
+from .pairs import SINGLE, pair_input, pair_marginals, pair_probabilities
 from .preprocess import mnist_input
 
 MIN_WRITING = 0.04  # ink smaller than this fraction of the picture's shorter side is dirt, not writing
@@ -72,6 +73,9 @@ CALIBRATED_CUTS = CutPrior(wide=0.7, cut_penalty=0.35)  # narrow pairs too (a 1 
 UNCALIBRATED_CUTS = CutPrior(wide=1.0, cut_penalty=0.5)
 STRANGENESS_FREE = 0.6  # a piece whose out-of-distribution score is within this share of the run's threshold
 STRANGENESS_PENALTY = 2.0  # ... costs nothing; beyond it, this many log-units per threshold's worth
+# Log-probability a glyph read whole as a touching pair costs. Tried on held-out digits from -0.5 to 1: 0 read
+# the most touching pairs, and weighing the pair reader's "one digit" against cutting added nothing.
+PAIR_PENALTY = 0.0
 
 
 @dataclass(frozen=True)
@@ -83,8 +87,16 @@ class DigitReading:
     model_input: torch.Tensor  # (28, 28) as the model saw it
     split: bool  # cut out of a component that held several digits
     # The run's out-of-distribution score over its threshold (above 1: unlike any digit the run knows), or
-    # None when the run has no calibration (calibration.py).
+    # None when the run has no calibration (calibration.py) or the digit was read as one of a touching pair.
     strangeness: float | None = None
+    # When the pair reader read it with its neighbour as one glyph: that glyph as the pair reader saw it
+    # (pairs.pair_input). The probabilities are then the pair reader's for this side, and the box and crop
+    # are those of the glyph's cut that the run reads most like the pair.
+    pair_input: torch.Tensor | None = None
+
+    @property
+    def pair(self) -> bool:
+        return self.pair_input is not None
 
     @property
     def looks_like_digit(self) -> bool | None:
@@ -363,11 +375,13 @@ def plausibility_cost(pieces: list[Component], height: float, cut_penalty: float
 @dataclass(frozen=True)
 class Unit:
     """One way to read glyphs `start` to `stop` (exclusive) of the line: a glyph whole or cut into pieces,
-    or several glyphs joined into one digit (pieces the pen left apart)."""
+    several glyphs joined into one digit (pieces the pen left apart), or, with `pair`, one glyph read whole
+    by the pair reader as two touching digits."""
 
     start: int
     stop: int
     pieces: list[Component]
+    pair: bool = False
 
     def cost(self, height: float, prior: CutPrior) -> float:
         """Log-probability lost for pieces that do not look like one digit each, and for each join."""
@@ -381,45 +395,63 @@ def joinable(group: list[Component], height: float) -> bool:
     return max(gaps) <= JOIN_GAP * height and whole.width <= JOIN_WIDTH * height
 
 
-def candidate_units(glyphs: list[Component], height: float, prior: CutPrior) -> list[Unit]:
-    """Every way to read each glyph (whole or cut) and each run of up to MAX_JOINED neighbours (joined)."""
+def candidate_units(glyphs: list[Component], height: float, prior: CutPrior, pairs: bool = False) -> list[Unit]:
+    """Every way to read each glyph (whole, cut, and with `pairs` as a touching pair when it is wide enough
+    to be cut) and each run of up to MAX_JOINED neighbours (joined)."""
     units = []
     for start, glyph in enumerate(glyphs):
-        units.extend(Unit(start, start + 1, pieces) for pieces in split_options(glyph, height, prior.wide))
+        options = split_options(glyph, height, prior.wide)
+        units.extend(Unit(start, start + 1, pieces) for pieces in options)
+        if pairs and any(len(pieces) == 2 for pieces in options):
+            units.append(Unit(start, start + 1, [glyph], pair=True))
         for stop in range(start + 2, min(len(glyphs), start + MAX_JOINED) + 1):
             if joinable(glyphs[start:stop], height):
                 units.append(Unit(start, stop, [joined(glyphs[start:stop])]))
     return units
 
 
-def best_path(
+def unit_scores(
     units: list[Unit],
     probabilities: np.ndarray,
     strangeness: np.ndarray | None,
+    pair_probabilities: np.ndarray,
     height: float,
-    count: int,
     prior: CutPrior,
-) -> list[tuple[Unit, int]]:
-    """The units covering all `count` glyphs whose digits the model reads with the highest joint confidence
-    (log-probabilities summed, less each unit's cost and, when the run is calibrated, less a penalty for
-    pieces unlike any digit: the model reads a fragment confidently, but its features are far from every
-    digit's), by dynamic programming from left to right; each with the row of its first piece."""
+) -> np.ndarray:
+    """How well each unit reads: the log-probabilities of its digits summed, less its cost and, when the run
+    is calibrated, less a penalty for pieces unlike any digit (the model reads a fragment confidently, but
+    its features are far from every digit's). A pair unit scores the pair reader's best pair (its share of a
+    single digit lowers every pair's), less PAIR_PENALTY."""
+    scores = np.empty(len(units))
+    first = 0
+    pair_rows = iter(pair_probabilities)
+    for index, unit in enumerate(units):
+        if unit.pair:
+            scores[index] = float(np.log(next(pair_rows)[:SINGLE].max() + 1e-9)) - PAIR_PENALTY
+        else:
+            rows = probabilities[first : first + len(unit.pieces)]
+            scores[index] = float(np.log(rows.max(1) + 1e-9).sum()) - unit.cost(height, prior)
+            if strangeness is not None:
+                strange = strangeness[first : first + len(unit.pieces)]
+                scores[index] -= STRANGENESS_PENALTY * float(np.clip(strange - STRANGENESS_FREE, 0, None).sum())
+        first += len(unit.pieces)
+    return scores
+
+
+def best_path(units: list[Unit], scores: np.ndarray, count: int) -> list[int]:
+    """The indices of the units covering all `count` glyphs with the highest total score (dynamic
+    programming from left to right)."""
     best = [0.0] + [-np.inf] * count
-    choice: list[tuple[Unit, int] | None] = [None] * (count + 1)
-    starts = np.cumsum([0] + [len(unit.pieces) for unit in units])[:-1]
-    for unit, first in sorted(zip(units, starts, strict=True), key=lambda pair: pair[0].stop):
-        rows = probabilities[first : first + len(unit.pieces)]
-        score = best[unit.start] + float(np.log(rows.max(1) + 1e-9).sum()) - unit.cost(height, prior)
-        if strangeness is not None:
-            strange = strangeness[first : first + len(unit.pieces)]
-            score -= STRANGENESS_PENALTY * float(np.clip(strange - STRANGENESS_FREE, 0, None).sum())
+    choice: list[int | None] = [None] * (count + 1)
+    for index in sorted(range(len(units)), key=lambda index: units[index].stop):
+        unit = units[index]
+        score = best[unit.start] + scores[index]
         if score > best[unit.stop]:
-            best[unit.stop], choice[unit.stop] = score, (unit, int(first))
+            best[unit.stop], choice[unit.stop] = score, index
     path, position = [], count
     while position > 0:
-        unit, first = choice[position]
-        path.append((unit, first))
-        position = unit.start
+        path.append(choice[position])
+        position = units[choice[position]].start
     return path[::-1]
 
 
@@ -498,12 +530,19 @@ PALETTE = np.array(
 )
 
 
-def read_number(image: np.ndarray, model: nn.Module, calibration: Calibration | None = None) -> Reading:
+def read_number(
+    image: np.ndarray,
+    model: nn.Module,
+    calibration: Calibration | None = None,
+    pair_model: nn.Module | None = None,
+) -> Reading:
     """Read the digits of a handwritten number (any polarity, paper, lighting) from left to right.
     `model` (an nn.Sequential ending in its classifier) is best prepared with
     `evaluation.folded_for_inference` (faster on a CPU). With the run's `calibration`, the confidences are
     calibrated, pieces unlike any digit are avoided when cutting and joining, and a digit whose ink still
-    looks like no digit is flagged (`DigitReading.looks_like_digit`)."""
+    looks like no digit is flagged (`DigitReading.looks_like_digit`). With a `pair_model`
+    (`pairs.shipped_pair_reader()`), a wide glyph is also read whole as two touching digits, and the pair
+    reader's word on whether it is one digit weighs in."""
     grey = greyscale(image)
     input_shape = grey.shape
     shrink = min(1.0, READ_SIDE / max(grey.shape))
@@ -543,33 +582,51 @@ def read_number(image: np.ndarray, model: nn.Module, calibration: Calibration | 
             marks.append(Mark(kind, to_input_box(transform_back, group, scale, input_shape)))
 
     prior = CALIBRATED_CUTS if calibration else UNCALIBRATED_CUTS
-    units = candidate_units(glyphs, height, prior)
+    units = candidate_units(glyphs, height, prior, pairs=pair_model is not None)
     pieces = [piece for unit in units for piece in unit.pieces]
     inputs = torch.stack([mnist_input(piece.mask) for piece in pieces]) if pieces else torch.zeros(0, 28, 28)
+    glyphs_read = [pair_input(unit.pieces[0].mask) for unit in units if unit.pair]
     with one_thread():
         features = features_of(model, inputs)
         logits = logits_of(model, features)
         strangeness = calibration.detector.scores(features) / calibration.detector.threshold if calibration else None
         probabilities = softmax(logits)  # the segmentation is judged on the plain softmax, whatever the calibration
         reported = softmax(logits, calibration.temperature) if calibration else probabilities
+        pairs = (
+            pair_probabilities(pair_model, torch.stack(glyphs_read))
+            if glyphs_read
+            else np.zeros((0, SINGLE + 1), np.float32)
+        )
+    starts = np.cumsum([0] + [len(unit.pieces) for unit in units])[:-1]
+    pair_rows = np.cumsum([unit.pair for unit in units]) - 1
+    scores = unit_scores(units, probabilities, strangeness, pairs, height, prior)
     digits = []
     segments = np.dstack([deskewed * 90] * 3).astype(np.uint8)
-    for unit, start in best_path(units, probabilities, strangeness, height, len(glyphs), prior):
-        for offset, piece in enumerate(unit.pieces):
-            row = reported[start + offset]
-            digit = int(row.argmax())
-            colour = PALETTE[len(digits) % len(PALETTE)]
-            region = segments[piece.top : piece.bottom, piece.left : piece.right]
-            region[piece.mask] = colour
-            digits.append(
-                DigitReading(
-                    digit,
-                    float(row[digit]),
-                    row,
-                    to_input_box(transform_back, piece, scale, input_shape),
-                    inputs[start + offset],
-                    len(unit.pieces) > 1,
-                    None if strangeness is None else float(strangeness[start + offset]),
-                )
+
+    def add(row: np.ndarray, piece: Component, index: int, split: bool, glyph: torch.Tensor | None = None) -> None:
+        digit = int(row.argmax())
+        region = segments[piece.top : piece.bottom, piece.left : piece.right]
+        region[piece.mask] = PALETTE[len(digits) % len(PALETTE)]
+        strange = None if strangeness is None or glyph is not None else float(strangeness[index])
+        box = to_input_box(transform_back, piece, scale, input_shape)
+        digits.append(DigitReading(digit, float(row[digit]), row, box, inputs[index], split, strange, glyph))
+
+    for chosen in best_path(units, scores, len(glyphs)):
+        unit, start = units[chosen], int(starts[chosen])
+        if unit.pair:  # each digit's box and crop: the glyph's cut whose pieces the run reads most like the pair
+            pair_row = pair_rows[chosen]
+            left, right = pair_marginals(pairs[pair_row])
+            cuts = [index for index, other in enumerate(units) if other.start == unit.start and len(other.pieces) == 2]
+            best_cut = max(
+                cuts,
+                key=lambda index: (
+                    np.log(probabilities[starts[index], left.argmax()] + 1e-9)
+                    + np.log(probabilities[starts[index] + 1, right.argmax()] + 1e-9)
+                ),
             )
+            for offset, row in enumerate((left, right)):
+                add(row, units[best_cut].pieces[offset], int(starts[best_cut]) + offset, True, glyphs_read[pair_row])
+        else:
+            for offset, piece in enumerate(unit.pieces):
+                add(reported[start + offset], piece, start + offset, len(unit.pieces) > 1)
     return finish(digits, marks, rotation, slant, deskewed, segments)

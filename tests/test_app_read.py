@@ -94,3 +94,21 @@ def test_read_says_when_the_run_cannot_tell_digits_from_other_ink(app_env):
     app = open_read_page(wide_drawing(2))
     assert "not calibrated" in texts(app.caption)
     assert not app.warning
+
+
+def touching_drawing() -> np.ndarray:
+    """A 7 whose bar runs into a 0, white on the canvas's black."""
+    image = Image.new("RGBA", (840, 280), (0, 0, 0, 255))
+    pen = ImageDraw.Draw(image)
+    pen.line([(200, 60), (320, 60), (240, 220)], fill=(255, 255, 255, 255), width=16, joint="curve")
+    pen.ellipse([300, 60, 390, 220], outline=(255, 255, 255, 255), width=16)
+    return np.asarray(image)
+
+
+def test_read_shows_a_touching_pair_as_the_pair_reader_saw_it(app_env):
+    app = open_read_page(touching_drawing())
+    assert next(metric for metric in app.metric if metric.label == "Reading").value == "70"
+    assert "Touching digits read whole" in texts(app.markdown)
+    captions = [caption for image in app.image for caption in image.captions]
+    assert sum(caption.startswith("digits 1-2: 70") for caption in captions) == 1
+    assert sum("· pair" in caption for caption in captions) == 2, "both crops say they were read as a pair"

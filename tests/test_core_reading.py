@@ -18,6 +18,7 @@ from ocr_core.checkpoints import RunStore
 from ocr_core.cleanup import clean_up
 from ocr_core.cli import main
 from ocr_core.evaluation import folded_for_inference, predict_probabilities
+from ocr_core.pairs import shipped_pair_reader
 from ocr_core.preprocess import prepare_digit
 from ocr_core.reading import (
     one_thread,
@@ -197,14 +198,16 @@ def test_reads_separate_digits_in_order_with_boxes():
             "70",  # 7 touches 0
             marks=pytest.mark.xfail(
                 strict=True,
-                reason="the robust best of issue 9 reads this pair as 0 (the earlier best cut it); a reading.py matter",
+                reason="cuts alone: the robust best reads this pair as 0; the pair reader reads it (test below)",
             ),
         ),
         pytest.param(
             lambda pen: ellipse(pen, [80, 50, 165, 190]),
             lambda pen: ellipse(pen, [160, 50, 245, 190]),
             "00",
-            marks=pytest.mark.xfail(strict=True, reason="known limit: overlapping 0s read as 10 (reading.md)"),
+            marks=pytest.mark.xfail(
+                strict=True, reason="cuts alone read overlapping 0s as 10; the pair reader reads them"
+            ),
         ),
     ],
 )
@@ -216,6 +219,36 @@ def test_a_touching_pair_is_cut_into_two_digits(first, second, text):
     assert reading.text == text
     assert all(digit.split for digit in reading.digits)
     assert reading.digits[0].box[0] < reading.digits[1].box[0]
+
+
+@pytest.mark.parametrize(
+    "first, second, text",
+    [
+        (lambda pen: seven(pen, 60), lambda pen: ellipse(pen, [150, 50, 235, 190]), "70"),
+        (lambda pen: ellipse(pen, [80, 50, 165, 190]), lambda pen: ellipse(pen, [160, 50, 245, 190]), "00"),
+    ],
+)
+def test_the_pair_reader_reads_the_touching_pairs_cuts_miss(first, second, text):
+    """The two pairs the cuts alone misread (the xfails above) are read whole as pairs."""
+    image, pen = sheet(500, 240)
+    first(pen)
+    second(pen)
+    reading = read_number(np.asarray(image), best(), calibration(), shipped_pair_reader())
+    assert reading.text == text
+    assert all(digit.pair and digit.split for digit in reading.digits)
+    assert all(digit.looks_like_digit is None for digit in reading.digits), "a pair's cut pieces are not judged"
+    left, right = (digit.box for digit in reading.digits)
+    assert left[0] < right[0] and left[0] + left[2] <= right[0] + right[2], "each digit's box, left to right"
+    assert all(digit.probabilities.sum() == pytest.approx(1) for digit in reading.digits)
+
+
+def test_the_pair_reader_leaves_separated_digits_and_wide_single_digits_alone():
+    image, pen = sheet(900, 240)
+    draw_number(pen, [60, 220, 380, 540], "7101")
+    ellipse(pen, [660, 60, 860, 190])  # a 0 wider than it is tall
+    reading = read_number(np.asarray(image), best(), calibration(), shipped_pair_reader())
+    assert reading.text == "71010"
+    assert not any(digit.pair for digit in reading.digits)
 
 
 def test_narrow_glyphs_are_tried_as_cuts_only_with_a_calibrated_run():
@@ -339,6 +372,7 @@ def test_cli_read_prints_text_and_json(tmp_path, monkeypatch, capsys):
     assert payload[0]["text"] == "7101"
     assert [entry["digit"] for entry in payload[0]["digits"]] == [7, 1, 0, 1]
     assert [entry["looks_like_digit"] for entry in payload[0]["digits"]] == [True] * 4  # `best` is calibrated
+    assert [entry["pair"] for entry in payload[0]["digits"]] == [False] * 4
     assert all(len(entry["box"]) == 4 and 0 < entry["confidence"] <= 1 for entry in payload[0]["digits"])
 
 
