@@ -76,6 +76,7 @@ STRANGENESS_PENALTY = 2.0  # ... costs nothing; beyond it, this many log-units p
 # Log-probability a glyph read whole as a touching pair costs. Tried on held-out digits from -0.5 to 1: 0 read
 # the most touching pairs, and weighing the pair reader's "one digit" against cutting added nothing.
 PAIR_PENALTY = 0.0
+PAIR_WIDTH = 0.7  # glyphs wider than this many digit heights (and tried as cuts) are also read as pairs
 
 
 @dataclass(frozen=True)
@@ -402,7 +403,7 @@ def candidate_units(glyphs: list[Component], height: float, prior: CutPrior, pai
     for start, glyph in enumerate(glyphs):
         options = split_options(glyph, height, prior.wide)
         units.extend(Unit(start, start + 1, pieces) for pieces in options)
-        if pairs and any(len(pieces) == 2 for pieces in options):
+        if pairs and glyph.width > PAIR_WIDTH * height and any(len(pieces) == 2 for pieces in options):
             units.append(Unit(start, start + 1, [glyph], pair=True))
         for stop in range(start + 2, min(len(glyphs), start + MAX_JOINED) + 1):
             if joinable(glyphs[start:stop], height):

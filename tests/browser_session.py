@@ -15,6 +15,7 @@ __all__ = [
     "CHROMIUM",
     "PROJECT_DIR",
     "SEVEN",
+    "TOUCHING_2026",
     "TWENTY_TWENTY_SIX",
     "browser_page",
     "draw",
@@ -54,6 +55,9 @@ TWENTY_TWENTY_SIX = [
     shifted([(170, 40), (100, 120), (90, 190)], 510),
     shifted(ellipse(85, 140, 185, 235), 510),
 ]
+
+# The same with the 0 pushed into the 2's base: a touching pair.
+TOUCHING_2026 = [TWENTY_TWENTY_SIX[0], shifted(TWENTY_TWENTY_SIX[1], -85), *TWENTY_TWENTY_SIX[2:]]
 
 
 def draw(page, strokes: list[list[tuple[int, int]]]) -> None:

@@ -8,6 +8,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
+from ocr_core.cli import main
 from ocr_core.errors import UserError
 from ocr_core.pairs import (
     CLASSES,
@@ -142,3 +143,12 @@ def test_the_shipped_pair_reader_tells_a_pair_from_one_digit():
     probabilities = pair_probabilities(shipped_pair_reader(), glyphs)
     assert probabilities[0].argmax() == 17
     assert probabilities[1].argmax() == SINGLE
+
+
+def test_cli_train_pairs_writes_a_reader_and_reports_its_check(tiny_data_dir, tmp_path, capsys):
+    out = tmp_path / "pairs.safetensors"
+    assert main(["train-pairs", "--out", str(out), "--samples", "200", "--epochs", "1"]) == 0
+    printed = capsys.readouterr()
+    assert "epoch 1/1" in printed.err
+    assert f"saved {out}" in printed.out and "pairs read right" in printed.out
+    assert load_pair_reader(out) is not None

@@ -21,6 +21,7 @@ sys.path[:0] = [str(HERE.parent.parent), str(HERE.parent.parent / "tests")]
 from browser_session import (  # noqa: E402  (after the sys.path line above)
     PROJECT_DIR,
     SEVEN,
+    TOUCHING_2026,
     TWENTY_TWENTY_SIX,
     browser_page,
     draw,
@@ -78,6 +79,13 @@ def read_demo(page) -> None:
     page.get_by_text("does not look like a digit").first.wait_for(timeout=60_000)
     wait_until_idle(page)
     shoot(page, "read-not-a-digit", 1250)
+    page.get_by_role("button", name="Reset canvas & history").click()
+    page.get_by_text("Write a number on the black canvas").wait_for(timeout=60_000)
+    draw(page, TOUCHING_2026)
+    page.get_by_text("Touching digits read whole").first.wait_for(timeout=60_000)
+    print(f"written 2026 with the 2 and 0 touching read as {metric_value(page, 'Reading')}")
+    page.get_by_text("Touching digits read whole").first.evaluate("text => text.scrollIntoView({block: 'center'})")
+    shoot(page, "read-touching", 1250)
 
 
 def robustness_demo(page) -> None:
