@@ -316,7 +316,7 @@ def build_pair_reader(
     on_epoch: Callable[[int, float, float], None] | None = None,
 ) -> tuple[nn.Module, PairCheck]:
     """Compose `samples` glyphs from MNIST's training digits bar the last HOLDOUT (a fifth of a smaller set),
-    train on them, and check the result on 4,000 glyphs composed from the held-out ones."""
+    train on them, and check the result on glyphs composed from the held-out ones (as many, up to 4,000)."""
     holdout = min(HOLDOUT, len(images) // 5)
     # Composed in two halves of their own seeds, so two processes can make them; the shipped reader's were.
     halves = [
@@ -324,4 +324,5 @@ def build_pair_reader(
     ]
     inputs, classes = (torch.cat(parts) for parts in zip(*halves, strict=True))
     model = train_pair_reader(inputs, classes, settings, on_epoch)
-    return model, check_pair_reader(model, images[-holdout:], labels[-holdout:], 4000, settings.seed + 3)
+    checks = min(4000, samples)
+    return model, check_pair_reader(model, images[-holdout:], labels[-holdout:], checks, settings.seed + 3)
