@@ -8,7 +8,9 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
+from conftest import requires_mnist
 from ocr_core.cli import main
+from ocr_core.data import load_mnist
 from ocr_core.errors import UserError
 from ocr_core.pairs import (
     CLASSES,
@@ -18,6 +20,7 @@ from ocr_core.pairs import (
     INPUT_WIDTH,
     SINGLE,
     PairTraining,
+    check_pair_reader,
     composed_pair,
     load_pair_reader,
     pair_input,
@@ -152,3 +155,11 @@ def test_cli_train_pairs_writes_a_reader_and_reports_its_check(tiny_data_dir, tm
     assert "epoch 1/1" in printed.err
     assert f"saved {out}" in printed.out and "pairs read right" in printed.out
     assert load_pair_reader(out) is not None
+
+
+@requires_mnist
+def test_the_shipped_pair_reader_reads_pairs_of_mnist_test_digits_it_never_saw():
+    """Pairs composed from MNIST's test digits (it trained on training digits): 96.4% measured on 2,000."""
+    data = load_mnist(download=False)
+    check = check_pair_reader(shipped_pair_reader(), data.test_images.numpy(), data.test_labels.numpy(), 1000, 7)
+    assert check.pairs_right >= 0.94 and check.singles_right >= 0.98 and check.pairs_taken_for_one <= 0.02
