@@ -10,9 +10,10 @@ intermediate images of each step kept for the app.
   but not read.
 - Recognition and the segmentation's last word: each glyph is read whole or cut (paths of least ink from
   the valleys of its column profile), and neighbouring glyphs are also read joined (pieces the pen left
-  apart); all candidate pieces go through the model in one batch, and the path over the line whose digits
-  the model reads with the highest joint confidence wins (log-probabilities summed, less penalties for
-  implausible pieces, each cut and join, and, with the run's calibration, pieces unlike any digit).
+  apart); all candidate pieces go through the model in one batch, and wide glyphs also through the pair
+  reader (pairs.py: two touching digits read as one glyph). The path over the line whose digits are read
+  with the highest joint confidence wins (log-probabilities summed, less penalties for implausible pieces,
+  each cut and join, and, with the run's calibration, pieces unlike any digit).
 - Post-processing: the string, each digit's confidence, the weakest digit flagged."""
 
 from __future__ import annotations
@@ -404,7 +405,7 @@ def candidate_units(glyphs: list[Component], height: float, prior: CutPrior, pai
         options = split_options(glyph, height, prior.wide)
         units.extend(Unit(start, start + 1, pieces) for pieces in options)
         if pairs and glyph.width > PAIR_WIDTH * height and any(len(pieces) == 2 for pieces in options):
-            units.append(Unit(start, start + 1, [glyph], pair=True))
+            units.append(Unit(start, start + 1, [], pair=True))  # no piece for the run: the glyph is read whole
         for stop in range(start + 2, min(len(glyphs), start + MAX_JOINED) + 1):
             if joinable(glyphs[start:stop], height):
                 units.append(Unit(start, stop, [joined(glyphs[start:stop])]))
@@ -542,8 +543,8 @@ def read_number(
     `evaluation.folded_for_inference` (faster on a CPU). With the run's `calibration`, the confidences are
     calibrated, pieces unlike any digit are avoided when cutting and joining, and a digit whose ink still
     looks like no digit is flagged (`DigitReading.looks_like_digit`). With a `pair_model`
-    (`pairs.shipped_pair_reader()`), a wide glyph is also read whole as two touching digits, and the pair
-    reader's word on whether it is one digit weighs in."""
+    (`pairs.shipped_pair_reader()`), a wide glyph is also read whole as two touching digits (the pair reader
+    has a class for one digit too, so a wide single digit seldom reads as a pair)."""
     grey = greyscale(image)
     input_shape = grey.shape
     shrink = min(1.0, READ_SIDE / max(grey.shape))
@@ -586,7 +587,7 @@ def read_number(
     units = candidate_units(glyphs, height, prior, pairs=pair_model is not None)
     pieces = [piece for unit in units for piece in unit.pieces]
     inputs = torch.stack([mnist_input(piece.mask) for piece in pieces]) if pieces else torch.zeros(0, 28, 28)
-    glyphs_read = [pair_input(unit.pieces[0].mask) for unit in units if unit.pair]
+    glyphs_read = [pair_input(glyphs[unit.start].mask) for unit in units if unit.pair]
     with one_thread():
         features = features_of(model, inputs)
         logits = logits_of(model, features)
