@@ -21,18 +21,29 @@ if not CHROMIUM.exists() and os.environ.get("OCR_REQUIRE_BROWSER") != "1":
     pytest.skip(f"{CHROMIUM} is not installed (CI sets OCR_REQUIRE_BROWSER=1 to fail instead)", allow_module_level=True)
 
 
+def polled(read, done, timeout: float, pause: float):
+    """`read()` every `pause` seconds until `done` says yes to its value or `timeout` seconds have passed; the
+    last value (what is drawn in a browser can take a while to finish)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = read()
+        if done(value) or time.monotonic() > deadline:
+            return value
+        time.sleep(pause)
+
+
 def rendered_images(page, caption_text: str, timeout: float = 60) -> list[int]:
     """Natural widths of the images whose caption contains `caption_text` (0: broken, or still not decoded
     after `timeout` seconds: an image that has just appeared may still be loading)."""
     images = page.locator('[data-testid="stImage"]').filter(has_text=caption_text).locator("img")
     images.first.wait_for(timeout=120_000)
-    deadline = time.monotonic() + timeout
-    while True:
-        loaded = images.evaluate_all("images => images.map(image => image.complete)")
-        if all(loaded) or time.monotonic() > deadline:
-            return images.evaluate_all("images => images.map(image => image.complete ? image.naturalWidth : 0)")
+
+    def loaded() -> list[bool]:
         images.last.scroll_into_view_if_needed()  # in case the browser defers images out of view
-        time.sleep(0.2)
+        return images.evaluate_all("images => images.map(image => image.complete)")
+
+    polled(loaded, all, timeout, pause=0.2)
+    return images.evaluate_all("images => images.map(image => image.complete ? image.naturalWidth : 0)")
 
 
 def open_section(page) -> None:
@@ -78,11 +89,11 @@ def test_the_map_of_the_test_set_draws_its_axes_and_the_star(tmp_path):
         page.get_by_text("The star is this input").wait_for(timeout=180_000)
         wait_until_idle(page)
         chart = page.locator('[data-testid="stVegaLiteChart"]').last
-        deadline = time.monotonic() + 60  # 2,000 points with their digits as tooltips take a while to draw
-        while True:
-            pixels = np.asarray(Image.open(io.BytesIO(chart.screenshot())).convert("RGB")).astype(int)
-            if (pixels.std(-1) > 40).sum() > 2000 or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
+        pixels = polled(  # 2,000 points with their digits as tooltips take a while to draw
+            lambda: np.asarray(Image.open(io.BytesIO(chart.screenshot())).convert("RGB")).astype(int),
+            lambda pixels: (pixels.std(-1) > 40).sum() > 2000,
+            timeout=60,
+            pause=0.5,
+        )
         assert (pixels.std(-1) > 40).sum() > 2000, "the coloured points are drawn"
         assert (pixels.max(-1) < 50).sum() >= 30, "the black star is drawn"
