@@ -112,3 +112,17 @@ def test_read_shows_a_touching_pair_as_the_pair_reader_saw_it(app_env):
     captions = [caption for image in app.image for caption in image.captions]
     assert sum(caption.startswith("digits 1-2: 70") for caption in captions) == 1
     assert sum("· pair" in caption for caption in captions) == 2, "both crops say they were read as a pair"
+
+
+def test_read_without_a_loadable_pair_reader_warns_and_reads_with_cuts(app_env):
+    from ocr_core import pairs
+
+    with mock.patch.object(pairs, "load_pair_reader", side_effect=pairs.UserError("cannot load the pair reader")):
+        pairs.shipped_pair_reader.cache_clear()
+        try:
+            app = open_read_page(touching_drawing())
+        finally:
+            pairs.shipped_pair_reader.cache_clear()
+    assert "Touching digits are only cut" in texts(app.warning)
+    assert next(metric for metric in app.metric if metric.label == "Reading").value.isdigit()
+    assert "Touching digits read whole" not in texts(app.markdown)
