@@ -268,8 +268,8 @@ def command_train_pairs(args: argparse.Namespace) -> int:
     )
     save_pair_reader(model, args.out, {"samples": str(args.samples), "epochs": str(settings.epochs)})
     print(
-        f"saved {args.out}: on held-out digits, pairs read right {check.pairs_right:.2%}, single digits taken for "
-        f"one {check.singles_right:.2%}, pairs taken for one digit {check.pairs_taken_for_one:.2%}"
+        f"saved {args.out}: on held-out digits, pairs read right {check.pairs_right:.2%}, single digits read as "
+        f"one digit {check.singles_right:.2%}, pairs read as one digit {check.pairs_taken_for_one:.2%}"
     )
     return 0
 
