@@ -25,13 +25,13 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .cleanup import odd, stroke_width
 from .errors import UserError
-from .models import conv_bn_relu
+from .models import MNIST_MEAN, MNIST_STD, conv_bn_relu
 
 INPUT_HEIGHT, INPUT_WIDTH = 32, 64
 INK_HEIGHT, INK_WIDTH = 24, 56  # the glyph is fitted into this box, keeping its proportions
@@ -96,7 +96,7 @@ def pair_reader() -> nn.Module:
 
 def as_input(glyphs: torch.Tensor) -> torch.Tensor:
     """(N, H, W) in [0, 1] -> standardised (N, 1, H, W), channels-last (MNIST's ink statistics)."""
-    return ((glyphs.unsqueeze(1) - 0.1307) / 0.3081).contiguous(memory_format=torch.channels_last)
+    return ((glyphs.unsqueeze(1) - MNIST_MEAN) / MNIST_STD).contiguous(memory_format=torch.channels_last)
 
 
 def pair_probabilities(model: nn.Module, glyphs: torch.Tensor) -> np.ndarray:
@@ -122,9 +122,13 @@ def shipped_pair_reader() -> nn.Module:
 def load_pair_reader(path: Path = SHIPPED) -> nn.Module:
     """The trained pair reader in evaluation mode; UserError when the file is missing or not one."""
     try:
+        with safe_open(str(path), "pt") as header:
+            described = (header.metadata() or {}).get("format")
         tensors = load_file(str(path))
     except (OSError, SafetensorError) as error:
         raise UserError(f"cannot load the pair reader from {path}: {error}") from None
+    if described != FORMAT:
+        raise UserError(f"{path} is not a pair reader of this version (its header says {described!r})")
     model = pair_reader()
     try:
         model.load_state_dict({name: tensor.float() for name, tensor in tensors.items()}, strict=True)
@@ -134,7 +138,8 @@ def load_pair_reader(path: Path = SHIPPED) -> nn.Module:
 
 
 def save_pair_reader(model: nn.Module, path: Path, notes: dict[str, str]) -> None:
-    """Half-precision weights (the reader loses nothing measurable) with `notes` in the header."""
+    """Half-precision weights (half the file; the probabilities stay within 0.02 of fp32's, tested) with the
+    format and `notes` in the header."""
     tensors = {name: tensor.detach().half().contiguous() for name, tensor in model.state_dict().items()}
     partial = path.with_name(f".{path.name}.partial")  # a stopped save leaves no half-written reader behind
     save_file(tensors, str(partial), metadata={"format": FORMAT, **notes})

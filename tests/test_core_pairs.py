@@ -14,6 +14,7 @@ from ocr_core.data import load_mnist
 from ocr_core.errors import UserError
 from ocr_core.pairs import (
     CLASSES,
+    FORMAT,
     INK_HEIGHT,
     INK_WIDTH,
     INPUT_HEIGHT,
@@ -130,6 +131,10 @@ def test_a_damaged_or_foreign_pair_reader_file_is_refused_clearly(tmp_path):
     save_file({"weight": torch.zeros(3)}, str(foreign))
     with pytest.raises(UserError, match="not a pair reader"):
         load_pair_reader(foreign)
+    described_but_wrong = tmp_path / "wrong.safetensors"
+    save_file({"weight": torch.zeros(3)}, str(described_but_wrong), metadata={"format": FORMAT})
+    with pytest.raises(UserError, match="not a pair reader"):
+        load_pair_reader(described_but_wrong)
     with pytest.raises(UserError, match="cannot load"):
         load_pair_reader(tmp_path / "missing.safetensors")
 
