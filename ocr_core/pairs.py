@@ -29,48 +29,27 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .cleanup import odd, stroke_width
+from .cleanup import stroke_width
 from .errors import UserError
-from .models import MNIST_MEAN, MNIST_STD, conv_bn_relu
+from .evaluation import predict_probabilities
+from .models import as_model_input, conv_bn_relu
+from .preprocess import centre_by_mass, fit_box, normalise_stroke
 
 INPUT_HEIGHT, INPUT_WIDTH = 32, 64
 INK_HEIGHT, INK_WIDTH = 24, 56  # the glyph is fitted into this box, keeping its proportions
 SINGLE = 100  # the class of a glyph that is one digit
 CLASSES = 101
-MIN_STROKE = 0.1  # thin strokes are thickened to this share of the glyph's height, as for single digits
 HOLDOUT = 5000
 SHIPPED = Path(__file__).with_name("pair_reader.safetensors")
 FORMAT = "ocr-lab pair reader 1"
 
 
-def normalised_pen(mask: np.ndarray) -> np.ndarray:
-    """Thicken a thin pen's strokes to a tenth of the glyph's height (thick strokes are left alone)."""
-    rows = np.flatnonzero(mask.any(1))
-    missing = MIN_STROKE * (rows[-1] - rows[0] + 1) - stroke_width(mask)
-    if missing < 1:
-        return mask
-    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (odd(missing + 1),) * 2)
-    return cv2.dilate(mask.view(np.uint8), disc).astype(bool)
-
-
 def pair_input(mask: np.ndarray) -> torch.Tensor:
-    """(INPUT_HEIGHT, INPUT_WIDTH) float tensor in [0, 1]: the glyph's ink fitted into INK_HEIGHT x INK_WIDTH
-    keeping its proportions, centred by its centre of mass (MNIST's recipe, two digits wide)."""
-    mask = normalised_pen(mask)
-    rows, columns = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
-    crop = mask[rows[0] : rows[-1] + 1, columns[0] : columns[-1] + 1].astype(np.float32)
-    factor = min(INK_HEIGHT / crop.shape[0], INK_WIDTH / crop.shape[1])
-    size = (max(1, round(crop.shape[0] * factor)), max(1, round(crop.shape[1] * factor)))
-    ink = F.interpolate(torch.from_numpy(crop)[None, None], size=size, mode="bilinear", antialias=True)[0, 0]
-    ink = ink.clamp(0, 1)
-    mass = ink.sum().clamp_min(1e-6)
-    row_centre = float((ink.sum(1) * torch.arange(size[0])).sum() / mass)
-    column_centre = float((ink.sum(0) * torch.arange(size[1])).sum() / mass)
-    top = int(np.clip(round((INPUT_HEIGHT - 1) / 2 - row_centre), 0, INPUT_HEIGHT - size[0]))
-    left = int(np.clip(round((INPUT_WIDTH - 1) / 2 - column_centre), 0, INPUT_WIDTH - size[1]))
-    canvas = torch.zeros(INPUT_HEIGHT, INPUT_WIDTH)
-    canvas[top : top + size[0], left : left + size[1]] = ink
-    return canvas
+    """(INPUT_HEIGHT, INPUT_WIDTH) float tensor in [0, 1]: MNIST's recipe two digits wide (thin pens thickened
+    to a tenth of the glyph's height, the ink fitted into INK_HEIGHT x INK_WIDTH keeping its proportions,
+    centred by its centre of mass)."""
+    ink = normalise_stroke(mask, by_height=True).astype(np.float32)
+    return centre_by_mass(fit_box(ink, (INK_HEIGHT, INK_WIDTH)), (INPUT_HEIGHT, INPUT_WIDTH))
 
 
 def pair_reader() -> nn.Module:
@@ -92,19 +71,6 @@ def pair_reader() -> nn.Module:
         nn.Dropout(0.3),
         nn.Linear(192, CLASSES),
     )
-
-
-def as_input(glyphs: torch.Tensor) -> torch.Tensor:
-    """(N, H, W) in [0, 1] -> standardised (N, 1, H, W), channels-last (MNIST's ink statistics)."""
-    return ((glyphs.unsqueeze(1) - MNIST_MEAN) / MNIST_STD).contiguous(memory_format=torch.channels_last)
-
-
-def pair_probabilities(model: nn.Module, glyphs: torch.Tensor) -> np.ndarray:
-    """(N, CLASSES) probabilities for (N, INPUT_HEIGHT, INPUT_WIDTH) glyphs from `pair_input`."""
-    if not len(glyphs):
-        return np.zeros((0, CLASSES), np.float32)
-    with torch.inference_mode():
-        return torch.softmax(model(as_input(glyphs)).float(), 1).numpy()
 
 
 def pair_marginals(probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -279,7 +245,7 @@ def train_pair_reader(
             glyphs = inputs[batch].float() / 255
             shift = [int(value) for value in torch.randint(-1, 2, (2,))]
             glyphs = torch.roll(glyphs, shifts=shift, dims=(1, 2))
-            logits = model(as_input(glyphs))
+            logits = model(as_model_input(glyphs))
             loss = F.cross_entropy(logits, classes[batch], label_smoothing=settings.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -303,7 +269,7 @@ class PairCheck:
 
 def check_pair_reader(model: nn.Module, images: np.ndarray, labels: np.ndarray, count: int, seed: int) -> PairCheck:
     inputs, classes = training_glyphs(images, labels, count, seed)
-    predicted = pair_probabilities(model, inputs.float() / 255).argmax(1)
+    predicted = predict_probabilities(model, inputs).argmax(1)
     classes = classes.numpy()
     pairs = classes != SINGLE
     return PairCheck(

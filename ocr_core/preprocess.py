@@ -77,26 +77,27 @@ def image_to_array(image: Image.Image) -> np.ndarray:
     return np.asarray(image, dtype=np.float32) / 255.0
 
 
-def fit_box(ink: np.ndarray, box: int = 20) -> torch.Tensor:
-    """Crop to the ink and resize so the longer side is `box` pixels (anti-aliased)."""
+def fit_box(ink: np.ndarray, box: tuple[int, int] = (20, 20)) -> torch.Tensor:
+    """Crop to the ink and resize it, keeping its proportions, to fit a `box` (height, width) of pixels
+    (anti-aliased)."""
     rows, columns = np.flatnonzero(ink.any(1)), np.flatnonzero(ink.any(0))
     crop = ink[rows[0] : rows[-1] + 1, columns[0] : columns[-1] + 1]
     height, width = crop.shape
-    factor = box / max(height, width)
+    factor = min(box[0] / height, box[1] / width)
     size = (max(1, round(height * factor)), max(1, round(width * factor)))
     tensor = torch.from_numpy(np.ascontiguousarray(crop))[None, None]
     return F.interpolate(tensor, size=size, mode="bilinear", antialias=True, align_corners=False)[0, 0].clamp(0, 1)
 
 
-def centre_by_mass(digit: torch.Tensor, side: int = 28) -> torch.Tensor:
-    """Place `digit` in a side x side canvas with its centre of mass at the centre."""
+def centre_by_mass(digit: torch.Tensor, shape: tuple[int, int] = (28, 28)) -> torch.Tensor:
+    """Place `digit` in a canvas of `shape` (height, width) with its centre of mass at the centre."""
     height, width = digit.shape
     mass = digit.sum()
     row_centre = float((digit.sum(1) * torch.arange(height)).sum() / mass)
     column_centre = float((digit.sum(0) * torch.arange(width)).sum() / mass)
-    top = int(np.clip(round((side - 1) / 2 - row_centre), 0, side - height))
-    left = int(np.clip(round((side - 1) / 2 - column_centre), 0, side - width))
-    canvas = torch.zeros(side, side)
+    top = int(np.clip(round((shape[0] - 1) / 2 - row_centre), 0, shape[0] - height))
+    left = int(np.clip(round((shape[1] - 1) / 2 - column_centre), 0, shape[1] - width))
+    canvas = torch.zeros(shape)
     canvas[top : top + height, left : left + width] = digit
     return canvas
 
@@ -131,11 +132,12 @@ def main_digit(mask: np.ndarray) -> np.ndarray:
     return np.concatenate([[False], keep])[labels] & mask
 
 
-def normalise_stroke(mask: np.ndarray) -> np.ndarray:
-    """Thicken a thin pen's strokes to MNIST's proportions (a stroke about a tenth of the digit's size),
-    so a fine-liner reads like a felt-tip. Thick strokes are left alone."""
+def normalise_stroke(mask: np.ndarray, by_height: bool = False) -> np.ndarray:
+    """Thicken a thin pen's strokes to MNIST's proportions (a stroke about a tenth of the digit's size: its
+    longer side, or with `by_height` its height, as for two digits side by side), so a fine-liner reads like
+    a felt-tip. Thick strokes are left alone."""
     rows, columns = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
-    size = max(rows[-1] - rows[0], columns[-1] - columns[0]) + 1
+    size = (rows[-1] - rows[0] if by_height else max(rows[-1] - rows[0], columns[-1] - columns[0])) + 1
     missing = MIN_STROKE * size - stroke_width(mask)
     if missing < 1:
         return mask

@@ -30,7 +30,8 @@ from torch import nn
 
 from .calibration import Calibration, features_of, logits_of, softmax
 from .cleanup import CleanUp, clean_up, greyscale
-from .pairs import SINGLE, pair_input, pair_marginals, pair_probabilities
+from .evaluation import predict_probabilities
+from .pairs import SINGLE, pair_input, pair_marginals
 from .preprocess import mnist_input
 
 MIN_WRITING = 0.04  # ink smaller than this fraction of the picture's shorter side is dirt, not writing
@@ -595,7 +596,7 @@ def read_number(
         probabilities = softmax(logits)  # the segmentation is judged on the plain softmax, whatever the calibration
         reported = softmax(logits, calibration.temperature) if calibration else probabilities
         pairs = (
-            pair_probabilities(pair_model, torch.stack(glyphs_read))
+            predict_probabilities(pair_model, torch.stack(glyphs_read))
             if glyphs_read
             else np.zeros((0, SINGLE + 1), np.float32)
         )

@@ -12,6 +12,7 @@ from conftest import requires_mnist
 from ocr_core.cli import main
 from ocr_core.data import load_mnist
 from ocr_core.errors import UserError
+from ocr_core.evaluation import predict_probabilities
 from ocr_core.pairs import (
     CLASSES,
     FORMAT,
@@ -26,7 +27,6 @@ from ocr_core.pairs import (
     load_pair_reader,
     pair_input,
     pair_marginals,
-    pair_probabilities,
     pushed_together,
     save_pair_reader,
     shipped_pair_reader,
@@ -117,7 +117,9 @@ def test_training_learns_and_reports_each_epoch_and_the_saved_reader_reads_the_s
     save_pair_reader(model, path, {"samples": "256"})
     assert not list(tmp_path.glob(".*partial")), "no partial file is left behind"
     glyphs = inputs[:16].float() / 255
-    assert np.allclose(pair_probabilities(load_pair_reader(path), glyphs), pair_probabilities(model, glyphs), atol=2e-2)
+    assert np.allclose(
+        predict_probabilities(load_pair_reader(path), glyphs), predict_probabilities(model, glyphs), atol=2e-2
+    )
 
 
 def test_a_damaged_or_foreign_pair_reader_file_is_refused_clearly(tmp_path):
@@ -148,7 +150,7 @@ def test_the_shipped_pair_reader_tells_a_pair_from_one_digit():
     zero = Image.new("L", (240, 140), 0)
     ImageDraw.Draw(zero).ellipse([40, 20, 200, 120], outline=255, width=10)
     glyphs = torch.stack([pair_input(np.asarray(image) > 128) for image in (pair, zero)])
-    probabilities = pair_probabilities(shipped_pair_reader(), glyphs)
+    probabilities = predict_probabilities(shipped_pair_reader(), glyphs)
     assert probabilities[0].argmax() == 17
     assert probabilities[1].argmax() == SINGLE
 
