@@ -30,7 +30,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .cleanup import stroke_width
-from .errors import UserError
+from .errors import ConfigError, UserError
 from .evaluation import predict_probabilities
 from .models import as_model_input, conv_bn_relu
 from .preprocess import centre_by_mass, fit_box, normalise_stroke
@@ -222,6 +222,10 @@ class PairTraining:
     label_smoothing: float = 0.05
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ConfigError(f"epochs and batch size must be at least 1 (got {self.epochs} and {self.batch_size})")
+
 
 def train_pair_reader(
     inputs: torch.Tensor,
@@ -288,6 +292,8 @@ def build_pair_reader(
 ) -> tuple[nn.Module, PairCheck]:
     """Compose `samples` glyphs from MNIST's training digits bar the last HOLDOUT (a fifth of a smaller set),
     train on them, and check the result on glyphs composed from the held-out ones (as many, up to 4,000)."""
+    if samples < 2:
+        raise ConfigError(f"at least 2 glyphs are needed to train the pair reader (got {samples})")
     holdout = min(HOLDOUT, len(images) // 5)
     # Composed in two halves of their own seeds, so two processes can make them; the shipped reader's were.
     halves = [

@@ -170,3 +170,12 @@ def test_the_shipped_pair_reader_reads_pairs_of_mnist_test_digits_it_never_saw()
     data = load_mnist(download=False)
     check = check_pair_reader(shipped_pair_reader(), data.test_images.numpy(), data.test_labels.numpy(), 1000, 7)
     assert check.pairs_right >= 0.94 and check.singles_right >= 0.98 and check.pairs_taken_for_one <= 0.02
+
+
+@pytest.mark.parametrize("arguments", [["--samples", "0"], ["--epochs", "0"]])
+def test_cli_train_pairs_refuses_nothing_to_train_with_one_line(tiny_data_dir, tmp_path, capsys, arguments):
+    out = tmp_path / "pairs.safetensors"
+    assert main(["train-pairs", "--out", str(out), *arguments]) == 2
+    printed = capsys.readouterr().err
+    assert printed.strip().splitlines()[-1].startswith("error: ") and "at least" in printed
+    assert "Traceback" not in printed and not out.exists()
