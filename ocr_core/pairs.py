@@ -108,8 +108,11 @@ def save_pair_reader(model: nn.Module, path: Path, notes: dict[str, str]) -> Non
     format and `notes` in the header."""
     tensors = {name: tensor.detach().half().contiguous() for name, tensor in model.state_dict().items()}
     partial = path.with_name(f".{path.name}.partial")  # a stopped save leaves no half-written reader behind
-    save_file(tensors, str(partial), metadata={"format": FORMAT, **notes})
-    os.replace(partial, path)
+    try:
+        save_file(tensors, str(partial), metadata={"format": FORMAT, **notes})
+        os.replace(partial, path)
+    except (OSError, SafetensorError) as error:
+        raise UserError(f"cannot write the pair reader to {path}: {error}") from None
 
 
 # Composition of training glyphs from MNIST digits.

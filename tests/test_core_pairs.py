@@ -27,6 +27,7 @@ from ocr_core.pairs import (
     load_pair_reader,
     pair_input,
     pair_marginals,
+    pair_reader,
     pushed_together,
     save_pair_reader,
     shipped_pair_reader,
@@ -139,6 +140,8 @@ def test_a_damaged_or_foreign_pair_reader_file_is_refused_clearly(tmp_path):
         load_pair_reader(described_but_wrong)
     with pytest.raises(UserError, match="cannot load"):
         load_pair_reader(tmp_path / "missing.safetensors")
+    with pytest.raises(UserError, match="cannot write the pair reader"):
+        save_pair_reader(pair_reader(), tmp_path / "no such folder" / "pairs.safetensors", {})
 
 
 def test_the_shipped_pair_reader_tells_a_pair_from_one_digit():
