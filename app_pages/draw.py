@@ -8,7 +8,7 @@ from lab_ui import canvas, charts, inside, loaders
 from lab_ui.widgets import enlarged, input_source, errors_shown, model_selector, show_skipped
 from ocr_core import CheckpointError, ImageError, RunInfo, digit_from_image, load_image
 from ocr_core.calibration import CalibrationError
-from ocr_core.preprocess import prepare
+from ocr_core.preprocess import UPLOAD_EXTENSIONS, UPLOAD_FORMATS_TEXT, prepare
 
 UNSURE_BELOW = 0.6
 
@@ -25,8 +25,8 @@ def drawn_image() -> np.ndarray | None:
 
 def uploaded_image() -> np.ndarray | None:
     upload = st.file_uploader(
-        "A photo or scan of one digit (PNG or JPEG, dark on light or light on dark)",
-        type=["png", "jpg", "jpeg"],
+        f"A photo or scan of one digit ({UPLOAD_FORMATS_TEXT}; dark on light or light on dark)",
+        type=UPLOAD_EXTENSIONS,
         key="draw.upload",
     )
     if upload is None:

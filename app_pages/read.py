@@ -11,6 +11,7 @@ from ocr_core import CheckpointError, ImageError, UserError, load_image
 from ocr_core.calibration import Calibration, CalibrationError
 from ocr_core.checkpoints import RunInfo
 from ocr_core.pairs import shipped_pair_reader
+from ocr_core.preprocess import UPLOAD_EXTENSIONS, UPLOAD_FORMATS_TEXT
 from ocr_core.reading import READ_SIDE, UNSURE_BELOW, Reading, read_number
 
 CANVAS_WIDTH, CANVAS_HEIGHT = 840, 280
@@ -37,7 +38,7 @@ def drawn_image() -> np.ndarray | None:
 
 def uploaded_image() -> np.ndarray | None:
     upload = st.file_uploader(
-        "A photo or scan of a handwritten number (PNG or JPEG)", type=["png", "jpg", "jpeg"], key="read.upload"
+        f"A photo or scan of a handwritten number ({UPLOAD_FORMATS_TEXT})", type=UPLOAD_EXTENSIONS, key="read.upload"
     )
     if upload is None:
         return None

@@ -6,21 +6,19 @@ atomic file operation, and listing runs reads only headers.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import re
-import tempfile
-from contextlib import contextmanager
+import stat
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Iterator
 
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .errors import CheckpointError
+from .errors import CheckpointError, printable
+from .files import TEMPORARY_PREFIX, atomic_path, publish_new, remove_stale_temporaries, sync_directory
 from .metadata import RunMetadata
 from .models import build_model
 
@@ -29,6 +27,7 @@ DEFAULT_CHECKPOINT_DIR = PROJECT_DIR / "checkpoints"
 SUFFIX = ".safetensors"
 FORMAT = "ocr-lab-run"
 FORMAT_VERSION = 1
+FORMAT_VERSION_PATTERN = re.compile(r"[0-9]{1,6}")  # ASCII digits only: str.isdigit() accepts "²", int() does not
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024
 
@@ -48,6 +47,10 @@ def validate_run_name(name: str) -> str:
 
 def name_taken(name: str) -> CheckpointError:
     return CheckpointError(f"a run named {name!r} exists already; choose another name or overwrite it")
+
+
+def missing_run(name: str, root: Path) -> CheckpointError:
+    return CheckpointError(f"no run named {name!r} in {root}")
 
 
 def checkpoint_dir() -> Path:
@@ -78,17 +81,21 @@ def read_metadata(path: Path, shown_as: str | None = None) -> RunMetadata:
     try:
         with safe_open(str(path), framework="pt") as handle:
             header = handle.metadata() or {}
+    except FileNotFoundError:
+        raise CheckpointError(f"{shown_as} is gone (deleted or renamed meanwhile)") from None
     except (SafetensorError, OSError, ValueError, RuntimeError) as error:
         raise CheckpointError(f"{shown_as} is not a readable safetensors file ({error})") from None
     if header.get("format") != FORMAT:
         raise CheckpointError(f"{shown_as} is a safetensors file but not an OCR lab run (foreign checkpoint)")
+    written_by = header.get("format_version", "0")
+    if not FORMAT_VERSION_PATTERN.fullmatch(written_by):
+        raise CheckpointError(f"{shown_as} has a damaged format version ({written_by[:20]!r})")
+    if int(written_by) > FORMAT_VERSION:
+        raise CheckpointError(f"{shown_as} was written by a newer version of this lab")
     try:
         metadata = json.loads(header["metadata"])
-    except (KeyError, json.JSONDecodeError):
+    except (KeyError, json.JSONDecodeError, RecursionError):  # RecursionError: JSON nested thousands deep
         raise CheckpointError(f"{shown_as} has damaged run metadata") from None
-    written_by = header.get("format_version", "0")
-    if not written_by.isdigit() or int(written_by) > FORMAT_VERSION:
-        raise CheckpointError(f"{shown_as} was written by a newer version of this lab")
     try:
         return RunMetadata.from_dict(metadata)
     except CheckpointError as error:
@@ -96,73 +103,31 @@ def read_metadata(path: Path, shown_as: str | None = None) -> RunMetadata:
 
 
 def rebuild_model(path: Path, metadata: RunMetadata, shown_as: str | None = None) -> nn.Module:
-    """Build the architecture the metadata names and load the weights (no pickle involved)."""
+    """Build the architecture the metadata names and load the weights (no pickle involved); weights that are
+    not all finite numbers (NaN, infinity) are refused, since every answer of such a model is meaningless."""
     shown_as = shown_as or path.name
     try:
+        tensors = load_file(str(path))
         model = build_model(metadata.architecture)
-        model.load_state_dict(load_file(str(path)), strict=True)
-    except (ValueError, RuntimeError, SafetensorError) as error:
+        model.load_state_dict(tensors, strict=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"{shown_as} is gone (deleted or renamed meanwhile)") from None
+    except (ValueError, RuntimeError, SafetensorError, OSError) as error:
         raise CheckpointError(f"{shown_as}: weights do not fit the architecture it names ({error})") from None
+    broken = [name for name, tensor in tensors.items() if tensor.is_floating_point() and not tensor.isfinite().all()]
+    if broken:
+        raise CheckpointError(f"{shown_as}: weights hold NaN or infinite values ({', '.join(broken[:3])})")
     return model.eval()
 
 
-# errno values of file systems that have no hard links (FAT, some network and FUSE mounts)
-NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK, errno.ENOSYS, errno.EXDEV}
-
-
-def sync_directory(directory: Path) -> None:
-    """Make a rename or link in `directory` survive a power cut (where the platform can sync directories)."""
+def regular_file(path: Path) -> os.stat_result | None:
+    """The file's status if it is a regular file (following links), else None: a FIFO, device or folder
+    named like a run would block or fail the reader."""
     try:
-        handle = os.open(directory, os.O_RDONLY)
+        status = path.stat()
     except OSError:
-        return
-    try:
-        os.fsync(handle)
-    except OSError:
-        pass  # some file systems refuse to sync a directory; the data itself is synced already
-    finally:
-        os.close(handle)
-
-
-def publish_new(source: Path, target: Path) -> bool:
-    """Give `source` the name `target` only if no file has that name, atomically even when two processes
-    try at once; CheckpointError if the name is taken. True if `source` still exists (it was linked),
-    False if it was moved (on file systems without hard links, after claiming `target` with O_EXCL)."""
-    try:
-        os.link(source, target)
-        return True
-    except FileExistsError:
-        raise name_taken(target.stem) from None
-    except OSError as error:
-        if error.errno not in NO_HARD_LINKS:
-            raise
-    try:  # no hard links here: claim the name with an empty placeholder, then move the file over it
-        os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
-    except FileExistsError:
-        raise name_taken(target.stem) from None
-    os.replace(source, target)
-    return False
-
-
-@contextmanager
-def atomic_path(final: Path, overwrite: bool) -> Iterator[Path]:
-    """A temporary path beside `final`: what the block writes there is synced to disk and then published
-    as `final` in one step, replacing an existing file only if `overwrite`, else raising CheckpointError."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
-    os.close(handle)
-    try:
-        yield Path(temporary)
-        os.chmod(temporary, 0o644)  # mkstemp's 0600 would hide runs from other users of a shared server
-        with open(temporary, "rb+") as written:
-            os.fsync(written.fileno())  # the data is on disk before any name points at it
-        if overwrite:
-            os.replace(temporary, final)
-        else:
-            publish_new(Path(temporary), final)
-        sync_directory(final.parent)
-    finally:
-        Path(temporary).unlink(missing_ok=True)
+        return None
+    return status if stat.S_ISREG(status.st_mode) else None
 
 
 class RunStore:
@@ -173,29 +138,40 @@ class RunStore:
         return self.root / f"{validate_run_name(name)}{SUFFIX}"
 
     def exists(self, name: str) -> bool:
-        return self.path(name).is_file()
+        return regular_file(self.path(name)) is not None
 
     def list(self) -> list[RunInfo]:
+        """Every file named like a run, the unusable ones with the reason (`problem`); removes the temporary
+        files that killed saves left behind."""
+        remove_stale_temporaries(self.root)
         runs = []
         for path in sorted(self.root.glob(f"*{SUFFIX}")):
-            if path.name.startswith("."):
+            if path.name.startswith(TEMPORARY_PREFIX):
                 continue  # a save in progress
+            status = regular_file(path)
+            if status is None:
+                if path.exists():
+                    runs.append(RunInfo(printable(path.stem), path, None, "not a regular file", 0.0, 0))
+                continue  # deleted while listing
             try:
-                stat = path.stat()
+                valid_name = validate_run_name(path.stem)
+            except CheckpointError:
+                problem = f"its file name is not a usable run name: rename the file to {NAME_RULE}"
+                runs.append(RunInfo(printable(path.stem), path, None, problem, status.st_mtime, status.st_size))
+                continue
+            try:
                 metadata, problem = read_metadata(path), None
             except CheckpointError as error:
                 metadata, problem = None, str(error)
-            except OSError:
-                continue  # deleted while listing
-            runs.append(RunInfo(path.stem, path, metadata, problem, stat.st_mtime, stat.st_size))
+            runs.append(RunInfo(valid_name, path, metadata, problem, status.st_mtime, status.st_size))
         return runs
 
     def info(self, name: str) -> RunInfo:
         path = self.path(name)
-        if not path.is_file():
-            raise CheckpointError(f"no run named {name!r} in {self.root}")
-        stat = path.stat()
-        return RunInfo(name, path, read_metadata(path), None, stat.st_mtime, stat.st_size)
+        status = regular_file(path)
+        if status is None:
+            raise missing_run(name, self.root)
+        return RunInfo(name, path, read_metadata(path), None, status.st_mtime, status.st_size)
 
     def load(self, name: str) -> tuple[nn.Module, RunMetadata]:
         info = self.info(name)
@@ -207,29 +183,48 @@ class RunStore:
             raise name_taken(name)
         tensors = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
         header = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "metadata": json.dumps(metadata.to_dict())}
-        with atomic_path(final, overwrite) as temporary:
-            save_file(tensors, str(temporary), metadata=header)
+        try:
+            with atomic_path(final, overwrite) as temporary:
+                save_file(tensors, str(temporary), metadata=header)
+        except FileExistsError:
+            raise name_taken(name) from None
         return self.info(name)
 
     def rename(self, old: str, new: str) -> RunInfo:
+        """Each outcome is one line: renamed, or why not (also when another process renames or deletes the
+        same run at the same moment)."""
         source, target = self.path(old), self.path(new)
-        if not source.is_file():
-            raise CheckpointError(f"no run named {old!r}")
-        if publish_new(source, target):
-            source.unlink()
+        if regular_file(source) is None:
+            raise missing_run(old, self.root)
+        try:
+            linked = publish_new(source, target)
+        except FileNotFoundError:
+            raise missing_run(old, self.root) from None
+        except FileExistsError:
+            raise name_taken(new) from None
+        if linked:
+            source.unlink(missing_ok=True)  # gone already: another process deleted the old name meanwhile
         sync_directory(self.root)
-        return self.info(new)
+        try:
+            return self.info(new)
+        except CheckpointError as error:
+            raise CheckpointError(
+                f"renamed {old!r} to {new!r}, but another process changed it right after: {error}"
+            ) from None
 
     def delete(self, name: str) -> None:
         path = self.path(name)
-        if not path.is_file():
-            raise CheckpointError(f"no run named {name!r}")
-        path.unlink()
+        if regular_file(path) is None:
+            raise missing_run(name, self.root)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            raise missing_run(name, self.root) from None
 
     def import_bytes(self, name: str, payload: bytes, overwrite: bool = False, file_name: str | None = None) -> RunInfo:
         """Add an uploaded run file after checking it is a complete, loadable run; messages name the file
         `file_name` (the upload's name), by default the run's own file name."""
-        file_name = file_name or f"{name}{SUFFIX}"
+        file_name = printable(file_name or f"{name}{SUFFIX}")
         if len(payload) > MAX_UPLOAD_BYTES:
             raise CheckpointError(
                 f"file too large ({len(payload) / 1e6:.0f} MB; at most {MAX_UPLOAD_BYTES / 1e6:.0f} MB)"
@@ -237,7 +232,10 @@ class RunStore:
         final = self.path(name)
         if final.exists() and not overwrite:
             raise name_taken(name)
-        with atomic_path(final, overwrite) as temporary:
-            temporary.write_bytes(payload)
-            rebuild_model(temporary, read_metadata(temporary, file_name), file_name)
+        try:
+            with atomic_path(final, overwrite) as temporary:
+                temporary.write_bytes(payload)
+                rebuild_model(temporary, read_metadata(temporary, file_name), file_name)
+        except FileExistsError:
+            raise name_taken(name) from None
         return self.info(name)

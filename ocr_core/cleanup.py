@@ -25,6 +25,10 @@ from .errors import ImageError
 STATISTICS_SAMPLE = 40_000  # pixels enough for a percentile or Otsu's threshold
 FLAT = 0.01  # brightness spread of paper that is one flat colour (a drawing, not a photo)
 MIN_WORKING_SIDE = 128  # smaller inputs (a 28x28 MNIST digit) are enlarged first, so the filters have room
+# Bounds on that enlargement, so that every later step's cost (kernels scale with the picture) stays bounded
+# for any shape: at most 16x (an 8-pixel scan reaches 128) and at most this many working pixels.
+MAX_ENLARGEMENT = 16.0
+MAX_WORKING_PIXELS = 1_500_000
 BACKGROUND_SIDE = 160  # the paper's lighting is smooth: estimated on a copy at most this large
 BACKGROUND_WINDOW = 0.4  # median window, as a fraction of the picture's shorter side
 UNIFORM_BORDER = 0.1  # spread of the border's brightness (10th to 90th percentile) under even light
@@ -248,7 +252,7 @@ def despeckle(mask: np.ndarray, width: float) -> np.ndarray:
 def clean_up(array: np.ndarray) -> CleanUp:
     """Every step from an input image (any polarity, colour, alpha, size) to a mask of its strokes."""
     grey = greyscale(array)
-    scale = max(1.0, MIN_WORKING_SIDE / min(grey.shape))
+    scale = max(1.0, min(MIN_WORKING_SIDE / min(grey.shape), MAX_ENLARGEMENT, np.sqrt(MAX_WORKING_PIXELS / grey.size)))
     if scale > 1:
         grey = cv2.resize(
             grey, (round(grey.shape[1] * scale), round(grey.shape[0] * scale)), interpolation=cv2.INTER_LINEAR

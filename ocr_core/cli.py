@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import sys
@@ -18,7 +19,7 @@ from .calibration import Calibration, calibration_of, read_digits
 from .checkpoints import NAME_RULE, RunStore
 from .corruptions import CORRUPTIONS, DEFAULT_SEVERITY, SEVERITIES
 from .data import load_mnist
-from .errors import UserError
+from .errors import UserError, printable
 from .evaluation import evaluate, folded_for_inference
 from .metadata import RunMetadata
 from .models import ARCHITECTURES, build_model, multiply_adds, parameter_count
@@ -91,8 +92,33 @@ def accuracies(metadata: RunMetadata) -> str:
     return f"test accuracy {metadata.metric('clean'):.4f} clean, {metadata.metric('seed_augmented'):.4f} seed-augmented"
 
 
+def json_safe(value):
+    """`value` with every NaN or infinity as null: strict JSON, which every parser reads."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    return value
+
+
 def emit(payload, as_json: bool, text: str) -> None:
-    print(json.dumps(payload, indent=2) if as_json else text)
+    """The answer on stdout: strict JSON, or text whose every line is printable (no control characters from a
+    file or run name reach the terminal; undecodable bytes of a file name are shown as escapes)."""
+    if as_json:
+        print(json.dumps(json_safe(payload), indent=2, allow_nan=False))
+    elif text:  # nothing at all when every image of a batch failed (the errors are on stderr)
+        print("\n".join(printable(line) for line in text.split("\n")))
+
+
+def batch_outcome(results: list[dict]) -> int:
+    """The rule for a command given several images: each is tried; the answers are printed, and each image
+    that could not be read is also reported on stderr. Exit code 0 when every image was read, 2 otherwise."""
+    failed = [entry for entry in results if "error" in entry]
+    for entry in failed:
+        print(printable(f"error: {entry['image']}: {entry['error']}"), file=sys.stderr)
+    return 2 if failed else 0
 
 
 def command_train(args: argparse.Namespace) -> int:
@@ -178,8 +204,6 @@ def predict_entry(path: str, model, calibration: Calibration | None) -> dict:
 
 
 def predict_line(entry: dict) -> str:
-    if "error" in entry:
-        return f"{entry['image']}: error: {entry['error']}"
     if entry["prediction"] is None:
         return f"{entry['image']}: not a digit: {entry['problem']}"
     confidence = f"{entry['confidence']:.1%}{'' if entry['calibrated'] else ', not calibrated'}"
@@ -191,15 +215,14 @@ def predict_line(entry: dict) -> str:
 def command_predict(args: argparse.Namespace) -> int:
     model, metadata = RunStore().load(args.name)
     calibration = calibration_of(metadata)
-    results, failures = [], 0
+    results = []
     for path in args.images:
         try:
             results.append(predict_entry(path, model, calibration))
         except ImageError as error:
-            failures += 1
             results.append({"image": path, "error": str(error)})
-    emit(results, args.json, "\n".join(predict_line(entry) for entry in results))
-    return 1 if failures else 0
+    emit(results, args.json, "\n".join(predict_line(entry) for entry in results if "error" not in entry))
+    return batch_outcome(results)
 
 
 def command_calibrate(args: argparse.Namespace) -> int:
@@ -216,8 +239,6 @@ def command_calibrate(args: argparse.Namespace) -> int:
 
 
 def read_line(entry: dict) -> str:
-    if "error" in entry:
-        return f"{entry['image']}: error: {entry['error']}"
     strange = [str(index + 1) for index, digit in enumerate(entry["digits"]) if digit["looks_like_digit"] is False]
     note = f" (digit {', '.join(strange)} from the left does not look like a digit)" if strange else ""
     return f"{entry['image']}: {entry['text'] or '(no digits found)'}{note}"
@@ -227,12 +248,11 @@ def command_read(args: argparse.Namespace) -> int:
     model, metadata = RunStore().load(args.name)
     model, calibration = folded_for_inference(model), calibration_of(metadata)
     pair_model = None if args.no_pairs else shipped_pair_reader()
-    results, failures = [], 0
+    results = []
     for path in args.images:
         try:
             reading = read_number(load_image(path, max_side=READ_SIDE), model, calibration, pair_model)
         except ImageError as error:
-            failures += 1
             results.append({"image": path, "error": str(error)})
             continue
         results.append(
@@ -251,8 +271,8 @@ def command_read(args: argparse.Namespace) -> int:
                 ],
             }
         )
-    emit(results, args.json, "\n".join(read_line(entry) for entry in results))
-    return 1 if failures else 0
+    emit(results, args.json, "\n".join(read_line(entry) for entry in results if "error" not in entry))
+    return batch_outcome(results)
 
 
 def command_train_pairs(args: argparse.Namespace) -> int:
@@ -626,7 +646,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args)
     except UserError as error:  # anything else is a bug and keeps its traceback
-        print(f"error: {error}", file=sys.stderr)
+        print(printable(f"error: {error}"), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

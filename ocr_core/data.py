@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from .errors import ConfigError, UserError
+from .files import read_cached_arrays, write_cache
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = PROJECT_DIR / "data"
@@ -171,22 +172,12 @@ def content_fingerprint(arrays: dict[str, np.ndarray]) -> str:
 def load_decoded(files: dict[str, Path]) -> tuple[dict[str, np.ndarray], str]:
     """Decoded arrays plus a content fingerprint, from the cache when the raw files are unchanged."""
     cache_file = cache_dir() / f"mnist-v{CACHE_FORMAT}-{fingerprint_of(files)}.npz"
-    try:
-        with np.load(cache_file, allow_pickle=False) as cached:
-            arrays = {name: cached[name] for name in MNIST_FILES}
-            return arrays, str(cached["fingerprint"])
-    except (OSError, KeyError, ValueError):
-        pass
+    cached = read_cached_arrays(cache_file, lambda arrays: {*MNIST_FILES, "fingerprint"} <= arrays.keys())
+    if cached is not None:
+        return {name: cached[name] for name in MNIST_FILES}, str(cached["fingerprint"])
     arrays = decode_raw_files(files)
     fingerprint = content_fingerprint(arrays)
-    try:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        temporary = cache_file.with_suffix(f".{os.getpid()}.tmp")
-        with open(temporary, "wb") as stream:
-            np.savez(stream, fingerprint=np.array(fingerprint), **arrays)
-        os.replace(temporary, cache_file)
-    except OSError:
-        pass  # a read-only home only costs the decode time on the next load
+    write_cache(cache_file, lambda stream: np.savez(stream, fingerprint=np.array(fingerprint), **arrays))
     return arrays, fingerprint
 
 

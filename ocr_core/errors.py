@@ -19,3 +19,16 @@ class CheckpointError(UserError):
 
 class ImageError(UserError):
     """An input that cannot be read as a digit image; the message is meant for the user."""
+
+
+def printable(text: str) -> str:
+    """`text` safe to show in one line on any terminal or page: control characters (tab, newline, ESC) and the
+    undecodable bytes of a file name (surrogate escapes) appear as Python escapes; other characters stay."""
+    return "".join(character if character.isprintable() else escaped(character) for character in text)
+
+
+def escaped(character: str) -> str:
+    code = ord(character)
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8, as os.fsdecode keeps it: shown as that byte
+        return f"\\x{code - 0xDC00:02x}"
+    return repr(character)[1:-1]

@@ -14,6 +14,7 @@ kept whole, only rotated, so their distances are exact).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from torch import nn
 
 from .data import MnistData, cache_dir
 from .explain import as_batch
+from .files import read_cached_arrays, write_cache
 from .models import penultimate_features
 
 INDEX_DIMENSIONS = 128
@@ -163,30 +165,29 @@ def cache_file(kind: str, key: str) -> Path:
     return cache_dir() / "explain" / f"{kind}-{key}.npz"
 
 
-def read_cached(path: Path) -> dict[str, np.ndarray] | None:
-    try:
-        with np.load(path, allow_pickle=False) as stored:
-            arrays = {name: stored[name] for name in stored.files}
-    except (OSError, ValueError, EOFError):
-        return None  # absent or damaged: rebuilt
-    os.utime(path)  # recently used: kept by the pruning
+PROJECTION_KEYS = {"mean", "axes", "kept_variance"}
+
+
+def read_cached(path: Path, keys: set[str], points: int) -> dict[str, np.ndarray] | None:
+    """The cached arrays if they hold `keys` and `points` points; absent or damaged (then deleted): None."""
+    arrays = read_cached_arrays(path, lambda arrays: keys <= arrays.keys() and len(arrays["points"]) == points)
+    if arrays is not None:
+        with contextlib.suppress(OSError):
+            os.utime(path)  # recently used: kept by the pruning
     return arrays
 
 
 def write_cached(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """Atomically (a reader never sees half a file); a read-only cache dir only costs the rebuild."""
+    if not write_cache(path, lambda stream: np.savez(stream, **arrays)):
+        return
+    kind = path.name.split("-")[0]
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(temporary, "wb") as stream:
-            np.savez(stream, **arrays)
-        os.replace(temporary, path)
-        kind = path.name.split("-")[0]
         stale = sorted(path.parent.glob(f"{kind}-*.npz"), key=lambda file: file.stat().st_mtime, reverse=True)
         for old in stale[KEEP_CACHED:]:
             old.unlink(missing_ok=True)
     except OSError:
-        pass
+        pass  # pruned by another process meanwhile
 
 
 def projection_arrays(projection: Projection) -> dict[str, np.ndarray]:
@@ -202,8 +203,8 @@ def training_index(
 ) -> FeatureIndex:
     """The run's index of the training digits, from the disk cache or built (and cached) now."""
     path = cache_file("index", run_key(run_path, data.fingerprint))
-    cached = read_cached(path)
-    if cached is not None and len(cached.get("points", ())) == len(data.train_labels):
+    cached = read_cached(path, {*PROJECTION_KEYS, "points"}, len(data.train_labels))
+    if cached is not None:
         points = cached["points"].astype(np.float32)
         return FeatureIndex(projection_from(cached), points, (points**2).sum(1))
     index = build_index(model, data.train_images, progress)
@@ -216,8 +217,8 @@ def map_of_test_set(
 ) -> DigitMap:
     """The run's map of the test digits, from the disk cache or built (and cached) now."""
     path = cache_file("map", run_key(run_path, data.fingerprint))
-    cached = read_cached(path)
-    if cached is not None and len(cached.get("points", ())) == len(data.test_labels):
+    cached = read_cached(path, {*PROJECTION_KEYS, "points", "labels", "predictions"}, len(data.test_labels))
+    if cached is not None:
         return DigitMap(projection_from(cached), cached["points"], cached["labels"], cached["predictions"])
     built = build_map(model, data.test_images, data.test_labels, progress)
     write_cached(

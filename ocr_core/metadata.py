@@ -45,6 +45,40 @@ SIMPLE_TYPES = {"str": str, "int": int, "float": float, "bool": bool}
 TYPE_NAMES = {"str": "text", "int": "a whole number", "float": "a number", "bool": "true or false"}
 
 
+FRACTION, NOT_NEGATIVE = (0.0, 1.0), (0.0, math.inf)
+# The range of every stored number, by field name (the names mean the same in every record): what
+# validation checks and its messages say. A field not named here may hold any finite number.
+BOUNDS = {
+    **dict.fromkeys(("accuracy", "train_accuracy", "test_accuracy", "precision", "recall", "f1"), FRACTION),
+    **dict.fromkeys(
+        (
+            "parameters",
+            "multiply_adds",
+            "epochs_completed",
+            "training_seconds",
+            "loss",
+            "train_loss",
+            "test_loss",
+            "count",
+            "support",
+            "train_size",
+            "test_size",
+            "epoch",
+            "seconds",
+            "images_per_second",
+            "learning_rate",
+        ),
+        NOT_NEGATIVE,
+    ),
+    "digit": (0, 9),
+}
+
+
+def in_bounds(value: Any, key: str) -> bool:
+    low, high = BOUNDS.get(key, (-math.inf, math.inf))
+    return isinstance(value, bool) or not isinstance(value, (int, float)) or low <= value <= high
+
+
 def fits(value: Any, annotation: str) -> bool:
     """Whether a JSON value fits a field annotated str, int, float or bool (an int is a float, a bool is
     neither: JSON and Python both let `true` pass for 1)."""
@@ -65,6 +99,9 @@ def required(values: Mapping, key: str, parent: str = "", annotation: str | None
     value = values[key]
     if annotation is not None and not fits(value, annotation):
         raise RunMetadataError(f"run metadata '{where}' must be {TYPE_NAMES[annotation]}, got {value!r}")
+    if not in_bounds(value, key):
+        low, high = BOUNDS[key]
+        raise RunMetadataError(f"run metadata '{where}' must be in [{low:g}, {high:g}], got {value!r}")
     return value
 
 

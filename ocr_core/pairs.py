@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ from torch import nn
 from .cleanup import stroke_width
 from .errors import ConfigError, UserError
 from .evaluation import predict_probabilities
+from .files import atomic_path
 from .models import as_model_input, conv_bn_relu
 from .preprocess import centre_by_mass, fit_box, normalise_stroke
 
@@ -107,10 +107,11 @@ def save_pair_reader(model: nn.Module, path: Path, notes: dict[str, str]) -> Non
     """Half-precision weights (half the file; the probabilities stay within 0.02 of fp32's, tested) with the
     format and `notes` in the header."""
     tensors = {name: tensor.detach().half().contiguous() for name, tensor in model.state_dict().items()}
-    partial = path.with_name(f".{path.name}.partial")  # a stopped save leaves no half-written reader behind
+    if not Path(path).parent.is_dir():  # a mistyped --out folder is the user's to fix, not to create silently
+        raise UserError(f"cannot write the pair reader to {path}: no folder {Path(path).parent}")
     try:
-        save_file(tensors, str(partial), metadata={"format": FORMAT, **notes})
-        os.replace(partial, path)
+        with atomic_path(Path(path)) as temporary:  # a stopped save leaves no half-written reader behind
+            save_file(tensors, str(temporary), metadata={"format": FORMAT, **notes})
     except (OSError, SafetensorError) as error:
         raise UserError(f"cannot write the pair reader to {path}: {error}") from None
 

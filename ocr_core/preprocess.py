@@ -21,6 +21,12 @@ MAX_UPLOAD_PIXELS = 40_000_000
 MIN_SIDE = 8
 WORKING_SIDE = 512  # larger inputs are shrunk first: a digit needs no more detail than this
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+MAX_ASPECT = 25  # a strip longer than 25:1 is no number (ten digits with separators are under 15:1)
+# The only decoders Pillow may run on an upload, whatever the file is called (Pillow would otherwise also run
+# EPS through Ghostscript, and a dozen rarer parsers). The app's uploaders accept these file name extensions.
+UPLOAD_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF", "BMP", "GIF")
+UPLOAD_EXTENSIONS = ("png", "jpg", "jpeg", "webp", "tif", "tiff", "bmp", "gif")
+UPLOAD_FORMATS_TEXT = ", ".join(UPLOAD_FORMATS[:-1]) + " or " + UPLOAD_FORMATS[-1]
 MIN_INK_PIXELS = 3
 # Degenerate ink, flagged before any model is asked. The canvas pen (20 px on 280) alone spans 7% of the side.
 SPECK_SIDE = 0.12  # ink whose box is smaller than this share of the image's longer side is a dot or a speck
@@ -33,7 +39,8 @@ MIN_STROKE = 0.1  # MNIST's strokes are about this fraction of the digit's longe
 
 def load_image(source: bytes | str | Path, max_side: int = WORKING_SIDE) -> np.ndarray:
     """Decode an uploaded file into a float array in [0, 1], (H, W) or (H, W, 4) with alpha, shrunk to at
-    most `max_side` pixels (a whole number needs more than one digit)."""
+    most `max_side` pixels (a whole number needs more than one digit). Only the decoders of UPLOAD_FORMATS
+    ever run, whatever the file's name says; anything else is an ImageError with the reason."""
     if isinstance(source, (str, Path)):
         try:
             source = Path(source).read_bytes()
@@ -44,36 +51,76 @@ def load_image(source: bytes | str | Path, max_side: int = WORKING_SIDE) -> np.n
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(source))
-            if image.width * image.height > MAX_UPLOAD_PIXELS:
-                raise ImageError(
-                    f"image too large ({image.width}x{image.height}; "
-                    f"at most {MAX_UPLOAD_PIXELS // 1_000_000} megapixels)"
-                )
+            image = Image.open(io.BytesIO(source), formats=UPLOAD_FORMATS)
+            check_size(image.width, image.height)
             image.draft("L", (max_side, max_side))  # JPEG decodes straight at a reduced size
-            image = ImageOps.exif_transpose(image)  # phone photos carry their rotation in EXIF
             image.load()
+            image = upright(image)
+            image = with_resizable_mode(image)
+            image.thumbnail((max_side, max_side))
     except ImageError:
         raise
     except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageError("not an image this app can read (use PNG or JPEG)") from None
-    except (OSError, ValueError, SyntaxError) as error:
+        raise ImageError(f"not an image this app can read (use {UPLOAD_FORMATS_TEXT})") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as error:
         raise ImageError(f"damaged or truncated image ({error})") from None
-    if min(image.size) < MIN_SIDE:
-        raise ImageError(f"image too small ({image.width}x{image.height}; at least {MIN_SIDE}x{MIN_SIDE} pixels)")
-    image.thumbnail((max_side, max_side))
     return image_to_array(image)
 
 
+def check_size(width: int, height: int) -> None:
+    """Refuse what no digit photo is (and what would make the clean-up's work unbounded): too many pixels,
+    too few, or a strip far longer than any number."""
+    if width * height > MAX_UPLOAD_PIXELS:
+        raise ImageError(f"image too large ({width}x{height}; at most {MAX_UPLOAD_PIXELS // 1_000_000} megapixels)")
+    if min(width, height) < MIN_SIDE:
+        raise ImageError(f"image too small ({width}x{height}; at least {MIN_SIDE}x{MIN_SIDE} pixels)")
+    if max(width, height) > MAX_ASPECT * min(width, height):
+        raise ImageError(f"image too long and thin ({width}x{height}; sides at most {MAX_ASPECT}:1)")
+
+
+def upright(image: Image.Image) -> Image.Image:
+    """The image turned as its EXIF orientation says (phone photos); as it is when the EXIF block is damaged."""
+    try:
+        return ImageOps.exif_transpose(image)
+    except Exception:  # damaged EXIF raises anything from struct.error to TypeError: keep it unrotated
+        return image
+
+
+def with_resizable_mode(image: Image.Image) -> Image.Image:
+    """The image in a mode Pillow can shrink and turn into grey: 16-bit greyscale as 32-bit, LAB as its
+    lightness band; other modes as they are (`image_to_array` refuses what it cannot convert)."""
+    if image.mode.startswith("I;16"):
+        return image.convert("I")
+    if image.mode == "LAB":
+        return image.getchannel("L")
+    return image
+
+
+def finite(values: np.ndarray) -> np.ndarray:
+    """Float pixels with NaN and infinities replaced by the median of the finite ones (a damaged float TIFF
+    would otherwise turn the whole image blank); ImageError when no pixel is a number."""
+    bad = ~np.isfinite(values)
+    if not bad.any():
+        return values
+    if bad.all():
+        raise ImageError("the image holds no numbers (every pixel is NaN or infinite)")
+    return np.where(bad, np.median(values[~bad]), values)
+
+
 def image_to_array(image: Image.Image) -> np.ndarray:
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16/32-bit greyscale
-        values = np.asarray(image, dtype=np.float64)
-        return (values / (65535.0 if values.max() > 255 else 255.0)).clip(0, 1).astype(np.float32)
-    if image.mode == "F":
-        values = np.asarray(image, dtype=np.float32)
-        return values / max(float(values.max()), 1e-6)
-    has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
-    image = image.convert("RGBA" if has_alpha else "L")
+    if image.mode in ("I", "F"):  # 32-bit integer (16-bit greyscale) or float greyscale
+        values = finite(np.asarray(image, dtype=np.float64))
+        if image.mode == "I":
+            return (values / (65535.0 if values.max() > 255 else 255.0)).clip(0, 1).astype(np.float32)
+        low, high = float(values.min()), float(values.max())
+        if low < 0 or high > 1:  # floats in another range (0-255, or arbitrary units): stretched to [0, 1]
+            values = (values - low) / max(high - low, 1e-12)
+        return values.astype(np.float32)
+    has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
+    try:
+        image = image.convert("RGBA" if has_alpha else "L")
+    except ValueError:
+        raise ImageError(f"unsupported colour mode {image.mode} (save the image as RGB or greyscale)") from None
     return np.asarray(image, dtype=np.float32) / 255.0
 
 

@@ -281,7 +281,7 @@ def cut_path(mask: np.ndarray, column: int, reach: int) -> np.ndarray:
     position = int(total.argmin())
     for row in range(height - 1, -1, -1):
         path[row] = position
-        position += steps[row, position]
+        position += int(steps[row, position])  # a Python int: int8 arithmetic would overflow past 127 columns
     return columns[path]
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import struct
 import time
 from collections.abc import Callable
@@ -36,6 +35,7 @@ from .corruptions import CORRUPTIONS, DEFAULT_SEVERITY, SEVERITIES, SUITE_VERSIO
 from .data import MnistData, cache_dir, load_mnist
 from .errors import UserError
 from .evaluation import folded_for_inference, predict_probabilities
+from .files import read_cached_arrays, write_cache, write_text_atomically
 
 T = TypeVar("T")
 
@@ -159,23 +159,14 @@ def corrupted_suite(images: torch.Tensor, name: str) -> torch.Tensor:
     version and the images' bytes; 1.6 MB per corruption for the 2,000 report digits)."""
     key = hashlib.sha256(images.numpy().tobytes()).hexdigest()[:16]
     path = report_cache_dir() / f"suite{SUITE_VERSION}-{key}-{name}.npy"
-    try:
-        cached = torch.from_numpy(np.load(path, allow_pickle=False))
-        if cached.shape == (len(SEVERITIES), *images.shape) and cached.dtype == torch.uint8:
-            return cached
-    except (OSError, ValueError):
-        pass
+    expected = (len(SEVERITIES), *images.shape)
+    cached = read_cached_arrays(path, lambda arrays: arrays[""].shape == expected and arrays[""].dtype == np.uint8)
+    if cached is not None:
+        return torch.from_numpy(cached[""])
     sets = torch.stack(
         [(corrupt(images, name, severity)[:, 0] * 255).round().to(torch.uint8) for severity in SEVERITIES]
     )
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(temporary, "wb") as stream:
-            np.save(stream, sets.numpy(), allow_pickle=False)
-        os.replace(temporary, path)
-    except OSError:
-        pass  # a read-only cache only costs the corruption time next time
+    write_cache(path, lambda stream: np.save(stream, sets.numpy(), allow_pickle=False))
     return sets
 
 
@@ -242,25 +233,20 @@ def first_readable(
     for folder in (shipped_reports_dir(store), report_cache_dir()):
         try:
             value = parse((folder / file_name).read_text())
-        except (OSError, UserError):
+        except (OSError, ValueError, UserError):  # ValueError: bytes that are not UTF-8 text
             continue
         if current(value):
             return value
     return None
 
 
-def write_atomically(folder: Path, file_name: str, text: str) -> Path:
-    """Concurrent readers see the old file or the new one, never half of one."""
-    folder.mkdir(parents=True, exist_ok=True)
-    final = folder / file_name
-    temporary = folder / f".{final.name}.{os.getpid()}.tmp"
-    temporary.write_text(text)
-    os.replace(temporary, final)
-    return final
+def write_result(folder: Path, file_name: str, text: str) -> Path:
+    """A report or sweep as JSON text; concurrent readers see the old file or the new one, never half of one."""
+    return write_text_atomically(folder / file_name, text)
 
 
 def write_report(report: RobustnessReport, folder: Path) -> Path:
-    return write_atomically(folder, report_file_name(report.weights), report.to_json())
+    return write_result(folder, report_file_name(report.weights), report.to_json())
 
 
 def run_report(

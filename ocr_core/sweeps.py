@@ -36,7 +36,7 @@ from .robustness import (
     report_cache_dir,
     report_subset,
     run_weights_hash,
-    write_atomically,
+    write_result,
 )
 
 SWEEP_VERSION = 1
@@ -173,7 +173,7 @@ def cached_sweeps(weights: str, store: RunStore) -> SweepResult | None:
 
 
 def write_sweeps(result: SweepResult, folder: Path) -> Path:
-    return write_atomically(folder, sweep_file_name(result.weights), json.dumps(asdict(result), indent=1))
+    return write_result(folder, sweep_file_name(result.weights), json.dumps(asdict(result), indent=1))
 
 
 def run_sweeps(

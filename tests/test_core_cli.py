@@ -59,11 +59,17 @@ def test_predict_reads_image_files_and_reports_bad_ones(trained, tmp_path, capsy
     blank, text = tmp_path / "blank.png", tmp_path / "notes.txt"
     Image.fromarray(np.zeros((50, 50), np.uint8)).save(blank)
     text.write_text("not an image")
-    code, results = run_json(capsys, ["predict", "tiny", str(good), str(blank), str(text), "--json"])
-    assert code == 1, "a failed image makes the exit code non-zero"
+    assert main(["predict", "tiny", str(good), str(blank), str(text), "--json"]) == 2, "a failed image: exit 2"
+    printed = capsys.readouterr()
+    results = json.loads(printed.out)  # the whole batch, each failure with its error field
     assert 0 <= results[0]["prediction"] <= 9 and 0 < results[0]["confidence"] <= 1
     assert len(results[0]["probabilities"]) == 10
     assert "no ink" in results[1]["error"] and "not an image" in results[2]["error"]
+    errors = printed.err.strip().splitlines()  # and each failure on stderr, one line each
+    assert errors == [f"error: {blank}: {results[1]['error']}", f"error: {text}: {results[2]['error']}"]
+    assert main(["predict", "tiny", str(good), str(blank)]) == 2
+    printed = capsys.readouterr()
+    assert printed.out.startswith(f"{good}: ") and "blank" not in printed.out and "no ink" in printed.err
 
 
 def test_rename_delete_and_list_survive_a_corrupt_file(trained, capsys):
