@@ -5,7 +5,7 @@ import streamlit as st
 from torch import nn
 
 from lab_ui import canvas, loaders
-from lab_ui.reading import annotated
+from lab_ui.read_view import annotated
 from lab_ui.widgets import enlarged, input_source, model_selector, show_skipped
 from ocr_core import CheckpointError, ImageError, UserError, load_image
 from ocr_core.calibration import Calibration, CalibrationError

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from lab_ui import charts, loaders
-from lab_ui import robustness as view
+from lab_ui import robustness_view
 from lab_ui.widgets import enlarged, show_skipped
 from ocr_core import DataUnavailableError
 from ocr_core.corruptions import CORRUPTIONS, DEFAULT_SEVERITY, SEVERITIES
@@ -21,7 +21,7 @@ def what_augmentation_buys() -> None:
 
 
 def heatmap(found, severity: int | None) -> None:
-    frame = view.heatmap_frame(found, severity)
+    frame = robustness_view.heatmap_frame(found, severity)
     run_names = list(found)
     sort = st.segmented_control(
         "Sort corruptions",
@@ -50,7 +50,7 @@ def severity_curves(found) -> None:
         persist_state="session",
     )
     corruption = None if choice == ALL_CORRUPTIONS else choice
-    frame = view.severity_frame(found, corruption)
+    frame = robustness_view.severity_frame(found, corruption)
     st.altair_chart(charts.accuracy_lines(frame, "severity", "severity (0 = clean digits)"), width="stretch")
     if corruption:
         st.caption(
@@ -67,14 +67,14 @@ def strength_sweeps(chosen, data) -> None:
         key="robustness.sweep",
         persist_state="session",
     )
-    found, missing = view.sweeps(chosen, data)
+    found, missing = robustness_view.sweeps(chosen, data)
     if missing:
         st.info(
             f"No sweeps saved for {', '.join(f'`{run}`' for run in missing)}; computing them needs MNIST.",
             icon=":material/database:",
         )
     if found:
-        frame = view.sweep_frame(found, name)
+        frame = robustness_view.sweep_frame(found, name)
         st.altair_chart(charts.accuracy_lines(frame, "strength", SWEEPS[name].label), width="stretch")
         st.caption(
             "Each point: the same 1,000 test digits (100 per class) under the training augmentation op at "
@@ -90,11 +90,11 @@ def digit_strip(chosen, data) -> None:
         key="robustness.strip_corruption",
         persist_state="session",
     )
-    _, clean, labels = view.strip_digits(data.fingerprint, data)
-    corrupted = view.corrupted_strip(corruption, data.fingerprint, data)
+    _, clean, labels = robustness_view.strip_digits(data.fingerprint, data)
+    corrupted = robustness_view.corrupted_strip(corruption, data.fingerprint, data)
     rows = [("clean", clean), *((f"severity {s}", corrupted[s - 1]) for s in SEVERITIES)]
-    predictions = {run.name: view.strip_predictions(run, corrupted) for run in chosen}
-    clean_predictions = {run.name: view.strip_predictions(run, clean) for run in chosen}
+    predictions = {run.name: robustness_view.strip_predictions(run, corrupted) for run in chosen}
+    clean_predictions = {run.name: robustness_view.strip_predictions(run, clean) for run in chosen}
     st.caption(
         f"Under each digit, each run's answer in the order {' · '.join(f'`{run.name}`' for run in chosen)}: "
         ":green[green] right, :red[red] wrong."
@@ -164,16 +164,16 @@ if not chosen_names:
 chosen = [by_name[name] for name in chosen_names]
 severity = None if severity_choice == MEAN else int(severity_choice)
 
-found, missing = view.reports(chosen, data)
+found, missing = robustness_view.reports(chosen, data)
 if missing:
     st.info(
         f"No robustness report saved for {', '.join(f'`{name}`' for name in missing)}; computing one needs MNIST.",
         icon=":material/database:",
     )
 if found:
-    base = view.baseline(by_name, found, data)
+    base = robustness_view.baseline(by_name, found, data)
     st.dataframe(
-        view.summary_table(found, base, severity),
+        robustness_view.summary_table(found, base, severity),
         hide_index=True,
         width="stretch",
         column_config={
