@@ -7,10 +7,10 @@ import streamlit as st
 from lab_ui import canvas, charts, inside, loaders
 from lab_ui.widgets import enlarged, input_source, errors_shown, model_selector, show_skipped
 from ocr_core import CheckpointError, ImageError, RunInfo, digit_from_image, load_image
-from ocr_core.calibration import CalibrationError
+from ocr_core.calibration import FALSE_ALARM_TARGET, CalibrationError
+from ocr_core.metadata import CLEAN_TEST
 from ocr_core.preprocess import prepare
-
-UNSURE_BELOW = 0.6
+from ocr_core.reading import UNSURE_BELOW
 
 
 def drawn_image() -> np.ndarray | None:
@@ -50,8 +50,8 @@ def show_prediction(run: RunInfo, digit) -> None:
         prediction_column.metric("Prediction", "not a digit", border=True)
         confidence_column.metric("Closest digit", predicted, border=True)
         st.warning(
-            "**This does not look like a digit.** Its features are further from every digit `"
-            f"{run.name}` knows than those of 99% of held-out MNIST digits, so no digit is named. "
+            f"**This does not look like a digit.** Its features are further from every digit `{run.name}` "
+            f"knows than those of {1 - FALSE_ALARM_TARGET:.0%} of held-out MNIST digits, so no digit is named. "
             "Draw one digit from 0 to 9, large and centred.",
             icon=":material/help:",
         )
@@ -89,7 +89,7 @@ def comparison_table(runs: list[RunInfo], digit, active: str) -> pd.DataFrame:
             "prediction": None,
             "confidence": None,
             "architecture": run.metadata.architecture,
-            "clean test accuracy": run.metric("clean"),
+            "clean test accuracy": run.metric(CLEAN_TEST),
             "problem": None,
         }
         try:

@@ -19,8 +19,10 @@ from lab_ui.widgets import (
     show_skipped,
 )
 from ocr_core import PRESETS, CheckpointError, MnistData, RunInfo, UserError, parse_augment
+from ocr_core.metadata import AUGMENTED_TEST, AUGMENTED_TEST_PRESET, CLEAN_TEST
+from ocr_core.runs import TUTORIAL_AUGMENTED_RUN, TUTORIAL_RUN
 
-TUTORIAL_RUNS = ["seed", "seed-aug"]
+TUTORIAL_RUNS = sorted([TUTORIAL_RUN, TUTORIAL_AUGMENTED_RUN])
 AUGMENTED_CHOICES = [name for name in PRESETS if name != "none"]
 CUSTOM = "custom…"
 DELETING = "evaluate.deleting"  # session key: the run the delete dialog asks about
@@ -40,7 +42,7 @@ CURVES = {
 
 def tutorial_experiment() -> None:
     st.session_state["evaluate.runs"] = TUTORIAL_RUNS
-    st.session_state["evaluate.augment"] = "seed"
+    st.session_state["evaluate.augment"] = AUGMENTED_TEST_PRESET
 
 
 def augmented_test_spec() -> str | None:
@@ -121,7 +123,7 @@ def summary(runs: dict[str, RunInfo], results: dict[str, dict[str, Scores]], aug
     )
     bars["test set"] = bars["test set"].str.removesuffix(" accuracy")
     st.altair_chart(charts.accuracy_chart(bars), width="stretch")
-    if sorted(results) == TUTORIAL_RUNS and augment == PRESETS["seed"].to_string():
+    if sorted(results) == TUTORIAL_RUNS and augment == PRESETS[AUGMENTED_TEST_PRESET].to_string():
         plain, augmented_run = (results[name] for name in TUTORIAL_RUNS)
         st.info(
             f"**The tutorial's experiment.** Training with its augmentation changes accuracy on clean digits "
@@ -381,8 +383,8 @@ def manage(runs: list[RunInfo], skipped: list[RunInfo]) -> None:
                 "run": run.name,
                 "status": "ok" if run.ok else f"skipped: {run.problem}",
                 "architecture": run.metadata.architecture if run.ok else None,
-                "clean accuracy": run.metric("clean"),
-                "seed-augmented accuracy": run.metric("seed_augmented"),
+                "clean accuracy": run.metric(CLEAN_TEST),
+                "seed-augmented accuracy": run.metric(AUGMENTED_TEST),
                 "size": run.size,
                 "modified": pd.Timestamp(run.modified, unit="s"),
             }

@@ -7,10 +7,12 @@ from lab_ui import robustness_view
 from lab_ui.widgets import enlarged, show_skipped
 from ocr_core import DataUnavailableError
 from ocr_core.corruptions import CORRUPTIONS, DEFAULT_SEVERITY, SEVERITIES
-from ocr_core.robustness import DIGITS_PER_CLASS
+from ocr_core.robustness import BASELINE_RUN, DIGITS_PER_CLASS
+from ocr_core.runs import BEST_RUN, TUTORIAL_AUGMENTED_RUN, TUTORIAL_RUN
 from ocr_core.sweeps import SWEEPS
 
-EXPERIMENT = ["seed", "seed-aug", "best"]  # the tutorial CNN without and with augmentation, and the lab's best
+# the tutorial CNN without and with augmentation, and the lab's best
+EXPERIMENT = [TUTORIAL_RUN, TUTORIAL_AUGMENTED_RUN, BEST_RUN]
 MEAN = "mean of 1-5"
 SUITE_ORDER, HARDEST_FIRST = "suite order", "hardest first"
 ALL_CORRUPTIONS = "mean over corruptions"
@@ -186,9 +188,9 @@ if found:
                 help=f"On the report's own {10 * DIGITS_PER_CLASS:,} test digits (the first {DIGITS_PER_CLASS} of "
                 "each class, harder than the average), uncorrupted: the baseline of each row.",
             ),
-            "mCE (vs seed)": st.column_config.NumberColumn(
+            robustness_view.MCE_COLUMN: st.column_config.NumberColumn(
                 format="%.2f",
-                help="Errors summed over severities 1-5 relative to `seed`'s, averaged over corruptions: "
+                help=f"Errors summed over severities 1-5 relative to `{BASELINE_RUN}`'s, averaged over corruptions: "
                 "below 1 is more robust than the tutorial CNN.",
             ),
         },

@@ -20,6 +20,7 @@ from ocr_core import (
 )
 from ocr_core.augment import AUGMENT_OPS, RANGE_OPS
 from ocr_core.checkpoints import NAME_RULE
+from ocr_core.metadata import AUGMENTED_TEST, CLEAN_TEST
 from ocr_core.training import OPTIMIZERS, PRECISIONS, SCHEDULES
 
 BATCH_SIZES = (16, 32, 64, 128, 256, 512, 1024)
@@ -266,8 +267,8 @@ def show_result(job: TrainingJob) -> None:
         stopped = f" (stopped early, after {metadata.epochs_completed:g} epochs)" if outcome.stopped else ""
         st.success(f"Saved run `{job.name}`{stopped}.", icon=":material/check_circle:")
         columns = st.columns(4)
-        columns[0].metric("Clean test accuracy", percent(outcome.run.metric("clean")))
-        columns[1].metric("`seed`-augmented test accuracy", percent(outcome.run.metric("seed_augmented")))
+        columns[0].metric("Clean test accuracy", percent(outcome.run.metric(CLEAN_TEST)))
+        columns[1].metric("`seed`-augmented test accuracy", percent(outcome.run.metric(AUGMENTED_TEST)))
         columns[2].metric("Training time", f"{metadata.training_seconds:.0f} s")
         columns[3].metric("Parameters", f"{metadata.parameters:,}")
         trace = train_form.trace_frame(job.trace)

@@ -19,6 +19,7 @@ from PIL import Image
 
 from ocr_core import MnistData, RunInfo, explain, feature_space
 from ocr_core.checkpoints import CheckpointError
+from ocr_core.runs import BEST_RUN, TUTORIAL_RUN
 
 from . import loaders
 from .widgets import enlarged, require_dataset
@@ -28,7 +29,7 @@ TABS = ["Why this answer?", "Feature maps", "Similar training digits", "Map of t
 SIMILAR_COUNT = 8
 MAP_SAMPLE = 2000  # test digits drawn on the map: enough to see the clusters, light enough to send each rerun
 PICTURE_SIDE = 196
-PAIR_DEFAULTS = ("seed", "best")
+PAIR_DEFAULTS = (TUTORIAL_RUN, BEST_RUN)
 
 
 # ---- cached computations --------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from ocr_core.sweeps import SWEEPS, SweepResult, cached_sweeps, run_sweeps
 from . import loaders
 
 T = TypeVar("T")
+MCE_COLUMN = f"mCE (vs {BASELINE_RUN})"
 STRIP_DIGITS = 8  # the first test digit of classes 0-7 in the report's digits
 
 
@@ -71,7 +72,7 @@ def reports(runs: list[RunInfo], data: MnistData | None) -> tuple[dict[str, Robu
 def baseline(
     runs: dict[str, RunInfo], found: dict[str, RobustnessReport], data: MnistData | None
 ) -> RobustnessReport | None:
-    """The mCE reference (`seed`'s report) when there is a `seed` run; computed if needed and possible."""
+    """The mCE reference (BASELINE_RUN's report) when there is such a run; computed if needed and possible."""
     if BASELINE_RUN in found:
         return found[BASELINE_RUN]
     if BASELINE_RUN not in runs:
@@ -105,7 +106,7 @@ def summary_table(
                 "mean over corruptions": float(np.mean(list(by_corruption.values()))),
                 "worst corruption": CORRUPTIONS[worst].label,
                 "worst accuracy": by_corruption[worst],
-                "mCE (vs seed)": report.mce(base),
+                MCE_COLUMN: report.mce(base),
             }
         )
     return pd.DataFrame(rows)

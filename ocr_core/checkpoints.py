@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .errors import CheckpointError
-from .metadata import RunMetadata
+from .metadata import CLEAN_TEST, RunMetadata
 from .models import build_model
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -67,7 +67,7 @@ class RunInfo:
     def ok(self) -> bool:
         return self.problem is None
 
-    def metric(self, which: str = "clean") -> float | None:
+    def metric(self, which: str = CLEAN_TEST) -> float | None:
         return None if self.metadata is None else self.metadata.metric(which)
 
 

@@ -20,7 +20,7 @@ from .corruptions import CORRUPTIONS, DEFAULT_SEVERITY, SEVERITIES
 from .data import load_mnist
 from .errors import UserError
 from .evaluation import evaluate, folded_for_inference
-from .metadata import RunMetadata
+from .metadata import AUGMENTED_TEST, CLEAN_TEST, RunMetadata
 from .models import ARCHITECTURES, build_model, multiply_adds, parameter_count
 from .preprocess import ImageError, digit_from_image, load_image
 from .pairs import PairTraining, build_pair_reader, save_pair_reader, shipped_pair_reader
@@ -88,7 +88,8 @@ def stop_then_abort(stop: threading.Event):
 
 
 def accuracies(metadata: RunMetadata) -> str:
-    return f"test accuracy {metadata.metric('clean'):.4f} clean, {metadata.metric('seed_augmented'):.4f} seed-augmented"
+    clean, augmented = metadata.metric(CLEAN_TEST), metadata.metric(AUGMENTED_TEST)
+    return f"test accuracy {clean:.4f} clean, {augmented:.4f} seed-augmented"
 
 
 def emit(payload, as_json: bool, text: str) -> None:
@@ -283,8 +284,8 @@ def command_list(args: argparse.Namespace) -> int:
             entry.update(
                 architecture=run.metadata.architecture,
                 augment=run.metadata.augment,
-                accuracy=run.metric("clean"),
-                seed_augmented_accuracy=run.metric("seed_augmented"),
+                accuracy=run.metric(CLEAN_TEST),
+                seed_augmented_accuracy=run.metric(AUGMENTED_TEST),
                 epochs=run.metadata.epochs_completed,
                 created=run.metadata.created,
             )
