@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import io
+from pathlib import Path
 
 import altair as alt
 import numpy as np
@@ -17,8 +18,8 @@ import streamlit as st
 import torch
 from PIL import Image
 
-from ocr_core import MnistData, RunInfo, explain, feature_space
-from ocr_core.checkpoints import CheckpointError
+from ocr_core import MnistData, RunInfo, RunStore, explain, feature_space
+from ocr_core.checkpoints import CheckpointError, run_weights_hash
 from ocr_core.runs import BEST_RUN, TUTORIAL_RUN
 
 from . import loaders
@@ -55,19 +56,42 @@ def probabilities(path: str, modified: float, digit: np.ndarray) -> np.ndarray:
     return torch.from_numpy(explain.logits(explainer(path, modified), digit)).softmax(0).numpy()
 
 
-@st.cache_resource(
-    max_entries=4,
-    show_spinner="Indexing the 60,000 training digits in this run's feature space "
-    "(once per run, then read from the disk cache)…",
-)
-def training_index(path: str, modified: float, data_fingerprint: str, _data: MnistData) -> feature_space.FeatureIndex:
-    """`data_fingerprint` stands in the cache key for `_data`, which Streamlit does not hash."""
-    return feature_space.training_index(loaders.load_model(path, modified), path, _data)
+FEATURE_SPACE_BUILDS = {"index": feature_space.training_index, "map": feature_space.map_of_test_set}
+BUILDING = {
+    "index": "Indexing the 60,000 training digits in this run's feature space",
+    "map": "Mapping the 10,000 test digits in this run's feature space",
+}
 
 
-@st.cache_resource(max_entries=4, show_spinner="Mapping the 10,000 test digits (once per run)…")
-def test_set_map(path: str, modified: float, data_fingerprint: str, _data: MnistData) -> feature_space.DigitMap:
-    return feature_space.map_of_test_set(loaders.load_model(path, modified), path, _data)
+@st.cache_resource(max_entries=8, show_spinner=False)
+def feature_space_view(kind: str, path: str, modified: float, data_fingerprint: str, _data: MnistData, _built=None):
+    """The run's "index" or "map": `_built` when the caller has just built it under a progress bar, else read
+    from the disk cache (or built). `data_fingerprint` stands in the key for `_data`, which Streamlit does not
+    hash. No progress bar in here: Streamlit replays a cached function's elements, which must not live outside."""
+    if _built is not None:
+        return _built
+    return FEATURE_SPACE_BUILDS[kind](loaders.load_model(path, modified), weights_of(path), _data)
+
+
+def weights_of(path: str) -> str:
+    """The run's weights hash: the disk caches' key, kept when the run is renamed, rescored or calibrated."""
+    return run_weights_hash(RunStore(Path(path).parent).info(Path(path).stem))
+
+
+def built_view(kind: str, run: RunInfo, data: MnistData):
+    """The run's training-digit index or test-set map; a build (once per run's weights, 10-70 s) shows a
+    progress bar."""
+    path, built = str(run.path), None
+    if not feature_space.is_cached(kind, weights_of(path), data):
+        bar = st.progress(0.0, text=f"{BUILDING[kind]} (once per run)…")
+
+        def update(fraction: float) -> None:
+            then = ", then fitting the projection" if fraction >= 1 else ""
+            bar.progress(fraction, text=f"{BUILDING[kind]} (once per run): {fraction:.0%}{then}…")
+
+        built = FEATURE_SPACE_BUILDS[kind](loaders.load_model(path, run.modified), weights_of(path), data, update)
+        bar.empty()
+    return feature_space_view(kind, path, run.modified, data.fingerprint, data, _built=built)
 
 
 def data_url(image: np.ndarray) -> str:
@@ -79,7 +103,7 @@ def data_url(image: np.ndarray) -> str:
 @st.cache_data(max_entries=4, show_spinner=False)
 def map_frame(path: str, modified: float, data_fingerprint: str, _data: MnistData) -> pd.DataFrame:
     """A fixed random sample of the map, with each digit's picture for the tooltip."""
-    built = test_set_map(path, modified, data_fingerprint, _data)
+    built = feature_space_view("map", path, modified, data_fingerprint, _data)
     chosen = np.sort(
         np.random.default_rng(0).choice(len(built.labels), min(MAP_SAMPLE, len(built.labels)), replace=False)
     )
@@ -185,7 +209,7 @@ def similar(run: RunInfo, digit: np.ndarray) -> None:
     data = require_dataset("Finding similar training digits and mapping the test set")
     if data is None:
         return
-    index = training_index(str(run.path), run.modified, data.fingerprint, data)
+    index = built_view("index", run, data)
     model = loaders.load_model(str(run.path), run.modified)
     neighbours = feature_space.similar_digits(model, index, data, digit, SIMILAR_COUNT)
     st.caption(
@@ -206,12 +230,9 @@ def digit_map(run: RunInfo, digit: np.ndarray) -> None:
     data = require_dataset("Finding similar training digits and mapping the test set")
     if data is None:
         return
+    built = built_view("map", run, data)
     frame = map_frame(str(run.path), run.modified, data.fingerprint, data)
-    placed = feature_space.place_on_map(
-        loaders.load_model(str(run.path), run.modified),
-        test_set_map(str(run.path), run.modified, data.fingerprint, data),
-        digit,
-    )
+    placed = feature_space.place_on_map(loaders.load_model(str(run.path), run.modified), built, digit)
     st.altair_chart(map_chart(frame, placed), width="stretch")
     st.caption(
         f"{len(frame):,} test digits on the two directions along which `{run.name}`'s features vary most "

@@ -7,9 +7,11 @@ atomic file operation, and listing runs reads only headers.
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import re
+import struct
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -241,3 +243,23 @@ class RunStore:
             temporary.write_bytes(payload)
             rebuild_model(temporary, read_metadata(temporary, file_name), file_name)
         return self.info(name)
+
+
+def weights_hash(path: Path, architecture: str) -> str:
+    """sha256 over the architecture and the safetensors file minus its metadata: tensor names, dtypes,
+    shapes and bytes. Renames and metadata rewrites keep it; any change to a weight changes it."""
+    with open(path, "rb") as stream:
+        (header_size,) = struct.unpack("<Q", stream.read(8))
+        header = json.loads(stream.read(header_size))
+        header.pop("__metadata__", None)
+        digest = hashlib.sha256(architecture.encode())
+        digest.update(json.dumps(header, sort_keys=True).encode())
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:20]
+
+
+def run_weights_hash(info: RunInfo) -> str:
+    """The one key of a run's weights, for every cache computed from them (robustness reports, sweeps, the
+    feature-space index and map): renaming, rescoring or calibrating a run keeps it."""
+    return weights_hash(info.path, info.metadata.architecture)

@@ -15,13 +15,12 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from app_fixtures import BROKEN_RUN, INCOMPLETE_RUN, PROJECT_DIR, canvas_drawing, png_bytes
+from app_fixtures import BROKEN_RUN, INCOMPLETE_RUN, PROJECT_DIR, TIMEOUT, canvas_drawing, png_bytes, texts
 import lab_ui.training as training_module
 from lab_ui.training import TrainingBusyError, TrainingJob, training_manager
 from ocr_core import TrainConfig, data_status
 
 PAGES = ["app_pages/draw.py", "app_pages/read.py", "app_pages/train.py", "app_pages/evaluate.py"]
-TIMEOUT = 60  # seconds per script run: generous for a loaded 2-core CI machine
 
 
 def open_page(page: str) -> AppTest:
@@ -30,10 +29,6 @@ def open_page(page: str) -> AppTest:
         app.switch_page(page).run()
     assert not app.exception, [item.message for item in app.exception]
     return app
-
-
-def texts(elements) -> str:
-    return " ".join(str(element.value) for element in elements)
 
 
 @pytest.mark.parametrize(

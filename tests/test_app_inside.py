@@ -6,12 +6,11 @@ from __future__ import annotations
 from unittest import mock
 
 import pytest
-from app_fixtures import PROJECT_DIR, app_env, canvas_drawing  # noqa: F401 (fixture)
+from app_fixtures import PROJECT_DIR, TIMEOUT, app_env, canvas_drawing, texts  # noqa: F401 (fixture)
 from streamlit.testing.v1 import AppTest
 
 from lab_ui import inside
 
-TIMEOUT = 120
 pytestmark = pytest.mark.usefixtures("app_env")
 
 
@@ -23,10 +22,6 @@ def draw_page(session: dict | None = None) -> AppTest:
         app.run()
     assert not app.exception, [item.message for item in app.exception]
     return app
-
-
-def texts(elements) -> str:
-    return " ".join(str(element.value) for element in elements)
 
 
 def captions(app: AppTest) -> list[str]:
@@ -63,6 +58,17 @@ def test_similar_digits_and_the_map_use_the_training_and_test_sets():
     assert not app.exception
     spec = app.get("vega_lite_chart")[-1].proto.spec
     assert inside.STAR in spec and "data:image/png;base64" in str(app.get("vega_lite_chart")[-1].proto)
+
+
+def test_building_the_index_shows_a_progress_bar_and_a_cached_one_does_not():
+    with mock.patch.object(inside.st, "progress", wraps=inside.st.progress) as progress:
+        draw_page({"inside.open": True, "inside.tab": "Similar training digits"})
+        texts_shown = [call.kwargs.get("text", "") for call in progress.call_args_list]
+        assert any("Indexing the 60,000 training digits" in text for text in texts_shown), texts_shown
+        progress.reset_mock()
+        app = draw_page({"inside.open": True, "inside.tab": "Similar training digits"})  # on disk now
+        assert not [call for call in progress.call_args_list if "Indexing" in call.kwargs.get("text", "")]
+    assert len([caption for caption in captions(app) if caption.startswith("label ")]) == inside.SIMILAR_COUNT
 
 
 def test_two_runs_side_by_side_default_to_seed_and_best():

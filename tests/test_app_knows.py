@@ -8,7 +8,8 @@ import numpy as np
 
 from bench.sketches import sketches
 from ocr_core.calibration import Reading
-from test_app import open_page, texts
+from app_fixtures import texts
+from test_app import open_page
 
 
 def drawn(name: str) -> np.ndarray:

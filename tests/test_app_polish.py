@@ -11,8 +11,8 @@ import numpy as np
 from streamlit import config as streamlit_config
 from streamlit.testing.v1 import AppTest
 
-from app_fixtures import PROJECT_DIR, png_bytes
-from test_app import TIMEOUT, open_page, texts, wait_for_training
+from app_fixtures import PROJECT_DIR, TIMEOUT, png_bytes, texts
+from test_app import open_page, wait_for_training
 from lab_ui.training import TrainingJob, training_manager
 from ocr_core import TrainConfig
 

@@ -10,9 +10,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from streamlit.testing.v1 import AppTest
 
-from app_fixtures import PROJECT_DIR, png_bytes
-
-TIMEOUT = 60
+from app_fixtures import PROJECT_DIR, TIMEOUT, png_bytes, texts
 
 
 def wide_drawing(digits: int = 2) -> np.ndarray:
@@ -34,10 +32,6 @@ def open_read_page(canvas_image=None) -> AppTest:
         app.switch_page("app_pages/read.py").run()
     assert not app.exception, [item.message for item in app.exception]
     return app
-
-
-def texts(elements) -> str:
-    return " ".join(str(element.value) for element in elements)
 
 
 def test_read_prompts_on_an_empty_canvas(app_env):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from unittest import mock
 
-from test_app import open_page, texts
+from app_fixtures import texts
+from test_app import open_page
 
 
 def test_robustness_page_computes_reports_once_then_shows_them_from_the_cache(app_env):
