@@ -72,7 +72,7 @@ def sidebar_status() -> None:
             st.markdown(f"**Model** `{active.name}`")
             st.caption(describe_run(active))
         if skipped:
-            st.caption(f"{len(skipped)} checkpoint file(s) skipped as unreadable: see Evaluate → Manage runs.")
+            st.caption(f"{len(skipped)} checkpoint file(s) skipped as unreadable: see Manage runs.")
         if data_status() is None:
             st.markdown("**Data** MNIST ready")
         else:

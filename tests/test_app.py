@@ -20,7 +20,7 @@ import lab_ui.training as training_module
 from lab_ui.training import TrainingBusyError, TrainingJob, training_manager
 from ocr_core import TrainConfig, data_status
 
-PAGES = ["app_pages/draw.py", "app_pages/read.py", "app_pages/train.py", "app_pages/evaluate.py"]
+PAGES = ["app_pages/draw.py", "app_pages/read.py", "app_pages/train.py", "app_pages/evaluate.py", "app_pages/manage.py"]
 
 
 def open_page(page: str) -> AppTest:
@@ -31,9 +31,10 @@ def open_page(page: str) -> AppTest:
     return app
 
 
-@pytest.mark.parametrize(
-    "page, title", list(zip(PAGES, ["Draw a digit", "Read a number", "Train a model", "Evaluate runs"], strict=True))
-)
+TITLES = ["Draw a digit", "Read a number", "Train a model", "Evaluate runs", "Manage runs"]
+
+
+@pytest.mark.parametrize("page, title", list(zip(PAGES, TITLES, strict=True)))
 def test_every_page_renders(app_env, page, title):
     app = open_page(page)
     assert [element.value for element in app.title] == [title]
@@ -257,19 +258,17 @@ def test_evaluate_shows_the_table_the_charts_and_the_skipped_file(app_env):
 
 def test_manage_runs_rename_errors_and_delete(app_env, monkeypatch):
     monkeypatch.setenv("OCR_RUN_MANAGEMENT", "full")  # the shipped runs are protected by default
-    app = open_page("app_pages/evaluate.py")
-    app.session_state["evaluate.tab"] = "Manage runs"
-    app.run()
-    app.selectbox(key="evaluate.rename_from").set_value("seed-aug")
-    app.text_input(key="evaluate.rename_to").set_value("../x").run()
+    app = open_page("app_pages/manage.py")
+    app.selectbox(key="manage.rename_from").set_value("seed-aug")
+    app.text_input(key="manage.rename_to").set_value("../x").run()
     next(button for button in app.button if button.label == "Rename").click().run()
     assert "invalid run name" in texts(app.error)
-    app.text_input(key="evaluate.rename_to").set_value("seed-aug-2").run()
+    app.text_input(key="manage.rename_to").set_value("seed-aug-2").run()
     next(button for button in app.button if button.label == "Rename").click().run()
     assert app_env.store.exists("seed-aug-2") and not app_env.store.exists("seed-aug")
-    app.selectbox(key="evaluate.delete").set_value(BROKEN_RUN)
+    app.selectbox(key="manage.delete").set_value(BROKEN_RUN)
     next(button for button in app.button if button.label == "Delete…").click().run()
-    app.button(key="evaluate.delete_confirmed").click().run()
+    app.button(key="manage.delete_confirmed").click().run()
     assert not app.exception
     assert not (app_env.store.root / f"{BROKEN_RUN}.safetensors").exists()
 
@@ -277,19 +276,17 @@ def test_manage_runs_rename_errors_and_delete(app_env, monkeypatch):
 @pytest.mark.parametrize("page", ["app_pages/train.py", "app_pages/evaluate.py"])  # Draw and Read work without it
 def test_pages_explain_how_to_get_missing_data(app_env, tmp_path, monkeypatch, page):
     monkeypatch.setenv("OCR_DATA_DIR", str(tmp_path))
-    if data_status() is None:
-        pytest.skip("MNIST is also in the project's data/ dir, so it cannot be missing")
-    app = open_page(page)
+    with mock.patch("ocr_core.data.DEFAULT_DATA_DIR", tmp_path / "nothing"):  # nor in the project's data/
+        assert data_status() is not None
+        app = open_page(page)
     assert "needs the MNIST dataset" in texts(app.warning)
     assert any(button.label == "Download MNIST now" for button in app.button)
 
 
 def test_uploading_a_run_with_incomplete_metadata_is_refused_with_the_reason(app_env):
     payload = (app_env.store.root / f"{INCOMPLETE_RUN}.safetensors").read_bytes()
-    app = open_page("app_pages/evaluate.py")
-    app.session_state["evaluate.tab"] = "Manage runs"
-    app.run()
-    app.file_uploader(key="evaluate.upload").set_value(("older.safetensors", payload, "application/octet-stream"))
+    app = open_page("app_pages/manage.py")
+    app.file_uploader(key="manage.upload").set_value(("older.safetensors", payload, "application/octet-stream"))
     app.run()
     next(button for button in app.button if button.label == "Add run").click().run()
     assert not app.exception
