@@ -14,7 +14,6 @@ from ocr_core.sweeps import SWEEPS
 # the tutorial CNN without and with augmentation, and the lab's best
 EXPERIMENT = [TUTORIAL_RUN, TUTORIAL_AUGMENTED_RUN, BEST_RUN]
 MEAN = "mean of 1-5"
-SUITE_ORDER, HARDEST_FIRST = "suite order", "hardest first"
 ALL_CORRUPTIONS = "mean over corruptions"
 
 
@@ -27,19 +26,14 @@ def heatmap(found, severity: int | None) -> None:
     run_names = list(found)
     sort = st.segmented_control(
         "Sort corruptions",
-        [SUITE_ORDER, HARDEST_FIRST, *run_names],
-        default=SUITE_ORDER,
+        [robustness_view.SUITE_ORDER, robustness_view.HARDEST_FIRST, *run_names],
+        default=robustness_view.SUITE_ORDER,
         required=True,
         key="robustness.sort",
         persist_state="session",
         help="Hardest first: by the mean over the chosen runs; a run: that run's worst first.",
     )
-    if sort == SUITE_ORDER:
-        order = [corruption.label for corruption in CORRUPTIONS.values()]
-    else:
-        rows = frame if sort == HARDEST_FIRST else frame[frame["run"] == sort]
-        order = list(rows.groupby("corruption")["accuracy"].mean().sort_values().index)
-    runs_by_mean = list(frame.groupby("run")["accuracy"].mean().sort_values(ascending=False).index)
+    order, runs_by_mean = robustness_view.heatmap_orders(frame, sort)
     st.altair_chart(charts.robustness_heatmap(frame, order, runs_by_mean), width="stretch")
 
 

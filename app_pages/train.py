@@ -18,7 +18,7 @@ from ocr_core import (
     parse_augment,
     preview_samples,
 )
-from ocr_core.augment import AUGMENT_OPS, RANGE_OPS
+from ocr_core.augment import AUGMENT_OPS
 from ocr_core.checkpoints import NAME_RULE
 from ocr_core.metadata import AUGMENTED_TEST, CLEAN_TEST
 from ocr_core.training import OPTIMIZERS, PRECISIONS, SCHEDULES
@@ -33,38 +33,23 @@ SCORED_NOTE = (
 PROPOSED_NAME = "train.proposed_name"  # session key: the run name the page proposed
 NEW_RUN = "train.new_run"  # session key: set when a run starts, so the next form starts from the defaults
 PREVIEW_ROWS, PREVIEW_COLUMNS, PREVIEW_SIDE = 4, 5, 72  # the augmentation preview: five 72-pixel digits fill a row
-IDENTITY = AugmentSpec()
-
-
-def set_augment_controls(spec: AugmentSpec) -> None:
-    for op in AUGMENT_OPS.values():
-        value = getattr(spec, op.name)
-        switched_on = value != getattr(IDENTITY, op.name)
-        st.session_state[f"train.aug.{op.name}.on"] = switched_on
-        st.session_state[f"train.aug.{op.name}.value"] = value if switched_on else op.typical
 
 
 def apply_recipe() -> None:
     recipe = RECIPES[st.session_state["train.recipe"]]
     st.session_state.update(train_form.recipe_settings(recipe))
-    set_augment_controls(parse_augment(recipe.augment))
+    st.session_state.update(train_form.augment_settings(parse_augment(recipe.augment)))
 
 
 def apply_preset() -> None:
     preset = st.session_state["train.preset"]
     if preset is not None:
-        set_augment_controls(PRESETS[preset])
+        st.session_state.update(train_form.augment_settings(PRESETS[preset]))
 
 
 def chosen_spec() -> AugmentSpec:
-    """The augmentation the toggles and sliders describe."""
-    values = {
-        op: st.session_state[f"train.aug.{op}.value"] for op in AUGMENT_OPS if st.session_state[f"train.aug.{op}.on"]
-    }
-    for op in RANGE_OPS:
-        if op in values:
-            values[op] = tuple(values[op])
-    return AugmentSpec(**values)
+    """The augmentation the toggles and sliders describe; ConfigError if it is not valid."""
+    return train_form.spec_from_settings(st.session_state)
 
 
 def propose_run_name() -> None:
@@ -91,19 +76,19 @@ def prepare_settings() -> None:
         spec = chosen_spec()
     except ConfigError:
         spec = None
-    st.session_state["train.preset"] = next((name for name, preset in PRESETS.items() if preset == spec), None)
+    st.session_state["train.preset"] = train_form.matching_preset(spec)
 
 
 def augmentation_controls() -> None:
     for op in AUGMENT_OPS.values():
         toggle_column, slider_column = st.columns([1, 3], vertical_alignment="center")
-        switched_on = toggle_column.toggle(op.label, key=f"train.aug.{op.name}.on", persist_state="session")
+        switched_on = toggle_column.toggle(op.label, key=train_form.augment_key(op.name, "on"), persist_state="session")
         slider_column.slider(
             op.label,
             float(op.lowest),
             float(op.highest),
             step=float(op.step),
-            key=f"train.aug.{op.name}.value",
+            key=train_form.augment_key(op.name, "value"),
             help=op.meaning,
             disabled=not switched_on,
             label_visibility="collapsed",

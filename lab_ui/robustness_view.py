@@ -130,6 +130,22 @@ def heatmap_frame(found: dict[str, RobustnessReport], severity: int | None) -> p
     )
 
 
+SUITE_ORDER, HARDEST_FIRST = "suite order", "hardest first"
+
+
+def heatmap_orders(frame: pd.DataFrame, sort: str) -> tuple[list[str], list[str]]:
+    """(corruption labels, runs) in the heatmap's order. Corruptions: the suite's order (SUITE_ORDER), by the
+    mean accuracy over the runs, lowest first (HARDEST_FIRST), or by one run's accuracy, its worst first (a
+    run's name). Runs: the most robust (highest mean) on top."""
+    if sort == SUITE_ORDER:
+        corruptions = [corruption.label for corruption in CORRUPTIONS.values()]
+    else:
+        rows = frame if sort == HARDEST_FIRST else frame[frame["run"] == sort]
+        corruptions = list(rows.groupby("corruption")["accuracy"].mean().sort_values(kind="stable").index)
+    runs = list(frame.groupby("run")["accuracy"].mean().sort_values(ascending=False, kind="stable").index)
+    return corruptions, runs
+
+
 def severity_frame(found: dict[str, RobustnessReport], corruption: str | None) -> pd.DataFrame:
     """Accuracy at severity 0 (clean) to 5 for one corruption, or the mean over corruptions (None)."""
     rows = []

@@ -1,5 +1,6 @@
 """What the Train page's form means, away from its widgets: the settings it holds (session-state keys
-`train.<field>`), the config and job they make, the name checks, and the text of the live progress."""
+`train.<field>`, and `train.aug.<op>.on` / `.value` for each augmentation op's toggle and slider), the config,
+augmentation and job they make, the name checks, and the text of the live progress."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 import pandas as pd
 
 from ocr_core import (
+    PRESETS,
     RECIPES,
     AugmentSpec,
     CheckpointError,
@@ -19,6 +21,7 @@ from ocr_core import (
     parse_augment,
     validate_run_name,
 )
+from ocr_core.augment import AUGMENT_OPS, RANGE_OPS
 
 from .training import Snapshot, TrainingJob
 
@@ -48,6 +51,38 @@ def recipe_settings(recipe: TrainConfig) -> dict[str, Any]:
     """Session-state values that show `recipe` in the form, typed as the widgets expect them."""
     defaults = TrainConfig()
     return {setting_key(name): type(getattr(defaults, name))(getattr(recipe, name)) for name in CONFIG_FIELDS}
+
+
+def augment_key(op: str, part: str) -> str:
+    """The session key of an augmentation op's toggle ("on") or strength slider ("value")."""
+    return f"train.aug.{op}.{part}"
+
+
+def augment_settings(spec: AugmentSpec) -> dict[str, Any]:
+    """Session-state values that show `spec` in the toggles and sliders: an op that is off keeps its slider at
+    the op's typical strength, ready for the toggle."""
+    identity, settings = AugmentSpec(), {}
+    for op in AUGMENT_OPS.values():
+        value = getattr(spec, op.name)
+        switched_on = value != getattr(identity, op.name)
+        settings[augment_key(op.name, "on")] = switched_on
+        settings[augment_key(op.name, "value")] = value if switched_on else op.typical
+    return settings
+
+
+def spec_from_settings(state: Mapping[str, Any]) -> AugmentSpec:
+    """The augmentation the toggles and sliders describe (range sliders give lists; the spec wants tuples);
+    ConfigError if it is not valid."""
+    values = {op: state[augment_key(op, "value")] for op in AUGMENT_OPS if state[augment_key(op, "on")]}
+    for op in RANGE_OPS:
+        if op in values:
+            values[op] = tuple(values[op])
+    return AugmentSpec(**values)
+
+
+def matching_preset(spec: AugmentSpec | None) -> str | None:
+    """The preset that `spec` is exactly, for the preset buttons, else None."""
+    return next((name for name, preset in PRESETS.items() if preset == spec), None)
 
 
 def config_from_settings(state: Mapping[str, Any], spec: AugmentSpec) -> TrainConfig:
