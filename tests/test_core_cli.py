@@ -76,6 +76,10 @@ def test_rename_delete_and_list_survive_a_corrupt_file(trained, capsys):
     names = {entry["name"]: entry for entry in listing}
     assert "problem" in names["broken"] and names["renamed"]["architecture"] == "fast"
     assert main(["delete", "renamed"]) == 0
+    capsys.readouterr()
+    assert not trained.exists("renamed") and not (trained.root / "renamed.safetensors").exists()
+    code, listing = run_json(capsys, ["list", "--json"])
+    assert "renamed" not in {entry["name"] for entry in listing} and "broken" in {entry["name"] for entry in listing}
 
 
 @pytest.mark.parametrize(
