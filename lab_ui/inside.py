@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 
 from ocr_core import MnistData, RunInfo, RunStore, explain, feature_space
+from ocr_core.calibration import CalibrationError
 from ocr_core.checkpoints import CheckpointError, run_weights_hash
 from ocr_core.runs import BEST_RUN, TUTORIAL_RUN
 
@@ -53,7 +54,14 @@ def attribution(path: str, modified: float, digit: np.ndarray, target: int, meth
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def probabilities(path: str, modified: float, digit: np.ndarray) -> np.ndarray:
-    return torch.from_numpy(explain.logits(explainer(path, modified), digit)).softmax(0).numpy()
+    """The run's probabilities, temperature-scaled when it is calibrated: the very numbers the Draw page's
+    headline and table show, so one drawing has one confidence."""
+    try:
+        calibration = loaders.load_calibration(path, modified)
+    except CalibrationError:  # the page reports a damaged calibration where it reads the drawing
+        calibration = None
+    temperature = calibration.temperature if calibration is not None else 1.0
+    return (torch.from_numpy(explain.logits(explainer(path, modified), digit)) / temperature).softmax(0).numpy()
 
 
 FEATURE_SPACE_BUILDS = {"index": feature_space.training_index, "map": feature_space.map_of_test_set}
@@ -141,7 +149,7 @@ def class_question(target: int, answer: int) -> str:
 
 
 def choices(key: str) -> tuple[str, str | int]:
-    """The method and the class to explain, shared by the tabs."""
+    """The method and the class to explain, in the two tabs that explain (one shared setting for both)."""
     method_column, class_column = st.columns([3, 2])
     method = method_column.segmented_control(
         "Attribution method",
@@ -150,11 +158,13 @@ def choices(key: str) -> tuple[str, str | int]:
         default="integrated_gradients",
         required=True,
         key=f"{key}.method",
+        persist_state="session",
     )
     target = class_column.selectbox(
         "Class to explain",
         [OWN_ANSWER, *range(10)],
         key=f"{key}.target",
+        persist_state="session",
         help="'its answer' asks why the run answered what it did; a digit asks what "
         "in the input speaks for and against that digit.",
     )
@@ -289,14 +299,13 @@ def pair(runs: list[RunInfo], digit: np.ndarray, method: str, target: str | int,
 def explanation(runs: list[RunInfo], run: RunInfo, digit: torch.Tensor | np.ndarray, key: str) -> None:
     """Tabs explaining one input for `run` (and any two of `runs`); only the open tab is computed."""
     digit = as_array(digit)
-    method, target = choices(key)
     tabs = st.tabs(TABS, key=f"{key}.tab", on_change="rerun")
     views = [
-        lambda: why(run, digit, method, target),
+        lambda: why(run, digit, *choices(key)),
         lambda: feature_maps(run, digit),
         lambda: similar(run, digit),
         lambda: digit_map(run, digit),
-        lambda: pair(runs, digit, method, target, key),
+        lambda: pair(runs, digit, *choices(key), key),
     ]
     for tab, view in zip(tabs, views, strict=True):
         with tab:

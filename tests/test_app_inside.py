@@ -3,7 +3,10 @@ Evaluate's mistakes gallery (tiny synthetic runs and data, see app_fixtures)."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from unittest import mock
+
+import numpy as np
 
 import pytest
 from app_fixtures import PROJECT_DIR, TIMEOUT, app_env, canvas_drawing, texts  # noqa: F401 (fixture)
@@ -38,6 +41,29 @@ def test_why_tab_shows_the_attribution_for_the_chosen_method_and_class():
     app = draw_page({"inside.open": True, "inside.method": "occlusion", "inside.target": 1})
     assert "Why not 1?" in texts(app.markdown) or "Why 1?" in texts(app.markdown)
     assert any(caption == "Occlusion for 1: red for, blue against" for caption in captions(app))
+
+
+def test_inside_the_network_shows_the_headline_confidence_of_a_calibrated_run():
+    """One drawing, one confidence: the explanation reads the temperature-scaled probabilities too."""
+    calibration = SimpleNamespace(
+        temperature=3.0, detector=SimpleNamespace(scores=lambda features: np.zeros(len(features)), threshold=1.0)
+    )
+    with mock.patch("lab_ui.loaders.load_calibration", return_value=calibration):
+        app = draw_page({"inside.open": True, "inside.tab": "Why this answer?"})
+    shown = {metric.label: metric.value for metric in app.metric}
+    assert f"reads **{shown['Prediction']}** ({shown['Confidence']})" in texts(app.markdown)
+
+
+def test_the_method_and_class_controls_sit_only_in_the_tabs_that_explain():
+    app = draw_page({"inside.open": True, "inside.tab": "Feature maps"})
+    assert not [widget for widget in app.selectbox if widget.key == "inside.target"]
+    assert not [widget for widget in app.get("segmented_control") if widget.key == "inside.method"]
+    app = draw_page({"inside.open": True, "inside.tab": "Why this answer?", "inside.method": "occlusion"})
+    assert app.selectbox(key="inside.target").value == "its answer"
+    app.session_state["inside.tab"] = "Two runs side by side"
+    with mock.patch("lab_ui.canvas.draw_canvas", return_value=canvas_drawing()):
+        app.run()
+    assert app.segmented_control(key="inside.method").value == "occlusion", "one setting for both tabs"
 
 
 def test_feature_maps_tab_tiles_every_layer_and_the_filters():
