@@ -16,10 +16,7 @@ from ocr_core.reading import UNSURE_BELOW
 def drawn_image() -> np.ndarray | None:
     stroke_width = st.slider("Pen width", 8, 40, 20, key="draw.stroke", persist_state="session")
     image = canvas.draw_canvas(stroke_width, key="draw.canvas")
-    st.caption(
-        "White ink on black, like MNIST. The buttons above the canvas undo or redo a stroke and clear the "
-        "drawing (the bin)."
-    )
+    st.caption("White ink on black, like MNIST. Above the canvas: undo and redo a stroke; the bin clears the drawing.")
     return image
 
 
