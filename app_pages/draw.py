@@ -1,5 +1,7 @@
 """Draw or upload a digit and watch the saved models read it."""
 
+import contextlib
+
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -21,10 +23,9 @@ def drawn_image() -> np.ndarray | None:
 
 
 def uploaded_image() -> np.ndarray | None:
+    # Any file is taken and checked here: a type filter refuses others in the browser with no reason given.
     upload = st.file_uploader(
-        "A photo or scan of one digit (PNG or JPEG, dark on light or light on dark)",
-        type=["png", "jpg", "jpeg"],
-        key="draw.upload",
+        "A photo or scan of one digit (PNG or JPEG, dark on light or light on dark)", key="draw.upload"
     )
     if upload is None:
         return None
@@ -38,10 +39,21 @@ def uploaded_image() -> np.ndarray | None:
     return image
 
 
-def show_prediction(run: RunInfo, digit) -> None:
+def others_flagging(runs: list[RunInfo], run: RunInfo, digit) -> list[str]:
+    """The other calibrated runs that find `digit` unlike every digit they know."""
+    flagging = []
+    for other in runs:
+        if other.name != run.name:
+            with contextlib.suppress(CheckpointError, CalibrationError):  # the table reports those
+                if loaders.read(other, digit).looks_like_digit is False:
+                    flagging.append(other.name)
+    return flagging
+
+
+def show_prediction(runs: list[RunInfo], run: RunInfo, digit) -> None:
     reading = loaders.read(run, digit)
     probabilities, predicted = reading.probabilities, reading.prediction
-    prediction_column, confidence_column, input_column = st.columns(3)
+    prediction_column, confidence_column, input_column = st.columns([3, 2, 2])  # room for "not a digit"
     input_column.image(enlarged(digit, 112), caption="What the model sees (28×28)")
     if reading.looks_like_digit is False:
         prediction_column.metric("Prediction", "not a digit", border=True)
@@ -64,6 +76,13 @@ def show_prediction(run: RunInfo, digit) -> None:
         )
         if reading.confidence < UNSURE_BELOW:
             st.caption(f"Not sure: {probabilities.argsort()[-2]} is the runner-up. Try a bolder or more centred digit.")
+        if reading.calibrated and (flagging := others_flagging(runs, run, digit)):
+            st.caption(
+                f"{', '.join(f'`{name}`' for name in flagging)} find{'s' if len(flagging) == 1 else ''} this "
+                f"unlike every digit {'it knows' if len(flagging) == 1 else 'they know'}; `{run.name}` cannot "
+                "tell: a run's not-a-digit check is only as sharp as its features, and a short or small run's "
+                "are blurrier (see the table below).",
+            )
     if not reading.calibrated:
         st.caption(
             f"`{run.name}` is not calibrated: its confidence is the raw softmax and it cannot tell a "
@@ -96,7 +115,9 @@ def comparison_table(runs: list[RunInfo], digit, active: str) -> pd.DataFrame:
         else:
             row["prediction"] = reading.prediction
             row["confidence"] = reading.confidence
-            row["looks like a digit"] = {True: "yes", False: "no", None: "not calibrated"}[reading.looks_like_digit]
+            row["looks like a digit"] = {True: "yes", False: "no", None: "cannot tell (not calibrated)"}[
+                reading.looks_like_digit
+            ]
         rows.append(row)
     table = pd.DataFrame(rows)
     return table if table["problem"].notna().any() else table.drop(columns="problem")
@@ -119,11 +140,14 @@ with result_column:
     except ImageError as error:
         st.error(str(error), icon=":material/broken_image:")
     else:
-        if prepared is None or prepared.digit is None:
+        if source == "Upload" and st.session_state.get("draw.upload") is not None and image is None:
+            pass  # the upload was refused, with its reason, beside it
+        elif prepared is None or prepared.digit is None:
             st.info(
-                "Draw a digit on the black square, or upload a photo of one: the prediction appears here "
-                "as soon as there is some ink.",
-                icon=":material/gesture:",
+                "Draw a digit on the black square: the prediction appears here as soon as there is some ink."
+                if source == "Draw"
+                else "Upload a photo or scan of one digit: the prediction appears here.",
+                icon=":material/gesture:" if source == "Draw" else ":material/upload:",
             )
         elif not prepared.readable:  # degenerate ink: no model is asked
             st.warning(f"**This does not look like a digit:** {prepared.problem}.", icon=":material/help:")
@@ -131,7 +155,7 @@ with result_column:
         else:
             digit = prepared.digit
             with errors_shown(f"Run `{active.name}` cannot be loaded: "):
-                show_prediction(active, digit)
+                show_prediction(runs, active, digit)
 
 if digit is not None:
     st.subheader("What every saved run says")

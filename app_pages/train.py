@@ -256,6 +256,17 @@ def show_result(job: TrainingJob) -> None:
         columns[1].metric("`seed`-augmented test accuracy", percent(outcome.run.metric(AUGMENTED_TEST)))
         columns[2].metric("Training time", f"{metadata.training_seconds:.0f} s")
         columns[3].metric("Parameters", f"{metadata.parameters:,}")
+        if metadata.calibration is not None:
+            st.caption(
+                f"Calibrated on its {metadata.calibration['held_out']:,} held-out digits: its confidence is "
+                "calibrated, and it says when a drawing does not look like a digit."
+            )
+        else:
+            st.warning(
+                f"`{job.name}` is not calibrated (it had fewer than 100 held-out digits): its confidence is the "
+                "raw softmax and it cannot tell a non-digit from a digit.",
+                icon=":material/warning:",
+            )
         trace = train_form.trace_frame(job.trace)
         training_charts(trace[trace["series"] != RUNNING_SERIES], SCORED_NOTE)  # comparable numbers only
         st.page_link(

@@ -76,11 +76,13 @@ def one_on_paper(dtype=np.uint8, channels: int = 0) -> np.ndarray:
         ("16-bit.png", png_bytes(one_on_paper(np.uint16)), None),
         ("tiny.png", png_bytes(np.zeros((4, 4), np.uint8)), "too small"),
         ("notes.png", b"not an image at all", "not an image"),
+        ("junk.txt", b"shopping list", "Cannot use junk.txt: not an image"),  # any file is taken, then explained
     ],
 )
 def test_draw_reads_uploads_and_explains_bad_ones(app_env, name, payload, expected):
     app = open_page("app_pages/draw.py")
     app.segmented_control(key="draw.source").set_value("Upload").run()
+    assert "Upload a photo or scan of one digit" in texts(app.info) and "black square" not in texts(app.info)
     app.file_uploader(key="draw.upload").set_value((name, payload, "image/png")).run()
     assert not app.exception
     if expected is None:
@@ -88,6 +90,7 @@ def test_draw_reads_uploads_and_explains_bad_ones(app_env, name, payload, expect
     else:
         assert expected in texts(app.error)
         assert not app.metric
+        assert not app.info, "no drawing hint beside the reason"
 
 
 def test_a_run_whose_weights_do_not_load_is_reported_not_fatal(app_env):
@@ -128,6 +131,7 @@ def test_train_a_tiny_run_through_the_page(app_env):
     saved = app_env.store.info("ui-run")
     assert saved.metadata.augment == "rotate=20,translate=0.2,crop=0.8-1.2,hflip=0.5"
     assert saved.metadata.config.holdout == 51 and saved.metadata.data.train_size == 512  # a tenth of 512
+    assert saved.metadata.calibration is None and "is not calibrated" in texts(app.warning), "51 are too few"
     assert 0 < saved.metadata.epochs_completed < 0.6  # whole batches: 256 of the 461 digits trained on
     assert any(link.label.startswith("Compare it") for link in app.get("page_link"))
     next(button for button in app.button if button.label == "Draw with it").click().run()

@@ -7,6 +7,7 @@ import pytest
 from conftest import tiny_mnist
 from lab_ui import train_form
 from lab_ui.training import RUNNING_SERIES, ProgressRecorder, Snapshot, TrainingJob
+from ocr_core.training import HOLDOUT
 from ocr_core import PRESETS, RECIPES, Cadence, CheckpointError, ConfigError, TrainConfig, TrainingCallback, fit
 
 
@@ -50,6 +51,18 @@ def test_range_sliders_give_lists_and_the_spec_gets_tuples():
     assert train_form.matching_preset(spec) is None
     with pytest.raises(ConfigError):
         train_form.spec_from_settings({**settings, "train.aug.rotate.value": 999.0})
+
+
+@pytest.mark.parametrize("images", [60_000, 1_000])
+def test_every_run_trained_in_the_app_keeps_the_recipes_held_out_digits(store, images):
+    """Calibrated by default: on MNIST the form's run holds out the recipe's 5,000 digits (right after the
+    chosen images), which train_run calibrates on."""
+    data = tiny_mnist(train=60_000, test=16)
+    for recipe in RECIPES.values():
+        state = {**form_state(**{"train.images": images}), **train_form.recipe_settings(recipe)}
+        job, training_data = train_form.job_from_settings(state, PRESETS["none"], data, store, visitor="v")
+        assert job.config.holdout == HOLDOUT
+        assert len(training_data.train_labels) == min(images + HOLDOUT, 60_000)
 
 
 def test_the_job_uses_the_checked_name_and_the_chosen_share_of_the_data(store):
