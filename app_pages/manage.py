@@ -70,12 +70,15 @@ def rename_run(names: list[str]) -> None:
 
 
 def import_run() -> None:
-    upload = st.file_uploader("A run file saved by this lab", type=["safetensors"], key="manage.upload")
+    # any file is taken, then checked: a type filter refuses others in the browser with no reason given
+    upload = st.file_uploader("A run file saved by this lab (.safetensors)", key="manage.upload")
     name = st.text_input("Name", key="manage.upload_name", max_chars=64, placeholder="default: the file's name").strip()
     if st.button("Add run", icon=":material/upload:", disabled=upload is None):
         name = name or Path(upload.name).stem
         with errors_shown() as attempt:
             refuse_if_protected(name)
+            if loaders.run_store().exists(name):  # the store's message offers an overwrite this page has not
+                raise CheckpointError(f"A run named `{name}` exists already: type another name under *Name*.")
             loaders.run_store().import_bytes(name, upload.getvalue(), file_name=upload.name)
         if attempt.failed:
             return

@@ -12,7 +12,6 @@ from ocr_core import (
     PRESETS,
     RECIPES,
     AugmentSpec,
-    CheckpointError,
     ConfigError,
     MnistData,
     parse_augment,
@@ -82,7 +81,11 @@ def prepare_settings() -> None:
 def augmentation_controls() -> None:
     for op in AUGMENT_OPS.values():
         toggle_column, slider_column = st.columns([1, 3], vertical_alignment="center")
-        switched_on = toggle_column.toggle(op.label, key=train_form.augment_key(op.name, "on"), persist_state="session")
+        switched_on = toggle_column.toggle(
+            f"{op.label} `{op.name}`",  # the name the spec below, the CLI and Evaluate's custom set use
+            key=train_form.augment_key(op.name, "on"),
+            persist_state="session",
+        )
         slider_column.slider(
             op.label,
             float(op.lowest),
@@ -133,13 +136,17 @@ def settings(data: MnistData) -> None:
         help="Fractions train on part of an epoch.",
     )
     total = len(data.train_labels)
+    held_out = train_form.held_out_count(st.session_state, total)
     # Counts, not None for "all": a selectbox shows None as "Choose an option" once its state is restored.
     images_column.selectbox(
         "Training images",
         [total, *(count for count in QUICK_SUBSETS if count < total)],
         key="train.images",
-        format_func=lambda count: f"all {total:,}" if count == total else f"first {count:,} (quick demo)",
+        format_func=lambda count: f"all {total - held_out:,}" if count == total else f"first {count:,} (quick demo)",
         **keep,
+        help=f"MNIST's {total:,} training digits less the {held_out:,} every recipe holds out: the run never trains "
+        "on those, so its confidence and its not-a-digit check are calibrated on digits it never saw. A quick "
+        "demo trains on the first N and holds out the ones after them.",
     )
     batch_column.select_slider("Batch size", BATCH_SIZES, key="train.batch_size", **keep)
     rate_column, optimizer_column, schedule_column = st.columns(3)
@@ -195,10 +202,8 @@ def start(data: MnistData, spec: AugmentSpec) -> None:
     store = loaders.run_store()
     with errors_shown() as attempt:
         job, training_data = train_form.job_from_settings(
-            st.session_state, spec, data, store, visitor=st.session_state["visitor"]
+            st.session_state, spec, data, store, visitor=st.session_state["visitor"], refusal=run_policy.refusal
         )
-        if job.overwrite and store.exists(job.name) and (reason := run_policy.refusal(job.name)) is not None:
-            raise CheckpointError(f"`{job.name}` cannot be replaced: {reason}")
     if attempt.failed:
         return
     try:
@@ -224,10 +229,11 @@ def live_progress(job: TrainingJob, mine: bool) -> None:
     elif mine and not job.finishing and stop_column.button("Stop", icon=":material/stop_circle:", key="train.stop"):
         job.stop.set()
         st.rerun(scope="fragment")
+    digits = "" if parse_augment(job.config.augment).is_identity else " on augmented digits"
     training_charts(
         train_form.trace_frame(job.trace),
-        SCORED_NOTE + " The running average of the batches mixes a "
-        "whole epoch of changing weights on augmented digits, so it lags behind them.",
+        f"{SCORED_NOTE} The running average of the batches mixes a whole epoch of changing weights{digits}, so "
+        "it lags behind them.",
     )
 
 
@@ -249,7 +255,8 @@ def show_result(job: TrainingJob) -> None:
         st.info(f"Training `{job.name}` was stopped and, as you chose, not saved.", icon=":material/delete:")
     else:
         metadata = outcome.run.metadata
-        stopped = f" (stopped early, after {metadata.epochs_completed:g} epochs)" if outcome.stopped else ""
+        after = train_form.epochs_text(metadata.epochs_completed)
+        stopped = f" (stopped early, after {after})" if outcome.stopped else ""
         st.success(f"Saved run `{job.name}`{stopped}.", icon=":material/check_circle:")
         columns = st.columns(4)
         columns[0].metric("Clean test accuracy", percent(outcome.run.metric(CLEAN_TEST)))
@@ -308,7 +315,7 @@ def preview(data: MnistData, spec: AugmentSpec) -> None:
         width=PREVIEW_SIDE,
         caption=[str(int(label)) for label in data.train_labels[sources]],
     )
-    st.caption(f"Each digit's label under it. Augmentation: `{spec.to_string()}`")
+    st.caption(f"Each digit's label under it. Augmentation: {train_form.spec_text(spec)}")
 
 
 st.title("Train a model")
@@ -323,9 +330,9 @@ if job is not None and job.running:
         live_progress(job, mine)
         st.stop()
     st.info(
-        f"{job.owner_label} is training `{job.name}` ({job.config.architecture} net, {job.config.epochs:g} "
-        "epochs). One training runs at a time on this server: watch it here, prepare your settings, and "
-        "start yours when it has finished, or come back later.",
+        f"{job.owner_label} is training `{job.name}` ({job.config.architecture} net, "
+        f"{train_form.epochs_text(job.config.epochs)}). One training runs at a time on this server: watch it "
+        "here, prepare your settings, and start yours when it has finished, or come back later.",
         icon=":material/hourglass:",
     )
     st.caption(train_form.describe_job(job, augment_label(job.config.augment)))

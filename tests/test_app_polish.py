@@ -41,7 +41,7 @@ def test_draw_says_no_ink_for_a_blank_upload(app_env):
 
 def test_draw_says_where_undo_and_clear_are(app_env):
     app = open_page("app_pages/draw.py")
-    assert "above the canvas undo or redo a stroke and clear the drawing" in texts(app.caption)
+    assert "Above the canvas: undo and redo a stroke; the bin clears the drawing" in texts(app.caption)
 
 
 def manage_page(app_env, monkeypatch, level: str | None = None) -> AppTest:
@@ -199,7 +199,7 @@ def test_train_cannot_replace_a_shipped_run(app_env, monkeypatch):
     app.text_input(key="train.name").set_value("best")
     app.checkbox(key="train.overwrite").check().run()
     button(app, "Start training").click().run()
-    assert "`best` cannot be replaced" in texts(app.error)
+    assert "`best` exists already and cannot be replaced" in texts(app.error)
     monkeypatch.setenv("OCR_RUN_MANAGEMENT", "off")
     app.run()
     assert not any(box.key == "train.overwrite" for box in app.checkbox)
@@ -226,3 +226,29 @@ def test_a_short_run_result_charts_scored_loss_and_accuracy(app_env):
     scored = [row for row in job.trace if row["series"] == "test images (scored)"]
     assert [row["epoch"] for row in scored] == [0.25, 0.5, 0.75, 1.0]
     assert "Scored points" in texts(app.caption)
+
+
+def test_train_says_what_it_trains_on_and_names_each_op_twice(app_env):
+    app = open_page("app_pages/train.py")
+    images = app.selectbox(key="train.images")
+    assert images.options[0] == "all 461", "512 tiny training digits, 51 held out"
+    assert "held out" in images.help or "holds out" in images.help
+    assert app.toggle(key="train.aug.brightness.on").label == "Grey paper `brightness`"
+    app.segmented_control(key="train.preset").set_value("seed").run()
+    assert "Rotate `rotate=20` · Shift `translate=0.2`" in texts(app.caption)
+
+
+def test_a_taken_name_offers_only_what_this_server_allows(app_env, monkeypatch):
+    monkeypatch.delenv("OCR_RUN_MANAGEMENT", raising=False)  # protected: the shipped runs cannot be replaced
+    app = open_page("app_pages/train.py")
+    app.text_input(key="train.name").set_value("best").run()
+    button(app, "Start training").click().run()
+    assert "cannot be replaced" in texts(app.error) and "Replace" not in texts(app.error)
+    app = manage_page(app_env, monkeypatch)
+    payload = app_env.store.path("seed").read_bytes()
+    add_run(app_env, "mine")
+    app.text_input(key="manage.upload_name").set_value("mine")
+    app.file_uploader(key="manage.upload").set_value(("copy.safetensors", payload, "application/octet-stream"))
+    app.run()
+    button(app, "Add run").click().run()
+    assert "exists already: type another name" in texts(app.error) and "overwrite" not in texts(app.error)

@@ -91,6 +91,31 @@ def test_a_taken_name_needs_replace(store):
     assert train_form.free_run_name(store) == "my-run-2"
 
 
+def test_a_name_that_cannot_be_replaced_does_not_offer_replace(store):
+    from conftest import sample_metadata
+    from ocr_core import build_model
+
+    store.save("best", build_model("fast"), sample_metadata())
+    for overwrite in (False, True):
+        with pytest.raises(CheckpointError, match="cannot be replaced") as refused:
+            train_form.checked_run_name("best", store, overwrite, refusal=lambda name: "a shipped run")
+        assert "Replace" not in str(refused.value)
+
+
+EPOCH_TEXTS = [(0.2496, "0.25 epochs"), (1.0, "1 epoch"), (1.004, "1 epoch"), (5, "5 epochs"), (0.5, "0.5 epochs")]
+
+
+@pytest.mark.parametrize("epochs, text", EPOCH_TEXTS)
+def test_epochs_read_as_people_write_them(epochs, text):
+    assert train_form.epochs_text(epochs) == text
+
+
+def test_the_spec_under_the_preview_gives_each_ops_label_and_name():
+    text = train_form.spec_text(PRESETS["seed"])
+    assert text == "Rotate `rotate=20` · Shift `translate=0.2` · Crop `crop=0.8-1.2` · Mirror `hflip=0.5`"
+    assert train_form.spec_text(PRESETS["none"]) == "`none`"
+
+
 def test_progress_text():
     assert train_form.progress_text(Snapshot(), finishing=False) == "Starting…"
     running = Snapshot(
