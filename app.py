@@ -15,6 +15,7 @@ page = st.navigation(
         st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
         st.Page("app_pages/evaluate.py", title="Evaluate", icon=":material/analytics:"),
         st.Page("app_pages/robustness.py", title="Robustness", icon=":material/shield:"),
+        st.Page("app_pages/manage.py", title="Manage runs", icon=":material/folder_managed:"),
     ]
 )
 sidebar_status()

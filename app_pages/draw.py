@@ -1,5 +1,7 @@
 """Draw or upload a digit and watch the saved models read it."""
 
+import contextlib
+
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -7,27 +9,23 @@ import streamlit as st
 from lab_ui import canvas, charts, inside, loaders
 from lab_ui.widgets import enlarged, input_source, errors_shown, model_selector, show_skipped
 from ocr_core import CheckpointError, ImageError, RunInfo, digit_from_image, load_image
-from ocr_core.calibration import CalibrationError
-from ocr_core.preprocess import UPLOAD_EXTENSIONS, UPLOAD_FORMATS_TEXT, prepare
-
-UNSURE_BELOW = 0.6
+from ocr_core.calibration import FALSE_ALARM_TARGET, CalibrationError
+from ocr_core.metadata import CLEAN_TEST
+from ocr_core.preprocess import UPLOAD_FORMATS_TEXT, prepare
+from ocr_core.reading import UNSURE_BELOW
 
 
 def drawn_image() -> np.ndarray | None:
     stroke_width = st.slider("Pen width", 8, 40, 20, key="draw.stroke", persist_state="session")
     image = canvas.draw_canvas(stroke_width, key="draw.canvas")
-    st.caption(
-        "White ink on black, like MNIST. The buttons above the canvas undo or redo a stroke and clear the "
-        "drawing (the bin)."
-    )
+    st.caption("White ink on black, like MNIST. Above the canvas: undo and redo a stroke; the bin clears the drawing.")
     return image
 
 
 def uploaded_image() -> np.ndarray | None:
+    # Any file is taken and checked here: a type filter refuses others in the browser with no reason given.
     upload = st.file_uploader(
-        f"A photo or scan of one digit ({UPLOAD_FORMATS_TEXT}; dark on light or light on dark)",
-        type=UPLOAD_EXTENSIONS,
-        key="draw.upload",
+        f"A photo or scan of one digit ({UPLOAD_FORMATS_TEXT}; dark on light or light on dark)", key="draw.upload"
     )
     if upload is None:
         return None
@@ -41,17 +39,28 @@ def uploaded_image() -> np.ndarray | None:
     return image
 
 
-def show_prediction(run: RunInfo, digit) -> None:
+def others_flagging(runs: list[RunInfo], run: RunInfo, digit) -> list[str]:
+    """The other calibrated runs that find `digit` unlike every digit they know."""
+    flagging = []
+    for other in runs:
+        if other.name != run.name:
+            with contextlib.suppress(CheckpointError, CalibrationError):  # the table reports those
+                if loaders.read(other, digit).looks_like_digit is False:
+                    flagging.append(other.name)
+    return flagging
+
+
+def show_prediction(runs: list[RunInfo], run: RunInfo, digit) -> None:
     reading = loaders.read(run, digit)
     probabilities, predicted = reading.probabilities, reading.prediction
-    prediction_column, confidence_column, input_column = st.columns(3)
+    prediction_column, confidence_column, input_column = st.columns([3, 2, 2])  # room for "not a digit"
     input_column.image(enlarged(digit, 112), caption="What the model sees (28×28)")
     if reading.looks_like_digit is False:
         prediction_column.metric("Prediction", "not a digit", border=True)
         confidence_column.metric("Closest digit", predicted, border=True)
         st.warning(
-            "**This does not look like a digit.** Its features are further from every digit `"
-            f"{run.name}` knows than those of 99% of held-out MNIST digits, so no digit is named. "
+            f"**This does not look like a digit.** Its features are further from every digit `{run.name}` "
+            f"knows than those of {1 - FALSE_ALARM_TARGET:.0%} of held-out MNIST digits, so no digit is named. "
             "Draw one digit from 0 to 9, large and centred.",
             icon=":material/help:",
         )
@@ -67,6 +76,13 @@ def show_prediction(run: RunInfo, digit) -> None:
         )
         if reading.confidence < UNSURE_BELOW:
             st.caption(f"Not sure: {probabilities.argsort()[-2]} is the runner-up. Try a bolder or more centred digit.")
+        if reading.calibrated and (flagging := others_flagging(runs, run, digit)):
+            st.caption(
+                f"{', '.join(f'`{name}`' for name in flagging)} find{'s' if len(flagging) == 1 else ''} this "
+                f"unlike every digit {'it knows' if len(flagging) == 1 else 'they know'}; `{run.name}` cannot "
+                "tell: a run's not-a-digit check is only as sharp as its features, and a short or small run's "
+                "are blurrier (see the table below).",
+            )
     if not reading.calibrated:
         st.caption(
             f"`{run.name}` is not calibrated: its confidence is the raw softmax and it cannot tell a "
@@ -89,7 +105,7 @@ def comparison_table(runs: list[RunInfo], digit, active: str) -> pd.DataFrame:
             "prediction": None,
             "confidence": None,
             "architecture": run.metadata.architecture,
-            "clean test accuracy": run.metric("clean"),
+            "clean test accuracy": run.metric(CLEAN_TEST),
             "problem": None,
         }
         try:
@@ -99,7 +115,9 @@ def comparison_table(runs: list[RunInfo], digit, active: str) -> pd.DataFrame:
         else:
             row["prediction"] = reading.prediction
             row["confidence"] = reading.confidence
-            row["looks like a digit"] = {True: "yes", False: "no", None: "not calibrated"}[reading.looks_like_digit]
+            row["looks like a digit"] = {True: "yes", False: "no", None: "cannot tell (not calibrated)"}[
+                reading.looks_like_digit
+            ]
         rows.append(row)
     table = pd.DataFrame(rows)
     return table if table["problem"].notna().any() else table.drop(columns="problem")
@@ -122,11 +140,14 @@ with result_column:
     except ImageError as error:
         st.error(str(error), icon=":material/broken_image:")
     else:
-        if prepared is None or prepared.digit is None:
+        if source == "Upload" and st.session_state.get("draw.upload") is not None and image is None:
+            pass  # the upload was refused, with its reason, beside it
+        elif prepared is None or prepared.digit is None:
             st.info(
-                "Draw a digit on the black square, or upload a photo of one: the prediction appears here "
-                "as soon as there is some ink.",
-                icon=":material/gesture:",
+                "Draw a digit on the black square: the prediction appears here as soon as there is some ink."
+                if source == "Draw"
+                else "Upload a photo or scan of one digit: the prediction appears here.",
+                icon=":material/gesture:" if source == "Draw" else ":material/upload:",
             )
         elif not prepared.readable:  # degenerate ink: no model is asked
             st.warning(f"**This does not look like a digit:** {prepared.problem}.", icon=":material/help:")
@@ -134,7 +155,7 @@ with result_column:
         else:
             digit = prepared.digit
             with errors_shown(f"Run `{active.name}` cannot be loaded: "):
-                show_prediction(active, digit)
+                show_prediction(runs, active, digit)
 
 if digit is not None:
     st.subheader("What every saved run says")

@@ -1,33 +1,31 @@
-"""Compare saved runs on clean and augmented test digits, look at their mistakes, and manage the runs."""
+"""Compare saved runs on clean and augmented test digits and look at their mistakes (runs are managed on the
+Manage runs page)."""
 
 from dataclasses import asdict
-from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
-from lab_ui import charts, inside, loaders, run_policy
+from lab_ui import charts, inside, loaders
 from lab_ui.loaders import Scores
 from lab_ui.widgets import (
     ACTIVE_RUN,
     augment_label,
     enlarged,
     errors_shown,
-    flash,
     require_dataset,
-    show_flash,
     show_skipped,
 )
-from ocr_core import PRESETS, CheckpointError, MnistData, RunInfo, UserError, parse_augment
+from ocr_core import PRESETS, MnistData, RunInfo, parse_augment
+from ocr_core.metadata import AUGMENTED_TEST_PRESET
+from ocr_core.runs import TUTORIAL_AUGMENTED_RUN, TUTORIAL_RUN
 
-TUTORIAL_RUNS = ["seed", "seed-aug"]
+TUTORIAL_RUNS = sorted([TUTORIAL_RUN, TUTORIAL_AUGMENTED_RUN])
 AUGMENTED_CHOICES = [name for name in PRESETS if name != "none"]
 CUSTOM = "custom…"
-DELETING = "evaluate.deleting"  # session key: the run the delete dialog asks about
 DETAILS_TAB = "evaluate.details_tab"
 SHOWN_CELL = "evaluate.shown_cell"  # session key: the confusion cell whose mistakes were last opened
 PENDING_CELL = "evaluate.pending_cell"  # session key: a newly clicked cell, applied before the tabs
-RENAME_PROBLEM = "evaluate.rename_problem"  # session key: why the last rename was refused
 GALLERY_SIZE = 48
 DEFAULT_SELECTION = 4  # runs picked on the first visit when there are this many or fewer
 CURVES = {
@@ -40,7 +38,7 @@ CURVES = {
 
 def tutorial_experiment() -> None:
     st.session_state["evaluate.runs"] = TUTORIAL_RUNS
-    st.session_state["evaluate.augment"] = "seed"
+    st.session_state["evaluate.augment"] = AUGMENTED_TEST_PRESET
 
 
 def augmented_test_spec() -> str | None:
@@ -121,7 +119,7 @@ def summary(runs: dict[str, RunInfo], results: dict[str, dict[str, Scores]], aug
     )
     bars["test set"] = bars["test set"].str.removesuffix(" accuracy")
     st.altair_chart(charts.accuracy_chart(bars), width="stretch")
-    if sorted(results) == TUTORIAL_RUNS and augment == PRESETS["seed"].to_string():
+    if sorted(results) == TUTORIAL_RUNS and augment == PRESETS[AUGMENTED_TEST_PRESET].to_string():
         plain, augmented_run = (results[name] for name in TUTORIAL_RUNS)
         st.info(
             f"**The tutorial's experiment.** Training with its augmentation changes accuracy on clean digits "
@@ -289,155 +287,10 @@ def compare(runs: list[RunInfo], skipped: list[RunInfo]) -> None:
         details(by_name, results)
 
 
-def stop_deleting() -> None:
-    st.session_state.pop(DELETING, None)
-
-
-@st.dialog("Delete a run", on_dismiss=stop_deleting)
-def confirm_delete(name: str) -> None:
-    st.write(f"Delete `{name}` for good? Its checkpoint file is removed from the server.")
-    delete_column, cancel_column = st.columns(2)
-    if delete_column.button("Delete", type="primary", icon=":material/delete:", key="evaluate.delete_confirmed"):
-        with errors_shown() as attempt:
-            refuse_if_protected(name)
-            loaders.run_store().delete(name)
-        if attempt.failed:
-            return
-        stop_deleting()
-        flash(f"Deleted `{name}`.")
-        st.rerun()
-    if cancel_column.button("Cancel", key="evaluate.delete_cancelled"):
-        stop_deleting()
-        st.rerun()
-
-
-def refuse_if_protected(*names: str) -> None:
-    """Checked again at the moment of the change: the choices on screen may be older than the policy."""
-    for name in names:
-        if (reason := run_policy.refusal(name)) is not None:
-            raise CheckpointError(reason)
-
-
-def rename_selected() -> None:
-    """Rename's on_click: it runs before the page, so it may reset the form's widgets to the renamed run."""
-    state = st.session_state
-    old, new = state["evaluate.rename_from"], state["evaluate.rename_to"].strip()
-    try:
-        refuse_if_protected(old, new)
-        loaders.run_store().rename(old, new)
-    except UserError as error:
-        state[RENAME_PROBLEM] = str(error)
-        return
-    state["evaluate.rename_from"], state["evaluate.rename_to"] = new, ""
-    if state.get(ACTIVE_RUN) == old:
-        state[ACTIVE_RUN] = new
-    state["evaluate.runs"] = [new if name == old else name for name in state.get("evaluate.runs", [])]
-    flash(f"Renamed `{old}` to `{new}`.")
-
-
-def rename_run(names: list[str]) -> None:
-    old = st.selectbox("Run", names, key="evaluate.rename_from")
-    new = st.text_input("New name", key="evaluate.rename_to", max_chars=64).strip()
-    st.button("Rename", icon=":material/edit:", disabled=not (old and new), on_click=rename_selected)
-    if (problem := st.session_state.pop(RENAME_PROBLEM, None)) is not None:
-        st.error(problem, icon=":material/error:")
-
-
-def import_run() -> None:
-    upload = st.file_uploader("A run file saved by this lab", type=["safetensors"], key="evaluate.upload")
-    name = st.text_input(
-        "Name", key="evaluate.upload_name", max_chars=64, placeholder="default: the file's name"
-    ).strip()
-    if st.button("Add run", icon=":material/upload:", disabled=upload is None):
-        name = name or Path(upload.name).stem
-        with errors_shown() as attempt:
-            refuse_if_protected(name)
-            loaders.run_store().import_bytes(name, upload.getvalue(), file_name=upload.name)
-        if attempt.failed:
-            return
-        flash(f"Added run `{name}`.")
-        st.rerun()
-
-
-def download_run(names: list[str]) -> None:
-    wanted = st.selectbox("Run", names, key="evaluate.download")
-    if wanted is not None:
-        path = loaders.run_store().path(wanted)
-        st.download_button(
-            "Download checkpoint",
-            data=path.read_bytes,
-            file_name=path.name,
-            mime="application/octet-stream",
-            icon=":material/download:",
-            on_click="ignore",
-        )
-        st.caption("One `.safetensors` file: weights plus metadata, no pickle.")
-
-
-def manage(runs: list[RunInfo], skipped: list[RunInfo]) -> None:
-    table = pd.DataFrame(
-        [
-            {
-                "run": run.name,
-                "status": "ok" if run.ok else f"skipped: {run.problem}",
-                "architecture": run.metadata.architecture if run.ok else None,
-                "clean accuracy": run.metric("clean"),
-                "seed-augmented accuracy": run.metric("seed_augmented"),
-                "size": run.size,
-                "modified": pd.Timestamp(run.modified, unit="s"),
-            }
-            for run in runs + skipped
-        ]
-    )
-    st.dataframe(
-        table,
-        hide_index=True,
-        width="stretch",
-        column_config={
-            "clean accuracy": st.column_config.NumberColumn(format="percent"),
-            "seed-augmented accuracy": st.column_config.NumberColumn(format="percent"),
-            "size": st.column_config.NumberColumn(format="bytes"),
-            "modified": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
-        },
-    )
-    st.caption(run_policy.describe_policy())
-    names = [run.name for run in runs]
-    if run_policy.management_level() == "off":
-        with st.container(border=True):
-            st.markdown("**Download**")
-            download_run(names)
-        return
-    changeable = [name for name in names if run_policy.refusal(name) is None]
-    rename_box, delete_box, download_box, upload_box = st.columns(4)
-    with rename_box.container(border=True):
-        st.markdown("**Rename**")
-        rename_run(changeable)
-    with delete_box.container(border=True):
-        st.markdown("**Delete**")
-        doomed = st.selectbox("Run or skipped file", changeable + [run.name for run in skipped], key="evaluate.delete")
-        if st.button("Delete…", icon=":material/delete:", disabled=doomed is None):
-            st.session_state[DELETING] = doomed
-        if DELETING in st.session_state:  # the dialog stays open across reruns until answered or dismissed
-            confirm_delete(st.session_state[DELETING])
-    with download_box.container(border=True):
-        st.markdown("**Download**")
-        download_run(names)
-    with upload_box.container(border=True):
-        st.markdown("**Upload**")
-        import_run()
-
-
 st.title("Evaluate runs")
 st.caption("Accuracy on clean and augmented test digits, confusion matrices, mistakes and learning curves.")
-show_flash()
 all_runs, skipped_files = loaders.list_runs()
-compare_tab, manage_tab = st.tabs(["Compare runs", "Manage runs"], key="evaluate.tab", on_change="rerun")
-with compare_tab:
-    if compare_tab.open:
-        if all_runs:
-            compare(all_runs, skipped_files)
-        else:
-            st.info("No saved runs yet: train one on the Train page.", icon=":material/model_training:")
-with manage_tab:
-    if manage_tab.open:
-        manage(all_runs, skipped_files)
+if all_runs:
+    compare(all_runs, skipped_files)
+else:
+    st.info("No saved runs yet: train one on the Train page.", icon=":material/model_training:")

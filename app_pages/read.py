@@ -5,7 +5,7 @@ import streamlit as st
 from torch import nn
 
 from lab_ui import canvas, loaders
-from lab_ui.reading import annotated
+from lab_ui.read_view import annotated
 from lab_ui.widgets import enlarged, input_source, model_selector, show_skipped
 from ocr_core import CheckpointError, ImageError, UserError, load_image
 from ocr_core.calibration import Calibration, CalibrationError
@@ -69,17 +69,22 @@ def pair_reader() -> nn.Module | None:
         return None
 
 
+def least_sure_note(reading: Reading) -> str:
+    """Which digit to check: the least confident one, unless it is flagged or every digit shows as 100%."""
+    weakest = reading.digits[reading.weakest]
+    shown = f"{weakest.confidence:.0%}"
+    note = f"Least sure: digit {reading.weakest + 1} from the left, a {weakest.digit} at {shown}"
+    if weakest.confidence < UNSURE_BELOW:
+        return f"{note} (below {UNSURE_BELOW:.0%}: check it)."
+    return "" if shown == "100%" or len(reading.digits) == 1 else f"{note}."
+
+
 def show_result(image: np.ndarray, reading: Reading) -> None:
     text_column, copy_column = st.columns([1, 2], vertical_alignment="bottom")
     text_column.metric("Reading", reading.text, border=True)
     with copy_column:
         st.code(reading.text, language=None)
-        weakest = reading.digits[reading.weakest]
-        note = (
-            f"Least sure: digit {reading.weakest + 1} from the left, a {weakest.digit} at {weakest.confidence:.0%}"
-            + (f" (below {UNSURE_BELOW:.0%}: check it)." if weakest.confidence < UNSURE_BELOW else ".")
-        )
-        st.caption(f"Copy the text with the button on the right. {note}")
+        st.caption(f"Copy the text with the button on the right. {least_sure_note(reading)}")
     if reading.not_digits:
         places = ", ".join(str(index + 1) for index in reading.not_digits)
         st.warning(

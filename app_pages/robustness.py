@@ -3,16 +3,17 @@
 import streamlit as st
 
 from lab_ui import charts, loaders
-from lab_ui import robustness as view
+from lab_ui import robustness_view
 from lab_ui.widgets import enlarged, show_skipped
 from ocr_core import DataUnavailableError
 from ocr_core.corruptions import CORRUPTIONS, DEFAULT_SEVERITY, SEVERITIES
-from ocr_core.robustness import DIGITS_PER_CLASS
+from ocr_core.robustness import BASELINE_RUN, DIGITS_PER_CLASS
+from ocr_core.runs import BEST_RUN, TUTORIAL_AUGMENTED_RUN, TUTORIAL_RUN
 from ocr_core.sweeps import SWEEPS
 
-EXPERIMENT = ["seed", "seed-aug", "best"]  # the tutorial CNN without and with augmentation, and the lab's best
+# the tutorial CNN without and with augmentation, and the lab's best
+EXPERIMENT = [TUTORIAL_RUN, TUTORIAL_AUGMENTED_RUN, BEST_RUN]
 MEAN = "mean of 1-5"
-SUITE_ORDER, HARDEST_FIRST = "suite order", "hardest first"
 ALL_CORRUPTIONS = "mean over corruptions"
 
 
@@ -21,23 +22,18 @@ def what_augmentation_buys() -> None:
 
 
 def heatmap(found, severity: int | None) -> None:
-    frame = view.heatmap_frame(found, severity)
+    frame = robustness_view.heatmap_frame(found, severity)
     run_names = list(found)
     sort = st.segmented_control(
         "Sort corruptions",
-        [SUITE_ORDER, HARDEST_FIRST, *run_names],
-        default=SUITE_ORDER,
+        [robustness_view.SUITE_ORDER, robustness_view.HARDEST_FIRST, *run_names],
+        default=robustness_view.SUITE_ORDER,
         required=True,
         key="robustness.sort",
         persist_state="session",
         help="Hardest first: by the mean over the chosen runs; a run: that run's worst first.",
     )
-    if sort == SUITE_ORDER:
-        order = [corruption.label for corruption in CORRUPTIONS.values()]
-    else:
-        rows = frame if sort == HARDEST_FIRST else frame[frame["run"] == sort]
-        order = list(rows.groupby("corruption")["accuracy"].mean().sort_values().index)
-    runs_by_mean = list(frame.groupby("run")["accuracy"].mean().sort_values(ascending=False).index)
+    order, runs_by_mean = robustness_view.heatmap_orders(frame, sort)
     st.altair_chart(charts.robustness_heatmap(frame, order, runs_by_mean), width="stretch")
 
 
@@ -50,7 +46,7 @@ def severity_curves(found) -> None:
         persist_state="session",
     )
     corruption = None if choice == ALL_CORRUPTIONS else choice
-    frame = view.severity_frame(found, corruption)
+    frame = robustness_view.severity_frame(found, corruption)
     st.altair_chart(charts.accuracy_lines(frame, "severity", "severity (0 = clean digits)"), width="stretch")
     if corruption:
         st.caption(
@@ -67,14 +63,14 @@ def strength_sweeps(chosen, data) -> None:
         key="robustness.sweep",
         persist_state="session",
     )
-    found, missing = view.sweeps(chosen, data)
+    found, missing = robustness_view.sweeps(chosen, data)
     if missing:
         st.info(
             f"No sweeps saved for {', '.join(f'`{run}`' for run in missing)}; computing them needs MNIST.",
             icon=":material/database:",
         )
     if found:
-        frame = view.sweep_frame(found, name)
+        frame = robustness_view.sweep_frame(found, name)
         st.altair_chart(charts.accuracy_lines(frame, "strength", SWEEPS[name].label), width="stretch")
         st.caption(
             "Each point: the same 1,000 test digits (100 per class) under the training augmentation op at "
@@ -90,11 +86,11 @@ def digit_strip(chosen, data) -> None:
         key="robustness.strip_corruption",
         persist_state="session",
     )
-    _, clean, labels = view.strip_digits(data.fingerprint, data)
-    corrupted = view.corrupted_strip(corruption, data.fingerprint, data)
+    _, clean, labels = robustness_view.strip_digits(data.fingerprint, data)
+    corrupted = robustness_view.corrupted_strip(corruption, data.fingerprint, data)
     rows = [("clean", clean), *((f"severity {s}", corrupted[s - 1]) for s in SEVERITIES)]
-    predictions = {run.name: view.strip_predictions(run, corrupted) for run in chosen}
-    clean_predictions = {run.name: view.strip_predictions(run, clean) for run in chosen}
+    predictions = {run.name: robustness_view.strip_predictions(run, corrupted) for run in chosen}
+    clean_predictions = {run.name: robustness_view.strip_predictions(run, clean) for run in chosen}
     st.caption(
         f"Under each digit, each run's answer in the order {' · '.join(f'`{run.name}`' for run in chosen)}: "
         ":green[green] right, :red[red] wrong."
@@ -164,16 +160,16 @@ if not chosen_names:
 chosen = [by_name[name] for name in chosen_names]
 severity = None if severity_choice == MEAN else int(severity_choice)
 
-found, missing = view.reports(chosen, data)
+found, missing = robustness_view.reports(chosen, data)
 if missing:
     st.info(
         f"No robustness report saved for {', '.join(f'`{name}`' for name in missing)}; computing one needs MNIST.",
         icon=":material/database:",
     )
 if found:
-    base = view.baseline(by_name, found, data)
+    base = robustness_view.baseline(by_name, found, data)
     st.dataframe(
-        view.summary_table(found, base, severity),
+        robustness_view.summary_table(found, base, severity),
         hide_index=True,
         width="stretch",
         column_config={
@@ -186,9 +182,9 @@ if found:
                 help=f"On the report's own {10 * DIGITS_PER_CLASS:,} test digits (the first {DIGITS_PER_CLASS} of "
                 "each class, harder than the average), uncorrupted: the baseline of each row.",
             ),
-            "mCE (vs seed)": st.column_config.NumberColumn(
+            robustness_view.MCE_COLUMN: st.column_config.NumberColumn(
                 format="%.2f",
-                help="Errors summed over severities 1-5 relative to `seed`'s, averaged over corruptions: "
+                help=f"Errors summed over severities 1-5 relative to `{BASELINE_RUN}`'s, averaged over corruptions: "
                 "below 1 is more robust than the tutorial CNN.",
             ),
         },

@@ -12,14 +12,14 @@ from ocr_core import (
     PRESETS,
     RECIPES,
     AugmentSpec,
-    CheckpointError,
     ConfigError,
     MnistData,
     parse_augment,
     preview_samples,
 )
-from ocr_core.augment import AUGMENT_OPS, RANGE_OPS
+from ocr_core.augment import AUGMENT_OPS
 from ocr_core.checkpoints import NAME_RULE
+from ocr_core.metadata import AUGMENTED_TEST, CLEAN_TEST
 from ocr_core.training import OPTIMIZERS, PRECISIONS, SCHEDULES
 
 BATCH_SIZES = (16, 32, 64, 128, 256, 512, 1024)
@@ -32,38 +32,23 @@ SCORED_NOTE = (
 PROPOSED_NAME = "train.proposed_name"  # session key: the run name the page proposed
 NEW_RUN = "train.new_run"  # session key: set when a run starts, so the next form starts from the defaults
 PREVIEW_ROWS, PREVIEW_COLUMNS, PREVIEW_SIDE = 4, 5, 72  # the augmentation preview: five 72-pixel digits fill a row
-IDENTITY = AugmentSpec()
-
-
-def set_augment_controls(spec: AugmentSpec) -> None:
-    for op in AUGMENT_OPS.values():
-        value = getattr(spec, op.name)
-        switched_on = value != getattr(IDENTITY, op.name)
-        st.session_state[f"train.aug.{op.name}.on"] = switched_on
-        st.session_state[f"train.aug.{op.name}.value"] = value if switched_on else op.typical
 
 
 def apply_recipe() -> None:
     recipe = RECIPES[st.session_state["train.recipe"]]
     st.session_state.update(train_form.recipe_settings(recipe))
-    set_augment_controls(parse_augment(recipe.augment))
+    st.session_state.update(train_form.augment_settings(parse_augment(recipe.augment)))
 
 
 def apply_preset() -> None:
     preset = st.session_state["train.preset"]
     if preset is not None:
-        set_augment_controls(PRESETS[preset])
+        st.session_state.update(train_form.augment_settings(PRESETS[preset]))
 
 
 def chosen_spec() -> AugmentSpec:
-    """The augmentation the toggles and sliders describe."""
-    values = {
-        op: st.session_state[f"train.aug.{op}.value"] for op in AUGMENT_OPS if st.session_state[f"train.aug.{op}.on"]
-    }
-    for op in RANGE_OPS:
-        if op in values:
-            values[op] = tuple(values[op])
-    return AugmentSpec(**values)
+    """The augmentation the toggles and sliders describe; ConfigError if it is not valid."""
+    return train_form.spec_from_settings(st.session_state)
 
 
 def propose_run_name() -> None:
@@ -90,19 +75,23 @@ def prepare_settings() -> None:
         spec = chosen_spec()
     except ConfigError:
         spec = None
-    st.session_state["train.preset"] = next((name for name, preset in PRESETS.items() if preset == spec), None)
+    st.session_state["train.preset"] = train_form.matching_preset(spec)
 
 
 def augmentation_controls() -> None:
     for op in AUGMENT_OPS.values():
         toggle_column, slider_column = st.columns([1, 3], vertical_alignment="center")
-        switched_on = toggle_column.toggle(op.label, key=f"train.aug.{op.name}.on", persist_state="session")
+        switched_on = toggle_column.toggle(
+            f"{op.label} `{op.name}`",  # the name the spec below, the CLI and Evaluate's custom set use
+            key=train_form.augment_key(op.name, "on"),
+            persist_state="session",
+        )
         slider_column.slider(
             op.label,
             float(op.lowest),
             float(op.highest),
             step=float(op.step),
-            key=f"train.aug.{op.name}.value",
+            key=train_form.augment_key(op.name, "value"),
             help=op.meaning,
             disabled=not switched_on,
             label_visibility="collapsed",
@@ -147,13 +136,17 @@ def settings(data: MnistData) -> None:
         help="Fractions train on part of an epoch.",
     )
     total = len(data.train_labels)
+    held_out = train_form.held_out_count(st.session_state, total)
     # Counts, not None for "all": a selectbox shows None as "Choose an option" once its state is restored.
     images_column.selectbox(
         "Training images",
         [total, *(count for count in QUICK_SUBSETS if count < total)],
         key="train.images",
-        format_func=lambda count: f"all {total:,}" if count == total else f"first {count:,} (quick demo)",
+        format_func=lambda count: f"all {total - held_out:,}" if count == total else f"first {count:,} (quick demo)",
         **keep,
+        help=f"MNIST's {total:,} training digits less the {held_out:,} every recipe holds out: the run never trains "
+        "on those, so its confidence and its not-a-digit check are calibrated on digits it never saw. A quick "
+        "demo trains on the first N and holds out the ones after them.",
     )
     batch_column.select_slider("Batch size", BATCH_SIZES, key="train.batch_size", **keep)
     rate_column, optimizer_column, schedule_column = st.columns(3)
@@ -209,10 +202,8 @@ def start(data: MnistData, spec: AugmentSpec) -> None:
     store = loaders.run_store()
     with errors_shown() as attempt:
         job, training_data = train_form.job_from_settings(
-            st.session_state, spec, data, store, visitor=st.session_state["visitor"]
+            st.session_state, spec, data, store, visitor=st.session_state["visitor"], refusal=run_policy.refusal
         )
-        if job.overwrite and store.exists(job.name) and (reason := run_policy.refusal(job.name)) is not None:
-            raise CheckpointError(f"`{job.name}` cannot be replaced: {reason}")
     if attempt.failed:
         return
     try:
@@ -238,10 +229,11 @@ def live_progress(job: TrainingJob, mine: bool) -> None:
     elif mine and not job.finishing and stop_column.button("Stop", icon=":material/stop_circle:", key="train.stop"):
         job.stop.set()
         st.rerun(scope="fragment")
+    digits = "" if parse_augment(job.config.augment).is_identity else " on augmented digits"
     training_charts(
         train_form.trace_frame(job.trace),
-        SCORED_NOTE + " The running average of the batches mixes a "
-        "whole epoch of changing weights on augmented digits, so it lags behind them.",
+        f"{SCORED_NOTE} The running average of the batches mixes a whole epoch of changing weights{digits}, so "
+        "it lags behind them.",
     )
 
 
@@ -263,13 +255,25 @@ def show_result(job: TrainingJob) -> None:
         st.info(f"Training `{job.name}` was stopped and, as you chose, not saved.", icon=":material/delete:")
     else:
         metadata = outcome.run.metadata
-        stopped = f" (stopped early, after {metadata.epochs_completed:g} epochs)" if outcome.stopped else ""
+        after = train_form.epochs_text(metadata.epochs_completed)
+        stopped = f" (stopped early, after {after})" if outcome.stopped else ""
         st.success(f"Saved run `{job.name}`{stopped}.", icon=":material/check_circle:")
         columns = st.columns(4)
-        columns[0].metric("Clean test accuracy", percent(outcome.run.metric("clean")))
-        columns[1].metric("`seed`-augmented test accuracy", percent(outcome.run.metric("seed_augmented")))
+        columns[0].metric("Clean test accuracy", percent(outcome.run.metric(CLEAN_TEST)))
+        columns[1].metric("`seed`-augmented test accuracy", percent(outcome.run.metric(AUGMENTED_TEST)))
         columns[2].metric("Training time", f"{metadata.training_seconds:.0f} s")
         columns[3].metric("Parameters", f"{metadata.parameters:,}")
+        if metadata.calibration is not None:
+            st.caption(
+                f"Calibrated on its {metadata.calibration['held_out']:,} held-out digits: its confidence is "
+                "calibrated, and it says when a drawing does not look like a digit."
+            )
+        else:
+            st.warning(
+                f"`{job.name}` is not calibrated (it had fewer than 100 held-out digits): its confidence is the "
+                "raw softmax and it cannot tell a non-digit from a digit.",
+                icon=":material/warning:",
+            )
         trace = train_form.trace_frame(job.trace)
         training_charts(trace[trace["series"] != RUNNING_SERIES], SCORED_NOTE)  # comparable numbers only
         st.page_link(
@@ -311,7 +315,7 @@ def preview(data: MnistData, spec: AugmentSpec) -> None:
         width=PREVIEW_SIDE,
         caption=[str(int(label)) for label in data.train_labels[sources]],
     )
-    st.caption(f"Each digit's label under it. Augmentation: `{spec.to_string()}`")
+    st.caption(f"Each digit's label under it. Augmentation: {train_form.spec_text(spec)}")
 
 
 st.title("Train a model")
@@ -326,9 +330,9 @@ if job is not None and job.running:
         live_progress(job, mine)
         st.stop()
     st.info(
-        f"{job.owner_label} is training `{job.name}` ({job.config.architecture} net, {job.config.epochs:g} "
-        "epochs). One training runs at a time on this server: watch it here, prepare your settings, and "
-        "start yours when it has finished, or come back later.",
+        f"{job.owner_label} is training `{job.name}` ({job.config.architecture} net, "
+        f"{train_form.epochs_text(job.config.epochs)}). One training runs at a time on this server: watch it "
+        "here, prepare your settings, and start yours when it has finished, or come back later.",
         icon=":material/hourglass:",
     )
     st.caption(train_form.describe_job(job, augment_label(job.config.augment)))

@@ -16,11 +16,12 @@ import torch
 from ocr_core.checkpoints import DEFAULT_CHECKPOINT_DIR, RunStore
 from ocr_core.data import load_mnist
 from ocr_core.robustness import BASELINE_RUN, compute_report, report_subset, run_weights_hash, summary
+from ocr_core.runs import SHIPPED_RUNS
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.robustness", description=__doc__)
-    parser.add_argument("names", nargs="*", default=["seed", "seed-aug", "best"])
+    parser.add_argument("names", nargs="*", default=list(SHIPPED_RUNS))
     args = parser.parse_args(argv)
     store = RunStore(DEFAULT_CHECKPOINT_DIR)
     data = load_mnist(download=False)

@@ -15,11 +15,15 @@ CANVAS_COMPONENT = "streamlit-drawable-canvas.streamlit_drawable_canvas"  # the 
 # up only 0.1 s after the pointer enters. A stroke begun there within that time pressed an invisible button
 # instead of drawing (the lost drawing of issue 8; tests/test_browser.py keeps it fixed). Here the toolbar
 # sits in a margin above the canvas, always visible (touch screens have no hover to reveal it), and never
-# covers a canvas pixel.
+# covers a canvas pixel. Only undo, redo and the bin are shown: "Edit" (a pencil icon, yet not the pen) selects
+# and moves strokes, which a visitor took for the pen, dragged the digit half off the canvas and drew nothing
+# more; the up arrow only sends the drawing again, which every stroke already does.
 TOOLBAR_ABOVE_THE_CANVAS = """
 .dc-root { margin-top: 2.75rem; }
 .dc-toolbar, .dc-root:hover > .dc-toolbar, .dc-toolbar:hover, .dc-toolbar:focus-within,
 .dc-toolbar[data-pinned=true] { top: auto; bottom: 100%; padding-bottom: 0.25rem; opacity: 1; transition: none; }
+.dc-toolbar button[aria-label="Edit"], .dc-toolbar button[aria-label="Update the app with this drawing"],
+.dc-toolbar-contextual { display: none !important; }
 """
 
 

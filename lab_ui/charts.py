@@ -102,7 +102,7 @@ def curves_chart(frame: pd.DataFrame, metric: str, title: str, colour_by: str = 
             y=alt.Y(
                 f"{metric}:Q",
                 title=title,
-                scale=alt.Scale(zero=False),
+                scale=alt.Scale(zero=False, **spread_domain(frame[metric], "accuracy" in metric)),
                 axis=axis_for(frame[metric], ".1%" if "accuracy" in metric else ".3~f"),
             ),
             color=alt.Color(f"{colour_by}:N", legend=alt.Legend(orient="bottom", title=None)),
@@ -110,6 +110,18 @@ def curves_chart(frame: pd.DataFrame, metric: str, title: str, colour_by: str = 
         )
         .properties(height=280)
     )
+
+
+def spread_domain(values: pd.Series, accuracy: bool) -> dict:
+    """A y domain at least 2 points of accuracy (or a tenth of the loss) wide when the values are closer than
+    that: one point, or a few nearly equal ones, would otherwise sit on an axis zoomed to "0.38848-0.38854"."""
+    low, high = float(values.min()), float(values.max())
+    span = 0.02 if accuracy else max(0.1 * abs(high), 0.01)
+    if high - low >= span:
+        return {}
+    low = (low + high - span) / 2
+    low = min(max(low, 0.0), 1.0 - span) if accuracy else max(low, 0.0)
+    return {"domain": [low, low + span]}
 
 
 def axis_for(values: pd.Series, single_value_format: str) -> alt.Axis:

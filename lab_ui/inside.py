@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import io
+from pathlib import Path
 
 import altair as alt
 import numpy as np
@@ -17,8 +18,10 @@ import streamlit as st
 import torch
 from PIL import Image
 
-from ocr_core import MnistData, RunInfo, explain, feature_space
-from ocr_core.checkpoints import CheckpointError
+from ocr_core import MnistData, RunInfo, RunStore, explain, feature_space
+from ocr_core.calibration import CalibrationError
+from ocr_core.checkpoints import CheckpointError, run_weights_hash
+from ocr_core.runs import BEST_RUN, TUTORIAL_RUN
 
 from . import loaders
 from .widgets import enlarged, require_dataset
@@ -28,7 +31,7 @@ TABS = ["Why this answer?", "Feature maps", "Similar training digits", "Map of t
 SIMILAR_COUNT = 8
 MAP_SAMPLE = 2000  # test digits drawn on the map: enough to see the clusters, light enough to send each rerun
 PICTURE_SIDE = 196
-PAIR_DEFAULTS = ("seed", "best")
+PAIR_DEFAULTS = (TUTORIAL_RUN, BEST_RUN)
 
 
 # ---- cached computations --------------------------------------------------------------------------------------
@@ -51,22 +54,52 @@ def attribution(path: str, modified: float, digit: np.ndarray, target: int, meth
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def probabilities(path: str, modified: float, digit: np.ndarray) -> np.ndarray:
-    return torch.from_numpy(explain.logits(explainer(path, modified), digit)).softmax(0).numpy()
+    """The run's probabilities, temperature-scaled when it is calibrated: the very numbers the Draw page's
+    headline and table show, so one drawing has one confidence."""
+    try:
+        calibration = loaders.load_calibration(path, modified)
+    except CalibrationError:  # the page reports a damaged calibration where it reads the drawing
+        calibration = None
+    temperature = calibration.temperature if calibration is not None else 1.0
+    return (torch.from_numpy(explain.logits(explainer(path, modified), digit)) / temperature).softmax(0).numpy()
 
 
-@st.cache_resource(
-    max_entries=4,
-    show_spinner="Indexing the 60,000 training digits in this run's feature space "
-    "(once per run, then read from the disk cache)…",
-)
-def training_index(path: str, modified: float, data_fingerprint: str, _data: MnistData) -> feature_space.FeatureIndex:
-    """`data_fingerprint` stands in the cache key for `_data`, which Streamlit does not hash."""
-    return feature_space.training_index(loaders.load_model(path, modified), path, _data)
+FEATURE_SPACE_BUILDS = {"index": feature_space.training_index, "map": feature_space.map_of_test_set}
+BUILDING = {
+    "index": "Indexing the 60,000 training digits in this run's feature space",
+    "map": "Mapping the 10,000 test digits in this run's feature space",
+}
 
 
-@st.cache_resource(max_entries=4, show_spinner="Mapping the 10,000 test digits (once per run)…")
-def test_set_map(path: str, modified: float, data_fingerprint: str, _data: MnistData) -> feature_space.DigitMap:
-    return feature_space.map_of_test_set(loaders.load_model(path, modified), path, _data)
+@st.cache_resource(max_entries=8, show_spinner=False)
+def feature_space_view(kind: str, path: str, modified: float, data_fingerprint: str, _data: MnistData, _built=None):
+    """The run's "index" or "map": `_built` when the caller has just built it under a progress bar, else read
+    from the disk cache (or built). `data_fingerprint` stands in the key for `_data`, which Streamlit does not
+    hash. No progress bar in here: Streamlit replays a cached function's elements, which must not live outside."""
+    if _built is not None:
+        return _built
+    return FEATURE_SPACE_BUILDS[kind](loaders.load_model(path, modified), weights_of(path), _data)
+
+
+def weights_of(path: str) -> str:
+    """The run's weights hash: the disk caches' key, kept when the run is renamed, rescored or calibrated."""
+    return run_weights_hash(RunStore(Path(path).parent).info(Path(path).stem))
+
+
+def built_view(kind: str, run: RunInfo, data: MnistData):
+    """The run's training-digit index or test-set map; a build (once per run's weights, 10-70 s) shows a
+    progress bar."""
+    path, built = str(run.path), None
+    if not feature_space.is_cached(kind, weights_of(path), data):
+        bar = st.progress(0.0, text=f"{BUILDING[kind]} (once per run)…")
+
+        def update(fraction: float) -> None:
+            then = ", then fitting the projection" if fraction >= 1 else ""
+            bar.progress(fraction, text=f"{BUILDING[kind]} (once per run): {fraction:.0%}{then}…")
+
+        built = FEATURE_SPACE_BUILDS[kind](loaders.load_model(path, run.modified), weights_of(path), data, update)
+        bar.empty()
+    return feature_space_view(kind, path, run.modified, data.fingerprint, data, _built=built)
 
 
 def data_url(image: np.ndarray) -> str:
@@ -78,7 +111,7 @@ def data_url(image: np.ndarray) -> str:
 @st.cache_data(max_entries=4, show_spinner=False)
 def map_frame(path: str, modified: float, data_fingerprint: str, _data: MnistData) -> pd.DataFrame:
     """A fixed random sample of the map, with each digit's picture for the tooltip."""
-    built = test_set_map(path, modified, data_fingerprint, _data)
+    built = feature_space_view("map", path, modified, data_fingerprint, _data)
     chosen = np.sort(
         np.random.default_rng(0).choice(len(built.labels), min(MAP_SAMPLE, len(built.labels)), replace=False)
     )
@@ -116,7 +149,7 @@ def class_question(target: int, answer: int) -> str:
 
 
 def choices(key: str) -> tuple[str, str | int]:
-    """The method and the class to explain, shared by the tabs."""
+    """The method and the class to explain, in the two tabs that explain (one shared setting for both)."""
     method_column, class_column = st.columns([3, 2])
     method = method_column.segmented_control(
         "Attribution method",
@@ -125,11 +158,13 @@ def choices(key: str) -> tuple[str, str | int]:
         default="integrated_gradients",
         required=True,
         key=f"{key}.method",
+        persist_state="session",
     )
     target = class_column.selectbox(
         "Class to explain",
         [OWN_ANSWER, *range(10)],
         key=f"{key}.target",
+        persist_state="session",
         help="'its answer' asks why the run answered what it did; a digit asks what "
         "in the input speaks for and against that digit.",
     )
@@ -184,7 +219,7 @@ def similar(run: RunInfo, digit: np.ndarray) -> None:
     data = require_dataset("Finding similar training digits and mapping the test set")
     if data is None:
         return
-    index = training_index(str(run.path), run.modified, data.fingerprint, data)
+    index = built_view("index", run, data)
     model = loaders.load_model(str(run.path), run.modified)
     neighbours = feature_space.similar_digits(model, index, data, digit, SIMILAR_COUNT)
     st.caption(
@@ -205,12 +240,9 @@ def digit_map(run: RunInfo, digit: np.ndarray) -> None:
     data = require_dataset("Finding similar training digits and mapping the test set")
     if data is None:
         return
+    built = built_view("map", run, data)
     frame = map_frame(str(run.path), run.modified, data.fingerprint, data)
-    placed = feature_space.place_on_map(
-        loaders.load_model(str(run.path), run.modified),
-        test_set_map(str(run.path), run.modified, data.fingerprint, data),
-        digit,
-    )
+    placed = feature_space.place_on_map(loaders.load_model(str(run.path), run.modified), built, digit)
     st.altair_chart(map_chart(frame, placed), width="stretch")
     st.caption(
         f"{len(frame):,} test digits on the two directions along which `{run.name}`'s features vary most "
@@ -267,14 +299,13 @@ def pair(runs: list[RunInfo], digit: np.ndarray, method: str, target: str | int,
 def explanation(runs: list[RunInfo], run: RunInfo, digit: torch.Tensor | np.ndarray, key: str) -> None:
     """Tabs explaining one input for `run` (and any two of `runs`); only the open tab is computed."""
     digit = as_array(digit)
-    method, target = choices(key)
     tabs = st.tabs(TABS, key=f"{key}.tab", on_change="rerun")
     views = [
-        lambda: why(run, digit, method, target),
+        lambda: why(run, digit, *choices(key)),
         lambda: feature_maps(run, digit),
         lambda: similar(run, digit),
         lambda: digit_map(run, digit),
-        lambda: pair(runs, digit, method, target, key),
+        lambda: pair(runs, digit, *choices(key), key),
     ]
     for tab, view in zip(tabs, views, strict=True):
         with tab:

@@ -8,7 +8,8 @@ import os
 
 import streamlit as st
 
-SHIPPED_RUNS = ("best", "seed", "seed-aug")  # the runs in the repository's checkpoints/
+from ocr_core.runs import SHIPPED_RUNS
+
 SETTING = "OCR_RUN_MANAGEMENT"  # an environment variable, or a top-level key in .streamlit/secrets.toml
 LEVELS = {
     "full": "visitors may rename, delete, upload and replace any run, the shipped ones included",

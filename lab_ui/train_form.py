@@ -1,15 +1,17 @@
 """What the Train page's form means, away from its widgets: the settings it holds (session-state keys
-`train.<field>`), the config and job they make, the name checks, and the text of the live progress."""
+`train.<field>`, and `train.aug.<op>.on` / `.value` for each augmentation op's toggle and slider), the config,
+augmentation and job they make, the name checks, and the text of the live progress."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
 from typing import Any
 
 import pandas as pd
 
 from ocr_core import (
+    PRESETS,
     RECIPES,
     AugmentSpec,
     CheckpointError,
@@ -19,6 +21,7 @@ from ocr_core import (
     parse_augment,
     validate_run_name,
 )
+from ocr_core.augment import AUGMENT_OPS, RANGE_OPS
 
 from .training import Snapshot, TrainingJob
 
@@ -50,6 +53,46 @@ def recipe_settings(recipe: TrainConfig) -> dict[str, Any]:
     return {setting_key(name): type(getattr(defaults, name))(getattr(recipe, name)) for name in CONFIG_FIELDS}
 
 
+def augment_key(op: str, part: str) -> str:
+    """The session key of an augmentation op's toggle ("on") or strength slider ("value")."""
+    return f"train.aug.{op}.{part}"
+
+
+def augment_settings(spec: AugmentSpec) -> dict[str, Any]:
+    """Session-state values that show `spec` in the toggles and sliders: an op that is off keeps its slider at
+    the op's typical strength, ready for the toggle."""
+    identity, settings = AugmentSpec(), {}
+    for op in AUGMENT_OPS.values():
+        value = getattr(spec, op.name)
+        switched_on = value != getattr(identity, op.name)
+        settings[augment_key(op.name, "on")] = switched_on
+        settings[augment_key(op.name, "value")] = value if switched_on else op.typical
+    return settings
+
+
+def spec_from_settings(state: Mapping[str, Any]) -> AugmentSpec:
+    """The augmentation the toggles and sliders describe (range sliders give lists; the spec wants tuples);
+    ConfigError if it is not valid."""
+    values = {op: state[augment_key(op, "value")] for op in AUGMENT_OPS if state[augment_key(op, "on")]}
+    for op in RANGE_OPS:
+        if op in values:
+            values[op] = tuple(values[op])
+    return AugmentSpec(**values)
+
+
+def spec_text(spec: AugmentSpec) -> str:
+    """The spec op by op, each with its toggle's label ("Grey paper `brightness=0.5`"), so a long spec wraps
+    between ops rather than mid-word; `none` when no op is on."""
+    if spec.is_identity:
+        return "`none`"
+    return " · ".join(f"{AUGMENT_OPS[part.partition('=')[0]].label} `{part}`" for part in spec.to_string().split(","))
+
+
+def matching_preset(spec: AugmentSpec | None) -> str | None:
+    """The preset that `spec` is exactly, for the preset buttons, else None."""
+    return next((name for name, preset in PRESETS.items() if preset == spec), None)
+
+
 def config_from_settings(state: Mapping[str, Any], spec: AugmentSpec) -> TrainConfig:
     """The config the form describes; ConfigError says what is wrong with it."""
     return TrainConfig(**{name: state[setting_key(name)] for name in CONFIG_FIELDS}, augment=spec.to_string())
@@ -64,23 +107,38 @@ def free_run_name(store: RunStore, taken: Collection[str] = (), stem: str = "my-
     )
 
 
-def checked_run_name(text: str, store: RunStore, overwrite: bool) -> str:
-    """The run name typed in the form, if it is valid and free (or to be replaced); else CheckpointError."""
+def checked_run_name(
+    text: str, store: RunStore, overwrite: bool, refusal: Callable[[str], str | None] = lambda name: None
+) -> str:
+    """The run name typed in the form, if it is valid and free (or to be replaced); else CheckpointError.
+    `refusal(name)` says why a run may not be replaced here (run_policy.refusal), so the message does not
+    offer *Replace* where replacing is refused."""
     name = validate_run_name(text.strip())
-    if store.exists(name) and not overwrite:
-        raise CheckpointError(f"A run named `{name}` exists already: choose another name, or tick *Replace*.")
+    if store.exists(name):
+        reason = refusal(name)
+        if reason is not None:
+            raise CheckpointError(
+                f"A run named `{name}` exists already and cannot be replaced ({reason}): choose another name."
+            )
+        if not overwrite:
+            raise CheckpointError(f"A run named `{name}` exists already: choose another name, or tick *Replace*.")
     return name
 
 
 def job_from_settings(
-    state: Mapping[str, Any], spec: AugmentSpec, data: MnistData, store: RunStore, visitor: str
+    state: Mapping[str, Any],
+    spec: AugmentSpec,
+    data: MnistData,
+    store: RunStore,
+    visitor: str,
+    refusal: Callable[[str], str | None] = lambda name: None,
 ) -> tuple[TrainingJob, MnistData]:
     """The job the form asks for and the training data it uses; a UserError says what to fix first."""
-    name = checked_run_name(state[setting_key("name")], store, state[setting_key("overwrite")])
+    name = checked_run_name(state[setting_key("name")], store, state[setting_key("overwrite")], refusal)
     total = len(data.train_labels)
     # a data set smaller than ten holdouts (the tests' synthetic digits) keeps its last tenth out instead
     config = config_from_settings(state, spec)
-    config = replace(config, holdout=min(config.holdout, total // 10))
+    config = replace(config, holdout=held_out_count(state, total))
     count = state[setting_key("images")] or total
     job = TrainingJob(
         name,
@@ -95,9 +153,20 @@ def job_from_settings(
     return job, data.subset(train=min(count + config.holdout, total))
 
 
+def held_out_count(state: Mapping[str, Any], total: int) -> int:
+    """The training digits the form's run holds out: the recipe's, or a tenth of a smaller data set."""
+    return min(state[setting_key("holdout")], total // 10)
+
+
 def trace_frame(trace: list[dict]) -> pd.DataFrame:
     """The live chart's rows (epoch, series, loss, accuracy) as a frame, empty before the first report."""
     return pd.DataFrame(list(trace), columns=["epoch", "series", "loss", "accuracy"])
+
+
+def epochs_text(epochs: float) -> str:
+    """ "1 epoch", "5 epochs", "0.25 epochs": two decimals at most (a stopped run's 0.2496 reads 0.25)."""
+    shown = f"{epochs:.2f}".rstrip("0").rstrip(".")
+    return f"{shown} epoch" if shown == "1" else f"{shown} epochs"
 
 
 def clock(seconds: float | None) -> str:
@@ -140,7 +209,7 @@ def describe_job(job: TrainingJob, augment_label: str) -> str:
         [
             recipe,
             f"`{config.architecture}` net",
-            f"{config.epochs:g} epochs on {job.train_images:,} images",
+            f"{epochs_text(config.epochs)} on {job.train_images:,} images",
             f"batch {config.batch_size}",
             f"{config.optimizer} at {config.learning_rate:g} ({config.schedule})",
             *extras,

@@ -22,11 +22,14 @@ from ocr_core import (
     parse_augment,
 )
 
+from ocr_core.metadata import AUGMENTED_TEST, CLEAN_TEST
+from ocr_core.runs import BEST_RUN
+
 from . import loaders
 from .training import training_manager
 
 ACTIVE_RUN = "active_run"  # session key of the model the Draw page uses, shown in the sidebar
-PREFERRED_RUN = "best"
+PREFERRED_RUN = BEST_RUN
 FLASH = "flash"
 
 
@@ -51,8 +54,8 @@ def augment_label(spec: str) -> str:
 def describe_run(run: RunInfo) -> str:
     parts = [
         f"{run.metadata.architecture} net",
-        f"{percent(run.metric('clean'))} on clean test digits",
-        f"{percent(run.metric('seed_augmented'))} on `seed`-augmented ones",
+        f"{percent(run.metric(CLEAN_TEST))} on clean test digits",
+        f"{percent(run.metric(AUGMENTED_TEST))} on `seed`-augmented ones",
     ]
     if run.metadata.stopped_early:
         parts.append("stopped early")
@@ -69,7 +72,7 @@ def sidebar_status() -> None:
             st.markdown(f"**Model** `{active.name}`")
             st.caption(describe_run(active))
         if skipped:
-            st.caption(f"{len(skipped)} checkpoint file(s) skipped as unreadable: see Evaluate → Manage runs.")
+            st.caption(f"{len(skipped)} checkpoint file(s) skipped as unreadable: see Manage runs.")
         if data_status() is None:
             st.markdown("**Data** MNIST ready")
         else:

@@ -6,10 +6,12 @@ atomic file operation, and listing runs reads only headers.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import stat
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +21,7 @@ from torch import nn
 
 from .errors import CheckpointError, printable
 from .files import TEMPORARY_PREFIX, atomic_path, publish_new, remove_stale_temporaries, sync_directory
-from .metadata import RunMetadata
+from .metadata import CLEAN_TEST, RunMetadata
 from .models import build_model
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -70,7 +72,7 @@ class RunInfo:
     def ok(self) -> bool:
         return self.problem is None
 
-    def metric(self, which: str = "clean") -> float | None:
+    def metric(self, which: str = CLEAN_TEST) -> float | None:
         return None if self.metadata is None else self.metadata.metric(which)
 
 
@@ -239,3 +241,23 @@ class RunStore:
         except FileExistsError:
             raise name_taken(name) from None
         return self.info(name)
+
+
+def weights_hash(path: Path, architecture: str) -> str:
+    """sha256 over the architecture and the safetensors file minus its metadata: tensor names, dtypes,
+    shapes and bytes. Renames and metadata rewrites keep it; any change to a weight changes it."""
+    with open(path, "rb") as stream:
+        (header_size,) = struct.unpack("<Q", stream.read(8))
+        header = json.loads(stream.read(header_size))
+        header.pop("__metadata__", None)
+        digest = hashlib.sha256(architecture.encode())
+        digest.update(json.dumps(header, sort_keys=True).encode())
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:20]
+
+
+def run_weights_hash(info: RunInfo) -> str:
+    """The one key of a run's weights, for every cache computed from them (robustness reports, sweeps, the
+    feature-space index and map): renaming, rescoring or calibrating a run keeps it."""
+    return weights_hash(info.path, info.metadata.architecture)

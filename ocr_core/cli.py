@@ -21,7 +21,7 @@ from .corruptions import CORRUPTIONS, DEFAULT_SEVERITY, SEVERITIES
 from .data import load_mnist
 from .errors import UserError, printable
 from .evaluation import evaluate, folded_for_inference
-from .metadata import RunMetadata
+from .metadata import AUGMENTED_TEST, CLEAN_TEST, RunMetadata
 from .models import ARCHITECTURES, build_model, multiply_adds, parameter_count
 from .preprocess import ImageError, digit_from_image, load_image
 from .pairs import PairTraining, build_pair_reader, save_pair_reader, shipped_pair_reader
@@ -89,7 +89,8 @@ def stop_then_abort(stop: threading.Event):
 
 
 def accuracies(metadata: RunMetadata) -> str:
-    return f"test accuracy {metadata.metric('clean'):.4f} clean, {metadata.metric('seed_augmented'):.4f} seed-augmented"
+    clean, augmented = metadata.metric(CLEAN_TEST), metadata.metric(AUGMENTED_TEST)
+    return f"test accuracy {clean:.4f} clean, {augmented:.4f} seed-augmented"
 
 
 def json_safe(value):
@@ -303,8 +304,8 @@ def command_list(args: argparse.Namespace) -> int:
             entry.update(
                 architecture=run.metadata.architecture,
                 augment=run.metadata.augment,
-                accuracy=run.metric("clean"),
-                seed_augmented_accuracy=run.metric("seed_augmented"),
+                accuracy=run.metric(CLEAN_TEST),
+                seed_augmented_accuracy=run.metric(AUGMENTED_TEST),
                 epochs=run.metadata.epochs_completed,
                 created=run.metadata.created,
             )
@@ -493,6 +494,15 @@ def command_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def recipe_default(field: str) -> str:
+    """The recipes' values of a TrainConfig field, for an option's help: "default per recipe: fast=1, …"."""
+    values = {name: getattr(recipe, field) for name, recipe in RECIPES.items()}
+    shown = {name: f"{value:g}" if isinstance(value, float) else str(value) for name, value in values.items()}
+    if len(set(shown.values())) == 1:
+        return f"default: {next(iter(shown.values()))} in every recipe"
+    return "default per recipe: " + ", ".join(f"{name}={value}" for name, value in shown.items())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ocr_core", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -503,91 +513,134 @@ def build_parser() -> argparse.ArgumentParser:
         "--recipe",
         choices=RECIPES,
         default="fast",
-        help="starting settings: fast (default, ~99%% in seconds), tutorial, best",
+        help="starting settings, which the options below override: fast (~99%% in seconds), tutorial (the "
+        "PyTorch tutorial's), best (the shipped best run's) (default: %(default)s)",
     )
-    train.add_argument("--model", choices=ARCHITECTURES, help="architecture")
-    train.add_argument("--epochs", type=float)
-    train.add_argument("--batch-size", type=int)
-    train.add_argument("--lr", type=float, help="learning rate (peak rate under onecycle)")
-    train.add_argument("--optimizer", choices=OPTIMIZERS)
-    train.add_argument("--schedule", choices=SCHEDULES)
-    train.add_argument("--weight-decay", type=float)
-    train.add_argument("--label-smoothing", type=float)
+    train.add_argument("--model", choices=ARCHITECTURES, help=f"architecture ({recipe_default('architecture')})")
+    train.add_argument("--epochs", type=float, help=f"epochs to train, fractions allowed ({recipe_default('epochs')})")
+    train.add_argument("--batch-size", type=int, help=f"images per optimizer step ({recipe_default('batch_size')})")
+    train.add_argument(
+        "--lr", type=float, help=f"learning rate, the peak rate under onecycle ({recipe_default('learning_rate')})"
+    )
+    train.add_argument("--optimizer", choices=OPTIMIZERS, help=f"optimizer ({recipe_default('optimizer')})")
+    train.add_argument(
+        "--schedule",
+        choices=SCHEDULES,
+        help=f"learning-rate schedule: constant, or onecycle's warm-up and decay ({recipe_default('schedule')})",
+    )
+    train.add_argument(
+        "--weight-decay", type=float, help=f"weight decay, decoupled under adamw ({recipe_default('weight_decay')})"
+    )
+    train.add_argument(
+        "--label-smoothing",
+        type=float,
+        help=f"share of each target spread over the other classes ({recipe_default('label_smoothing')})",
+    )
     train.add_argument(
         "--augment",
-        help=f"preset ({', '.join(PRESETS)}) or spec like rotate=15,translate=0.1; ops and ranges: {ranges_text()}",
+        help=f"preset ({', '.join(PRESETS)}) or spec like rotate=15,translate=0.1 ({recipe_default('augment')}); "
+        f"ops and ranges: {ranges_text()}",
     )
-    train.add_argument("--ema", type=float, help="decay of an average of the weights, e.g. 0.999 (0: off)")
-    train.add_argument("--seed", type=int)
-    train.add_argument("--device", help="auto (default), cpu, cuda, mps")
+    train.add_argument(
+        "--ema",
+        type=float,
+        help=f"decay of an average of the weights that is scored and saved, e.g. 0.999; 0: off "
+        f"({recipe_default('ema_decay')})",
+    )
+    train.add_argument(
+        "--seed", type=int, help=f"seed of the weights, data order and augmentation ({recipe_default('seed')})"
+    )
+    train.add_argument("--device", help=f"auto, cpu, cuda or mps ({recipe_default('device')})")
     train.add_argument(
         "--precision",
         choices=PRECISIONS,
-        help="auto (default: bf16 mixed precision where the hardware has it), fp32, bf16",
+        help="auto (bf16 mixed precision where the hardware computes bf16 natively, else fp32), fp32 or bf16 "
+        f"({recipe_default('precision')})",
     )
     train.add_argument(
         "--holdout",
         type=int,
-        help="keep the last N training images out of training, for calibration (every recipe: 5000; 0: train on all)",
+        help="keep the last N training images out of training, for calibration; 0: train on all, uncalibrated "
+        f"({recipe_default('holdout')})",
     )
     train.add_argument(
         "--train-limit",
         type=int,
-        help="train on the first N training images only (the holdout is the images after them)",
+        help="train on the first N training images only, the holdout being the images after them (default: all)",
     )
-    train.add_argument("--test-limit", type=int, help="use only the first N test images")
-    train.add_argument("--overwrite", action="store_true", help="replace a run with the same name")
+    train.add_argument("--test-limit", type=int, help="use only the first N test images (default: all)")
+    train.add_argument("--overwrite", action="store_true", help="replace a run with the same name (default: refuse to)")
     train.set_defaults(handler=command_train)
 
     evaluate_parser = commands.add_parser("evaluate", help="score a run on the (optionally augmented) test set")
-    evaluate_parser.add_argument("name")
-    evaluate_parser.add_argument("--augment", default="none", help="transform the test set first (preset or spec)")
-    evaluate_parser.add_argument("--test-limit", type=int)
-    evaluate_parser.add_argument("--json", action="store_true")
+    evaluate_parser.add_argument("name", help="a saved run")
+    evaluate_parser.add_argument(
+        "--augment", default="none", help="transform the test set first, preset or spec (default: %(default)s)"
+    )
+    evaluate_parser.add_argument("--test-limit", type=int, help="score only the first N test images (default: all)")
+    evaluate_parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print accuracy, loss, per-class metrics and confusion as JSON (default: plain text)",
+    )
     evaluate_parser.set_defaults(handler=command_evaluate)
 
     predict = commands.add_parser("predict", help="read digits from image files")
-    predict.add_argument("name")
-    predict.add_argument("images", nargs="+", metavar="IMAGE")
-    predict.add_argument("--json", action="store_true")
+    predict.add_argument("name", help="a saved run")
+    predict.add_argument("images", nargs="+", metavar="IMAGE", help="PNG or JPEG files of one digit, either polarity")
+    predict.add_argument("--json", action="store_true", help="print each image's reading as JSON (default: plain text)")
     predict.set_defaults(handler=command_predict)
 
     calibrate = commands.add_parser(
         "calibrate", help="fit calibrated confidence and the not-a-digit flag on a run's held-out digits"
     )
-    calibrate.add_argument("names", nargs="+", metavar="NAME")
+    calibrate.add_argument("names", nargs="+", metavar="NAME", help="saved runs trained with held-out digits")
     calibrate.set_defaults(handler=command_calibrate)
 
     read = commands.add_parser("read", help="read handwritten numbers (several digits) from image files")
-    read.add_argument("name")
-    read.add_argument("images", nargs="+", metavar="IMAGE")
-    read.add_argument("--json", action="store_true")
+    read.add_argument("name", help="a saved run")
+    read.add_argument("images", nargs="+", metavar="IMAGE", help="PNG or JPEG files of a written number")
     read.add_argument(
-        "--no-pairs", action="store_true", help="do not read wide glyphs as two touching digits (only cut them)"
+        "--json", action="store_true", help="print each digit with its box and confidence as JSON (default: plain text)"
+    )
+    read.add_argument(
+        "--no-pairs",
+        action="store_true",
+        help="do not read wide glyphs as two touching digits, only cut them (default: the pair reader reads them)",
     )
     read.set_defaults(handler=command_read)
 
     train_pairs = commands.add_parser(
         "train-pairs", help="train the pair reader (two touching digits read as one glyph) on MNIST training digits"
     )
-    train_pairs.add_argument("--out", type=Path, default=Path("pair_reader.safetensors"), help="file to write")
+    train_pairs.add_argument(
+        "--out", type=Path, default=Path("pair_reader.safetensors"), help="file to write (default: %(default)s)"
+    )
     train_pairs.add_argument("--samples", type=int, default=150_000, help="glyphs to compose (default: 150,000)")
-    train_pairs.add_argument("--epochs", type=int, default=PairTraining.epochs)
-    train_pairs.add_argument("--seed", type=int, default=0)
+    train_pairs.add_argument(
+        "--epochs", type=int, default=PairTraining.epochs, help="epochs to train (default: %(default)s)"
+    )
+    train_pairs.add_argument(
+        "--seed", type=int, default=PairTraining.seed, help="seed of the glyphs and the weights (default: %(default)s)"
+    )
     train_pairs.set_defaults(handler=command_train_pairs)
 
     listing = commands.add_parser("list", help="list saved runs")
-    listing.add_argument("--json", action="store_true")
+    listing.add_argument(
+        "--json",
+        action="store_true",
+        help="print each run's name, architecture and accuracies as JSON (default: plain text)",
+    )
     listing.set_defaults(handler=command_list)
 
     info = commands.add_parser("info", help="print a run's metadata (JSON)")
-    info.add_argument("name")
+    info.add_argument("name", help="a saved run")
     info.set_defaults(handler=command_info)
 
     robustness = commands.add_parser(
         "robustness", help="accuracy under the corruption suite (MNIST-C style), per corruption and severity"
     )
-    robustness.add_argument("names", nargs="+", metavar="NAME")
+    robustness.add_argument("names", nargs="+", metavar="NAME", help="saved runs")
     robustness.add_argument(
         "--severity",
         choices=[*map(str, SEVERITIES), "all"],
@@ -595,39 +648,52 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"severity 1-5 (default {DEFAULT_SEVERITY}, the reference's strength) or all",
     )
     robustness.add_argument(
-        "--json", action="store_true", help="per run: corruption -> severity -> accuracy (fractions), mean, mCE, clean"
+        "--json",
+        action="store_true",
+        help="print per run: corruption -> severity -> accuracy (fractions), mean, mCE, clean as JSON "
+        "(default: a table)",
     )
-    robustness.add_argument("--recompute", action="store_true", help="ignore cached reports")
+    robustness.add_argument(
+        "--recompute",
+        action="store_true",
+        help="score again, ignoring shipped and cached reports (default: reuse them)",
+    )
     robustness.set_defaults(handler=command_robustness)
 
     rescore = commands.add_parser("rescore", help="score a run again on today's test sets and update its metrics")
-    rescore.add_argument("name")
+    rescore.add_argument("name", help="a saved run")
     rescore.set_defaults(handler=command_rescore)
 
     rename = commands.add_parser("rename", help="rename a run")
-    rename.add_argument("old")
-    rename.add_argument("new")
+    rename.add_argument("old", help="a saved run")
+    rename.add_argument("new", help=f"its new name: {NAME_RULE}")
     rename.set_defaults(handler=command_rename)
 
     delete = commands.add_parser("delete", help="delete a run")
-    delete.add_argument("name")
+    delete.add_argument("name", help="a saved run")
     delete.set_defaults(handler=command_delete)
 
     models = commands.add_parser("models", help="list architectures with size and compute")
-    models.add_argument("--json", action="store_true")
+    models.add_argument(
+        "--json", action="store_true", help="print parameters and multiply-adds as JSON (default: plain text)"
+    )
     models.set_defaults(handler=command_models)
 
     preview = commands.add_parser("preview", help="save a PNG grid of augmented training digits")
-    preview.add_argument("--augment", default="recommended")
-    preview.add_argument("--output", default="augment-preview.png")
-    preview.add_argument("--seed", type=int, default=0)
-    preview.add_argument("--rows", type=int, default=4)
-    preview.add_argument("--columns", type=int, default=8)
-    preview.add_argument("--variants", action="store_true", help="show variants of the same digits")
+    preview.add_argument("--augment", default="recommended", help="preset or spec (default: %(default)s)")
+    preview.add_argument("--output", default="augment-preview.png", help="PNG file to write (default: %(default)s)")
+    preview.add_argument(
+        "--seed", type=int, default=0, help="seed of the digits and the augmentation (default: %(default)s)"
+    )
+    preview.add_argument("--rows", type=int, default=4, help="rows of digits (default: %(default)s)")
+    preview.add_argument("--columns", type=int, default=8, help="digits per row (default: %(default)s)")
+    preview.add_argument(
+        "--variants", action="store_true", help="each row: variants of one digit (default: different digits)"
+    )
     preview.set_defaults(handler=command_preview)
 
     explain = commands.add_parser("explain", help="save PNGs of what a run sees in an image and why it answers")
-    explain.add_argument("name")
+    explain.add_argument("name", help="a saved run")
     explain.add_argument("image", help="a PNG or JPEG of one digit, either polarity")
     explain.add_argument("--out", required=True, type=Path, help="folder for the PNGs (created if needed)")
     explain.add_argument(

@@ -1,10 +1,11 @@
 """Where an input sits among MNIST in a run's feature space (`models.penultimate_features`, what the
 classifier reads): the nearest training digits, and a 2-D map of the test set.
 
-Both are built once per run and cached on disk in OCR_CACHE_DIR. The cache key is a hash of the run file's
-bytes (plus the data's fingerprint and this module's format): run files are 0.2-2 MB, hashed in 1-3 ms,
-and a content hash cannot be fooled by a run rewritten within the file system's mtime resolution, or
-copied with its mtime kept, as a size+mtime key could; a renamed run keeps its index.
+Both are built once per run and cached on disk in OCR_CACHE_DIR. The cache key is the run's weights hash
+(`checkpoints.run_weights_hash`, the robustness reports' key; plus the data's fingerprint and this module's
+format): a content hash cannot be fooled by a run rewritten within the file system's mtime resolution, or
+copied with its mtime kept, as a size+mtime key could, and a renamed, rescored or calibrated run keeps its
+index and map, since its weights did not change.
 
 The index keeps the features' projection on their first INDEX_DIMENSIONS principal components: the `deep`
 net's 1,152 features for 60,000 digits would take 276 MB in float32, the projection 31 MB, and it keeps
@@ -88,10 +89,8 @@ class Neighbour:
     image: np.ndarray  # uint8 (28, 28)
 
 
-def run_key(run_path: Path, data_fingerprint: str) -> str:
-    digest = hashlib.sha256(Path(run_path).read_bytes())
-    digest.update(f"{data_fingerprint}:{CACHE_FORMAT}".encode())
-    return digest.hexdigest()[:20]
+def run_key(weights: str, data_fingerprint: str) -> str:
+    return hashlib.sha256(f"{weights}:{data_fingerprint}:{CACHE_FORMAT}".encode()).hexdigest()[:20]
 
 
 def features_in_chunks(model: nn.Module, images: torch.Tensor, progress: ProgressCallback | None = None):
@@ -165,6 +164,12 @@ def cache_file(kind: str, key: str) -> Path:
     return cache_dir() / "explain" / f"{kind}-{key}.npz"
 
 
+def is_cached(kind: str, weights: str, data: MnistData) -> bool:
+    """Whether the disk cache holds the `kind` ("index" or "map") of these weights on this data: a caller can
+    then show progress only for a build."""
+    return cache_file(kind, run_key(weights, data.fingerprint)).is_file()
+
+
 PROJECTION_KEYS = {"mean", "axes", "kept_variance"}
 
 
@@ -199,10 +204,11 @@ def projection_from(arrays: dict[str, np.ndarray]) -> Projection:
 
 
 def training_index(
-    model: nn.Module, run_path: Path, data: MnistData, progress: ProgressCallback | None = None
+    model: nn.Module, weights: str, data: MnistData, progress: ProgressCallback | None = None
 ) -> FeatureIndex:
-    """The run's index of the training digits, from the disk cache or built (and cached) now."""
-    path = cache_file("index", run_key(run_path, data.fingerprint))
+    """The index of the training digits for the run whose weights hash is `weights`, from the disk cache or
+    built (and cached) now."""
+    path = cache_file("index", run_key(weights, data.fingerprint))
     cached = read_cached(path, {*PROJECTION_KEYS, "points"}, len(data.train_labels))
     if cached is not None:
         points = cached["points"].astype(np.float32)
@@ -213,10 +219,11 @@ def training_index(
 
 
 def map_of_test_set(
-    model: nn.Module, run_path: Path, data: MnistData, progress: ProgressCallback | None = None
+    model: nn.Module, weights: str, data: MnistData, progress: ProgressCallback | None = None
 ) -> DigitMap:
-    """The run's map of the test digits, from the disk cache or built (and cached) now."""
-    path = cache_file("map", run_key(run_path, data.fingerprint))
+    """The map of the test digits for the run whose weights hash is `weights`, from the disk cache or built
+    (and cached) now."""
+    path = cache_file("map", run_key(weights, data.fingerprint))
     cached = read_cached(path, {*PROJECTION_KEYS, "points", "labels", "predictions"}, len(data.test_labels))
     if cached is not None:
         return DigitMap(projection_from(cached), cached["points"], cached["labels"], cached["predictions"])

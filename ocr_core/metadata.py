@@ -16,7 +16,9 @@ from .errors import CheckpointError, ConfigError
 from .evaluation import ClassMetrics
 from .training import EpochRecord, TrainConfig
 
-REQUIRED_TEST_SETS = ("clean", "seed_augmented")  # every run is scored on both (see runs.score)
+CLEAN_TEST, AUGMENTED_TEST = "clean", "seed_augmented"  # the keys of a run's two test scores in `metrics`
+AUGMENTED_TEST_PRESET = "seed"  # AUGMENTED_TEST's augmentation: the tutorial's, as a robustness test set
+REQUIRED_TEST_SETS = (CLEAN_TEST, AUGMENTED_TEST)  # every run is scored on both (see runs.score)
 OPTIONAL_SECTIONS = ("calibration", "robustness")  # JSON objects that other features add to a run
 
 
@@ -151,7 +153,7 @@ class RunMetadata:
         """The digits the run trained on: the images it was given less the held-out ones it never saw."""
         return self.data.train_size - self.config.holdout
 
-    def metric(self, test_set: str = "clean") -> float | None:
+    def metric(self, test_set: str = CLEAN_TEST) -> float | None:
         score = self.metrics.get(test_set)
         return None if score is None else score.accuracy
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import struct
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -30,17 +29,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checkpoints import RunInfo, RunStore
+from .checkpoints import RunInfo, RunStore, run_weights_hash
 from .corruptions import CORRUPTIONS, DEFAULT_SEVERITY, SEVERITIES, SUITE_VERSION, corrupt
 from .data import MnistData, cache_dir, load_mnist
 from .errors import UserError
 from .evaluation import folded_for_inference, predict_probabilities
 from .files import read_cached_arrays, write_cache, write_text_atomically
+from .runs import TUTORIAL_RUN
 
 T = TypeVar("T")
 
 DIGITS_PER_CLASS = 200
-BASELINE_RUN = "seed"  # mCE is relative to the tutorial CNN, as ImageNet-C's is to AlexNet
+BASELINE_RUN = TUTORIAL_RUN  # mCE is relative to the tutorial CNN, as ImageNet-C's is to AlexNet
 REPORT_FORMAT = 1
 
 ReportProgress = Callable[[int, int, str], None]  # (test sets done, test sets in all, what is being scored)
@@ -139,20 +139,6 @@ class RobustnessReport:
         return cls.from_dict(values if isinstance(values, dict) else {})
 
 
-def weights_hash(path: Path, architecture: str) -> str:
-    """sha256 over the architecture and the safetensors file minus its metadata: tensor names, dtypes,
-    shapes and bytes. Renames and metadata rewrites keep it; any change to a weight changes it."""
-    with open(path, "rb") as stream:
-        (header_size,) = struct.unpack("<Q", stream.read(8))
-        header = json.loads(stream.read(header_size))
-        header.pop("__metadata__", None)
-        digest = hashlib.sha256(architecture.encode())
-        digest.update(json.dumps(header, sort_keys=True).encode())
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:20]
-
-
 def corrupted_suite(images: torch.Tensor, name: str) -> torch.Tensor:
     """uint8 (5, N, 28, 28): `images` under corruption `name` at severities 1-5, rounded to 8 bits as stored
     images are. The same for every run, so cached in `OCR_CACHE_DIR/robustness/` (keyed by the suite's
@@ -208,10 +194,6 @@ def report_cache_dir() -> Path:
 
 def shipped_reports_dir(store: RunStore) -> Path:
     return store.root / "reports"
-
-
-def run_weights_hash(info: RunInfo) -> str:
-    return weights_hash(info.path, info.metadata.architecture)
 
 
 def cached_report(info: RunInfo, store: RunStore) -> RobustnessReport | None:

@@ -17,12 +17,14 @@ from .calibration import FIT_IMAGES, NOT_CALIBRATED, Calibration, CalibrationErr
 from .checkpoints import CheckpointError, RunInfo, RunStore, name_taken, validate_run_name
 from .data import MnistData, load_mnist
 from .evaluation import Evaluation, evaluate
-from .metadata import DataInfo, RunMetadata, TestScore
+from .metadata import AUGMENTED_TEST, AUGMENTED_TEST_PRESET, CLEAN_TEST, DataInfo, RunMetadata, TestScore
 from .models import multiply_adds, parameter_count
 from .training import TrainConfig, TrainingCallback, TrainResult, fit
 
 LIBRARY_VERSION = "1.0.0"
-SEED_AUGMENTED = "seed"  # the tutorial's augmentation, as a robustness test set
+# The runs shipped in checkpoints/ (README: "What is in the box"), named by the part each plays.
+BEST_RUN, TUTORIAL_RUN, TUTORIAL_AUGMENTED_RUN = "best", "seed", "seed-aug"
+SHIPPED_RUNS = (BEST_RUN, TUTORIAL_RUN, TUTORIAL_AUGMENTED_RUN)
 
 
 def versions() -> dict[str, str]:
@@ -40,8 +42,8 @@ def score(model: torch.nn.Module, data: MnistData, clean: Evaluation | None = No
     """The two test sets every run is scored on: clean (pass `clean` if it was scored already), and
     transformed by the tutorial's augmentation."""
     return {
-        "clean": clean or evaluate(model, data.test_images, data.test_labels),
-        "seed_augmented": evaluate(model, data.test_images, data.test_labels, PRESETS[SEED_AUGMENTED]),
+        CLEAN_TEST: clean or evaluate(model, data.test_images, data.test_labels),
+        AUGMENTED_TEST: evaluate(model, data.test_images, data.test_labels, PRESETS[AUGMENTED_TEST_PRESET]),
     }
 
 
@@ -49,7 +51,7 @@ def scores(evaluations: dict[str, Evaluation]) -> dict:
     """The metadata fields that scoring fills in: `metrics` and `per_class`."""
     return {
         "metrics": {name: TestScore(**evaluation.summary()) for name, evaluation in evaluations.items()},
-        "per_class": tuple(evaluations["clean"].per_class()),
+        "per_class": tuple(evaluations[CLEAN_TEST].per_class()),
     }
 
 

@@ -193,13 +193,3 @@ def run_sweeps(
     with suppress(OSError):  # a read-only cache only costs the computation next time
         write_sweeps(result, report_cache_dir())
     return result
-
-
-def sweep_table(results: dict[str, SweepResult]) -> list[dict]:
-    """Long rows (run, sweep, strength, accuracy) for charts and JSON."""
-    return [
-        {"run": run, "sweep": name, "strength": strength, "accuracy": accuracy}
-        for run, result in results.items()
-        for name in SWEEPS
-        for strength, accuracy in result.points(name)
-    ]

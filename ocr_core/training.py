@@ -322,6 +322,133 @@ def score_marks(epoch_steps: int, scores_per_epoch: int) -> set[int]:
     return {max(1, round(point * epoch_steps / scores_per_epoch)) for point in range(1, scores_per_epoch + 1)}
 
 
+@dataclass
+class EpochTally:
+    """The running training loss and accuracy of the epoch in progress (augmented batches, changing weights)."""
+
+    loss_sum: float = 0.0
+    correct: int = 0
+    seen: int = 0
+
+    def add(self, loss: float, correct: int, count: int) -> None:
+        self.loss_sum += loss * count
+        self.correct += correct
+        self.seen += count
+
+
+class TrainingRun:
+    """One training's state, set up from a config: the model, its optimizer, schedule and weight average (EMA),
+    the data order and augmentation, and the step count. `fit` drives it; each method is one part of a step
+    or an epoch, so the loop reads on one screen."""
+
+    def __init__(self, config: TrainConfig, data: MnistData):
+        self.config, self.data = config, data
+        self.device = resolve_device(config.device)
+        self.precision = resolve_precision(config.precision, self.device)
+        torch.manual_seed(config.seed)  # weights init and dropout
+        self.generator = torch.Generator().manual_seed(config.seed)  # shuffling and augmentation
+        self.spec = as_spec(config.augment)
+        self.model = build_model(config.architecture).to(self.device)
+        self.optimizer = make_optimizer(config, self.model)
+        # The averaged copy (BN statistics included) is what gets scored and returned.
+        self.average = (
+            AveragedModel(self.model, multi_avg_fn=ema_update(config.ema_decay), use_buffers=True)
+            if config.ema_decay
+            else None
+        )
+        self.scored = self.average.module if self.average is not None else self.model
+        self.train_count = len(data.train_labels)
+        self.steps_per_epoch = math.ceil(self.train_count / config.batch_size)
+        self.total_steps = max(1, round(config.epochs * self.steps_per_epoch))
+        self.schedule = make_schedule(config, self.optimizer, self.total_steps)
+        self.total_epochs = math.ceil(self.total_steps / self.steps_per_epoch)
+        self.history: list[EpochRecord] = []
+        self.test: Evaluation | None = None  # the last epoch's clean test scoring
+        self.step, self.started = 0, time.perf_counter()
+        self.scored_train = (data.train_images[: len(data.test_labels)], data.train_labels[: len(data.test_labels)])
+
+    def epoch_batches(self, scores_per_epoch: int) -> tuple[list[torch.Tensor], set[int]]:
+        """The next epoch's shuffled batches of indices, and the steps within it (1-based) after which it is
+        scored before its end (the end is scored with the epoch)."""
+        self.model.train()
+        epoch_steps = min(self.steps_per_epoch, self.total_steps - self.step)
+        marks = score_marks(epoch_steps, scores_per_epoch) - {epoch_steps} if scores_per_epoch else set()
+        order = torch.randperm(self.train_count, generator=self.generator)
+        return order.split(self.config.batch_size), marks
+
+    def step_in_epoch(self, epoch: int) -> int:
+        return self.step - (epoch - 1) * self.steps_per_epoch
+
+    def train_step(self, batch_indices: torch.Tensor) -> tuple[float, int, int]:
+        """One optimizer step on a batch (augmented, in the run's precision), the schedule's step and the
+        weight average's update: (loss, correct answers, batch size)."""
+        images = augment_batch(to_float_images(self.data.train_images[batch_indices]), self.spec, self.generator)
+        labels = self.data.train_labels[batch_indices].to(self.device)
+        with autocast(self.precision, self.device):
+            logits = self.model(as_model_input(images.to(self.device)))
+            loss = F.cross_entropy(logits.float(), labels, label_smoothing=self.config.label_smoothing)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.schedule.step()
+        if self.average is not None:
+            self.average.update_parameters(self.model)
+        self.step += 1
+        return loss.item(), int((logits.argmax(1) == labels).sum()), len(labels)
+
+    def progress(self, epoch: int, tally: EpochTally, epoch_seconds: float) -> Progress:
+        return Progress(
+            self.config,
+            self.model,
+            epoch,
+            self.total_epochs,
+            self.step,
+            self.total_steps,
+            self.steps_per_epoch,
+            images_seen=self.step * self.config.batch_size,
+            loss=tally.loss_sum / tally.seen,
+            accuracy=tally.correct / tally.seen,
+            images_per_second=tally.seen / epoch_seconds,
+            elapsed_seconds=time.perf_counter() - self.started,
+            learning_rate=self.optimizer.param_groups[0]["lr"],
+            history=self.history,
+        )
+
+    def score(self, test: Evaluation | None = None) -> ScorePoint:
+        """The scored model on the test set (`test` if scored already) and as many training images."""
+        test = test or evaluate(self.scored, self.data.test_images, self.data.test_labels, device=self.device)
+        train = evaluate(self.scored, *self.scored_train, device=self.device)
+        epoch = round(self.step / self.steps_per_epoch, 4)
+        return ScorePoint(epoch, train.loss, train.accuracy, test.loss, test.accuracy)
+
+    def end_epoch(self, epoch: int, tally: EpochTally, train_seconds: float, last: bool) -> Progress:
+        """Score the test set and record the epoch; after the last one (or a stop), first re-estimate the
+        returned model's batch-norm statistics when the config asks for it."""
+        if self.config.batchnorm_images and last:
+            recalibrate_batch_norm(self.scored, self.data.train_images[: self.config.batchnorm_images], self.device)
+        self.test = evaluate(self.scored, self.data.test_images, self.data.test_labels, device=self.device)
+        self.history.append(
+            EpochRecord(
+                epoch=round(epoch - 1 + tally.seen / self.train_count, 4),
+                train_loss=tally.loss_sum / tally.seen,
+                train_accuracy=tally.correct / tally.seen,
+                test_loss=self.test.loss,
+                test_accuracy=self.test.accuracy,
+                seconds=train_seconds,
+                images_per_second=tally.seen / train_seconds,
+                learning_rate=self.optimizer.param_groups[0]["lr"],
+            )
+        )
+        return self.progress(epoch, tally, train_seconds)
+
+    def result(self, stopped: bool) -> TrainResult:
+        self.scored.eval()
+        seconds = time.perf_counter() - self.started
+        return TrainResult(
+            self.scored, self.config, self.history, stopped, seconds, str(self.device), self.precision, self.test
+        )
+
+
 def fit(
     config: TrainConfig,
     data: MnistData | None = None,
@@ -334,117 +461,37 @@ def fit(
     With `scores_per_epoch`, the test set and as many training images are scored that many times per epoch
     (ScorePoint, to the callbacks' on_score): a chart of a short run gets more than one point. The last
     `config.holdout` training images are left out."""
-    data = (data or load_mnist()).without_holdout(config.holdout)
-    device = resolve_device(config.device)
-    precision = resolve_precision(config.precision, device)
-    torch.manual_seed(config.seed)  # weights init and dropout
-    generator = torch.Generator().manual_seed(config.seed)  # shuffling and augmentation
-    spec = as_spec(config.augment)
-    model = build_model(config.architecture).to(device)
-    optimizer = make_optimizer(config, model)
-    # The averaged copy (BN statistics included) is what gets scored and returned.
-    average = (
-        AveragedModel(model, multi_avg_fn=ema_update(config.ema_decay), use_buffers=True) if config.ema_decay else None
-    )
-    scored = average.module if average is not None else model
-    train_count = len(data.train_labels)
-    steps_per_epoch = math.ceil(train_count / config.batch_size)
-    total_steps = max(1, round(config.epochs * steps_per_epoch))
-    schedule = make_schedule(config, optimizer, total_steps)
-    total_epochs = math.ceil(total_steps / steps_per_epoch)
-    history: list[EpochRecord] = []
-    test: Evaluation | None = None
-    step, started, stopped = 0, time.perf_counter(), False
-
-    scored_train = (data.train_images[: len(data.test_labels)], data.train_labels[: len(data.test_labels)])
-
-    def score_now(test_now: Evaluation | None = None) -> ScorePoint:
-        test_now = test_now or evaluate(scored, data.test_images, data.test_labels, device=device)
-        train_now = evaluate(scored, *scored_train, device=device)
-        return ScorePoint(
-            round(step / steps_per_epoch, 4), train_now.loss, train_now.accuracy, test_now.loss, test_now.accuracy
-        )
-
-    def snapshot(epoch: int, loss_sum: float, correct: int, seen: int, epoch_seconds: float) -> Progress:
-        return Progress(
-            config,
-            model,
-            epoch,
-            total_epochs,
-            step,
-            total_steps,
-            steps_per_epoch,
-            images_seen=step * config.batch_size,
-            loss=loss_sum / seen,
-            accuracy=correct / seen,
-            images_per_second=seen / epoch_seconds,
-            elapsed_seconds=time.perf_counter() - started,
-            learning_rate=optimizer.param_groups[0]["lr"],
-            history=history,
-        )
-
-    for epoch in range(1, total_epochs + 1):
-        model.train()
-        epoch_started, loss_sum, correct, seen = time.perf_counter(), 0.0, 0, 0
-        epoch_steps = min(steps_per_epoch, total_steps - step)
-        marks = score_marks(epoch_steps, scores_per_epoch) - {epoch_steps} if scores_per_epoch else set()
-        order = torch.randperm(train_count, generator=generator)
-        for batch_indices in order.split(config.batch_size):
-            if step >= total_steps or (stop is not None and stop.is_set()):
+    run = TrainingRun(config, (data or load_mnist()).without_holdout(config.holdout))
+    stopped = False
+    for epoch in range(1, run.total_epochs + 1):
+        tally, epoch_started = EpochTally(), time.perf_counter()
+        batches, marks = run.epoch_batches(scores_per_epoch)
+        for batch_indices in batches:
+            if run.step >= run.total_steps or (stop is not None and stop.is_set()):
                 break
-            images = augment_batch(to_float_images(data.train_images[batch_indices]), spec, generator)
-            labels = data.train_labels[batch_indices].to(device)
-            with autocast(precision, device):
-                logits = model(as_model_input(images.to(device)))
-                loss = F.cross_entropy(logits.float(), labels, label_smoothing=config.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            if average is not None:
-                average.update_parameters(model)
-            step += 1
-            loss_sum += loss.item() * len(labels)
-            correct += int((logits.argmax(1) == labels).sum())
-            seen += len(labels)
+            tally.add(*run.train_step(batch_indices))
             if callbacks:
-                progress = snapshot(epoch, loss_sum, correct, seen, time.perf_counter() - epoch_started)
+                progress = run.progress(epoch, tally, time.perf_counter() - epoch_started)
                 for callback in callbacks:
                     callback.on_batch(progress)
-                if step - (epoch - 1) * steps_per_epoch in marks:  # the epoch's end is scored below
-                    point = score_now()
+                if run.step_in_epoch(epoch) in marks:
+                    point = run.score()
                     for callback in callbacks:
                         callback.on_score(progress, point)
         stopped = stop is not None and stop.is_set()
-        if seen == 0:
+        if tally.seen == 0:
             break
         train_seconds = time.perf_counter() - epoch_started
-        if config.batchnorm_images and (stopped or step >= total_steps):  # the returned model's statistics
-            recalibrate_batch_norm(scored, data.train_images[: config.batchnorm_images], device)
-        test = evaluate(scored, data.test_images, data.test_labels, device=device)
-        history.append(
-            EpochRecord(
-                epoch=round(epoch - 1 + seen / train_count, 4),
-                train_loss=loss_sum / seen,
-                train_accuracy=correct / seen,
-                test_loss=test.loss,
-                test_accuracy=test.accuracy,
-                seconds=train_seconds,
-                images_per_second=seen / train_seconds,
-                learning_rate=optimizer.param_groups[0]["lr"],
-            )
-        )
-        progress = snapshot(epoch, loss_sum, correct, seen, train_seconds)
+        progress = run.end_epoch(epoch, tally, train_seconds, last=stopped or run.step >= run.total_steps)
         for callback in callbacks:
             callback.on_epoch(progress)
         if scores_per_epoch and callbacks:
-            point = score_now(test)
+            point = run.score(run.test)
             for callback in callbacks:
                 callback.on_score(progress, point)
         if stopped:
             break
-    scored.eval()
-    return TrainResult(scored, config, history, stopped, time.perf_counter() - started, str(device), precision, test)
+    return run.result(stopped)
 
 
 def with_overrides(config: TrainConfig, **overrides) -> TrainConfig:

@@ -26,6 +26,12 @@ TINY_RUN = TrainConfig(epochs=1, batch_size=64)
 TINY_RUNS = {"best": "none", "seed": "none", "seed-aug": "seed"}  # name -> training augmentation
 BROKEN_RUN = "broken"
 INCOMPLETE_RUN = "old"  # a run file in the lab's format whose metadata holds only the architecture
+TIMEOUT = 120  # seconds per AppTest script run: generous for a loaded 2-core CI machine
+
+
+def texts(elements) -> str:
+    """The values of AppTest elements (markdown, captions, alerts…) as one string to search."""
+    return " ".join(str(element.value) for element in elements)
 
 
 @dataclass

@@ -15,13 +15,12 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from app_fixtures import BROKEN_RUN, INCOMPLETE_RUN, PROJECT_DIR, canvas_drawing, png_bytes
+from app_fixtures import BROKEN_RUN, INCOMPLETE_RUN, PROJECT_DIR, TIMEOUT, canvas_drawing, png_bytes, texts
 import lab_ui.training as training_module
 from lab_ui.training import TrainingBusyError, TrainingJob, training_manager
 from ocr_core import TrainConfig, data_status
 
-PAGES = ["app_pages/draw.py", "app_pages/read.py", "app_pages/train.py", "app_pages/evaluate.py"]
-TIMEOUT = 60  # seconds per script run: generous for a loaded 2-core CI machine
+PAGES = ["app_pages/draw.py", "app_pages/read.py", "app_pages/train.py", "app_pages/evaluate.py", "app_pages/manage.py"]
 
 
 def open_page(page: str) -> AppTest:
@@ -32,13 +31,10 @@ def open_page(page: str) -> AppTest:
     return app
 
 
-def texts(elements) -> str:
-    return " ".join(str(element.value) for element in elements)
+TITLES = ["Draw a digit", "Read a number", "Train a model", "Evaluate runs", "Manage runs"]
 
 
-@pytest.mark.parametrize(
-    "page, title", list(zip(PAGES, ["Draw a digit", "Read a number", "Train a model", "Evaluate runs"], strict=True))
-)
+@pytest.mark.parametrize("page, title", list(zip(PAGES, TITLES, strict=True)))
 def test_every_page_renders(app_env, page, title):
     app = open_page(page)
     assert [element.value for element in app.title] == [title]
@@ -80,11 +76,13 @@ def one_on_paper(dtype=np.uint8, channels: int = 0) -> np.ndarray:
         ("16-bit.png", png_bytes(one_on_paper(np.uint16)), None),
         ("tiny.png", png_bytes(np.zeros((4, 4), np.uint8)), "too small"),
         ("notes.png", b"not an image at all", "not an image"),
+        ("junk.txt", b"shopping list", "Cannot use junk.txt: not an image"),  # any file is taken, then explained
     ],
 )
 def test_draw_reads_uploads_and_explains_bad_ones(app_env, name, payload, expected):
     app = open_page("app_pages/draw.py")
     app.segmented_control(key="draw.source").set_value("Upload").run()
+    assert "Upload a photo or scan of one digit" in texts(app.info) and "black square" not in texts(app.info)
     app.file_uploader(key="draw.upload").set_value((name, payload, "image/png")).run()
     assert not app.exception
     if expected is None:
@@ -92,6 +90,7 @@ def test_draw_reads_uploads_and_explains_bad_ones(app_env, name, payload, expect
     else:
         assert expected in texts(app.error)
         assert not app.metric
+        assert not app.info, "no drawing hint beside the reason"
 
 
 def test_a_run_whose_weights_do_not_load_is_reported_not_fatal(app_env):
@@ -132,6 +131,7 @@ def test_train_a_tiny_run_through_the_page(app_env):
     saved = app_env.store.info("ui-run")
     assert saved.metadata.augment == "rotate=20,translate=0.2,crop=0.8-1.2,hflip=0.5"
     assert saved.metadata.config.holdout == 51 and saved.metadata.data.train_size == 512  # a tenth of 512
+    assert saved.metadata.calibration is None and "is not calibrated" in texts(app.warning), "51 are too few"
     assert 0 < saved.metadata.epochs_completed < 0.6  # whole batches: 256 of the 461 digits trained on
     assert any(link.label.startswith("Compare it") for link in app.get("page_link"))
     next(button for button in app.button if button.label == "Draw with it").click().run()
@@ -262,19 +262,17 @@ def test_evaluate_shows_the_table_the_charts_and_the_skipped_file(app_env):
 
 def test_manage_runs_rename_errors_and_delete(app_env, monkeypatch):
     monkeypatch.setenv("OCR_RUN_MANAGEMENT", "full")  # the shipped runs are protected by default
-    app = open_page("app_pages/evaluate.py")
-    app.session_state["evaluate.tab"] = "Manage runs"
-    app.run()
-    app.selectbox(key="evaluate.rename_from").set_value("seed-aug")
-    app.text_input(key="evaluate.rename_to").set_value("../x").run()
+    app = open_page("app_pages/manage.py")
+    app.selectbox(key="manage.rename_from").set_value("seed-aug")
+    app.text_input(key="manage.rename_to").set_value("../x").run()
     next(button for button in app.button if button.label == "Rename").click().run()
     assert "invalid run name" in texts(app.error)
-    app.text_input(key="evaluate.rename_to").set_value("seed-aug-2").run()
+    app.text_input(key="manage.rename_to").set_value("seed-aug-2").run()
     next(button for button in app.button if button.label == "Rename").click().run()
     assert app_env.store.exists("seed-aug-2") and not app_env.store.exists("seed-aug")
-    app.selectbox(key="evaluate.delete").set_value(BROKEN_RUN)
+    app.selectbox(key="manage.delete").set_value(BROKEN_RUN)
     next(button for button in app.button if button.label == "Delete…").click().run()
-    app.button(key="evaluate.delete_confirmed").click().run()
+    app.button(key="manage.delete_confirmed").click().run()
     assert not app.exception
     assert not (app_env.store.root / f"{BROKEN_RUN}.safetensors").exists()
 
@@ -282,19 +280,17 @@ def test_manage_runs_rename_errors_and_delete(app_env, monkeypatch):
 @pytest.mark.parametrize("page", ["app_pages/train.py", "app_pages/evaluate.py"])  # Draw and Read work without it
 def test_pages_explain_how_to_get_missing_data(app_env, tmp_path, monkeypatch, page):
     monkeypatch.setenv("OCR_DATA_DIR", str(tmp_path))
-    if data_status() is None:
-        pytest.skip("MNIST is also in the project's data/ dir, so it cannot be missing")
-    app = open_page(page)
+    with mock.patch("ocr_core.data.DEFAULT_DATA_DIR", tmp_path / "nothing"):  # nor in the project's data/
+        assert data_status() is not None
+        app = open_page(page)
     assert "needs the MNIST dataset" in texts(app.warning)
     assert any(button.label == "Download MNIST now" for button in app.button)
 
 
 def test_uploading_a_run_with_incomplete_metadata_is_refused_with_the_reason(app_env):
     payload = (app_env.store.root / f"{INCOMPLETE_RUN}.safetensors").read_bytes()
-    app = open_page("app_pages/evaluate.py")
-    app.session_state["evaluate.tab"] = "Manage runs"
-    app.run()
-    app.file_uploader(key="evaluate.upload").set_value(("older.safetensors", payload, "application/octet-stream"))
+    app = open_page("app_pages/manage.py")
+    app.file_uploader(key="manage.upload").set_value(("older.safetensors", payload, "application/octet-stream"))
     app.run()
     next(button for button in app.button if button.label == "Add run").click().run()
     assert not app.exception

@@ -3,15 +3,17 @@ Evaluate's mistakes gallery (tiny synthetic runs and data, see app_fixtures)."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from unittest import mock
 
+import numpy as np
+
 import pytest
-from app_fixtures import PROJECT_DIR, app_env, canvas_drawing  # noqa: F401 (fixture)
+from app_fixtures import PROJECT_DIR, TIMEOUT, app_env, canvas_drawing, texts  # noqa: F401 (fixture)
 from streamlit.testing.v1 import AppTest
 
 from lab_ui import inside
 
-TIMEOUT = 120
 pytestmark = pytest.mark.usefixtures("app_env")
 
 
@@ -23,10 +25,6 @@ def draw_page(session: dict | None = None) -> AppTest:
         app.run()
     assert not app.exception, [item.message for item in app.exception]
     return app
-
-
-def texts(elements) -> str:
-    return " ".join(str(element.value) for element in elements)
 
 
 def captions(app: AppTest) -> list[str]:
@@ -43,6 +41,29 @@ def test_why_tab_shows_the_attribution_for_the_chosen_method_and_class():
     app = draw_page({"inside.open": True, "inside.method": "occlusion", "inside.target": 1})
     assert "Why not 1?" in texts(app.markdown) or "Why 1?" in texts(app.markdown)
     assert any(caption == "Occlusion for 1: red for, blue against" for caption in captions(app))
+
+
+def test_inside_the_network_shows_the_headline_confidence_of_a_calibrated_run():
+    """One drawing, one confidence: the explanation reads the temperature-scaled probabilities too."""
+    calibration = SimpleNamespace(
+        temperature=3.0, detector=SimpleNamespace(scores=lambda features: np.zeros(len(features)), threshold=1.0)
+    )
+    with mock.patch("lab_ui.loaders.load_calibration", return_value=calibration):
+        app = draw_page({"inside.open": True, "inside.tab": "Why this answer?"})
+    shown = {metric.label: metric.value for metric in app.metric}
+    assert f"reads **{shown['Prediction']}** ({shown['Confidence']})" in texts(app.markdown)
+
+
+def test_the_method_and_class_controls_sit_only_in_the_tabs_that_explain():
+    app = draw_page({"inside.open": True, "inside.tab": "Feature maps"})
+    assert not [widget for widget in app.selectbox if widget.key == "inside.target"]
+    assert not [widget for widget in app.get("segmented_control") if widget.key == "inside.method"]
+    app = draw_page({"inside.open": True, "inside.tab": "Why this answer?", "inside.method": "occlusion"})
+    assert app.selectbox(key="inside.target").value == "its answer"
+    app.session_state["inside.tab"] = "Two runs side by side"
+    with mock.patch("lab_ui.canvas.draw_canvas", return_value=canvas_drawing()):
+        app.run()
+    assert app.segmented_control(key="inside.method").value == "occlusion", "one setting for both tabs"
 
 
 def test_feature_maps_tab_tiles_every_layer_and_the_filters():
@@ -63,6 +84,17 @@ def test_similar_digits_and_the_map_use_the_training_and_test_sets():
     assert not app.exception
     spec = app.get("vega_lite_chart")[-1].proto.spec
     assert inside.STAR in spec and "data:image/png;base64" in str(app.get("vega_lite_chart")[-1].proto)
+
+
+def test_building_the_index_shows_a_progress_bar_and_a_cached_one_does_not():
+    with mock.patch.object(inside.st, "progress", wraps=inside.st.progress) as progress:
+        draw_page({"inside.open": True, "inside.tab": "Similar training digits"})
+        texts_shown = [call.kwargs.get("text", "") for call in progress.call_args_list]
+        assert any("Indexing the 60,000 training digits" in text for text in texts_shown), texts_shown
+        progress.reset_mock()
+        app = draw_page({"inside.open": True, "inside.tab": "Similar training digits"})  # on disk now
+        assert not [call for call in progress.call_args_list if "Indexing" in call.kwargs.get("text", "")]
+    assert len([caption for caption in captions(app) if caption.startswith("label ")]) == inside.SIMILAR_COUNT
 
 
 def test_two_runs_side_by_side_default_to_seed_and_best():

@@ -11,8 +11,8 @@ import numpy as np
 from streamlit import config as streamlit_config
 from streamlit.testing.v1 import AppTest
 
-from app_fixtures import PROJECT_DIR, png_bytes
-from test_app import TIMEOUT, open_page, texts, wait_for_training
+from app_fixtures import PROJECT_DIR, TIMEOUT, png_bytes, texts
+from test_app import open_page, wait_for_training
 from lab_ui.training import TrainingJob, training_manager
 from ocr_core import TrainConfig
 
@@ -41,17 +41,15 @@ def test_draw_says_no_ink_for_a_blank_upload(app_env):
 
 def test_draw_says_where_undo_and_clear_are(app_env):
     app = open_page("app_pages/draw.py")
-    assert "above the canvas undo or redo a stroke and clear the drawing" in texts(app.caption)
+    assert "Above the canvas: undo and redo a stroke; the bin clears the drawing" in texts(app.caption)
 
 
-def manage_tab(app_env, monkeypatch, level: str | None = None) -> AppTest:
+def manage_page(app_env, monkeypatch, level: str | None = None) -> AppTest:
     if level is None:
         monkeypatch.delenv("OCR_RUN_MANAGEMENT", raising=False)
     else:
         monkeypatch.setenv("OCR_RUN_MANAGEMENT", level)
-    app = open_page("app_pages/evaluate.py")
-    app.session_state["evaluate.tab"] = "Manage runs"
-    return app.run()
+    return open_page("app_pages/manage.py")
 
 
 def add_run(app_env, name: str) -> None:
@@ -61,57 +59,55 @@ def add_run(app_env, name: str) -> None:
 
 def test_rename_keeps_the_renamed_run_selected_and_clears_the_field(app_env, monkeypatch):
     add_run(app_env, "mine")
-    app = manage_tab(app_env, monkeypatch)
-    app.selectbox(key="evaluate.rename_from").set_value("mine")
-    app.text_input(key="evaluate.rename_to").set_value("mine-renamed").run()
+    app = manage_page(app_env, monkeypatch)
+    app.selectbox(key="manage.rename_from").set_value("mine")
+    app.text_input(key="manage.rename_to").set_value("mine-renamed").run()
     button(app, "Rename").click().run()
     assert not app.exception and not app.error
     assert app_env.store.exists("mine-renamed") and not app_env.store.exists("mine")
-    assert app.selectbox(key="evaluate.rename_from").value == "mine-renamed"
-    assert app.text_input(key="evaluate.rename_to").value == ""
+    assert app.selectbox(key="manage.rename_from").value == "mine-renamed"
+    assert app.text_input(key="manage.rename_to").value == ""
     assert "Renamed `mine` to `mine-renamed`" in texts(app.success)
     app_env.store.delete("mine-renamed")
 
 
 def test_shipped_runs_are_protected_by_default(app_env, monkeypatch):
-    app = manage_tab(app_env, monkeypatch)
+    app = manage_page(app_env, monkeypatch)
     shipped = {"best", "seed", "seed-aug"}
-    assert not shipped & set(app.selectbox(key="evaluate.rename_from").options)
-    assert not shipped & set(app.selectbox(key="evaluate.delete").options)
-    assert "seed" in app.selectbox(key="evaluate.download").options
+    assert not shipped & set(app.selectbox(key="manage.rename_from").options)
+    assert not shipped & set(app.selectbox(key="manage.delete").options)
+    assert "seed" in app.selectbox(key="manage.download").options
     assert "except the shipped ones" in texts(app.caption)
     payload = app_env.store.path("best").read_bytes()
-    app.text_input(key="evaluate.upload_name").set_value("seed-aug")
-    app.file_uploader(key="evaluate.upload").set_value(("copy.safetensors", payload, "application/octet-stream"))
+    app.text_input(key="manage.upload_name").set_value("seed-aug")
+    app.file_uploader(key="manage.upload").set_value(("copy.safetensors", payload, "application/octet-stream"))
     app.run()
     button(app, "Add run").click().run()
     assert "shipped runs" in texts(app.error)
 
 
 def test_run_management_can_be_switched_off_by_environment_or_secrets(app_env, monkeypatch):
-    app = manage_tab(app_env, monkeypatch, "off")
+    app = manage_page(app_env, monkeypatch, "off")
     labels = {widget.label for widget in app.button}
     assert not {"Rename", "Delete…", "Add run"} & labels
-    assert "seed" in app.selectbox(key="evaluate.download").options
+    assert "seed" in app.selectbox(key="manage.download").options
     assert "OCR_RUN_MANAGEMENT=off" in texts(app.caption)
     monkeypatch.delenv("OCR_RUN_MANAGEMENT")
     app = AppTest.from_file(str(PROJECT_DIR / "app.py"), default_timeout=TIMEOUT)
     app.secrets["OCR_RUN_MANAGEMENT"] = "nonsense"  # a typo must not open a public server up
-    app.run().switch_page("app_pages/evaluate.py").run()
-    app.session_state["evaluate.tab"] = "Manage runs"
-    app.run()
+    app.run().switch_page("app_pages/manage.py").run()
     assert "Rename" not in {widget.label for widget in app.button}
     assert "so run management is off" in texts(app.caption)
 
 
 def test_full_run_management_allows_shipped_runs(app_env, monkeypatch):
-    app = manage_tab(app_env, monkeypatch, "full")
-    assert {"best", "seed", "seed-aug"} <= set(app.selectbox(key="evaluate.rename_from").options)
+    app = manage_page(app_env, monkeypatch, "full")
+    assert {"best", "seed", "seed-aug"} <= set(app.selectbox(key="manage.rename_from").options)
 
 
 def test_a_broken_upload_is_named_as_uploaded(app_env, monkeypatch):
-    app = manage_tab(app_env, monkeypatch)
-    app.file_uploader(key="evaluate.upload").set_value(("bogus.safetensors", b"junk", "application/octet-stream"))
+    app = manage_page(app_env, monkeypatch)
+    app.file_uploader(key="manage.upload").set_value(("bogus.safetensors", b"junk", "application/octet-stream"))
     app.run()
     button(app, "Add run").click().run()
     assert "bogus.safetensors is not a readable safetensors file" in texts(app.error)
@@ -203,7 +199,7 @@ def test_train_cannot_replace_a_shipped_run(app_env, monkeypatch):
     app.text_input(key="train.name").set_value("best")
     app.checkbox(key="train.overwrite").check().run()
     button(app, "Start training").click().run()
-    assert "`best` cannot be replaced" in texts(app.error)
+    assert "`best` exists already and cannot be replaced" in texts(app.error)
     monkeypatch.setenv("OCR_RUN_MANAGEMENT", "off")
     app.run()
     assert not any(box.key == "train.overwrite" for box in app.checkbox)
@@ -230,3 +226,29 @@ def test_a_short_run_result_charts_scored_loss_and_accuracy(app_env):
     scored = [row for row in job.trace if row["series"] == "test images (scored)"]
     assert [row["epoch"] for row in scored] == [0.25, 0.5, 0.75, 1.0]
     assert "Scored points" in texts(app.caption)
+
+
+def test_train_says_what_it_trains_on_and_names_each_op_twice(app_env):
+    app = open_page("app_pages/train.py")
+    images = app.selectbox(key="train.images")
+    assert images.options[0] == "all 461", "512 tiny training digits, 51 held out"
+    assert "held out" in images.help or "holds out" in images.help
+    assert app.toggle(key="train.aug.brightness.on").label == "Grey paper `brightness`"
+    app.segmented_control(key="train.preset").set_value("seed").run()
+    assert "Rotate `rotate=20` · Shift `translate=0.2`" in texts(app.caption)
+
+
+def test_a_taken_name_offers_only_what_this_server_allows(app_env, monkeypatch):
+    monkeypatch.delenv("OCR_RUN_MANAGEMENT", raising=False)  # protected: the shipped runs cannot be replaced
+    app = open_page("app_pages/train.py")
+    app.text_input(key="train.name").set_value("best").run()
+    button(app, "Start training").click().run()
+    assert "cannot be replaced" in texts(app.error) and "Replace" not in texts(app.error)
+    app = manage_page(app_env, monkeypatch)
+    payload = app_env.store.path("seed").read_bytes()
+    add_run(app_env, "mine")
+    app.text_input(key="manage.upload_name").set_value("mine")
+    app.file_uploader(key="manage.upload").set_value(("copy.safetensors", payload, "application/octet-stream"))
+    app.run()
+    button(app, "Add run").click().run()
+    assert "exists already: type another name" in texts(app.error) and "overwrite" not in texts(app.error)

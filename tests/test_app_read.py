@@ -7,12 +7,11 @@ from dataclasses import replace
 from unittest import mock
 
 import numpy as np
+import pytest
 from PIL import Image, ImageDraw
 from streamlit.testing.v1 import AppTest
 
-from app_fixtures import PROJECT_DIR, png_bytes
-
-TIMEOUT = 60
+from app_fixtures import PROJECT_DIR, TIMEOUT, png_bytes, texts
 
 
 def wide_drawing(digits: int = 2) -> np.ndarray:
@@ -36,10 +35,6 @@ def open_read_page(canvas_image=None) -> AppTest:
     return app
 
 
-def texts(elements) -> str:
-    return " ".join(str(element.value) for element in elements)
-
-
 def test_read_prompts_on_an_empty_canvas(app_env):
     for empty in (None, np.zeros((280, 840, 4), np.uint8)):
         app = open_read_page(empty)
@@ -56,6 +51,29 @@ def test_read_shows_the_reading_boxes_crops_and_steps(app_env):
     assert any("box" in caption for caption in captions)
     assert sum("%" in caption for caption in captions) == 2  # one crop per digit, with its confidence
     assert "Segmentation" in texts(app.markdown) and "Deskew" in texts(app.markdown)
+
+
+@pytest.mark.parametrize("confidence, note", [(0.999, None), (0.97, "at 97%."), (0.4, "at 40% (below 60%: check it)")])
+def test_read_names_the_least_sure_digit_only_when_one_is_less_sure(app_env, confidence, note):
+    import ocr_core.reading
+
+    real = ocr_core.reading.read_number
+
+    def read_with(*args, **kwargs):  # the first digit at `confidence`, the others sure
+        reading = real(*args, **kwargs)
+        digits = [
+            replace(digit, confidence=confidence if position == 0 else 0.9999)
+            for position, digit in enumerate(reading.digits)
+        ]
+        return replace(reading, digits=tuple(digits))
+
+    with mock.patch("ocr_core.reading.read_number", side_effect=read_with):
+        app = open_read_page(wide_drawing(2))
+    captions = texts(app.caption)
+    if note is None:
+        assert "Least sure" not in captions, "every digit shows as 100%: nothing to point at"
+    else:
+        assert "Least sure: digit 1 from the left" in captions and note in captions
 
 
 def test_read_upload_without_digits_says_so(app_env):

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from unittest import mock
 
-from test_app import open_page, texts
+from app_fixtures import texts
+from test_app import open_page
+
+from ocr_core.corruptions import CORRUPTIONS
+
+MEAN = "mean of 1-5"
 
 
 def test_robustness_page_computes_reports_once_then_shows_them_from_the_cache(app_env):
@@ -20,13 +26,22 @@ def test_robustness_page_computes_reports_once_then_shows_them_from_the_cache(ap
     assert again.dataframe[0].value.equals(summary)
 
 
-def test_heatmap_sorts_and_severity_switches_without_errors(app_env):
+def heatmap_columns(app) -> list[str]:
+    """The corruption labels in the order the heatmap's x axis sorts them."""
+    spec = json.loads(app.get("vega_lite_chart")[0].proto.spec)
+    return next(layer["encoding"]["x"]["sort"] for layer in spec["layer"] if "x" in layer.get("encoding", {}))
+
+
+def test_heatmap_sorts_and_severity_switches(app_env):
     app = open_page("app_pages/robustness.py")
-    app.segmented_control(key="robustness.sort").set_value("hardest first").run()
-    app.segmented_control(key="robustness.severity").set_value("mean of 1-5").run()
-    assert not app.exception
+    assert heatmap_columns(app) == [corruption.label for corruption in CORRUPTIONS.values()]
     app.segmented_control(key="robustness.sort").set_value("seed").run()
-    assert not app.exception and app.get("vega_lite_chart")
+    seed = app.dataframe[0].value.set_index("run").loc["seed"]
+    assert heatmap_columns(app)[0] == seed["worst corruption"], "a run's sort puts its worst corruption first"
+    app.segmented_control(key="robustness.severity").set_value(MEAN).run()
+    app.segmented_control(key="robustness.sort").set_value("hardest first").run()
+    assert not app.exception
+    assert sorted(heatmap_columns(app)) == sorted(corruption.label for corruption in CORRUPTIONS.values())
 
 
 def test_sweeps_tab_draws_accuracy_against_strength_and_strip_colours_answers(app_env):

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from bench import app_timing, run, tutorial
-from bench.measure import drawing_latency
+from bench.measure import drawing_latency, latency
 from conftest import tiny_mnist, write_idx_dataset
 from ocr_core.models import normalize
 
@@ -58,7 +58,14 @@ def test_quick_run_prints_every_figure(tmp_path, monkeypatch, store, capsys):
     assert not list(store.root.glob("*"))  # the train command saved into a temporary store
 
 
-def test_drawing_latency_has_ordered_percentiles():
+def test_latency_reports_the_median_and_the_95th_percentile_in_milliseconds():
+    timing = latency([0.001] * 19 + [0.1])  # one slow call in twenty
+    assert timing.p50_ms == pytest.approx(1.0)
+    assert timing.p95_ms == pytest.approx(1 + 0.05 * 99)  # 95% of the way from the 19th value to the 20th
+    assert latency([0.003, 0.001, 0.002]).p50_ms == pytest.approx(2.0), "the median, not the middle of the list"
+
+
+def test_drawing_latency_measures_each_repeat():
     timing = drawing_latency("fast", repeats=5)
     assert 0 < timing.p50_ms <= timing.p95_ms
 

@@ -89,6 +89,17 @@ def test_strokes_begun_in_every_corner_and_edge_strip_are_read(app_url):
     assert not lost, f"strokes begun at {lost} (canvas pixels) drew nothing"
 
 
+def test_the_canvas_toolbar_offers_undo_redo_and_clear_only(app_url):
+    """No "Edit" (a pencil that selects and moves strokes, taken for the pen) and no "send again" arrow."""
+    with browser_page() as page:
+        page.goto(app_url)
+        page.get_by_role("button", name="Reset canvas & history").wait_for(timeout=60_000)
+        for name in ("Undo", "Redo", "Reset canvas & history"):
+            assert page.get_by_role("button", name=name, exact=True).is_visible(), name
+        for name in ("Edit", "Update the app with this drawing"):
+            assert not page.get_by_role("button", name=name, exact=True).is_visible(), name
+
+
 def test_writing_a_number_in_the_browser_reads_it(app_url):
     """Write "2026" with the mouse on the Read page's wide canvas and see the Reading."""
     with browser_page() as page:

@@ -1,5 +1,6 @@
 """The CLI in-process, on tiny data: the same functions the app uses, reached through argv."""
 
+import argparse
 import json
 import subprocess
 import sys
@@ -9,7 +10,7 @@ import pytest
 from PIL import Image
 
 from conftest import PROJECT_DIR
-from ocr_core.cli import main
+from ocr_core.cli import build_parser, main
 from ocr_core.cli import run as cli_run
 
 
@@ -81,6 +82,10 @@ def test_rename_delete_and_list_survive_a_corrupt_file(trained, capsys):
     names = {entry["name"]: entry for entry in listing}
     assert "problem" in names["broken"] and names["renamed"]["architecture"] == "fast"
     assert main(["delete", "renamed"]) == 0
+    capsys.readouterr()
+    assert not trained.exists("renamed") and not (trained.root / "renamed.safetensors").exists()
+    code, listing = run_json(capsys, ["list", "--json"])
+    assert "renamed" not in {entry["name"] for entry in listing} and "broken" in {entry["name"] for entry in listing}
 
 
 @pytest.mark.parametrize(
@@ -177,3 +182,22 @@ def test_the_ocr_lab_console_command_points_at_the_cli():
     scripts = tomllib.loads((PROJECT_DIR / "pyproject.toml").read_text())["project"]["scripts"]
     module, _, function = scripts["ocr-lab"].partition(":")
     assert getattr(importlib.import_module(module), function) is cli_run
+
+
+def test_every_option_has_help_that_gives_its_default():
+    """As pytorch/examples does: `--help` says what each option does and what it is when not given."""
+    parser = build_parser()
+    commands = next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction))
+    undocumented, no_default = [], []
+    for command, subparser in commands.choices.items():
+        for action in subparser._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            name = f"{command} {'/'.join(action.option_strings) or action.dest}"
+            text = subparser.formatter_class(command)._expand_help(action) if action.help else ""
+            if not text:
+                undocumented.append(name)
+            elif action.option_strings and not action.required and "default" not in text:
+                no_default.append(name)
+    assert not undocumented, f"no help: {undocumented}"
+    assert not no_default, f"help without the default: {no_default}"

@@ -11,6 +11,7 @@ import torch
 from conftest import sample_metadata, tiny_mnist
 
 from ocr_core import feature_space
+from ocr_core.checkpoints import run_weights_hash
 from ocr_core.models import build_model, penultimate_features
 
 
@@ -73,37 +74,46 @@ def test_the_map_places_a_test_digit_on_its_own_point():
     assert built.points[:, 0].var() >= built.points[:, 1].var()  # the first axis carries the most variance
 
 
-def test_caches_are_reused_and_invalidated_when_the_run_file_changes(store, cache, monkeypatch):
+def test_caches_are_reused_and_invalidated_when_the_weights_change(store, cache, monkeypatch):
     data = tiny_mnist()
     model, run = saved_run(store, "mine", seed=0)
-    first_index = feature_space.training_index(model, run.path, data)
-    first_map = feature_space.map_of_test_set(model, run.path, data)
+    weights = run_weights_hash(run)
+    first_index = feature_space.training_index(model, weights, data)
+    first_map = feature_space.map_of_test_set(model, weights, data)
     assert len(list(cache.glob("index-*.npz"))) == 1 and len(list(cache.glob("map-*.npz"))) == 1
     monkeypatch.setattr(feature_space, "build_index", refuse_to_build)
     monkeypatch.setattr(feature_space, "build_map", refuse_to_build)
-    again = feature_space.training_index(model, run.path, data)
+    again = feature_space.training_index(model, weights, data)
     np.testing.assert_allclose(again.points, first_index.points, atol=0.05)  # stored as float16
-    np.testing.assert_array_equal(feature_space.map_of_test_set(model, run.path, data).points, first_map.points)
+    np.testing.assert_array_equal(feature_space.map_of_test_set(model, weights, data).points, first_map.points)
     renamed = store.rename("mine", "renamed")  # the same bytes under another name: no rebuild
-    feature_space.training_index(model, renamed.path, data)
-    # retrained: new bytes in the same file, even with the old modification time
-    retrained, rewritten = saved_run(store, "renamed", seed=1)
-    os.utime(rewritten.path, ns=(renamed.path.stat().st_atime_ns, int(renamed.modified * 1e9)))
+    feature_space.training_index(model, run_weights_hash(renamed), data)
+    # the metadata rewritten, as `calibrate` and `rescore` do, the weights unchanged: no rebuild either
+    before = renamed.path.read_bytes()
+    rewritten = store.save(
+        "renamed", model, replace(renamed.metadata, rescored="2026-01-01T00:00:00+00:00"), overwrite=True
+    )
+    assert rewritten.path.read_bytes() != before, "the file changed, its weights did not"
+    feature_space.training_index(model, run_weights_hash(rewritten), data)
+    feature_space.map_of_test_set(model, run_weights_hash(rewritten), data)
+    # retrained: new weights in the same file, even with the old modification time
+    retrained, retrained_run = saved_run(store, "renamed", seed=1)
+    os.utime(retrained_run.path, ns=(retrained_run.path.stat().st_atime_ns, int(rewritten.modified * 1e9)))
     with pytest.raises(AssertionError, match="built again"):
-        feature_space.training_index(retrained, rewritten.path, data)
+        feature_space.training_index(retrained, run_weights_hash(store.info("renamed")), data)
     with pytest.raises(AssertionError, match="built again"):
-        feature_space.map_of_test_set(retrained, rewritten.path, data)
+        feature_space.map_of_test_set(retrained, run_weights_hash(store.info("renamed")), data)
     with pytest.raises(AssertionError, match="built again"):  # other data: another key too
-        feature_space.training_index(model, renamed.path, replace(data, fingerprint="other"))
+        feature_space.training_index(model, weights, replace(data, fingerprint="other"))
 
 
 def test_a_damaged_cache_file_is_rebuilt(store, cache):
     data = tiny_mnist()
     model, run = saved_run(store, "mine", seed=0)
-    feature_space.training_index(model, run.path, data)
+    feature_space.training_index(model, run_weights_hash(run), data)
     cached = next(cache.glob("index-*.npz"))
     cached.write_bytes(b"garbage")
-    rebuilt = feature_space.training_index(model, run.path, data)
+    rebuilt = feature_space.training_index(model, run_weights_hash(run), data)
     assert rebuilt.points.shape[0] == len(data.train_labels)
     with np.load(cached) as stored:  # and written again, whole
         assert stored["points"].shape[0] == len(data.train_labels)
@@ -114,5 +124,5 @@ def test_old_cache_files_are_pruned(store, cache, monkeypatch):
     data = tiny_mnist(train=64, test=32)
     for seed in range(4):
         model, run = saved_run(store, f"run{seed}", seed=seed)
-        feature_space.map_of_test_set(model, run.path, data)
+        feature_space.map_of_test_set(model, run_weights_hash(run), data)
     assert len(list(cache.glob("map-*.npz"))) == 2

@@ -1,11 +1,13 @@
 """The app's helpers that are not widgets: the Train form's config, names and progress text, and the
 progress recorder's cadence, tested without running a page."""
 
+import pandas as pd
 import pytest
 
 from conftest import tiny_mnist
 from lab_ui import train_form
 from lab_ui.training import RUNNING_SERIES, ProgressRecorder, Snapshot, TrainingJob
+from ocr_core.training import HOLDOUT
 from ocr_core import PRESETS, RECIPES, Cadence, CheckpointError, ConfigError, TrainConfig, TrainingCallback, fit
 
 
@@ -28,6 +30,39 @@ def test_a_recipe_fills_the_form_and_the_form_gives_back_the_recipe():
     assert config == RECIPES["tutorial"]
     with pytest.raises(ConfigError, match="learning rate"):
         train_form.config_from_settings({**state, "train.learning_rate": -1.0}, PRESETS["none"])
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_the_augmentation_controls_show_a_spec_and_give_it_back(preset):
+    settings = train_form.augment_settings(PRESETS[preset])
+    assert train_form.spec_from_settings(settings) == PRESETS[preset]
+    assert train_form.matching_preset(train_form.spec_from_settings(settings)) == preset
+    off = [key for key, value in settings.items() if key.endswith(".on") and not value]
+    assert all(settings[key.removesuffix(".on") + ".value"] is not None for key in off), (
+        "a switched-off op keeps a strength"
+    )
+
+
+def test_range_sliders_give_lists_and_the_spec_gets_tuples():
+    settings = train_form.augment_settings(PRESETS["none"])
+    settings.update({"train.aug.scale.on": True, "train.aug.scale.value": [0.8, 1.1], "train.aug.rotate.on": True})
+    spec = train_form.spec_from_settings(settings)
+    assert spec.scale == (0.8, 1.1) and spec.rotate == settings["train.aug.rotate.value"]
+    assert train_form.matching_preset(spec) is None
+    with pytest.raises(ConfigError):
+        train_form.spec_from_settings({**settings, "train.aug.rotate.value": 999.0})
+
+
+@pytest.mark.parametrize("images", [60_000, 1_000])
+def test_every_run_trained_in_the_app_keeps_the_recipes_held_out_digits(store, images):
+    """Calibrated by default: on MNIST the form's run holds out the recipe's 5,000 digits (right after the
+    chosen images), which train_run calibrates on."""
+    data = tiny_mnist(train=60_000, test=16)
+    for recipe in RECIPES.values():
+        state = {**form_state(**{"train.images": images}), **train_form.recipe_settings(recipe)}
+        job, training_data = train_form.job_from_settings(state, PRESETS["none"], data, store, visitor="v")
+        assert job.config.holdout == HOLDOUT
+        assert len(training_data.train_labels) == min(images + HOLDOUT, 60_000)
 
 
 def test_the_job_uses_the_checked_name_and_the_chosen_share_of_the_data(store):
@@ -54,6 +89,31 @@ def test_a_taken_name_needs_replace(store):
         train_form.checked_run_name("my-run", store, overwrite=False)
     assert train_form.checked_run_name("my-run", store, overwrite=True) == "my-run"
     assert train_form.free_run_name(store) == "my-run-2"
+
+
+def test_a_name_that_cannot_be_replaced_does_not_offer_replace(store):
+    from conftest import sample_metadata
+    from ocr_core import build_model
+
+    store.save("best", build_model("fast"), sample_metadata())
+    for overwrite in (False, True):
+        with pytest.raises(CheckpointError, match="cannot be replaced") as refused:
+            train_form.checked_run_name("best", store, overwrite, refusal=lambda name: "a shipped run")
+        assert "Replace" not in str(refused.value)
+
+
+EPOCH_TEXTS = [(0.2496, "0.25 epochs"), (1.0, "1 epoch"), (1.004, "1 epoch"), (5, "5 epochs"), (0.5, "0.5 epochs")]
+
+
+@pytest.mark.parametrize("epochs, text", EPOCH_TEXTS)
+def test_epochs_read_as_people_write_them(epochs, text):
+    assert train_form.epochs_text(epochs) == text
+
+
+def test_the_spec_under_the_preview_gives_each_ops_label_and_name():
+    text = train_form.spec_text(PRESETS["seed"])
+    assert text == "Rotate `rotate=20` · Shift `translate=0.2` · Crop `crop=0.8-1.2` · Mirror `hflip=0.5`"
+    assert train_form.spec_text(PRESETS["none"]) == "`none`"
 
 
 def test_progress_text():
@@ -88,3 +148,29 @@ def test_the_recorder_updates_about_once_a_second_whatever_the_step_time(step_se
     assert running[0]["epoch"] == pytest.approx(1 / 16), "the first step is shown at once"
     assert running[-1]["epoch"] == 1.0 and job.snapshot.step == 16, "and the last"
     assert len(running) == expected_reports
+
+
+def test_the_heatmap_sorts_corruptions_by_the_choice_and_runs_by_their_mean():
+    from lab_ui.robustness_view import HARDEST_FIRST, SUITE_ORDER, heatmap_orders
+    from ocr_core.corruptions import CORRUPTIONS
+
+    labels = [corruption.label for corruption in CORRUPTIONS.values()]
+    # run "a" is worst on the last corruption, "b" on the first; "b" is the more robust on average
+    accuracy = {
+        "a": {label: 0.9 - 0.5 * (position == len(labels) - 1) for position, label in enumerate(labels)},
+        "b": {label: 0.95 - 0.3 * (position == 0) - 0.002 * position for position, label in enumerate(labels)},
+    }
+    frame = pd.DataFrame(
+        [
+            {"run": run, "corruption": label, "accuracy": value}
+            for run, row in accuracy.items()
+            for label, value in row.items()
+        ]
+    )
+    order, runs = heatmap_orders(frame, SUITE_ORDER)
+    assert order == labels and runs == ["b", "a"]
+    assert heatmap_orders(frame, "a")[0][0] == labels[-1]
+    assert heatmap_orders(frame, "b")[0] == [labels[0], *reversed(labels[1:])]
+    means = {label: (accuracy["a"][label] + accuracy["b"][label]) / 2 for label in labels}
+    hardest = heatmap_orders(frame, HARDEST_FIRST)[0]
+    assert [means[label] for label in hardest] == sorted(means.values()) and hardest[0] == labels[-1]

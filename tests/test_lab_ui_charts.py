@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from lab_ui import charts
 
@@ -35,3 +36,14 @@ def test_one_point_curves_get_formatted_axes():
     assert loss["y"]["axis"]["format"] == ".3~f"
     two_points = pd.concat([one_point, one_point.assign(epoch=2.0, test_loss=0.5)])
     assert "format" not in charts.curves_chart(two_points, "test_loss", "loss").to_dict()["encoding"]["y"]["axis"]
+
+
+@pytest.mark.parametrize("metric", ["accuracy", "loss"])
+def test_a_single_point_curve_is_not_drawn_on_an_axis_zoomed_to_its_decimals(metric):
+    frame = pd.DataFrame({"epoch": [0.25, 0.25], "series": ["a", "b"], metric: [0.38848, 0.38854]})
+    spec = charts.curves_chart(frame, metric, metric, colour_by="series").to_dict()
+    low, high = spec["encoding"]["y"]["scale"]["domain"]
+    assert high - low >= (0.02 if metric == "accuracy" else 0.01) and low <= 0.38848 and high >= 0.38854
+    spread = pd.DataFrame({"epoch": [1, 2], "series": ["a", "a"], metric: [0.5, 0.9]})
+    scale = charts.curves_chart(spread, metric, metric, colour_by="series").to_dict()["encoding"]["y"]["scale"]
+    assert "domain" not in scale

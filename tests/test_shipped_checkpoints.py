@@ -16,6 +16,8 @@ from ocr_core.data import load_mnist
 from ocr_core.evaluation import evaluate, predict_probabilities
 from ocr_core.preprocess import prepare_digit
 from ocr_core.robustness import cached_report, corrupted_suite, report_file_name, report_subset, run_weights_hash
+from ocr_core.sweeps import DIGITS_PER_CLASS as SWEEP_DIGITS_PER_CLASS
+from ocr_core.sweeps import SWEEPS, cached_sweeps, swept_images, sweep_file_name
 from ocr_core.training import HOLDOUT
 
 SHIPPED = RunStore(PROJECT_DIR / "checkpoints")
@@ -54,7 +56,9 @@ def test_shipped_recipes_are_the_tutorials_and_best_is_the_most_accurate():
             config.label_smoothing,
             config.precision,
         ) == (5, 64, 1e-3, "adam", "constant", 0, "fp32")
-    assert SHIPPED.info("best").metric("clean") >= BEST_CLEAN_FLOOR
+    best = SHIPPED.info("best").metric("clean")
+    assert best >= BEST_CLEAN_FLOOR
+    assert best > seed.metric("clean") and best > seed_aug.metric("clean"), "best is the most accurate shipped run"
     assert seed.metric("clean") >= 0.99
 
 
@@ -74,6 +78,27 @@ def test_shipped_runs_ship_their_robustness_report(name):
     report = cached_report(SHIPPED.info(name), SHIPPED)
     assert report is not None and report.weights == run_weights_hash(SHIPPED.info(name))
     assert (SHIPPED.root / "reports" / report_file_name(report.weights)).is_file(), "shipped, not only cached"
+
+
+@pytest.mark.parametrize("name", list(EXPECTED))
+def test_shipped_runs_ship_their_strength_sweeps(name):
+    """Shipped as the reports are: the Robustness page's "Accuracy vs strength" opens at once, without MNIST."""
+    weights = run_weights_hash(SHIPPED.info(name))
+    assert (SHIPPED.root / "reports" / sweep_file_name(weights)).is_file(), "shipped, not only cached"
+    sweeps = cached_sweeps(weights, SHIPPED)
+    assert sweeps is not None and sweeps.weights == weights and set(sweeps.accuracy) == set(SWEEPS)
+
+
+@requires_mnist
+def test_a_shipped_sweep_reproduces_on_the_real_test_set():
+    data = load_mnist(download=False)
+    images, labels = report_subset(data.test_images, data.test_labels, SWEEP_DIGITS_PER_CLASS)
+    model, _ = SHIPPED.load("seed")
+    sweeps = cached_sweeps(run_weights_hash(SHIPPED.info("seed")), SHIPPED)
+    sweep = SWEEPS["rotate"]
+    strength = sweep.strengths[2]
+    accuracy = (predict_probabilities(model, swept_images(images, sweep, strength)).argmax(1) == labels.numpy()).mean()
+    assert accuracy == pytest.approx(sweeps.accuracy["rotate"][2], abs=1e-9)
 
 
 def test_best_meets_the_robustness_targets_and_beats_seed():

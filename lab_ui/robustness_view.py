@@ -27,6 +27,7 @@ from ocr_core.sweeps import SWEEPS, SweepResult, cached_sweeps, run_sweeps
 from . import loaders
 
 T = TypeVar("T")
+MCE_COLUMN = f"mCE (vs {BASELINE_RUN})"
 STRIP_DIGITS = 8  # the first test digit of classes 0-7 in the report's digits
 
 
@@ -71,7 +72,7 @@ def reports(runs: list[RunInfo], data: MnistData | None) -> tuple[dict[str, Robu
 def baseline(
     runs: dict[str, RunInfo], found: dict[str, RobustnessReport], data: MnistData | None
 ) -> RobustnessReport | None:
-    """The mCE reference (`seed`'s report) when there is a `seed` run; computed if needed and possible."""
+    """The mCE reference (BASELINE_RUN's report) when there is such a run; computed if needed and possible."""
     if BASELINE_RUN in found:
         return found[BASELINE_RUN]
     if BASELINE_RUN not in runs:
@@ -105,7 +106,7 @@ def summary_table(
                 "mean over corruptions": float(np.mean(list(by_corruption.values()))),
                 "worst corruption": CORRUPTIONS[worst].label,
                 "worst accuracy": by_corruption[worst],
-                "mCE (vs seed)": report.mce(base),
+                MCE_COLUMN: report.mce(base),
             }
         )
     return pd.DataFrame(rows)
@@ -127,6 +128,22 @@ def heatmap_frame(found: dict[str, RobustnessReport], severity: int | None) -> p
             for name, accuracy in corruption_accuracies(report, severity).items()
         ]
     )
+
+
+SUITE_ORDER, HARDEST_FIRST = "suite order", "hardest first"
+
+
+def heatmap_orders(frame: pd.DataFrame, sort: str) -> tuple[list[str], list[str]]:
+    """(corruption labels, runs) in the heatmap's order. Corruptions: the suite's order (SUITE_ORDER), by the
+    mean accuracy over the runs, lowest first (HARDEST_FIRST), or by one run's accuracy, its worst first (a
+    run's name). Runs: the most robust (highest mean) on top."""
+    if sort == SUITE_ORDER:
+        corruptions = [corruption.label for corruption in CORRUPTIONS.values()]
+    else:
+        rows = frame if sort == HARDEST_FIRST else frame[frame["run"] == sort]
+        corruptions = list(rows.groupby("corruption")["accuracy"].mean().sort_values(kind="stable").index)
+    runs = list(frame.groupby("run")["accuracy"].mean().sort_values(ascending=False, kind="stable").index)
+    return corruptions, runs
 
 
 def severity_frame(found: dict[str, RobustnessReport], corruption: str | None) -> pd.DataFrame:
