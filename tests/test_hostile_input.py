@@ -73,8 +73,8 @@ def test_a_lab_tiff_renamed_png_is_read_by_its_lightness():
 
 
 def test_a_16_bit_greyscale_scan_larger_than_the_working_size_is_read():
-    page = np.full((1754, 1240), 60000, np.uint16)  # A4 at 150 dpi, 16-bit grey, as scanners write it
-    page[400:1400, 580:660] = 2000
+    page = np.full((3508, 2480), 60000, np.uint16)  # A4 at 300 dpi, 16-bit grey, as scanners write it
+    page[800:2800, 1160:1320] = 2000
     array = load_image(encoded(Image.fromarray(page), "PNG"))
     assert max(array.shape) == 512 and digit_from_image(array).readable
 
@@ -274,6 +274,30 @@ def test_rename_racing_delete_fails_only_with_one_line_reasons(store, tmp_path):
         assert racer.returncode == 0, err
         assert int(out) > 0 and "Traceback" not in err
     assert {path.name for path in store.root.iterdir()} <= {"a.safetensors", "b.safetensors"}
+
+
+def test_a_run_renamed_or_deleted_by_another_process_mid_rename_is_one_line(store, monkeypatch):
+    import ocr_core.checkpoints as checkpoints
+
+    real_publish = checkpoints.publish_new
+    store.save("a", build_model("fast"), sample_metadata())
+
+    def deleted_first(source, target):  # another process deletes the run just before the link
+        source.unlink()
+        return real_publish(source, target)
+
+    monkeypatch.setattr(checkpoints, "publish_new", deleted_first)
+    with pytest.raises(CheckpointError, match="no run named 'a'"):
+        store.rename("a", "b")
+    store.save("a", build_model("fast"), sample_metadata())
+
+    def deleted_after(source, target):  # ... or deletes the old name just after the link: renamed all the same
+        linked = real_publish(source, target)
+        source.unlink()
+        return linked
+
+    monkeypatch.setattr(checkpoints, "publish_new", deleted_after)
+    assert store.rename("a", "b").name == "b" and [run.name for run in store.list()] == ["b"]
 
 
 def test_stale_temporary_files_of_killed_saves_are_removed(store):
