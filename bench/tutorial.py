@@ -4,7 +4,7 @@ through a DataLoader (batch 64, shuffled, no workers) with PIL transforms, the s
 from __future__ import annotations
 
 import gzip
-import os
+
 import shutil
 import time
 from itertools import islice
@@ -19,6 +19,7 @@ from torchvision import datasets, transforms
 from bench.measure import TargetRun
 from ocr_core.data import MnistData, cache_dir, find_mnist
 from ocr_core.evaluation import evaluate
+from ocr_core.files import write_atomically
 from ocr_core.models import MNIST_MEAN, MNIST_STD, build_model
 
 BATCH_SIZE = 64
@@ -50,13 +51,8 @@ def torchvision_root() -> Path:
         target = raw / name
         if target.is_file() and target.stat().st_mtime_ns >= source.stat().st_mtime_ns:
             continue
-        temporary = target.with_suffix(f".{os.getpid()}.tmp")
-        with (
-            gzip.open(source) if source.suffix == ".gz" else open(source, "rb") as reader,
-            open(temporary, "wb") as writer,
-        ):
-            shutil.copyfileobj(reader, writer)
-        os.replace(temporary, target)
+        with gzip.open(source) if source.suffix == ".gz" else open(source, "rb") as reader:
+            write_atomically(target, lambda writer, reader=reader: shutil.copyfileobj(reader, writer))
     return root
 
 
