@@ -39,7 +39,8 @@ def accuracy_chart(frame: pd.DataFrame) -> alt.Chart:
         alt.Chart(frame)
         .mark_bar()
         .encode(
-            x=alt.X("run:N", title=None, sort=runs, axis=alt.Axis(labelAngle=0)),
+            # labelLimit 0: whole run names ("walk-aug", not "walk-au")
+            x=alt.X("run:N", title=None, sort=runs, axis=alt.Axis(labelAngle=0, labelLimit=0)),
             xOffset=alt.XOffset("test set:N", sort=test_sets),
             y=alt.Y("accuracy:Q", scale=alt.Scale(domain=[0, 1]), axis=ACCURACY_AXIS),
             color=alt.Color("test set:N", sort=test_sets, legend=alt.Legend(orient="bottom")),
@@ -88,6 +89,35 @@ def confusion_chart(confusion: np.ndarray, normalised: bool) -> alt.Chart:
     text = base.mark_text(fontSize=11).encode(
         text="label:N", color=alt.condition("datum.dark", alt.value("white"), alt.value("#333"))
     )
+    return (cells + text).properties(height=380)
+
+
+def confusion_difference_chart(first: np.ndarray, second: np.ndarray, names: tuple[str, str]) -> alt.Chart:
+    """Heatmap of `first - second` counts[true, predicted]: off the diagonal, red where the first run makes
+    more of that mistake, blue where it makes fewer (on the diagonal, more right answers are blue)."""
+    difference = first.astype(int) - second.astype(int)
+    true, predicted = np.indices(difference.shape)
+    frame = pd.DataFrame({"true": true.ravel(), "predicted": predicted.ravel(), "difference": difference.ravel()})
+    frame["worse"] = np.where(frame["true"] == frame["predicted"], -frame["difference"], frame["difference"])
+    frame["label"] = frame["difference"].map(lambda number: f"{number:+d}" if number else "")
+    reach = max(int(frame["worse"].abs().max()), 1)
+    base = alt.Chart(frame).encode(
+        x=alt.X("predicted:O", title="predicted digit", axis=alt.Axis(labelAngle=0, orient="top")),
+        y=alt.Y("true:O", title="true digit"),
+    )
+    cells = base.mark_rect().encode(
+        color=alt.Color(
+            "worse:Q",
+            scale=alt.Scale(scheme="redblue", reverse=True, domain=[-reach, reach], type="symlog"),
+            legend=None,
+        ),
+        tooltip=[
+            "true",
+            "predicted",
+            alt.Tooltip("difference:Q", title=f"{names[0]} minus {names[1]}"),
+        ],
+    )
+    text = base.mark_text(fontSize=11).encode(text="label:N", color=alt.value("#222"))
     return (cells + text).properties(height=380)
 
 
