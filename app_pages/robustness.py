@@ -13,7 +13,7 @@ from ocr_core.sweeps import SWEEPS
 
 # the tutorial CNN without and with augmentation, and the lab's best
 EXPERIMENT = [TUTORIAL_RUN, TUTORIAL_AUGMENTED_RUN, BEST_RUN]
-MEAN = "mean of 1-5"
+MEAN = "mean"  # of severities 1-5; short, so the control is not cut to "mean ("
 ALL_CORRUPTIONS = "mean over corruptions"
 
 
@@ -92,6 +92,7 @@ def digit_strip(chosen, data) -> None:
     predictions = {run.name: robustness_view.strip_predictions(run, corrupted) for run in chosen}
     clean_predictions = {run.name: robustness_view.strip_predictions(run, clean) for run in chosen}
     st.caption(
+        "The first test digit of each class in the report's digits, clean and at each severity. "
         f"Under each digit, each run's answer in the order {' · '.join(f'`{run.name}`' for run in chosen)}: "
         ":green[green] right, :red[red] wrong."
     )
@@ -145,7 +146,7 @@ severity_choice = severity_column.segmented_control(
     required=True,
     key="robustness.severity",
     persist_state="session",
-    help="3 is MNIST-C's default strength.",
+    help="3 is MNIST-C's default strength; mean: the mean over severities 1-5.",
 )
 experiment_column.button(
     "What augmentation buys",
