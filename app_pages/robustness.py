@@ -135,7 +135,7 @@ except DataUnavailableError:
 if "robustness.runs" not in st.session_state:
     st.session_state["robustness.runs"] = [name for name in EXPERIMENT if name in by_name] or list(by_name)[:3]
 st.session_state["robustness.runs"] = [name for name in st.session_state["robustness.runs"] if name in by_name]
-runs_column, severity_column, experiment_column = st.columns([3, 2, 2], vertical_alignment="bottom")
+runs_column, severity_column, experiment_column = st.columns([5, 4, 3], vertical_alignment="bottom")  # "mean" uncut
 chosen_names = runs_column.multiselect(
     "Runs", list(by_name), key="robustness.runs", persist_state="session", placeholder="pick one or more runs"
 )
