@@ -7,12 +7,13 @@ import pandas as pd
 import streamlit as st
 
 from lab_ui import charts, inside, loaders
+from lab_ui.compare import selected_runs
 from lab_ui.loaders import Scores
 from lab_ui.widgets import (
-    ACTIVE_RUN,
     augment_label,
     enlarged,
     errors_shown,
+    csv_download,
     require_dataset,
     show_skipped,
 )
@@ -27,7 +28,6 @@ DETAILS_TAB = "evaluate.details_tab"
 SHOWN_CELL = "evaluate.shown_cell"  # session key: the confusion cell whose mistakes were last opened
 PENDING_CELL = "evaluate.pending_cell"  # session key: a newly clicked cell, applied before the tabs
 GALLERY_SIZE = 48
-DEFAULT_SELECTION = 4  # runs picked on the first visit when there are this many or fewer
 CURVES = {
     "test_accuracy": "clean test accuracy",
     "test_loss": "clean test loss",
@@ -41,15 +41,19 @@ def tutorial_experiment() -> None:
     st.session_state["evaluate.augment"] = AUGMENTED_TEST_PRESET
 
 
-def augmented_test_spec() -> str | None:
-    """Spec of the augmented test set, or None (after saying why) when it is not valid."""
-    choice = st.selectbox(
+def augmented_test_choice() -> str:
+    return st.selectbox(
         "Augmented test set",
         [*AUGMENTED_CHOICES, CUSTOM],
         key="evaluate.augment",
         persist_state="session",
         help="The test digits transformed by a fixed-seed augmentation: `seed` is the tutorial's.",
     )
+
+
+def augmented_test_spec(choice: str) -> str | None:
+    """Spec of the augmented test set, or None (after saying why) when it is not valid. A custom spec is typed
+    on its own row, under the run picker: in the picker's row it left an empty gap beside it."""
     if choice != CUSTOM:
         return PRESETS[choice].to_string()
     text = st.text_input(
@@ -118,6 +122,7 @@ def summary(runs: dict[str, RunInfo], results: dict[str, dict[str, Scores]], aug
         id_vars="run", value_vars=["clean accuracy", augmented], var_name="test set", value_name="accuracy"
     )
     bars["test set"] = bars["test set"].str.removesuffix(" accuracy")
+    csv_download(table, "runs-compared.csv", "evaluate.summary_csv")
     st.altair_chart(charts.accuracy_chart(bars), width="stretch")
     if sorted(results) == TUTORIAL_RUNS and augment == PRESETS[AUGMENTED_TEST_PRESET].to_string():
         plain, augmented_run = (results[name] for name in TUTORIAL_RUNS)
@@ -177,6 +182,14 @@ def learning_curves(runs: list[RunInfo], test_set: str) -> None:
     st.altair_chart(charts.curves_chart(frame, metric, CURVES[metric]), width="stretch")
     # Training records its curves on the clean test set only (the augmented set here is chosen afterwards).
     note = " The augmented test set chosen above is not part of them." if test_set == "augmented" else ""
+    single = [run.name for run in runs if len(run.metadata.history) == 1]
+    if single:  # Train's live chart scored short runs 4 times per epoch; the run file keeps the epoch ends
+        has = "it has" if len(single) == 1 else "they have"
+        note += (
+            f" {', '.join(f'`{name}`' for name in single)} trained for one epoch or less, so {has} "
+            "one point: the Train page's live chart scores short runs four times per epoch, but a run keeps the "
+            "score at each epoch's end."
+        )
     st.caption(f"Recorded during training, once per epoch, on the clean test set.{note}")
 
 
@@ -200,6 +213,48 @@ def follow_cell_clicks(event) -> None:
         st.rerun()
 
 
+def confusion_matrix(name: str, results: dict[str, dict[str, Scores]], test_set: str) -> None:
+    """One run's confusion matrix (clickable), or its difference from another run's."""
+    scores = results[name][test_set]
+    others = [other for other in results if other != name]
+    toggle_column, against_column = st.columns(2, vertical_alignment="bottom")
+    normalised = toggle_column.toggle(
+        "Normalise each row",
+        key="evaluate.normalised",
+        persist_state="session",
+        help="Shares of each true digit instead of counts.",
+    )
+    against = against_column.selectbox(
+        "Difference from",
+        [None, *others],
+        format_func=lambda other: "no other run" if other is None else f"{name} minus {other}",
+        key="evaluate.difference_from",
+        disabled=not others,
+        help="Pick another compared run: cells show how many more (+) or fewer (−) of each answer this run gives.",
+    )
+    if against is not None:
+        st.altair_chart(
+            charts.confusion_difference_chart(scores.confusion, results[against][test_set].confusion, (name, against)),
+            width="stretch",
+        )
+        st.caption(
+            f"`{name}`'s counts minus `{against}`'s on the same {test_set} test digits: red off the diagonal where "
+            f"`{name}` makes more of that mistake, blue where it makes fewer; blue on the diagonal, more right."
+        )
+    else:
+        event = st.altair_chart(
+            charts.confusion_chart(scores.confusion, normalised),
+            width="stretch",
+            on_select="rerun",
+            selection_mode=charts.CELL_SELECTION,
+            key="evaluate.confusion",
+        )
+        st.caption("Click a cell off the diagonal to see those mistakes.")
+        follow_cell_clicks(event)
+    frame = pd.DataFrame(scores.confusion, index=pd.Index(charts.DIGITS, name="true"), columns=charts.DIGITS)
+    csv_download(frame.reset_index(), f"{name}-{test_set}-confusion.csv", "evaluate.confusion_csv")
+
+
 def details(runs: dict[str, RunInfo], results: dict[str, dict[str, Scores]]) -> None:
     st.subheader("A closer look")
     run_column, set_column = st.columns(2)
@@ -218,21 +273,7 @@ def details(runs: dict[str, RunInfo], results: dict[str, dict[str, Scores]]) -> 
         ["Confusion matrix", "Per class", "Mistakes", "Learning curves"], key=DETAILS_TAB, on_change="rerun"
     )
     with confusion_tab:
-        normalised = st.toggle(
-            "Normalise each row",
-            key="evaluate.normalised",
-            persist_state="session",
-            help="Shares of each true digit instead of counts.",
-        )
-        event = st.altair_chart(
-            charts.confusion_chart(scores.confusion, normalised),
-            width="stretch",
-            on_select="rerun",
-            selection_mode=charts.CELL_SELECTION,
-            key="evaluate.confusion",
-        )
-        st.caption("Click a cell off the diagonal to see those mistakes.")
-        follow_cell_clicks(event)
+        confusion_matrix(name, results, test_set)
     with classes_tab:
         score_format = st.column_config.NumberColumn(format="percent")
         st.dataframe(
@@ -241,6 +282,7 @@ def details(runs: dict[str, RunInfo], results: dict[str, dict[str, Scores]]) -> 
             width="stretch",
             column_config={"precision": score_format, "recall": score_format, "f1": score_format},
         )
+        csv_download(scores.per_class, f"{name}-{test_set}-per-class.csv", "evaluate.per_class_csv")
     with mistakes_tab:
         shown = mistakes_gallery(scores)
         inside.explain_mistake(list(runs.values()), runs[name], shown, scores.mistake_images)
@@ -254,17 +296,13 @@ def compare(runs: list[RunInfo], skipped: list[RunInfo]) -> None:
     if data is None:
         return
     by_name = {run.name: run for run in runs}
-    if "evaluate.runs" not in st.session_state:
-        st.session_state["evaluate.runs"] = (
-            list(by_name) if len(by_name) <= DEFAULT_SELECTION else [st.session_state[ACTIVE_RUN]]
-        )
-    st.session_state["evaluate.runs"] = [name for name in st.session_state["evaluate.runs"] if name in by_name]
+    st.session_state["evaluate.runs"] = selected_runs(runs, st.session_state)
     runs_column, augment_column, experiment_column = st.columns([3, 2, 2], vertical_alignment="bottom")
     chosen = runs_column.multiselect(
         "Runs", list(by_name), key="evaluate.runs", persist_state="session", placeholder="pick one or more runs"
     )
     with augment_column:
-        augment = augmented_test_spec()
+        choice = augmented_test_choice()
     has_tutorial_runs = all(name in by_name for name in TUTORIAL_RUNS)
     experiment_column.button(
         "Tutorial experiment",
@@ -276,6 +314,7 @@ def compare(runs: list[RunInfo], skipped: list[RunInfo]) -> None:
         if has_tutorial_runs
         else "Needs the shipped runs `seed` and `seed-aug`.",
     )
+    augment = augmented_test_spec(choice)
     if augment is None:
         return
     if not chosen:

@@ -13,7 +13,7 @@ from ocr_core.sweeps import SWEEPS
 
 # the tutorial CNN without and with augmentation, and the lab's best
 EXPERIMENT = [TUTORIAL_RUN, TUTORIAL_AUGMENTED_RUN, BEST_RUN]
-MEAN = "mean of 1-5"
+MEAN = "mean"  # of severities 1-5; short, so the control is not cut to "mean ("
 ALL_CORRUPTIONS = "mean over corruptions"
 
 
@@ -92,6 +92,7 @@ def digit_strip(chosen, data) -> None:
     predictions = {run.name: robustness_view.strip_predictions(run, corrupted) for run in chosen}
     clean_predictions = {run.name: robustness_view.strip_predictions(run, clean) for run in chosen}
     st.caption(
+        "The first test digit of each class in the report's digits, clean and at each severity. "
         f"Under each digit, each run's answer in the order {' · '.join(f'`{run.name}`' for run in chosen)}: "
         ":green[green] right, :red[red] wrong."
     )
@@ -134,7 +135,7 @@ except DataUnavailableError:
 if "robustness.runs" not in st.session_state:
     st.session_state["robustness.runs"] = [name for name in EXPERIMENT if name in by_name] or list(by_name)[:3]
 st.session_state["robustness.runs"] = [name for name in st.session_state["robustness.runs"] if name in by_name]
-runs_column, severity_column, experiment_column = st.columns([3, 2, 2], vertical_alignment="bottom")
+runs_column, severity_column, experiment_column = st.columns([5, 4, 3], vertical_alignment="bottom")  # "mean" uncut
 chosen_names = runs_column.multiselect(
     "Runs", list(by_name), key="robustness.runs", persist_state="session", placeholder="pick one or more runs"
 )
@@ -145,7 +146,7 @@ severity_choice = severity_column.segmented_control(
     required=True,
     key="robustness.severity",
     persist_state="session",
-    help="3 is MNIST-C's default strength.",
+    help="3 is MNIST-C's default strength; mean: the mean over severities 1-5.",
 )
 experiment_column.button(
     "What augmentation buys",

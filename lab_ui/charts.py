@@ -39,7 +39,8 @@ def accuracy_chart(frame: pd.DataFrame) -> alt.Chart:
         alt.Chart(frame)
         .mark_bar()
         .encode(
-            x=alt.X("run:N", title=None, sort=runs, axis=alt.Axis(labelAngle=0)),
+            # labelLimit 0: whole run names ("walk-aug", not "walk-au")
+            x=alt.X("run:N", title=None, sort=runs, axis=alt.Axis(labelAngle=0, labelLimit=0)),
             xOffset=alt.XOffset("test set:N", sort=test_sets),
             y=alt.Y("accuracy:Q", scale=alt.Scale(domain=[0, 1]), axis=ACCURACY_AXIS),
             color=alt.Color("test set:N", sort=test_sets, legend=alt.Legend(orient="bottom")),
@@ -91,6 +92,35 @@ def confusion_chart(confusion: np.ndarray, normalised: bool) -> alt.Chart:
     return (cells + text).properties(height=380)
 
 
+def confusion_difference_chart(first: np.ndarray, second: np.ndarray, names: tuple[str, str]) -> alt.Chart:
+    """Heatmap of `first - second` counts[true, predicted]: off the diagonal, red where the first run makes
+    more of that mistake, blue where it makes fewer (on the diagonal, more right answers are blue)."""
+    difference = first.astype(int) - second.astype(int)
+    true, predicted = np.indices(difference.shape)
+    frame = pd.DataFrame({"true": true.ravel(), "predicted": predicted.ravel(), "difference": difference.ravel()})
+    frame["worse"] = np.where(frame["true"] == frame["predicted"], -frame["difference"], frame["difference"])
+    frame["label"] = frame["difference"].map(lambda number: f"{number:+d}" if number else "")
+    reach = max(int(frame["worse"].abs().max()), 1)
+    base = alt.Chart(frame).encode(
+        x=alt.X("predicted:O", title="predicted digit", axis=alt.Axis(labelAngle=0, orient="top")),
+        y=alt.Y("true:O", title="true digit"),
+    )
+    cells = base.mark_rect().encode(
+        color=alt.Color(
+            "worse:Q",
+            scale=alt.Scale(scheme="redblue", reverse=True, domain=[-reach, reach], type="symlog"),
+            legend=None,
+        ),
+        tooltip=[
+            "true",
+            "predicted",
+            alt.Tooltip("difference:Q", title=f"{names[0]} minus {names[1]}"),
+        ],
+    )
+    text = base.mark_text(fontSize=11).encode(text="label:N", color=alt.value("#222"))
+    return (cells + text).properties(height=380)
+
+
 def curves_chart(frame: pd.DataFrame, metric: str, title: str, colour_by: str = "run") -> alt.Chart:
     """Lines of `metric` against column `epoch`, one colour per value of `colour_by`
     (the runs on Evaluate; training and test numbers of the live run on Train)."""
@@ -133,11 +163,20 @@ def axis_for(values: pd.Series, single_value_format: str) -> alt.Axis:
     return alt.Axis(format=single_value_format)
 
 
+HEATMAP_DARK_BELOW, HEATMAP_DARK_ABOVE = 0.62, 0.95  # accuracies whose red-yellow-green cells are dark
+
+
 def robustness_heatmap(frame: pd.DataFrame, corruptions: list[str], runs: list[str]) -> alt.Chart:
     """Runs (rows) x corruptions (columns) from columns run, corruption, accuracy, in the given orders:
     red to green over 50-100% (lower clamps to red), the accuracy written in each cell."""
     base = alt.Chart(frame).encode(
-        x=alt.X("corruption:N", sort=corruptions, title=None, axis=alt.Axis(labelAngle=-40, orient="top")),
+        # every label shown (Vega drops overlapping ones: 8 of 15 were left), whole
+        x=alt.X(
+            "corruption:N",
+            sort=corruptions,
+            title=None,
+            axis=alt.Axis(labelAngle=-45, orient="top", labelOverlap=False, labelLimit=0),
+        ),
         y=alt.Y("run:N", sort=runs, title=None),
     )
     cells = base.mark_rect().encode(
@@ -148,15 +187,23 @@ def robustness_heatmap(frame: pd.DataFrame, corruptions: list[str], runs: list[s
         ),
         tooltip=["run", "corruption", alt.Tooltip("accuracy:Q", format=".1%")],
     )
-    text = base.mark_text(fontSize=11).encode(text=alt.Text("accuracy:Q", format=".0%"), color=alt.value("#222"))
+    # white on the dark ends of the ramp (deep red below ~60%, deep green above ~95%), dark in between
+    dark_cell = (alt.datum.accuracy < HEATMAP_DARK_BELOW) | (alt.datum.accuracy > HEATMAP_DARK_ABOVE)
+    text = base.mark_text(fontSize=11).encode(
+        text=alt.Text("accuracy:Q", format=".0%"), color=alt.condition(dark_cell, alt.value("white"), alt.value("#222"))
+    )
     # A step, not a height: the app's chart container drops a layered chart's height for discrete rows,
     # which left every row 0 px tall in the browser.
     return (cells + text).properties(height=alt.Step(42))
 
 
 def accuracy_lines(frame: pd.DataFrame, x: str, x_title: str, x_format: str | None = None) -> alt.Chart:
-    """Accuracy against `x`, one line per run (columns run, `x`, accuracy): severity curves and sweeps."""
-    axis = alt.Axis(format=x_format) if x_format else alt.Axis()
+    """Accuracy against `x`, one line per run (columns run, `x`, accuracy): severity curves and sweeps. An
+    axis of whole numbers (severities) gets a tick at each, not at 0.2, 0.4…"""
+    options = {"format": x_format} if x_format else {}
+    if bool((frame[x] == frame[x].round()).all()):
+        options = {"values": sorted(frame[x].unique().tolist()), "format": x_format or "d"}
+    axis = alt.Axis(**options)
     return (
         alt.Chart(frame)
         .mark_line(point=True)

@@ -348,8 +348,9 @@ def explain_mistake(runs: list[RunInfo], run: RunInfo, shown: pd.DataFrame, imag
     if picked is None:
         return
     row = shown.loc[picked]
+    true, predicted = int(row.true), int(row.predicted)  # a row of mixed columns comes back as floats
     st.markdown(
-        f"**Test digit labelled {row.true}, read as {row.predicted}.** Set the class to {row.true} to see "
+        f"**Test digit labelled {true}, read as {predicted}.** Set the class to {true} to see "
         f"what argued against the right answer."
     )
     explanation(runs, run, images[picked], key="mistake")

@@ -28,7 +28,7 @@ from . import loaders
 
 T = TypeVar("T")
 MCE_COLUMN = f"mCE (vs {BASELINE_RUN})"
-STRIP_DIGITS = 8  # the first test digit of classes 0-7 in the report's digits
+STRIP_DIGITS = 10  # the first test digit of each class in the report's digits
 
 
 def progress_bar(what: str) -> tuple[Callable[[int, int, str], None], Callable[[], None]]:

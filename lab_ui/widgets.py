@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 import torch
 from PIL import Image
@@ -186,3 +187,16 @@ def enlarged(image: torch.Tensor | np.ndarray, side: int) -> Image.Image:
         array = (array.clip(0, 1) * 255).round().astype(np.uint8)
     height, width = array.shape
     return Image.fromarray(array).resize((side, round(side * height / width)), Image.Resampling.NEAREST)
+
+
+def csv_download(frame: pd.DataFrame, file_name: str, key: str) -> None:
+    """A button under a table that downloads it as CSV."""
+    st.download_button(
+        "Download CSV",
+        frame.to_csv(index=False),
+        file_name=file_name,
+        mime="text/csv",
+        icon=":material/download:",
+        key=key,
+        on_click="ignore",
+    )

@@ -1,4 +1,30 @@
-"""The engine of the digit OCR lab: data, models, augmentation, training, evaluation, runs."""
+"""The engine of the digit OCR lab. Every entry point (the CLI `python -m ocr_core`, the app's pages, the
+benchmarks, the tests) calls these same functions; nothing here imports streamlit.
+
+The modules by role:
+
+- base: `errors` (UserError and kin: one-line messages), `data` (MNIST, checked and cached), `models`
+  (the architectures), `metadata` (a run's schema, validated when read), `checkpoints` (run files: atomic
+  saves, and the weights hash every cache of a run is keyed by);
+- training: `augment` (the op table, batched augmentation), `training` (`fit`, the recipes, callbacks),
+  `runs` (train, score, calibrate and save a run in one call; the shipped runs' names);
+- reading: `preprocess` (an image to MNIST's 28x28), `cleanup` (lighting, ruled paper, specks),
+  `calibration` (temperature and the not-a-digit check), `pairs` (the touching-pair reader), `reading`
+  (a whole number: segmentation and recognition);
+- analysis: `evaluation`, `corruptions` (the MNIST-C-style suite), `robustness` (reports, mCE), `sweeps`
+  (accuracy against one op's strength), `explain` (feature maps, attributions), `feature_space` (similar
+  training digits, the test-set map);
+- `cli`: the command line over all of it.
+
+Imports run one way, in this order (a module imports only modules before it): errors; data, models,
+augment, corruptions, cleanup, explain; evaluation, training; metadata (a run records training's config and
+evaluation's class metrics), checkpoints, calibration; preprocess, pairs, reading; runs, robustness, sweeps,
+feature_space; cli.
+
+The headline verbs, as whisper exports its few: `train_run`, `evaluate`, `predict_probabilities`,
+`read_number` (a photo or drawing of a number to its digits), `calibrate_run`, `run_report` (a run's
+robustness report) and `run_sweeps`.
+"""
 
 from .augment import PRESETS, AugmentSpec, augment_images, parse_augment, preview_grid, preview_samples
 from .checkpoints import CheckpointError, RunInfo, RunStore, validate_run_name
@@ -8,7 +34,10 @@ from .evaluation import Evaluation, evaluate, predict_probabilities
 from .metadata import RunMetadata
 from .models import ARCHITECTURES, build_model, multiply_adds, parameter_count
 from .preprocess import ImageError, digit_from_image, load_image, prepare_digit
-from .runs import score, train_run
+from .reading import read_number
+from .robustness import run_report
+from .runs import calibrate_run, score, train_run
+from .sweeps import run_sweeps
 from .training import (
     RECIPES,
     Cadence,
@@ -45,6 +74,7 @@ __all__ = [
     "UserError",
     "augment_images",
     "build_model",
+    "calibrate_run",
     "data_status",
     "digit_from_image",
     "evaluate",
@@ -58,6 +88,9 @@ __all__ = [
     "prepare_digit",
     "preview_grid",
     "preview_samples",
+    "read_number",
+    "run_report",
+    "run_sweeps",
     "score",
     "train_run",
     "validate_run_name",

@@ -178,7 +178,7 @@ def compute_report(
             accuracy[name][severity] = accuracy_on(corrupted)
             done += 1
             if progress:
-                progress(done, total, f"{name} {severity}")
+                progress(done, total, f"{CORRUPTIONS[name].label}, severity {severity}")  # words people read
     return RobustnessReport(
         weights, SUITE_VERSION, len(truth), clean, accuracy, round(time.perf_counter() - started, 2)
     )

@@ -159,7 +159,7 @@ def compute_sweeps(
             accuracy[sweep.name].append(float((predicted == truth).mean()))
             done += 1
             if progress:
-                progress(done, total, f"{sweep.name} {strength:g}")
+                progress(done, total, f"{sweep.label} {strength:g}")  # words people read
     return SweepResult(weights, SWEEP_VERSION, len(truth), accuracy, round(time.perf_counter() - started, 2))
 
 

@@ -252,3 +252,21 @@ def test_a_taken_name_offers_only_what_this_server_allows(app_env, monkeypatch):
     app.run()
     button(app, "Add run").click().run()
     assert "exists already: type another name" in texts(app.error) and "overwrite" not in texts(app.error)
+
+
+def test_evaluate_offers_a_difference_of_two_confusion_matrices_and_csv_of_each_table(app_env):
+    app = open_page("app_pages/evaluate.py")
+    labels = [widget.label for widget in app.get("download_button")]
+    assert labels.count("Download CSV") >= 3, "summary, confusion matrix, per-class table"
+    first = app.session_state["evaluate.inspect"]
+    other = next(name for name in app.dataframe[0].value["run"] if name != first)
+    app.selectbox(key="evaluate.difference_from").set_value(other).run()
+    assert not app.exception
+    assert f"`{first}`'s counts minus `{other}`'s" in texts(app.caption)
+
+
+def test_an_explained_mistake_names_whole_digits(app_env):
+    app = open_page("app_pages/evaluate.py")
+    app.selectbox(key="evaluate.explain_mistake").select_index(1).run()
+    heading = next(text for text in (element.value for element in app.markdown) if "Test digit labelled" in text)
+    assert ".0" not in heading

@@ -10,7 +10,7 @@ from test_app import open_page
 
 from ocr_core.corruptions import CORRUPTIONS
 
-MEAN = "mean of 1-5"
+MEAN = "mean"
 
 
 def test_robustness_page_computes_reports_once_then_shows_them_from_the_cache(app_env):

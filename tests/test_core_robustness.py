@@ -43,8 +43,9 @@ def test_the_report_subset_is_the_first_digits_of_each_class_in_test_order():
 
 def test_a_report_scores_every_corruption_and_severity_and_round_trips(trained, tiny_data):
     heard = []
-    report = run_report("tiny", trained, tiny_data, progress=lambda done, total, label: heard.append((done, total)))
-    assert [done for done, _ in heard] == list(range(1, 77)) and {total for _, total in heard} == {76}
+    report = run_report("tiny", trained, tiny_data, progress=lambda *step: heard.append(step))
+    assert [done for done, _, _ in heard] == list(range(1, 77)) and {total for _, total, _ in heard} == {76}
+    assert heard[1][2] == "Shot noise, severity 1", "progress in the words the page shows, not `shot_noise 1`"
     assert set(report.accuracy) == set(CORRUPTIONS) and all(
         set(by) == set(SEVERITIES) for by in report.accuracy.values()
     )

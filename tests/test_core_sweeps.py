@@ -49,9 +49,10 @@ def test_sweeps_are_scored_at_every_point_and_cached_per_run(store, tiny_data, t
     monkeypatch.setenv("OCR_CACHE_DIR", str(tmp_path / "cache"))
     train_run("tiny", TrainConfig(epochs=1, batch_size=64), store, tiny_data)
     heard, few = [], tiny_data.subset(test=40)  # 73 points: a few digits keep this test quick
-    result = run_sweeps("tiny", store, few, progress=lambda done, total, what: heard.append((done, total)))
+    result = run_sweeps("tiny", store, few, progress=lambda *step: heard.append(step))
     points = sum(len(sweep.strengths) for sweep in SWEEPS.values())
-    assert heard[-1] == (points, points) and len(heard) == points
+    assert heard[-1][:2] == (points, points) and len(heard) == points
+    assert heard[1][2] == f"{SWEEPS['rotate'].label} {SWEEPS['rotate'].strengths[1]:g}", "the axis's words"
     clean = {result.accuracy[name][0] for name in SWEEPS}
     assert len(clean) == 1  # every sweep starts from the same untouched digits
     assert all(0 <= value <= 1 for values in result.accuracy.values() for value in values)

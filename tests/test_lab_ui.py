@@ -174,3 +174,17 @@ def test_the_heatmap_sorts_corruptions_by_the_choice_and_runs_by_their_mean():
     means = {label: (accuracy["a"][label] + accuracy["b"][label]) / 2 for label in labels}
     hardest = heatmap_orders(frame, HARDEST_FIRST)[0]
     assert [means[label] for label in hardest] == sorted(means.values()) and hardest[0] == labels[-1]
+
+
+def test_evaluate_preselects_the_newest_runs_and_adds_new_ones_on_the_next_visit():
+    from types import SimpleNamespace
+
+    from lab_ui.compare import CHOSEN_RUNS, selected_runs
+
+    runs = [SimpleNamespace(name=name, modified=float(age)) for age, name in enumerate("abcdef")]
+    state = {"active_run": "a"}
+    assert selected_runs(runs, state) == ["a", "f", "e", "d"], "the chosen model, then the newest"
+    state[CHOSEN_RUNS] = ["a"]  # the visitor narrowed it down
+    assert selected_runs(runs, state) == ["a"]
+    assert selected_runs([*runs, SimpleNamespace(name="new", modified=9.0)], state) == ["a", "new"]
+    assert selected_runs(runs[:3], {}) == ["a", "b", "c"], "few runs: all of them"

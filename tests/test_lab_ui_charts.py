@@ -47,3 +47,23 @@ def test_a_single_point_curve_is_not_drawn_on_an_axis_zoomed_to_its_decimals(met
     spread = pd.DataFrame({"epoch": [1, 2], "series": ["a", "a"], metric: [0.5, 0.9]})
     scale = charts.curves_chart(spread, metric, metric, colour_by="series").to_dict()["encoding"]["y"]["scale"]
     assert "domain" not in scale
+
+
+def test_the_heatmap_labels_every_corruption_and_writes_light_on_dark_cells():
+    frame = pd.DataFrame(
+        [{"run": "a", "corruption": f"corruption {index}", "accuracy": index / 15} for index in range(15)]
+    )
+    spec = charts.robustness_heatmap(frame, list(frame["corruption"]), ["a"]).to_dict()
+    cells, text = spec["layer"]
+    axis = cells["encoding"]["x"]["axis"]
+    assert axis["labelOverlap"] is False and axis["labelLimit"] == 0
+    colour = text["encoding"]["color"]
+    assert colour["condition"]["value"] == "white" and colour["value"] == "#222"
+
+
+def test_severity_curves_tick_at_whole_severities():
+    frame = pd.DataFrame({"run": ["a"] * 6, "severity": range(6), "accuracy": np.linspace(1, 0.5, 6)})
+    axis = charts.accuracy_lines(frame, "severity", "severity").to_dict()["encoding"]["x"]["axis"]
+    assert axis["values"] == [0, 1, 2, 3, 4, 5] and axis["format"] == "d"
+    sweep = pd.DataFrame({"run": ["a"] * 3, "strength": [0, 0.05, 0.1], "accuracy": [1, 0.9, 0.8]})
+    assert "values" not in charts.accuracy_lines(sweep, "strength", "shift").to_dict()["encoding"]["x"]["axis"]

@@ -2,7 +2,7 @@
 
     OCR_DATA_DIR=/path/to/data python docs/screenshots/make.py [read|robustness]
 
-(`read`, `robustness`: only that page's screenshots.)
+(`read`, `robustness`, `train`: only that page's screenshots.)
 
 Uses the shipped runs (copied to a temp dir, so the demo training leaves nothing behind) and real MNIST;
 needs Debian's chromium at /usr/bin/chromium and the Python playwright package."""
@@ -57,10 +57,10 @@ def train_demo(page) -> None:
     page.get_by_role("spinbutton", name="Epochs").press("Enter")
     shoot(page, "train", 1250)
     page.get_by_role("button", name="Start training").click()
-    page.get_by_text("test images (scored)").first.wait_for(timeout=300_000)
+    page.get_by_text("test images (scored)").first.wait_for(timeout=900_000)  # slow on a loaded machine
     page.wait_for_timeout(3000)  # into the second epoch
     shoot(page, "train-progress", 1000, idle=False)  # while it trains: the page refreshes itself every second
-    page.get_by_text("Saved run").wait_for(timeout=300_000)
+    page.get_by_text("Saved run").wait_for(timeout=900_000)
     shoot(page, "train-result", 1000)
 
 
@@ -101,7 +101,7 @@ def robustness_demo(page) -> None:
     shoot(page, "robustness-strip", 1100)
 
 
-DEMOS = {"read": read_demo, "robustness": robustness_demo}
+DEMOS = {"read": read_demo, "robustness": robustness_demo, "train": train_demo}
 
 
 def main(only: str | None = None) -> None:
