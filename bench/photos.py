@@ -98,12 +98,24 @@ def lighting(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
     return light.astype(np.float32)[..., None]
 
 
-def photograph(sheet: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Light, blur, noise and JPEG, as a phone would: (H, W, 3) uint8."""
+def photograph(sheet: np.ndarray, rng: np.random.Generator, crop_to: np.ndarray | None = None) -> np.ndarray:
+    """Light, blur, noise and JPEG, as a phone would: (H, W, 3) uint8. With `crop_to` (the ink's coverage on
+    the sheet), the photo is then cropped to the ink's box with 0-2 pixels to spare."""
     height, width = sheet.shape[:2]
     angle = rng.normal(0, 3)
     turn = cv2.getRotationMatrix2D((width / 2, height / 2), angle, 1.0)
     sheet = cv2.warpAffine(sheet.astype(np.float32), turn, (width, height), borderMode=cv2.BORDER_REFLECT)
+    box = None
+    if crop_to is not None:
+        ink = cv2.warpAffine(crop_to.astype(np.float32), turn, (width, height)) > 0.3
+        rows, columns = np.flatnonzero(ink.any(1)), np.flatnonzero(ink.any(0))
+        spare = rng.integers(0, 3, 4)
+        box = (
+            max(0, rows[0] - spare[0]),
+            rows[-1] + 1 + spare[1],
+            max(0, columns[0] - spare[2]),
+            columns[-1] + 1 + spare[3],
+        )
     sheet = sheet * lighting(height, width, rng)
     blur = rng.uniform(0, 1.5)
     if blur > 0.3:
@@ -113,7 +125,8 @@ def photograph(sheet: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     Image.fromarray((sheet.clip(0, 1) * 255).round().astype(np.uint8)).save(
         buffer, format="JPEG", quality=int(rng.integers(60, 91))
     )
-    return np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
+    photo = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
+    return photo if box is None else np.ascontiguousarray(photo[box[0] : box[1], box[2] : box[3]])
 
 
 def ink_onto(sheet: np.ndarray, coverage: np.ndarray, rng: np.random.Generator, light_on_dark: bool) -> np.ndarray:
@@ -136,11 +149,18 @@ def pen_width(height: int, rng: np.random.Generator) -> float:
     return max(1.5, height * rng.choice([rng.uniform(0.025, 0.05), rng.uniform(0.05, 0.1), rng.uniform(0.1, 0.16)]))
 
 
-def digit_photo(digit: np.ndarray, label: int, rng: np.random.Generator) -> Photo:
-    """One digit on a sheet, photographed."""
+def digit_photo(
+    digit: np.ndarray, label: int, rng: np.random.Generator, margin: str = "paper", bold: bool = False
+) -> Photo:
+    """One digit on a sheet, photographed. `margin` "paper" leaves a quarter to one digit height of paper
+    around it, "tight" 0-2 pixels (cropped to the ink, as users crop photos and scanners crop to the box);
+    `bold` writes with a marker a seventh to a fifth of the digit's height wide, a little paper around
+    it, so about half of the picture is ink."""
     height = int(rng.integers(60, 260))
-    coverage = pen_strokes(digit, height, pen_width(height, rng))
-    margin = rng.uniform(0.25, 1.0, 4) * height
+    pen = height * rng.uniform(0.14, 0.22) if bold else pen_width(height, rng)
+    coverage = pen_strokes(digit, height, pen)
+    tight = margin == "tight"
+    margin = rng.uniform(0.03, 0.15, 4) * height if bold else rng.uniform(0.25, 1.0, 4) * height
     sheet_height = int(coverage.shape[0] + margin[0] + margin[1])
     sheet_width = int(coverage.shape[1] + margin[2] + margin[3])
     light_on_dark = rng.random() < 0.1
@@ -153,7 +173,8 @@ def digit_photo(digit: np.ndarray, label: int, rng: np.random.Generator) -> Phot
     layer = np.zeros((sheet_height, sheet_width))
     top, left = int(margin[0]), int(margin[2])
     layer[top : top + coverage.shape[0], left : left + coverage.shape[1]] = coverage
-    return Photo(photograph(ink_onto(sheet, layer, rng, light_on_dark), rng), str(label), kind)
+    image = photograph(ink_onto(sheet, layer, rng, light_on_dark), rng, layer if tight else None)
+    return Photo(image, str(label), kind)
 
 
 def closest_rows(
@@ -235,11 +256,33 @@ def number_photo(
     return Photo(photograph(ink_onto(sheet, layer, rng, light_on_dark), rng), text, kind, touching)
 
 
-def digit_photos(images: np.ndarray, labels: np.ndarray, count: int, seed: int) -> list[Photo]:
-    """`count` single-digit photos of randomly chosen digits from `images` (N, 28, 28) uint8."""
+def low_resolution_scan(digit: np.ndarray, label: int, rng: np.random.Generator) -> Photo:
+    """A digit scanned at 8x8 to 32x32 pixels and enlarged smoothly, light on dark, ink touching the frame:
+    the MNIST digit cropped to its ink box, shrunk to the scan's size, enlarged bicubically to 112 pixels."""
+    rows, columns = np.flatnonzero(digit.any(1)), np.flatnonzero(digit.any(0))
+    crop = digit[rows[0] : rows[-1] + 1, columns[0] : columns[-1] + 1].astype(np.float32) / 255
+    side = int(rng.choice(LOW_RESOLUTION_SIDES))
+    scan = cv2.resize(crop, (side, side), interpolation=cv2.INTER_AREA)
+    scan = np.round(scan * 16) / 16 if rng.random() < 0.5 else scan  # 4-bit grey levels, as some scanners keep
+    large = cv2.resize(scan, (112, 112), interpolation=cv2.INTER_CUBIC).clip(0, 1)
+    grey = (large * 255).round().astype(np.uint8)
+    return Photo(np.dstack([grey] * 3), str(label), f"low-res {side}x{side}")
+
+
+LOW_RESOLUTION_SIDES = (8, 12, 16, 24, 32)
+SINGLE_DIGIT_KINDS = ("photo", "tight", "bold", "low-res")
+
+
+def digit_photos(images: np.ndarray, labels: np.ndarray, count: int, seed: int, kind: str = "photo") -> list[Photo]:
+    """`count` single-digit pictures of randomly chosen digits from `images` (N, 28, 28) uint8: photos of a
+    sheet ("photo"), photos cropped to the ink ("tight"), marker digits ("bold") or low-resolution scans
+    ("low-res")."""
     rng = np.random.default_rng(seed)
     chosen = rng.choice(len(images), count, replace=False)
-    return [digit_photo(images[index], int(labels[index]), rng) for index in chosen]
+    if kind == "low-res":
+        return [low_resolution_scan(images[index], int(labels[index]), rng) for index in chosen]
+    margin = "tight" if kind == "tight" else "paper"
+    return [digit_photo(images[index], int(labels[index]), rng, margin, kind == "bold") for index in chosen]
 
 
 def number_photos(
