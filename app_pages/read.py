@@ -82,8 +82,9 @@ def show_result(image: np.ndarray, reading: Reading) -> None:
     if reading.not_digits:
         places = ", ".join(str(index + 1) for index in reading.not_digits)
         st.warning(
-            f"**Digit {places} from the left does not look like a digit** to this run (its features are far "
-            "from every digit it was calibrated on): the text shows the closest digit; check it (red box).",
+            f"**Character {places} from the left does not look like a digit** to this run (its features are "
+            "far from every digit it was calibrated on, or it is one shape rather than two touching digits): the "
+            "text shows it as `?`, never as a digit (red box; the crop's caption gives the closest digit).",
             icon=":material/help:",
         )
     elif all(digit.looks_like_digit is None and not digit.pair for digit in reading.digits):
@@ -108,9 +109,10 @@ def show_result(image: np.ndarray, reading: Reading) -> None:
     for column, digit in zip(columns, reading.digits, strict=True):
         column.image(
             enlarged(digit.model_input, 84),
-            caption=f"{digit.digit} · {digit.confidence:.0%}"
+            caption=(f"? (closest {digit.digit})" if digit.looks_like_digit is False else f"{digit.digit}")
+            + f" · {digit.confidence:.0%}"
             + (" · pair" if digit.pair else " · cut" if digit.split else "")
-            + (" · not a digit?" if digit.looks_like_digit is False else ""),
+            + (" · not a digit" if digit.looks_like_digit is False else ""),
         )
     pairs = [(index, digit) for index, digit in enumerate(reading.digits) if digit.pair][::2]
     if pairs:
@@ -174,6 +176,9 @@ if reading is None or (source == "Draw" and reading.cleanup.empty):
         "there is some ink.",
         icon=":material/gesture:",
     )
+elif reading.problem:
+    st.warning(f"Nothing read: {reading.problem}.", icon=":material/blur_on:")
+    show_pipeline(reading)
 elif not reading.digits:
     st.warning(
         "No digits found in this image: the clean-up left no ink that looks like writing (see the steps below).",

@@ -24,7 +24,7 @@ def annotated(image: np.ndarray, reading: Reading) -> Image.Image:
         strange = digit.looks_like_digit is False
         colour = NOT_A_DIGIT if strange else UNSURE if digit.unsure else SURE
         pen.rectangle([x, y, x + width - 1, y + height - 1], outline=colour, width=line)
-        label = f"{digit.digit}?" if strange else f"{digit.digit}"
+        label = digit.character
         pen.text((x + line, max(0, y - font_size - line)), label, fill=colour, font_size=font_size)
     for mark in reading.marks:
         x, y, width, height = mark.box

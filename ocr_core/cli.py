@@ -218,8 +218,10 @@ def command_calibrate(args: argparse.Namespace) -> int:
 def read_line(entry: dict) -> str:
     if "error" in entry:
         return f"{entry['image']}: error: {entry['error']}"
+    if entry.get("problem"):
+        return f"{entry['image']}: (nothing read: {entry['problem']})"
     strange = [str(index + 1) for index, digit in enumerate(entry["digits"]) if digit["looks_like_digit"] is False]
-    note = f" (digit {', '.join(strange)} from the left does not look like a digit)" if strange else ""
+    note = f" (? = character {', '.join(strange)} from the left does not look like a digit)" if strange else ""
     return f"{entry['image']}: {entry['text'] or '(no digits found)'}{note}"
 
 
@@ -239,9 +241,12 @@ def command_read(args: argparse.Namespace) -> int:
             {
                 "image": path,
                 "text": reading.text,
+                "problem": reading.problem,
                 "digits": [
                     {
-                        "digit": digit.digit,
+                        "character": digit.character,
+                        "digit": None if digit.looks_like_digit is False else digit.digit,
+                        "closest_digit": digit.digit,
                         "confidence": round(digit.confidence, 6),
                         "box": list(digit.box),
                         "looks_like_digit": digit.looks_like_digit,

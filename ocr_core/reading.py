@@ -59,6 +59,10 @@ JOIN_GAP = 0.25  # neighbouring glyphs this close (in digit heights) may be piec
 JOIN_WIDTH = 1.4  # ... when together no wider than this many digit heights
 JOIN_PENALTY = 0.5  # log-probability each join costs, as a cut does
 MAX_JOINED = 3
+# Many pieces of ink far smaller than the picture (a digit of a written number is at least a tenth of a photo
+# of it) are noise (salt and pepper, dust, a scribbled texture), refused rather than read as a long number.
+NOISE_PIECES = 8
+NOISE_HEIGHT = 0.1
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,10 @@ STRANGENESS_PENALTY = 2.0  # ... costs nothing; beyond it, this many log-units p
 # the most touching pairs, and weighing the pair reader's "one digit" against cutting added nothing.
 PAIR_PENALTY = 0.0
 PAIR_WIDTH = 0.7  # glyphs wider than this many digit heights (and tried as cuts) are also read as pairs
+# A pair's digits look like digits when the run's score of its cut's pieces is within this many thresholds (the
+# touching pairs of the tests: 1.09 and 1.45) and no hole of the glyph spans this share of its width.
+PAIR_STRANGENESS = 1.6
+ONE_SHAPE_HOLE = 0.6
 
 
 @dataclass(frozen=True)
@@ -106,6 +114,11 @@ class DigitReading:
         return None if self.strangeness is None else self.strangeness <= 1.0
 
     @property
+    def character(self) -> str:
+        """The digit, or `?` for ink that does not look like a digit to the run."""
+        return "?" if self.looks_like_digit is False else str(self.digit)
+
+    @property
     def unsure(self) -> bool:
         return self.confidence < UNSURE_BELOW or self.looks_like_digit is False
 
@@ -128,10 +141,12 @@ class Reading:
     deskewed: np.ndarray  # bool mask after deskewing
     segments: np.ndarray  # (H, W, 3) uint8: the deskewed mask with each digit's piece coloured
     input_shape: tuple[int, int]
+    problem: str | None = None  # why nothing was read although there is ink (noise), or None
 
     @property
     def text(self) -> str:
-        return "".join(str(digit.digit) for digit in self.digits)
+        """The digits from left to right; a piece that does not look like a digit is `?`, never a digit."""
+        return "".join(digit.character for digit in self.digits)
 
     @property
     def not_digits(self) -> list[int]:
@@ -232,6 +247,14 @@ def joined(group: list[Component]) -> Component:
     for part in group:
         mask[part.top - top : part.bottom - top, part.left - left : part.right - left] |= part.mask
     return Component(left, top, right, bottom, mask)
+
+
+def widest_hole(mask: np.ndarray) -> float:
+    """The width of the widest region of paper enclosed by the ink, as a share of the ink's width."""
+    _, _, stats, _ = cv2.connectedComponentsWithStats((~mask).view(np.uint8), connectivity=4)
+    left, top, width, height = stats[1:, 0], stats[1:, 1], stats[1:, 2], stats[1:, 3]
+    enclosed = (left > 0) & (top > 0) & (left + width < mask.shape[1]) & (top + height < mask.shape[0])
+    return float(width[enclosed].max()) / mask.shape[1] if enclosed.any() else 0.0
 
 
 def writing_height(parts: list[Component]) -> float:
@@ -556,10 +579,10 @@ def read_number(
     cleaned = clean_up(grey)
     scale = shrink * cleaned.scale
 
-    def finish(digits, marks, rotation=0.0, slant=0.0, deskewed=None, segments=None) -> Reading:
+    def finish(digits, marks, rotation=0.0, slant=0.0, deskewed=None, segments=None, problem=None) -> Reading:
         deskewed = cleaned.mask if deskewed is None else deskewed
         segments = np.dstack([deskewed * 90] * 3).astype(np.uint8) if segments is None else segments
-        return Reading(tuple(digits), tuple(marks), cleaned, rotation, slant, deskewed, segments, input_shape)
+        return Reading(tuple(digits), tuple(marks), cleaned, rotation, slant, deskewed, segments, input_shape, problem)
 
     if cleaned.empty:
         return finish([], [])
@@ -572,6 +595,9 @@ def read_number(
     if not parts:
         return finish([], [], rotation, slant, deskewed)
     height = writing_height(parts)
+    if len(parts) >= NOISE_PIECES and height < NOISE_HEIGHT * min(deskewed.shape):
+        problem = f"this looks like noise ({len(parts)} specks scattered over the picture), not writing"
+        return finish([], [], rotation, slant, deskewed, problem=problem)
     baseline = float(np.median([c.bottom for c in parts if c.height >= 0.7 * height]))
     marks, glyphs = [], []
     underlines = [part for part in parts if mark_kind(part, height, baseline) == "underline"]
@@ -606,11 +632,19 @@ def read_number(
     digits = []
     segments = np.dstack([deskewed * 90] * 3).astype(np.uint8)
 
-    def add(row: np.ndarray, piece: Component, index: int, split: bool, glyph: torch.Tensor | None = None) -> None:
+    def add(
+        row: np.ndarray,
+        piece: Component,
+        index: int,
+        split: bool,
+        glyph: torch.Tensor | None = None,
+        strange: float | None = None,
+    ) -> None:
         digit = int(row.argmax())
         region = segments[piece.top : piece.bottom, piece.left : piece.right]
         region[piece.mask] = PALETTE[len(digits) % len(PALETTE)]
-        strange = None if strangeness is None or glyph is not None else float(strangeness[index])
+        if strange is None and strangeness is not None:
+            strange = float(strangeness[index])
         box = to_input_box(transform_back, piece, scale, input_shape)
         digits.append(DigitReading(digit, float(row[digit]), row, box, inputs[index], split, strange, glyph))
 
@@ -627,8 +661,18 @@ def read_number(
                     + np.log(probabilities[starts[index] + 1, right.argmax()] + 1e-9)
                 ),
             )
+            # The pair reader has no not-a-digit signal of its own: its digits pass the run's check on the cut's
+            # pieces, both together, at a threshold for cut pieces (a cut through an overlap leaves each digit a
+            # stroke of the other), and a glyph enclosing a hole across most of its width is one shape, not
+            # two digits side by side (a hollow triangle or square read "11" or "17").
+            first = int(starts[best_cut])
+            strange = None
+            if strangeness is not None:
+                cut_pieces = float(strangeness[first : first + 2].max()) / PAIR_STRANGENESS
+                strange = 2.0 if widest_hole(glyphs[unit.start].mask) > ONE_SHAPE_HOLE else cut_pieces
             for offset, row in enumerate((left, right)):
-                add(row, units[best_cut].pieces[offset], int(starts[best_cut]) + offset, True, glyphs_read[pair_row])
+                piece = units[best_cut].pieces[offset]
+                add(row, piece, first + offset, True, glyphs_read[pair_row], strange)
         else:
             for offset, piece in enumerate(unit.pieces):
                 add(reported[start + offset], piece, start + offset, len(unit.pieces) > 1)

@@ -72,7 +72,7 @@ def test_read_upload_without_digits_says_so(app_env):
 
 def test_read_flags_a_digit_that_does_not_look_like_one(app_env):
     """The run's not-a-digit signal on one piece (forced here: the tiny test runs are not calibrated) shows
-    as a warning naming the digit, a red box and a caption under its crop; the text keeps the closest digit."""
+    as a warning naming the character, a red box and a caption under its crop; the text shows it as ?."""
     from ocr_core import reading
 
     real = reading.read_number
@@ -84,10 +84,11 @@ def test_read_flags_a_digit_that_does_not_look_like_one(app_env):
 
     with mock.patch.object(reading, "read_number", second_is_strange):
         app = open_read_page(wide_drawing(2))
-    assert "Digit 2 from the left does not look like a digit" in texts(app.warning)
-    assert len(next(metric for metric in app.metric if metric.label == "Reading").value) == 2
+    assert "Character 2 from the left does not look like a digit" in texts(app.warning)
+    text = next(metric for metric in app.metric if metric.label == "Reading").value
+    assert len(text) == 2 and text[1] == "?", "a flagged piece shows as ?, never as a digit"
     captions = [caption for image in app.image for caption in image.captions]
-    assert sum("not a digit?" in caption for caption in captions) == 1
+    assert sum("not a digit" in caption and caption.startswith("? (closest") for caption in captions) == 1
 
 
 def test_read_says_when_the_run_cannot_tell_digits_from_other_ink(app_env):
