@@ -454,6 +454,7 @@ def command_preview(args: argparse.Namespace) -> int:
         rows=args.rows,
         columns=args.columns,
         variants_of_first=args.variants,
+        labels=data.train_labels,
     )
     Image.fromarray(grid.numpy()).resize((grid.shape[1] * 3, grid.shape[0] * 3), Image.NEAREST).save(args.output)
     print(f"wrote {args.output}")

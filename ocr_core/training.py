@@ -392,8 +392,9 @@ def fit(
         for batch_indices in order.split(config.batch_size):
             if step >= total_steps or (stop is not None and stop.is_set()):
                 break
-            images = augment_batch(to_float_images(data.train_images[batch_indices]), spec, generator)
-            labels = data.train_labels[batch_indices].to(device)
+            batch_labels = data.train_labels[batch_indices]
+            images = augment_batch(to_float_images(data.train_images[batch_indices]), spec, generator, batch_labels)
+            labels = batch_labels.to(device)
             with autocast(precision, device):
                 logits = model(as_model_input(images.to(device)))
                 loss = F.cross_entropy(logits.float(), labels, label_smoothing=config.label_smoothing)
