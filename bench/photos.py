@@ -51,6 +51,41 @@ def pen_strokes(digit: np.ndarray, height: int, pen: float) -> np.ndarray:
     return coverage[rows[0] : rows[-1] + 1, columns[0] : columns[-1] + 1]
 
 
+def written_form(coverage: np.ndarray, form: str, pen: float, rng: np.random.Generator) -> np.ndarray:
+    """The strokes of a digit as much of the world writes it and MNIST seldom does, drawn with the same pen
+    (this bench's own drawing, independent of the training augmentation's `flag1`, `cross7`, `narrow`):
+    "flag": a 1 with a flag from its top down to the left, and half the time a foot; "cross": a 7 with a bar
+    across its stem; "narrow": any digit condensed to 40-70% of its width."""
+    height = coverage.shape[0]
+    if form == "narrow":
+        width = max(2, round(coverage.shape[1] * rng.uniform(0.4, 0.7)))
+        return cv2.resize(coverage, (width, height), interpolation=cv2.INTER_AREA)
+    pad = int(height * 0.6)
+    canvas = np.pad(coverage, ((pad // 4, pad // 4), (pad, pad))).astype(np.float32)
+    thickness = max(1, round(pen))
+
+    def ink_centre(row: int) -> int:
+        columns = np.flatnonzero(canvas[row] > 0.5)
+        return int(columns.mean()) if len(columns) else canvas.shape[1] // 2
+
+    rows = np.flatnonzero(canvas.max(1) > 0.5)
+    top, bottom = int(rows[0] + pen / 2), int(rows[-1] - pen / 2)
+    if form == "flag":
+        x = ink_centre(top)
+        angle, length = np.radians(rng.uniform(30, 60)), height * rng.uniform(0.3, 0.5)
+        end = (int(x - length * np.cos(angle)), int(top + length * np.sin(angle)))
+        cv2.line(canvas, (x, top), end, 1.0, thickness, cv2.LINE_AA)
+        if rng.random() < 0.5:
+            x, half = ink_centre(bottom), height * rng.uniform(0.25, 0.4)
+            cv2.line(canvas, (int(x - half), bottom), (int(x + half), bottom), 1.0, thickness, cv2.LINE_AA)
+    elif form == "cross":
+        row = int(top + (bottom - top) * rng.uniform(0.45, 0.6))
+        x, half = ink_centre(row), height * rng.uniform(0.2, 0.3)
+        cv2.line(canvas, (int(x - half), row), (int(x + half), row), 1.0, thickness, cv2.LINE_AA)
+    rows, columns = np.flatnonzero(canvas.any(1)), np.flatnonzero(canvas.any(0))
+    return canvas[rows[0] : rows[-1] + 1, columns[0] : columns[-1] + 1]
+
+
 def paper_sheet(height: int, width: int, rng: np.random.Generator, kind: str, unit: float) -> np.ndarray:
     """(H, W, 3) float paper of a kind, with printed lines spaced relative to `unit` (the digits' height)."""
     tone = rng.uniform(0.78, 0.97)
@@ -150,15 +185,22 @@ def pen_width(height: int, rng: np.random.Generator) -> float:
 
 
 def digit_photo(
-    digit: np.ndarray, label: int, rng: np.random.Generator, margin: str = "paper", bold: bool = False
+    digit: np.ndarray,
+    label: int,
+    rng: np.random.Generator,
+    margin: str = "paper",
+    bold: bool = False,
+    form: str | None = None,
 ) -> Photo:
     """One digit on a sheet, photographed. `margin` "paper" leaves a quarter to one digit height of paper
     around it, "tight" 0-2 pixels (cropped to the ink, as users crop photos and scanners crop to the box);
     `bold` writes with a marker a seventh to a fifth of the digit's height wide, a little paper around
-    it, so about half of the picture is ink."""
+    it, so about half of the picture is ink; `form` is a `written_form`."""
     height = int(rng.integers(60, 260))
     pen = height * rng.uniform(0.14, 0.22) if bold else pen_width(height, rng)
     coverage = pen_strokes(digit, height, pen)
+    if form is not None:
+        coverage = written_form(coverage, form, pen, rng)
     tight = margin == "tight"
     margin = rng.uniform(0.03, 0.15, 4) * height if bold else rng.uniform(0.25, 1.0, 4) * height
     sheet_height = int(coverage.shape[0] + margin[0] + margin[1])
@@ -270,15 +312,20 @@ def low_resolution_scan(digit: np.ndarray, label: int, rng: np.random.Generator)
 
 
 LOW_RESOLUTION_SIDES = (8, 12, 16, 24, 32)
-SINGLE_DIGIT_KINDS = ("photo", "tight", "bold", "low-res")
+SINGLE_DIGIT_KINDS = ("photo", "tight", "bold", "low-res", "flagged 1s", "crossed 7s", "narrow")
+FORMS = {"flagged 1s": ("flag", 1), "crossed 7s": ("cross", 7), "narrow": ("narrow", None)}
 
 
 def digit_photos(images: np.ndarray, labels: np.ndarray, count: int, seed: int, kind: str = "photo") -> list[Photo]:
     """`count` single-digit pictures of randomly chosen digits from `images` (N, 28, 28) uint8: photos of a
-    sheet ("photo"), photos cropped to the ink ("tight"), marker digits ("bold") or low-resolution scans
-    ("low-res")."""
+    sheet ("photo"), photos cropped to the ink ("tight"), marker digits ("bold"), low-resolution scans
+    ("low-res"), or photos of 1s with a flag, 7s with a bar, condensed digits (see `written_form`)."""
     rng = np.random.default_rng(seed)
-    chosen = rng.choice(len(images), count, replace=False)
+    form, only = FORMS.get(kind, (None, None))
+    pool = np.arange(len(images)) if only is None else np.flatnonzero(labels == only)
+    chosen = pool[rng.choice(len(pool), min(count, len(pool)), replace=False)]
+    if form is not None:
+        return [digit_photo(images[index], int(labels[index]), rng, form=form) for index in chosen]
     if kind == "low-res":
         return [low_resolution_scan(images[index], int(labels[index]), rng) for index in chosen]
     margin = "tight" if kind == "tight" else "paper"
