@@ -1,5 +1,8 @@
 """Write or upload a whole number and watch the OCR pipeline read it, step by step."""
 
+import csv
+import io
+
 import numpy as np
 import streamlit as st
 from torch import nn
@@ -68,7 +71,33 @@ def pair_reader() -> nn.Module | None:
         return None
 
 
+def show_lines(reading: Reading) -> None:
+    """Several lines of writing (a short list): one reading per line, in order, and a CSV of them."""
+    st.metric("Reading", f"{len(reading.lines)} lines", border=True)
+    table = [{"line": index + 1, "reading": text} for index, text in enumerate(reading.lines)]
+    st.dataframe(table, hide_index=True, width="stretch")
+    rows = io.StringIO()
+    writer = csv.DictWriter(rows, fieldnames=["line", "reading"])
+    writer.writeheader()
+    writer.writerows(table)
+    st.download_button(
+        "Download the lines as CSV",
+        rows.getvalue(),
+        file_name="reading.csv",
+        mime="text/csv",
+        icon=":material/download:",
+    )
+
+
 def show_result(image: np.ndarray, reading: Reading) -> None:
+    if len(reading.lines) > 1:
+        show_lines(reading)
+    else:
+        show_text(reading)
+    show_boxes(image, reading)
+
+
+def show_text(reading: Reading) -> None:
     text_column, copy_column = st.columns([1, 2], vertical_alignment="bottom")
     text_column.metric("Reading", reading.text, border=True)
     with copy_column:
@@ -79,6 +108,9 @@ def show_result(image: np.ndarray, reading: Reading) -> None:
             + (f" (below {UNSURE_BELOW:.0%}: check it)." if weakest.confidence < UNSURE_BELOW else ".")
         )
         st.caption(f"Copy the text with the button on the right. {note}")
+
+
+def show_boxes(image: np.ndarray, reading: Reading) -> None:
     if reading.not_digits:
         places = ", ".join(str(index + 1) for index in reading.not_digits)
         st.warning(

@@ -222,7 +222,8 @@ def read_line(entry: dict) -> str:
         return f"{entry['image']}: (nothing read: {entry['problem']})"
     strange = [str(index + 1) for index, digit in enumerate(entry["digits"]) if digit["looks_like_digit"] is False]
     note = f" (? = character {', '.join(strange)} from the left does not look like a digit)" if strange else ""
-    return f"{entry['image']}: {entry['text'] or '(no digits found)'}{note}"
+    text = " / ".join(entry["lines"])  # several lines of writing, from the top
+    return f"{entry['image']}: {text or '(no digits found)'}{note}"
 
 
 def command_read(args: argparse.Namespace) -> int:
@@ -241,6 +242,7 @@ def command_read(args: argparse.Namespace) -> int:
             {
                 "image": path,
                 "text": reading.text,
+                "lines": reading.lines,
                 "problem": reading.problem,
                 "digits": [
                     {
@@ -251,6 +253,7 @@ def command_read(args: argparse.Namespace) -> int:
                         "box": list(digit.box),
                         "looks_like_digit": digit.looks_like_digit,
                         "pair": digit.pair,
+                        "line": digit.line,
                     }
                     for digit in reading.digits
                 ],

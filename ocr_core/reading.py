@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import threading
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import pairwise
 
 import cv2
@@ -59,6 +59,7 @@ JOIN_GAP = 0.25  # neighbouring glyphs this close (in digit heights) may be piec
 JOIN_WIDTH = 1.4  # ... when together no wider than this many digit heights
 JOIN_PENALTY = 0.5  # log-probability each join costs, as a cut does
 MAX_JOINED = 3
+LINE_SHARE = 0.4  # a run of inked rows this share of the tallest run's height is a line of writing of its own
 # Many pieces of ink far smaller than the picture (a digit of a written number is at least a tenth of a photo
 # of it) are noise (salt and pepper, dust, a scribbled texture), refused rather than read as a long number.
 NOISE_PIECES = 8
@@ -104,6 +105,7 @@ class DigitReading:
     # (pairs.pair_input). The probabilities are then the pair reader's for this side, and the box and crop
     # are those of the glyph's cut that the run reads most like the pair.
     pair_input: torch.Tensor | None = None
+    line: int = 0  # which line of writing, from the top
 
     @property
     def pair(self) -> bool:
@@ -129,6 +131,7 @@ class Mark:
 
     kind: str
     box: tuple[int, int, int, int]  # in the input image
+    line: int = 0
 
 
 @dataclass(frozen=True)
@@ -144,9 +147,16 @@ class Reading:
     problem: str | None = None  # why nothing was read although there is ink (noise), or None
 
     @property
+    def lines(self) -> list[str]:
+        """The text of each line of writing, from the top: its digits from left to right; a piece that does
+        not look like a digit is `?`, never a digit."""
+        count = max((digit.line for digit in self.digits), default=0) + 1 if self.digits else 0
+        return ["".join(digit.character for digit in self.digits if digit.line == line) for line in range(count)]
+
+    @property
     def text(self) -> str:
-        """The digits from left to right; a piece that does not look like a digit is `?`, never a digit."""
-        return "".join(digit.character for digit in self.digits)
+        """The lines' texts, one per line (a single line: its digits, as ever)."""
+        return "\n".join(self.lines)
 
     @property
     def not_digits(self) -> list[int]:
@@ -255,6 +265,27 @@ def widest_hole(mask: np.ndarray) -> float:
     left, top, width, height = stats[1:, 0], stats[1:, 1], stats[1:, 2], stats[1:, 3]
     enclosed = (left > 0) & (top > 0) & (left + width < mask.shape[1]) & (top + height < mask.shape[0])
     return float(width[enclosed].max()) / mask.shape[1] if enclosed.any() else 0.0
+
+
+def text_lines(mask: np.ndarray) -> list[tuple[int, int]]:
+    """The rows (top, bottom) of each line of writing: the runs of rows with ink, those lower than LINE_SHARE
+    of the tallest run (a detached bar, a dot, an underline) joined to the nearest line."""
+    rows = mask.any(1)
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], rows.astype(np.int8), [0]])))
+    runs = list(zip(edges[::2], edges[1::2], strict=True))
+    if len(runs) <= 1:
+        return [(0, mask.shape[0])]
+    tallest = max(bottom - top for top, bottom in runs)
+    lines = [list(run) for run in runs if run[1] - run[0] >= LINE_SHARE * tallest]
+    for top, bottom in runs:
+        if bottom - top < LINE_SHARE * tallest:
+            nearest = min(lines, key=lambda line: max(line[0] - bottom, top - line[1], 0))
+            nearest[0], nearest[1] = min(nearest[0], top), max(nearest[1], bottom)
+    if len(lines) == 1:
+        return [(0, mask.shape[0])]
+    # each line's band reaches halfway to its neighbours, so nothing between them is lost
+    cuts = [0] + [(above[1] + below[0]) // 2 for above, below in pairwise(lines)] + [mask.shape[0]]
+    return list(pairwise(cuts))
 
 
 def writing_height(parts: list[Component]) -> float:
@@ -586,94 +617,127 @@ def read_number(
 
     if cleaned.empty:
         return finish([], [])
-    transform, size, rotation, slant = deskew_transform(cleaned.mask)
-    deskewed = cv2.warpAffine(cleaned.mask.view(np.uint8), transform, size, flags=cv2.INTER_NEAREST).astype(bool)
-    transform_back = cv2.invertAffineTransform(transform)
 
-    smallest = MIN_WRITING * min(cleaned.mask.shape)
-    parts = [part for part in components(deskewed) if max(part.height, part.width) >= smallest]
-    if not parts:
-        return finish([], [], rotation, slant, deskewed)
-    height = writing_height(parts)
-    if len(parts) >= NOISE_PIECES and height < NOISE_HEIGHT * min(deskewed.shape):
-        problem = f"this looks like noise ({len(parts)} specks scattered over the picture), not writing"
-        return finish([], [], rotation, slant, deskewed, problem=problem)
-    baseline = float(np.median([c.bottom for c in parts if c.height >= 0.7 * height]))
-    marks, glyphs = [], []
-    underlines = [part for part in parts if mark_kind(part, height, baseline) == "underline"]
-    for part in underlines:
-        marks.append(Mark("underline", to_input_box(transform_back, part, scale, input_shape)))
-    for group in group_pieces([part for part in parts if not any(part is u for u in underlines)], height):
-        kind = mark_kind(group, height, baseline)
-        if kind is None:
-            glyphs.append(group)
-        else:
-            marks.append(Mark(kind, to_input_box(transform_back, group, scale, input_shape)))
+    def read_line(mask: np.ndarray, top: int) -> tuple:
+        """(digits, marks, rotation, slant, deskewed, segments, problem) of one line of writing: the rows
+        from `top` of the cleaned-up mask."""
+        transform, size, rotation, slant = deskew_transform(mask)
+        deskewed = cv2.warpAffine(mask.view(np.uint8), transform, size, flags=cv2.INTER_NEAREST).astype(bool)
+        transform_back = cv2.invertAffineTransform(transform)
+        transform_back[1, 2] += top  # the line's rows back to the whole picture's
 
-    prior = CALIBRATED_CUTS if calibration else UNCALIBRATED_CUTS
-    units = candidate_units(glyphs, height, prior, pairs=pair_model is not None)
-    pieces = [piece for unit in units for piece in unit.pieces]
-    inputs = torch.stack([mnist_input(piece.mask) for piece in pieces]) if pieces else torch.zeros(0, 28, 28)
-    glyphs_read = [pair_input(glyphs[unit.start].mask) for unit in units if unit.pair]
-    with one_thread():
-        features = features_of(model, inputs)
-        logits = logits_of(model, features)
-        strangeness = calibration.detector.scores(features) / calibration.detector.threshold if calibration else None
-        probabilities = softmax(logits)  # the segmentation is judged on the plain softmax, whatever the calibration
-        reported = softmax(logits, calibration.temperature) if calibration else probabilities
-        pairs = (
-            predict_probabilities(pair_model, torch.stack(glyphs_read))
-            if glyphs_read
-            else np.zeros((0, SINGLE + 1), np.float32)
-        )
-    starts = np.cumsum([0] + [len(unit.pieces) for unit in units])[:-1]
-    pair_rows = np.cumsum([unit.pair for unit in units]) - 1
-    scores = unit_scores(units, probabilities, strangeness, pairs, height, prior)
-    digits = []
-    segments = np.dstack([deskewed * 90] * 3).astype(np.uint8)
+        smallest = MIN_WRITING * min(cleaned.mask.shape)
+        parts = [part for part in components(deskewed) if max(part.height, part.width) >= smallest]
+        if not parts:
+            return [], [], rotation, slant, deskewed, np.dstack([deskewed * 90] * 3).astype(np.uint8), None
+        height = writing_height(parts)
+        if len(parts) >= NOISE_PIECES and height < NOISE_HEIGHT * min(deskewed.shape):
+            problem = f"this looks like noise ({len(parts)} specks scattered over the picture), not writing"
+            return [], [], rotation, slant, deskewed, np.dstack([deskewed * 90] * 3).astype(np.uint8), problem
+        baseline = float(np.median([c.bottom for c in parts if c.height >= 0.7 * height]))
+        marks, glyphs = [], []
+        underlines = [part for part in parts if mark_kind(part, height, baseline) == "underline"]
+        for part in underlines:
+            marks.append(Mark("underline", to_input_box(transform_back, part, scale, input_shape)))
+        for group in group_pieces([part for part in parts if not any(part is u for u in underlines)], height):
+            kind = mark_kind(group, height, baseline)
+            if kind is None:
+                glyphs.append(group)
+            else:
+                marks.append(Mark(kind, to_input_box(transform_back, group, scale, input_shape)))
 
-    def add(
-        row: np.ndarray,
-        piece: Component,
-        index: int,
-        split: bool,
-        glyph: torch.Tensor | None = None,
-        strange: float | None = None,
-    ) -> None:
-        digit = int(row.argmax())
-        region = segments[piece.top : piece.bottom, piece.left : piece.right]
-        region[piece.mask] = PALETTE[len(digits) % len(PALETTE)]
-        if strange is None and strangeness is not None:
-            strange = float(strangeness[index])
-        box = to_input_box(transform_back, piece, scale, input_shape)
-        digits.append(DigitReading(digit, float(row[digit]), row, box, inputs[index], split, strange, glyph))
-
-    for chosen in best_path(units, scores, len(glyphs)):
-        unit, start = units[chosen], int(starts[chosen])
-        if unit.pair:  # each digit's box and crop: the glyph's cut whose pieces the run reads most like the pair
-            pair_row = pair_rows[chosen]
-            left, right = pair_marginals(pairs[pair_row])
-            cuts = [index for index, other in enumerate(units) if other.start == unit.start and len(other.pieces) == 2]
-            best_cut = max(
-                cuts,
-                key=lambda index: (
-                    np.log(probabilities[starts[index], left.argmax()] + 1e-9)
-                    + np.log(probabilities[starts[index] + 1, right.argmax()] + 1e-9)
-                ),
+        prior = CALIBRATED_CUTS if calibration else UNCALIBRATED_CUTS
+        units = candidate_units(glyphs, height, prior, pairs=pair_model is not None)
+        pieces = [piece for unit in units for piece in unit.pieces]
+        inputs = torch.stack([mnist_input(piece.mask) for piece in pieces]) if pieces else torch.zeros(0, 28, 28)
+        glyphs_read = [pair_input(glyphs[unit.start].mask) for unit in units if unit.pair]
+        with one_thread():
+            features = features_of(model, inputs)
+            logits = logits_of(model, features)
+            strangeness = (
+                calibration.detector.scores(features) / calibration.detector.threshold if calibration else None
             )
-            # The pair reader has no not-a-digit signal of its own: its digits pass the run's check on the cut's
-            # pieces, both together, at a threshold for cut pieces (a cut through an overlap leaves each digit a
-            # stroke of the other), and a glyph enclosing a hole across most of its width is one shape, not
-            # two digits side by side (a hollow triangle or square read "11" or "17").
-            first = int(starts[best_cut])
-            strange = None
-            if strangeness is not None:
-                cut_pieces = float(strangeness[first : first + 2].max()) / PAIR_STRANGENESS
-                strange = 2.0 if widest_hole(glyphs[unit.start].mask) > ONE_SHAPE_HOLE else cut_pieces
-            for offset, row in enumerate((left, right)):
-                piece = units[best_cut].pieces[offset]
-                add(row, piece, first + offset, True, glyphs_read[pair_row], strange)
-        else:
-            for offset, piece in enumerate(unit.pieces):
-                add(reported[start + offset], piece, start + offset, len(unit.pieces) > 1)
-    return finish(digits, marks, rotation, slant, deskewed, segments)
+            probabilities = softmax(logits)  # the segmentation is judged on the plain softmax, whatever the calibration
+            reported = softmax(logits, calibration.temperature) if calibration else probabilities
+            pairs = (
+                predict_probabilities(pair_model, torch.stack(glyphs_read))
+                if glyphs_read
+                else np.zeros((0, SINGLE + 1), np.float32)
+            )
+        starts = np.cumsum([0] + [len(unit.pieces) for unit in units])[:-1]
+        pair_rows = np.cumsum([unit.pair for unit in units]) - 1
+        scores = unit_scores(units, probabilities, strangeness, pairs, height, prior)
+        digits = []
+        segments = np.dstack([deskewed * 90] * 3).astype(np.uint8)
+
+        def add(
+            row: np.ndarray,
+            piece: Component,
+            index: int,
+            split: bool,
+            glyph: torch.Tensor | None = None,
+            strange: float | None = None,
+        ) -> None:
+            digit = int(row.argmax())
+            region = segments[piece.top : piece.bottom, piece.left : piece.right]
+            region[piece.mask] = PALETTE[len(digits) % len(PALETTE)]
+            if strange is None and strangeness is not None:
+                strange = float(strangeness[index])
+            box = to_input_box(transform_back, piece, scale, input_shape)
+            digits.append(DigitReading(digit, float(row[digit]), row, box, inputs[index], split, strange, glyph))
+
+        for chosen in best_path(units, scores, len(glyphs)):
+            unit, start = units[chosen], int(starts[chosen])
+            if unit.pair:  # each digit's box and crop: the glyph's cut whose pieces the run reads most like the pair
+                pair_row = pair_rows[chosen]
+                left, right = pair_marginals(pairs[pair_row])
+                cuts = [
+                    index for index, other in enumerate(units) if other.start == unit.start and len(other.pieces) == 2
+                ]
+                best_cut = max(
+                    cuts,
+                    key=lambda index: (
+                        np.log(probabilities[starts[index], left.argmax()] + 1e-9)
+                        + np.log(probabilities[starts[index] + 1, right.argmax()] + 1e-9)
+                    ),
+                )
+                # The pair reader has no not-a-digit signal of its own: its digits pass the run's check on the cut's
+                # pieces, both together, at a threshold for cut pieces (a cut through an overlap leaves each digit a
+                # stroke of the other), and a glyph enclosing a hole across most of its width is one shape, not
+                # two digits side by side (a hollow triangle or square read "11" or "17").
+                first = int(starts[best_cut])
+                strange = None
+                if strangeness is not None:
+                    cut_pieces = float(strangeness[first : first + 2].max()) / PAIR_STRANGENESS
+                    strange = 2.0 if widest_hole(glyphs[unit.start].mask) > ONE_SHAPE_HOLE else cut_pieces
+                for offset, row in enumerate((left, right)):
+                    piece = units[best_cut].pieces[offset]
+                    add(row, piece, first + offset, True, glyphs_read[pair_row], strange)
+            else:
+                for offset, piece in enumerate(unit.pieces):
+                    add(reported[start + offset], piece, start + offset, len(unit.pieces) > 1)
+        return digits, marks, rotation, slant, deskewed, segments, None
+
+    bands = text_lines(cleaned.mask)
+    if len(bands) == 1:
+        return finish(*read_line(cleaned.mask, 0))
+    read = [read_line(cleaned.mask[top:bottom], top) for top, bottom in bands]
+    problems = [line[6] for line in read if line[6]]
+    width = max(line[4].shape[1] for line in read)
+
+    def stacked(images: list[np.ndarray]) -> np.ndarray:
+        return np.concatenate(
+            [np.pad(im, ((0, 4), (0, width - im.shape[1])) + ((0, 0),) * (im.ndim - 2)) for im in images]
+        )
+
+    digits = [replace(digit, line=index) for index, line in enumerate(read) for digit in line[0]]
+    marks = [replace(mark, line=index) for index, line in enumerate(read) for mark in line[1]]
+    return finish(
+        digits,
+        marks,
+        float(np.median([line[2] for line in read])),
+        float(np.median([line[3] for line in read])),
+        stacked([line[4] for line in read]),
+        stacked([line[5] for line in read]),
+        problems[0] if problems and not digits else None,
+    )

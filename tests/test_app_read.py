@@ -127,3 +127,17 @@ def test_read_without_a_loadable_pair_reader_warns_and_reads_with_cuts(app_env):
     assert "Touching digits are only cut" in texts(app.warning)
     assert next(metric for metric in app.metric if metric.label == "Reading").value.isdigit()
     assert "Touching digits read whole" not in texts(app.markdown)
+
+
+def test_read_shows_a_short_list_line_by_line_with_a_csv(app_env):
+    """Two lines of writing on the canvas: one reading per line in a table, and the lines as CSV."""
+    image = np.zeros((280, 840, 4), np.uint8)
+    image[..., 3] = 255
+    lines = np.concatenate([wide_drawing(2)[::2], wide_drawing(3)[::2]])  # "17" over "171", half height each
+    image[: lines.shape[0]] = lines
+    app = open_read_page(image)
+    assert next(metric for metric in app.metric if metric.label == "Reading").value == "2 lines"
+    table = app.dataframe[0].value
+    assert list(table["line"]) == [1, 2] and all(len(text) in (2, 3) for text in table["reading"])
+    assert [len(text) for text in table["reading"]] == [2, 3]
+    assert any("CSV" in button.label for button in app.get("download_button"))

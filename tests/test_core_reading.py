@@ -350,6 +350,35 @@ def test_salt_and_pepper_noise_is_refused_as_noise():
     assert reading.text == "" and "noise" in reading.problem
 
 
+def written_lines(*numbers: str) -> np.ndarray:
+    """Numbers written one under the other (a short list), each line on its own strip of the sheet."""
+    strips = []
+    for number in numbers:
+        image, pen = sheet(700, 240)
+        draw_number(pen, [60 + 160 * index for index in range(len(number))], number)
+        strips.append(np.asarray(image))
+    return np.concatenate(strips)
+
+
+def test_a_short_list_is_read_line_by_line_in_order():
+    reading = read_number(written_lines("7101", "170"), best(), calibration(), shipped_pair_reader())
+    assert reading.lines == ["7101", "170"]
+    assert reading.text == "7101\n170"
+    assert [digit.line for digit in reading.digits] == [0, 0, 0, 0, 1, 1, 1]
+    second = [digit.box for digit in reading.digits if digit.line == 1]
+    assert all(box[1] >= 240 for box in second), "boxes in the whole picture's rows"
+    three = read_number(written_lines("17", "0", "711"), best(), calibration(), shipped_pair_reader())
+    assert three.lines == ["17", "0", "711"]
+
+
+def test_one_line_is_read_as_one_line():
+    image, pen = sheet(700, 240)
+    draw_number(pen, [60, 220, 380, 540], "7101")
+    pen.line([(240, 20), (330, 20)], fill=INK, width=8)  # a stroke above the digits, apart from them
+    reading = read_number(np.asarray(image), best(), calibration())
+    assert len(reading.lines) == 1 and "\n" not in reading.text
+
+
 def test_reading_leaves_torch_threads_as_they_were():
     threads = torch.get_num_threads()
     image, pen = sheet(400, 240)
@@ -421,6 +450,17 @@ def test_cli_read_json_shows_a_flagged_piece_as_a_question_mark_and_noise_as_a_p
     assert [entry["character"] for entry in cross["digits"]] == ["7", "1", "?"]
     assert cross["digits"][2]["digit"] is None and cross["digits"][2]["closest_digit"] in range(10)
     assert refused["text"] == "" and "noise" in refused["problem"] and refused["digits"] == []
+
+
+def test_cli_read_json_has_one_reading_per_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("OCR_CHECKPOINT_DIR", str(SHIPPED))
+    Image.fromarray(written_lines("71", "170")).save(tmp_path / "list.png")
+    assert main(["read", "best", str(tmp_path / "list.png"), "--json"]) == 0
+    (entry,) = json.loads(capsys.readouterr().out)
+    assert entry["lines"] == ["71", "170"] and entry["text"] == "71\n170"
+    assert [digit["line"] for digit in entry["digits"]] == [0, 0, 1, 1, 1]
+    assert main(["read", "best", str(tmp_path / "list.png")]) == 0
+    assert capsys.readouterr().out.strip() == f"{tmp_path / 'list.png'}: 71 / 170"
 
 
 def test_overlapping_readers_give_torch_its_threads_back_when_the_last_is_done():
