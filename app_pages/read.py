@@ -121,8 +121,10 @@ def show_boxes(image: np.ndarray, reading: Reading) -> None:
         )
     elif all(digit.looks_like_digit is None and not digit.pair for digit in reading.digits):
         st.caption("This run is not calibrated: it cannot tell whether a piece of ink is a digit at all.")
-    if reading.marks:
-        kinds = [mark.kind for mark in reading.marks]
+    if any(mark.character for mark in reading.marks):
+        st.caption("Separators (. , - / :) are characters of the text (blue boxes).")
+    if any(not mark.character for mark in reading.marks):
+        kinds = [mark.kind for mark in reading.marks if not mark.character]
         st.caption(
             "Ignored as not digits: "
             + ", ".join(f"{kinds.count(kind)} {kind}{'s' * (kinds.count(kind) > 1)}" for kind in dict.fromkeys(kinds))

@@ -243,6 +243,11 @@ def command_read(args: argparse.Namespace) -> int:
                 "image": path,
                 "text": reading.text,
                 "lines": reading.lines,
+                "separators": [
+                    {"character": mark.character, "box": list(mark.box), "line": mark.line}
+                    for mark in reading.marks
+                    if mark.character
+                ],
                 "problem": reading.problem,
                 "digits": [
                     {

@@ -59,6 +59,11 @@ JOIN_GAP = 0.25  # neighbouring glyphs this close (in digit heights) may be piec
 JOIN_WIDTH = 1.4  # ... when together no wider than this many digit heights
 JOIN_PENALTY = 0.5  # log-probability each join costs, as a cut does
 MAX_JOINED = 3
+SEPARATORS = {"-": "dash", "/": "slash", ":": "colon", ".": "period", ",": "comma"}
+DASH_WIDTH = (0.25, 1.2)  # a dash is this many digit heights wide ...
+DASH_HEIGHT = 0.25  # ... at most this high, and lies at mid-height
+SLASH_SLOPE = 0.4  # a slash leans at least this far from vertical (dx/dy): about 22 degrees
+SLASH_ELONGATION = 3.0  # ... and is one straight stroke: its principal axes differ this much
 LINE_SHARE = 0.4  # a run of inked rows this share of the tallest run's height is a line of writing of its own
 # Many pieces of ink far smaller than the picture (a digit of a written number is at least a tenth of a photo
 # of it) are noise (salt and pepper, dust, a scribbled texture), refused rather than read as a long number.
@@ -125,13 +130,20 @@ class DigitReading:
         return self.confidence < UNSURE_BELOW or self.looks_like_digit is False
 
 
+def centre_x(item: tuple) -> float:
+    box = item[1]
+    return box[0] + box[2] / 2
+
+
 @dataclass(frozen=True)
 class Mark:
-    """Ink that is not a digit: a dot, a comma or an underline."""
+    """Ink that is not a digit: a separator (period, comma, dash, slash, colon), a dot above the line or an
+    underline."""
 
     kind: str
     box: tuple[int, int, int, int]  # in the input image
     line: int = 0
+    character: str | None = None  # a separator of the number's text (. , - / :), or None (an underline, a dot)
 
 
 @dataclass(frozen=True)
@@ -150,8 +162,13 @@ class Reading:
     def lines(self) -> list[str]:
         """The text of each line of writing, from the top: its digits from left to right; a piece that does
         not look like a digit is `?`, never a digit."""
-        count = max((digit.line for digit in self.digits), default=0) + 1 if self.digits else 0
-        return ["".join(digit.character for digit in self.digits if digit.line == line) for line in range(count)]
+        characters = [(digit.line, digit.box, digit.character) for digit in self.digits]
+        characters += [(mark.line, mark.box, mark.character) for mark in self.marks if mark.character]
+        count = max((digit.line for digit in self.digits), default=-1) + 1
+        return [
+            "".join(c for _, _, c in sorted((item for item in characters if item[0] == line), key=centre_x))
+            for line in range(count)
+        ]
 
     @property
     def text(self) -> str:
@@ -565,11 +582,67 @@ def to_input_box(
 def mark_kind(part: Component, height: float, baseline: float) -> str | None:
     if part.width >= UNDERLINE_WIDTH * height and part.height <= UNDERLINE_HEIGHT * height:
         return "underline"
-    if part.width <= MARK_SIZE * height and part.height <= MARK_SIZE * height * 1.8:
+    if small(part, height):
         if part.top >= baseline - MARK_SIZE * height:  # down on the line: punctuation
-            return "comma" if part.height > 1.5 * part.width else "dot"
+            return "comma" if part.height > 1.5 * part.width else "period"
         return "dot"
     return None
+
+
+def small(part: Component, height: float) -> bool:
+    return part.width <= MARK_SIZE * height and part.height <= MARK_SIZE * height * 1.8
+
+
+def slope_from_vertical(part: Component) -> float:
+    """How far the ink's principal axis leans from vertical (dx/dy, positive: its top to the right), and 0
+    when the ink is not clearly one straight stroke."""
+    rows, columns = np.nonzero(part.mask)
+    if len(rows) < 3:
+        return 0.0
+    covariance = np.cov(np.vstack([columns, rows]).astype(np.float64))
+    low, high = np.linalg.eigvalsh(covariance)
+    if high < SLASH_ELONGATION**2 * max(low, 1e-9):
+        return 0.0
+    return float(-covariance[0, 1] / covariance[1, 1]) if covariance[1, 1] > 0 else 0.0
+
+
+def separators(parts: list[Component], height: float, baseline: float, slant: float) -> dict[int, str]:
+    """The parts (by index) that are separators of a number, not digits: a colon (two small marks one over
+    the other, the lower on the line), a dash (a short flat stroke at mid-height) and a slash (a straight
+    stroke as tall as the digits leaning at least SLASH_SLOPE from vertical as written,
+    and still half that once the writing's `slant` is undone, so an italic 1 stays a 1); neither overlapped
+    by other ink (a 7's stem under its bar, a 5's bar over its body)."""
+    found: dict[int, str] = {}
+    for index, part in enumerate(parts):
+        others = [other for other in parts if other is not part]
+        alone = all(overlap(part, other) < PIECE_OVERLAP for other in others if not small(other, height))
+        middle = (part.top + part.bottom) / 2
+        if (
+            alone
+            and DASH_WIDTH[0] * height <= part.width <= DASH_WIDTH[1] * height
+            and part.height <= min(DASH_HEIGHT * height, part.width / 2)
+            and baseline - 0.8 * height <= middle <= baseline - 0.2 * height
+        ):
+            found[index] = "-"
+        elif alone and part.height >= 0.7 * height and part.width >= 0.25 * height:
+            slope = slope_from_vertical(part)  # after deskewing; as written, the slant removed comes back
+            if slope >= SLASH_SLOPE / 2 and slope - slant >= SLASH_SLOPE:
+                found[index] = "/"
+    marks = [index for index, part in enumerate(parts) if small(part, height) and index not in found]
+    for lower in marks:
+        for upper in marks:
+            below, above = parts[lower], parts[upper]
+            if (
+                lower != upper
+                and below.top >= baseline - MARK_SIZE * height
+                and above.bottom <= below.top
+                and above.top >= baseline - 0.9 * height
+                and overlap(below, above) >= PIECE_OVERLAP
+                and lower not in found
+                and upper not in found
+            ):
+                found[lower] = found[upper] = ":"
+    return found
 
 
 PALETTE = np.array(
@@ -639,12 +712,23 @@ def read_number(
         underlines = [part for part in parts if mark_kind(part, height, baseline) == "underline"]
         for part in underlines:
             marks.append(Mark("underline", to_input_box(transform_back, part, scale, input_shape)))
-        for group in group_pieces([part for part in parts if not any(part is u for u in underlines)], height):
+        parts = [part for part in parts if not any(part is u for u in underlines)]
+        found = separators(parts, height, baseline, slant)
+        colon = [parts[index] for index, character in found.items() if character == ":"]
+        for index, character in found.items():
+            if character != ":":
+                box = to_input_box(transform_back, parts[index], scale, input_shape)
+                marks.append(Mark(SEPARATORS[character], box, character=character))
+        for pair in range(0, len(colon), 2):
+            box = to_input_box(transform_back, joined(colon[pair : pair + 2]), scale, input_shape)
+            marks.append(Mark("colon", box, character=":"))
+        for group in group_pieces([part for index, part in enumerate(parts) if index not in found], height):
             kind = mark_kind(group, height, baseline)
             if kind is None:
                 glyphs.append(group)
             else:
-                marks.append(Mark(kind, to_input_box(transform_back, group, scale, input_shape)))
+                box = to_input_box(transform_back, group, scale, input_shape)
+                marks.append(Mark(kind, box, character={"period": ".", "comma": ","}.get(kind)))
 
         prior = CALIBRATED_CUTS if calibration else UNCALIBRATED_CUTS
         units = candidate_units(glyphs, height, prior, pairs=pair_model is not None)

@@ -387,16 +387,44 @@ def test_reading_leaves_torch_threads_as_they_were():
     assert torch.get_num_threads() == threads
 
 
-def test_dots_and_underlines_are_reported_not_read():
+def test_a_decimal_point_is_part_of_the_text_and_an_underline_is_not():
     image, pen = sheet(700, 280)
     draw_number(pen, [60, 220, 420], "171")
-    pen.ellipse([340, 176, 356, 192], fill=INK)  # a decimal point on the baseline
+    pen.ellipse([340, 176, 356, 192], fill=INK)  # a decimal point on the baseline: "171" before
     pen.line([(60, 230), (520, 230)], fill=INK, width=8)  # an underline
     reading = read_number(np.asarray(image), best())
-    assert reading.text == "171"
-    assert sorted(mark.kind for mark in reading.marks) == ["dot", "underline"]
-    dot = next(mark for mark in reading.marks if mark.kind == "dot")
-    assert 330 <= dot.box[0] <= 350
+    assert reading.text == "17.1"
+    assert sorted(mark.kind for mark in reading.marks) == ["period", "underline"]
+    dot = next(mark for mark in reading.marks if mark.kind == "period")
+    assert 330 <= dot.box[0] <= 350 and dot.character == "."
+
+
+def separated(marks) -> tuple[np.ndarray, str]:
+    """'1', '7', '0' digits 220 px apart with a separator drawn in each gap."""
+    image, pen = sheet(220 * (len(marks) + 1) + 80, 240)
+    draw_number(pen, [40 + 220 * index for index in range(len(marks) + 1)], "170710"[: len(marks) + 1])
+    for index, mark in enumerate(marks):
+        x = 40 + 220 * index + 135
+        if mark == "-":
+            pen.line([(x + 10, 120), (x + 60, 120)], fill=INK, width=10)
+        elif mark == "/":
+            pen.line([(x, 195), (x + 75, 45)], fill=INK, width=10)  # 0.5 from vertical
+        elif mark == ":":
+            pen.ellipse([x + 25, 95, x + 41, 111], fill=INK)
+            pen.ellipse([x + 25, 172, x + 41, 188], fill=INK)
+        elif mark == ",":
+            pen.line([(x + 34, 178), (x + 26, 205)], fill=INK, width=10)
+    return np.asarray(image), "".join(d + m for d, m in zip("170710", [*marks, ""], strict=False))
+
+
+@pytest.mark.parametrize("marks", [["-"], ["/", "/"], [":"], [","], ["-", ":"]], ids=str)
+def test_separators_are_characters_of_the_text_with_boxes(marks):
+    image, text = separated(marks)
+    reading = read_number(image, best(), calibration(), shipped_pair_reader())
+    assert reading.text == text
+    characters = [mark for mark in reading.marks if mark.character]
+    assert [mark.character for mark in sorted(characters, key=lambda mark: mark.box[0])] == marks
+    assert len(reading.digits) == len(marks) + 1, "no separator glued to a digit"
 
 
 @pytest.mark.parametrize("content", ["blank", "noise", "lines only"])
@@ -459,6 +487,13 @@ def test_cli_read_json_has_one_reading_per_line(tmp_path, monkeypatch, capsys):
     (entry,) = json.loads(capsys.readouterr().out)
     assert entry["lines"] == ["71", "170"] and entry["text"] == "71\n170"
     assert [digit["line"] for digit in entry["digits"]] == [0, 0, 1, 1, 1]
+    image, text = separated(["-", ":"])
+    Image.fromarray(image).save(tmp_path / "time.png")
+    assert main(["read", "best", str(tmp_path / "time.png"), "--json"]) == 0
+    (entry,) = json.loads(capsys.readouterr().out)
+    assert entry["text"] == text == "1-7:0"
+    assert [separator["character"] for separator in entry["separators"]] == ["-", ":"]
+    assert all(len(separator["box"]) == 4 for separator in entry["separators"])
     assert main(["read", "best", str(tmp_path / "list.png")]) == 0
     assert capsys.readouterr().out.strip() == f"{tmp_path / 'list.png'}: 71 / 170"
 
