@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from itertools import pairwise
 
 import cv2
 import numpy as np
@@ -250,22 +251,22 @@ def touching_offset(
     return deepest, (row, end, deepest + gap + end)
 
 
-def number_photo(
+def number_layer(
     digits: np.ndarray,
-    labels: np.ndarray,
     rng: np.random.Generator,
     touching: bool = False,
-    width: int | None = None,
-    papers: tuple[str, ...] = PAPERS,
-) -> Photo:
-    """A number written on a line: digit sizes, gaps, baselines and slant vary; with `touching`, one pair
-    of neighbours touches or overlaps slightly. `width` scales the photo to that many pixels."""
+    separators: dict[int, str] | None = None,
+) -> tuple[np.ndarray, int, float]:
+    """(ink coverage, the digits' height, the pen) of a number written on a line: digit sizes, gaps,
+    baselines and slant vary; with `touching`, one pair of neighbours touches or overlaps slightly;
+    `separators` puts a separator (. , - / :) after the digit of each index, drawn with the same pen."""
     height = int(rng.integers(50, 140))
     pen = pen_width(height, rng)
     strokes = [pen_strokes(digit, int(height * rng.uniform(0.85, 1.15)), pen) for digit in digits]
     pair = int(rng.integers(len(digits) - 1))
     canvas_height = int(height * 2.2)
-    placed, x, ligature = [], int(height * rng.uniform(0.3, 0.8)), None
+    baseline = int(canvas_height / 2 + height / 2)
+    placed, x, ligature, marks = [], int(height * rng.uniform(0.3, 0.8)), None, []
     for index, coverage in enumerate(strokes):
         top = int(canvas_height / 2 + height / 2 - coverage.shape[0] + rng.normal(0, 0.05) * height)
         top = int(np.clip(top, 0, canvas_height - coverage.shape[0]))
@@ -276,6 +277,11 @@ def number_photo(
             )
         placed.append((coverage, x, top))
         x += coverage.shape[1] + int(height * rng.uniform(0.12, 0.5))
+        if separators and index in separators:
+            character = separators[index]
+            wide = {".": 0.15, ",": 0.15, ":": 0.15, "-": 0.45, "/": 0.5}[character] * height
+            marks.append((character, x))
+            x += int(wide + max(pen, height * rng.uniform(0.12, 0.35)))
     canvas_width = x + int(height * rng.uniform(0.2, 0.6))
     layer = np.zeros((canvas_height, canvas_width))
     for coverage, left, top in placed:
@@ -284,18 +290,59 @@ def number_photo(
     if ligature is not None:
         row, start, stop = ligature
         cv2.line(layer, (int(start), int(row)), (int(stop), int(row)), 1.0, max(1, round(pen)))
+    thickness, dot = max(1, round(pen)), max(2, round(max(pen * 0.7, height * 0.06)))
+    for character, left in marks:
+        low = baseline - dot
+        if character in ".:":
+            cv2.circle(layer, (left + dot, low), dot, 1.0, -1, cv2.LINE_AA)
+        if character == ":":
+            cv2.circle(layer, (left + dot, baseline - height // 2), dot, 1.0, -1, cv2.LINE_AA)
+        elif character == ",":
+            cv2.line(layer, (left + dot, low), (left, baseline + height // 5), 1.0, thickness, cv2.LINE_AA)
+        elif character == "-":
+            middle = baseline - height // 2
+            cv2.line(layer, (left, middle), (left + int(0.45 * height), middle), 1.0, thickness, cv2.LINE_AA)
+        elif character == "/":
+            cv2.line(layer, (left, baseline), (left + height // 2, baseline - height), 1.0, thickness, cv2.LINE_AA)
     slant = rng.uniform(-0.3, 0.3)  # italic writing leans right (negative shear here) or left
     shear = np.float32([[1, slant, -slant * canvas_height / 2], [0, 1, 0]])
-    layer = cv2.warpAffine(layer.astype(np.float32), shear, (canvas_width, canvas_height))
+    return cv2.warpAffine(layer.astype(np.float32), shear, (canvas_width, canvas_height)), height, pen
+
+
+def number_photo(
+    digits: np.ndarray,
+    labels: np.ndarray,
+    rng: np.random.Generator,
+    touching: bool = False,
+    width: int | None = None,
+    papers: tuple[str, ...] = PAPERS,
+    separators: dict[int, str] | None = None,
+    line_lengths: tuple[int, ...] | None = None,
+) -> Photo:
+    """A number written on a line (see `number_layer`), or with `line_lengths` a short list: that many digits
+    on each line, one line under the other, aligned left. `width` scales the photo to that many pixels."""
+    text = "".join(str(int(label)) + (separators or {}).get(index, "") for index, label in enumerate(labels))
+    if line_lengths is None:
+        layer, height, _ = number_layer(digits, rng, touching, separators)
+    else:
+        starts = np.cumsum([0, *line_lengths])
+        layers = [number_layer(digits[a:b], rng) for a, b in pairwise(starts)]
+        height = int(np.median([line_height for _, line_height, _ in layers]))
+        across = max(line.shape[1] for line, _, _ in layers)
+        layer = np.concatenate([np.pad(line, ((0, 0), (0, across - line.shape[1]))) for line, _, _ in layers])
+        text = "\n".join(text[a:b] for a, b in pairwise(starts))
     if width is not None:
-        factor = width / canvas_width
-        layer = cv2.resize(layer, (width, max(8, round(canvas_height * factor))), interpolation=cv2.INTER_AREA)
+        factor = width / layer.shape[1]
+        layer = cv2.resize(layer, (width, max(8, round(layer.shape[0] * factor))), interpolation=cv2.INTER_AREA)
         height = int(height * factor)
     light_on_dark = rng.random() < 0.25
     kind = "plain" if light_on_dark else papers[rng.integers(len(papers))]
     sheet = dark_surface(*layer.shape, rng) if light_on_dark else paper_sheet(*layer.shape, rng, kind, height)
-    text = "".join(str(int(label)) for label in labels)
     return Photo(photograph(ink_onto(sheet, layer, rng, light_on_dark), rng), text, kind, touching)
+
+
+# Numbers with separators, as written: a price, a decimal with a comma, a code, a date, a time, a phone number.
+SEPARATED_FORMATS = ("d.dd", "dd,dd", "dd-dd", "dd/dd/dddd", "dd:dd", "ddd-dddd")
 
 
 def low_resolution_scan(digit: np.ndarray, label: int, rng: np.random.Generator) -> Photo:
@@ -341,11 +388,33 @@ def number_photos(
     touching: bool = False,
     width: int | None = None,
     papers: tuple[str, ...] = PAPERS,
+    separated: bool = False,
+    lines: tuple[int, ...] | None = None,
 ) -> list[Photo]:
-    """`count` photos of numbers whose lengths are drawn from `lengths`, on paper of the given kinds."""
+    """`count` photos of numbers whose lengths are drawn from `lengths`, on paper of the given kinds; with
+    `separated`, in one of SEPARATED_FORMATS; with `lines`, a list of that many numbers (drawn from `lines`)
+    one under the other, each of a length drawn from `lengths`."""
     rng = np.random.default_rng(seed)
     photos = []
     for _ in range(count):
-        chosen = rng.choice(len(images), int(rng.choice(lengths)), replace=False)
-        photos.append(number_photo(images[chosen], labels[chosen], rng, touching, width, papers))
+        separators, line_lengths = None, None
+        if separated:
+            layout = SEPARATED_FORMATS[rng.integers(len(SEPARATED_FORMATS))]
+            separators = {}
+            for character in layout:
+                if character == "d":
+                    separators.setdefault("count", 0)
+                    separators["count"] += 1
+                else:
+                    separators[separators["count"] - 1] = character
+            length = separators.pop("count")
+        elif lines:
+            line_lengths = tuple(int(rng.choice(lengths)) for _ in range(int(rng.choice(lines))))
+            length = sum(line_lengths)
+        else:
+            length = int(rng.choice(lengths))
+        chosen = rng.choice(len(images), length, replace=False)
+        photos.append(
+            number_photo(images[chosen], labels[chosen], rng, touching, width, papers, separators, line_lengths)
+        )
     return photos

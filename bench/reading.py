@@ -8,7 +8,8 @@ clean-up and the number reader work, printed as a Markdown table (progress on st
   flagged "not a digit", which on these real digits is a false alarm);
 - MNIST digits drawn back onto the 280x280 canvas (white on black) through the same path, and its latency;
 - numbers (bench.photos.number_photos) through `read_number`: 4 digits apart, 4 digits with one touching
-  pair, 2-8 digits, and 4 digits on ruled/squared/margin paper; string accuracy (the whole number right)
+  pair, 2-8 digits, 4 digits on ruled/squared/margin paper, numbers with separators (a price, a date, a
+  time, a phone number) and two- and three-line lists (read line by line); string accuracy (the whole number right)
   and digit accuracy (1 - edit distance / length);
 - the time to read an 8-digit photo 1,000 pixels wide.
 
@@ -213,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
         ("4 digits, one touching pair", {"lengths": (4,), "touching": True}, 0.85),
         ("2-8 digits apart", {"lengths": tuple(range(2, 9))}, None),
         ("4 digits apart, any paper", {"lengths": (4,), "papers": PAPERS}, None),
+        ("numbers with separators (. , - / :)", {"separated": True}, None),
+        ("two- and three-line lists of 2-4 digits", {"lengths": (2, 3, 4), "lines": (2, 3)}, None),
     ]
     for offset, (name, options, target) in enumerate(number_sets):
         progress(f"numbers: {name} ({number_count})")
