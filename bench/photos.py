@@ -279,7 +279,7 @@ def number_layer(
         x += coverage.shape[1] + int(height * rng.uniform(0.12, 0.5))
         if separators and index in separators:
             character = separators[index]
-            wide = {".": 0.15, ",": 0.15, ":": 0.15, "-": 0.45, "/": 0.5}[character] * height
+            wide = {".": 0.15, ",": 0.15, ":": 0.15, "-": 0.45, "/": 0.7}[character] * height
             marks.append((character, x))
             x += int(wide + max(pen, height * rng.uniform(0.12, 0.35)))
     canvas_width = x + int(height * rng.uniform(0.2, 0.6))
@@ -303,7 +303,8 @@ def number_layer(
             middle = baseline - height // 2
             cv2.line(layer, (left, middle), (left + int(0.45 * height), middle), 1.0, thickness, cv2.LINE_AA)
         elif character == "/":
-            cv2.line(layer, (left, baseline), (left + height // 2, baseline - height), 1.0, thickness, cv2.LINE_AA)
+            top_right = (left + int(0.7 * height), baseline - height)
+            cv2.line(layer, (left, baseline), top_right, 1.0, thickness, cv2.LINE_AA)
     slant = rng.uniform(-0.3, 0.3)  # italic writing leans right (negative shear here) or left
     shear = np.float32([[1, slant, -slant * canvas_height / 2], [0, 1, 0]])
     return cv2.warpAffine(layer.astype(np.float32), shear, (canvas_width, canvas_height)), height, pen

@@ -408,7 +408,7 @@ def separated(marks) -> tuple[np.ndarray, str]:
         if mark == "-":
             pen.line([(x + 10, 120), (x + 60, 120)], fill=INK, width=10)
         elif mark == "/":
-            pen.line([(x, 195), (x + 75, 45)], fill=INK, width=10)  # 0.5 from vertical
+            pen.line([(x - 10, 195), (x + 95, 45)], fill=INK, width=10)  # 0.7 from vertical
         elif mark == ":":
             pen.ellipse([x + 25, 95, x + 41, 111], fill=INK)
             pen.ellipse([x + 25, 172, x + 41, 188], fill=INK)
@@ -417,7 +417,14 @@ def separated(marks) -> tuple[np.ndarray, str]:
     return np.asarray(image), "".join(d + m for d, m in zip("170710", [*marks, ""], strict=False))
 
 
-@pytest.mark.parametrize("marks", [["-"], ["/", "/"], [":"], [","], ["-", ":"]], ids=str)
+SLASHES_OFF = pytest.mark.xfail(
+    strict=True, reason="slashes are off: their shape alone does not tell them from slanted 1s (reading.py)"
+)
+
+
+@pytest.mark.parametrize(
+    "marks", [["-"], pytest.param(["/", "/"], marks=SLASHES_OFF), [":"], [","], ["-", ":"]], ids=str
+)
 def test_separators_are_characters_of_the_text_with_boxes(marks):
     image, text = separated(marks)
     reading = read_number(image, best(), calibration(), shipped_pair_reader())
