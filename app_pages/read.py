@@ -1,5 +1,8 @@
 """Write or upload a whole number and watch the OCR pipeline read it, step by step."""
 
+import csv
+import io
+
 import numpy as np
 import streamlit as st
 from torch import nn
@@ -79,23 +82,55 @@ def least_sure_note(reading: Reading) -> str:
     return "" if shown == "100%" or len(reading.digits) == 1 else f"{note}."
 
 
+def show_lines(reading: Reading) -> None:
+    """Several lines of writing (a short list): one reading per line, in order, and a CSV of them."""
+    st.metric("Reading", f"{len(reading.lines)} lines", border=True)
+    table = [{"line": index + 1, "reading": text} for index, text in enumerate(reading.lines)]
+    st.dataframe(table, hide_index=True, width="stretch")
+    rows = io.StringIO()
+    writer = csv.DictWriter(rows, fieldnames=["line", "reading"])
+    writer.writeheader()
+    writer.writerows(table)
+    st.download_button(
+        "Download the lines as CSV",
+        rows.getvalue(),
+        file_name="reading.csv",
+        mime="text/csv",
+        icon=":material/download:",
+    )
+
+
 def show_result(image: np.ndarray, reading: Reading) -> None:
+    if len(reading.lines) > 1:
+        show_lines(reading)
+    else:
+        show_text(reading)
+    show_boxes(image, reading)
+
+
+def show_text(reading: Reading) -> None:
     text_column, copy_column = st.columns([1, 2], vertical_alignment="bottom")
     text_column.metric("Reading", reading.text, border=True)
     with copy_column:
         st.code(reading.text, language=None)
         st.caption(f"Copy the text with the button on the right. {least_sure_note(reading)}")
+
+
+def show_boxes(image: np.ndarray, reading: Reading) -> None:
     if reading.not_digits:
         places = ", ".join(str(index + 1) for index in reading.not_digits)
         st.warning(
-            f"**Digit {places} from the left does not look like a digit** to this run (its features are far "
-            "from every digit it was calibrated on): the text shows the closest digit; check it (red box).",
+            f"**Character {places} from the left does not look like a digit** to this run (its features are "
+            "far from every digit it was calibrated on, or it is one shape rather than two touching digits): the "
+            "text shows it as `?`, never as a digit (red box; the crop's caption gives the closest digit).",
             icon=":material/help:",
         )
     elif all(digit.looks_like_digit is None and not digit.pair for digit in reading.digits):
         st.caption("This run is not calibrated: it cannot tell whether a piece of ink is a digit at all.")
-    if reading.marks:
-        kinds = [mark.kind for mark in reading.marks]
+    if any(mark.character for mark in reading.marks):
+        st.caption("Separators (. , - / :) are characters of the text (blue boxes).")
+    if any(not mark.character for mark in reading.marks):
+        kinds = [mark.kind for mark in reading.marks if not mark.character]
         st.caption(
             "Ignored as not digits: "
             + ", ".join(f"{kinds.count(kind)} {kind}{'s' * (kinds.count(kind) > 1)}" for kind in dict.fromkeys(kinds))
@@ -114,9 +149,10 @@ def show_result(image: np.ndarray, reading: Reading) -> None:
     for column, digit in zip(columns, reading.digits, strict=True):
         column.image(
             enlarged(digit.model_input, 84),
-            caption=f"{digit.digit} · {digit.confidence:.0%}"
+            caption=(f"? (closest {digit.digit})" if digit.looks_like_digit is False else f"{digit.digit}")
+            + f" · {digit.confidence:.0%}"
             + (" · pair" if digit.pair else " · cut" if digit.split else "")
-            + (" · not a digit?" if digit.looks_like_digit is False else ""),
+            + (" · not a digit" if digit.looks_like_digit is False else ""),
         )
     pairs = [(index, digit) for index, digit in enumerate(reading.digits) if digit.pair][::2]
     if pairs:
@@ -180,6 +216,9 @@ if reading is None or (source == "Draw" and reading.cleanup.empty):
         "there is some ink.",
         icon=":material/gesture:",
     )
+elif reading.problem:
+    st.warning(f"Nothing read: {reading.problem}.", icon=":material/blur_on:")
+    show_pipeline(reading)
 elif not reading.digits:
     st.warning(
         "No digits found in this image: the clean-up left no ink that looks like writing (see the steps below).",

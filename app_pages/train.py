@@ -309,6 +309,7 @@ def preview(data: MnistData, spec: AugmentSpec) -> None:
         rows=PREVIEW_ROWS,
         columns=PREVIEW_COLUMNS,
         variants_of_first=variants,
+        labels=data.train_labels,
     )
     st.image(
         [enlarged(sample[0], PREVIEW_SIDE) for sample in samples],

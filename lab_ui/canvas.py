@@ -25,13 +25,25 @@ TOOLBAR_ABOVE_THE_CANVAS = """
 .dc-toolbar button[aria-label="Edit"], .dc-toolbar button[aria-label="Update the app with this drawing"],
 .dc-toolbar-contextual { display: none !important; }
 """
+# The canvas is drawn at a fixed size in pixels (840x280 on Read), wider than a phone (390 px: 57% of it was out
+# of reach, and the page cannot scroll sideways while a finger draws). Shown at most as wide as the column, its
+# proportions kept: the bottom drawing canvas, no longer stacked out of the flow, gives the box its height from
+# its own width and height; the others cover it. Fabric maps a pointer through the canvas's on-screen size, so
+# a stroke lands where the finger is, and the drawing handed back keeps the canvas's full size.
+CANVAS_FITS_THE_SCREEN = """
+.dc-container { max-width: 100%; height: auto !important; }
+.dc-container > .canvas-container { max-width: 100%; height: auto !important; }
+.dc-canvas.lower-canvas { position: relative !important; display: block; max-width: 100%; height: auto !important; }
+.dc-canvas.upper-canvas, .dc-background-canvas { width: 100% !important; height: 100% !important; }
+"""
 
 
 @functools.cache
 def canvas_stylesheet() -> str:
-    """The package's own stylesheet followed by the fix above."""
+    """The package's own stylesheet followed by the fixes above."""
     build = files("streamlit_drawable_canvas") / "frontend" / "build"
-    return next(item for item in build.iterdir() if item.name.endswith(".css")).read_text() + TOOLBAR_ABOVE_THE_CANVAS
+    own = next(item for item in build.iterdir() if item.name.endswith(".css")).read_text()
+    return own + TOOLBAR_ABOVE_THE_CANVAS + CANVAS_FITS_THE_SCREEN
 
 
 def register_canvas_with_toolbar_above() -> None:

@@ -76,13 +76,41 @@ AUGMENT_OPS: dict[str, AugmentOp] = {
         ),
         AugmentOp("elastic", "Elastic", 0, 10, 0.25, 1.0, "typical displacement of a smooth random field, pixels"),
         AugmentOp(
+            "narrow",
+            "Narrow",
+            0,
+            0.6,
+            0.05,
+            0.3,
+            "max share by which a digit's width shrinks (condensed, tall writing; the height stays)",
+        ),
+        AugmentOp(
+            "flag1",
+            "Flagged 1s",
+            0,
+            1,
+            0.05,
+            0.5,
+            "probability that a 1 gets a flag (a stroke down-left from its top) and, half of those, a foot (a bar "
+            "under it), as 1s are written in much of the world",
+        ),
+        AugmentOp(
+            "cross7",
+            "Crossed 7s",
+            0,
+            1,
+            0.05,
+            0.5,
+            "probability that a 7 gets a bar across the middle of its stem",
+        ),
+        AugmentOp(
             "plain",
             "Plain share",
             0,
             1,
             0.05,
             0.3,
-            "probability that a digit gets only the shape ops above it (rotate to elastic): its clean pen, paper "
+            "probability that a digit gets only the shape ops above it (rotate to cross7): its clean pen, paper "
             "and sensor stay in view, which keeps clean accuracy while the other ops add robustness",
         ),
         AugmentOp(
@@ -168,6 +196,9 @@ class AugmentSpec:
     shear: float = 0.0
     hflip: float = 0.0
     elastic: float = 0.0
+    narrow: float = 0.0
+    flag1: float = 0.0
+    cross7: float = 0.0
     plain: float = 0.0
     thickness: float = 0.0
     outline: float = 0.0
@@ -202,7 +233,13 @@ class AugmentSpec:
             or self.shear
             or self.hflip
             or self.elastic
+            or self.narrow
         )
+
+    @property
+    def needs_labels(self) -> bool:
+        """Whether an op adds strokes that only some digits are written with (a 1's flag, a 7's bar)."""
+        return bool(self.flag1 or self.cross7)
 
     def to_string(self) -> str:
         """Canonical spec string; `parse_augment(spec.to_string()) == spec`."""
@@ -337,6 +374,9 @@ def affine_grid(spec: AugmentSpec, count: int, generator: torch.Generator) -> to
         coarse = torch.randn(count, 2, 4, 4, generator=generator) * (spec.elastic * 2 / IMAGE_SIZE)
         field = F.interpolate(coarse, size=(IMAGE_SIZE, IMAGE_SIZE), mode="bicubic", align_corners=True)
         grid = grid + field.permute(0, 2, 3, 1)
+    if spec.narrow:  # drawn last, so specs without it keep their samples
+        width = uniform(generator, count, 1 - spec.narrow, 1).view(count, 1, 1)
+        grid = torch.stack([grid[..., 0] / width, grid[..., 1]], -1)
     return grid
 
 
@@ -415,9 +455,17 @@ def clutter_lines(images: torch.Tensor, mean_count: float, generator: torch.Gene
     )
     half_width = uniform(generator, count * most, 0.3, 1.3).view(count, most, 1).to(device)
     level = uniform(generator, count * most, 0.4, 1.0).view(count, most, 1).to(device) * drawn.unsqueeze(-1)
+    return torch.maximum(images, segments(start, end, half_width, level, images.dtype).view_as(images))
+
+
+def segments(
+    start: torch.Tensor, end: torch.Tensor, half_width: torch.Tensor, level: torch.Tensor, dtype: torch.dtype
+) -> torch.Tensor:
+    """Ink (N, 784) of anti-aliased straight strokes: per sample, strokes from `start` to `end` ((N, S, 2) as
+    (x, y) pixels), `half_width` and ink `level` (N, S, 1) each; where strokes cross, the darker ink."""
     rows, columns = torch.meshgrid(
-        torch.arange(IMAGE_SIZE, device=device, dtype=images.dtype),
-        torch.arange(IMAGE_SIZE, device=device, dtype=images.dtype),
+        torch.arange(IMAGE_SIZE, device=start.device, dtype=dtype),
+        torch.arange(IMAGE_SIZE, device=start.device, dtype=dtype),
         indexing="ij",
     )
     pixels = torch.stack([columns.flatten(), rows.flatten()], -1)  # (784, 2) as (x, y)
@@ -425,8 +473,70 @@ def clutter_lines(images: torch.Tensor, mean_count: float, generator: torch.Gene
     along = ((pixels[None, None] - start[:, :, None]) * direction[:, :, None]).sum(-1)
     along = (along / direction.pow(2).sum(-1, keepdim=True).clamp_min(1e-6)).clamp(0, 1)
     nearest = start[:, :, None] + along[..., None] * direction[:, :, None]
-    distance = (pixels[None, None] - nearest).norm(dim=-1)  # (N, lines, 784)
-    ink = (level * (half_width + 0.5 - distance).clamp(0, 1)).amax(1)
+    distance = (pixels[None, None] - nearest).norm(dim=-1)  # (N, strokes, 784)
+    return (level * (half_width + 0.5 - distance).clamp(0, 1)).amax(1)
+
+
+def ink_box(images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Per sample (N,): the ink's top, bottom, left and right (pixels above half ink), and its stroke width
+    (ink over the height of the ink box: exact for a 1's stem, about right for a 7's)."""
+    ink = images[:, 0] > 0.5
+    rows, columns = ink.any(2), ink.any(1)
+    positions = torch.arange(IMAGE_SIZE, dtype=images.dtype, device=images.device)
+    top = torch.where(rows, positions, float(IMAGE_SIZE)).amin(1)
+    bottom = torch.where(rows, positions, -1.0).amax(1)
+    left = torch.where(columns, positions, float(IMAGE_SIZE)).amin(1)
+    right = torch.where(columns, positions, -1.0).amax(1)
+    height = (bottom - top + 1).clamp_min(1)
+    return top, bottom, left, right, (images[:, 0].sum((1, 2)) / height).clamp(1.5, 4)
+
+
+def row_centre(images: torch.Tensor, row: torch.Tensor) -> torch.Tensor:
+    """Per sample, the centre of mass of the ink in one row (N,) of pixels (the middle when it is empty)."""
+    samples = torch.arange(images.shape[0], device=images.device)
+    line = images[samples, 0, row.long().clamp(0, IMAGE_SIZE - 1)]
+    positions = torch.arange(IMAGE_SIZE, dtype=images.dtype, device=images.device)
+    mass = line.sum(1)
+    return torch.where(mass > 0, (line * positions).sum(1) / mass.clamp_min(1e-6), (IMAGE_SIZE - 1) / 2)
+
+
+def written_forms(
+    images: torch.Tensor, labels: torch.Tensor, spec: AugmentSpec, generator: torch.Generator
+) -> torch.Tensor:
+    """Strokes MNIST's writers seldom add, drawn with the digit's own pen width: on a `flag1` share of the 1s a
+    flag from the stem's top, 30-50% of the digit's height long, 25-65 degrees below horizontal (and on half
+    of them a foot, a bar 45-80% of the height wide under the stem); on a `cross7` share of the 7s a bar
+    35-60% of the height wide across the stem, 45-65% of the way down."""
+    count, device = images.shape[0], images.device
+    labels = labels.to(device)
+    top, bottom, _, _, width = ink_box(images)
+    height = (bottom - top + 1).clamp_min(4)
+    starts, ends, chosen = [], [], []
+    if spec.flag1:
+        flagged = (torch.rand(count, generator=generator).to(device) < spec.flag1) & (labels == 1)
+        footed = flagged & (torch.rand(count, generator=generator).to(device) < 0.5)
+        length = uniform(generator, count, 0.3, 0.5).to(device) * height
+        angle = torch.deg2rad(uniform(generator, count, 25, 65)).to(device)
+        foot = uniform(generator, count, 0.45, 0.8).to(device) * height
+        x_top, x_bottom = row_centre(images, top + 1), row_centre(images, bottom - 1)
+        flag_start = torch.stack([x_top, top + width / 2], -1)
+        starts += [flag_start, torch.stack([x_bottom - foot / 2, bottom], -1)]
+        ends += [flag_start + torch.stack([-torch.cos(angle), torch.sin(angle)], -1) * length[:, None]]
+        ends += [torch.stack([x_bottom + foot / 2, bottom], -1)]
+        chosen += [flagged, footed]
+    if spec.cross7:
+        crossed = (torch.rand(count, generator=generator).to(device) < spec.cross7) & (labels == 7)
+        row = top + uniform(generator, count, 0.45, 0.65).to(device) * height
+        bar = uniform(generator, count, 0.35, 0.6).to(device) * height
+        x = row_centre(images, row)
+        starts.append(torch.stack([x - bar / 2, row], -1))
+        ends.append(torch.stack([x + bar / 2, row], -1))
+        chosen.append(crossed)
+    if not chosen:
+        return images
+    level = torch.stack(chosen, 1).to(images.dtype).unsqueeze(-1)
+    half_width = (width / 2 - 0.5).clamp_min(0.3)[:, None, None].expand_as(level)
+    ink = segments(torch.stack(starts, 1), torch.stack(ends, 1), half_width, level, images.dtype)
     return torch.maximum(images, ink.view_as(images))
 
 
@@ -455,15 +565,22 @@ def salt_and_pepper(images: torch.Tensor, most: float, generator: torch.Generato
     return torch.where(hit.to(images.device), white.to(images.device, images.dtype), images)
 
 
-def augment_batch(images: torch.Tensor, spec: AugmentSpec, generator: torch.Generator) -> torch.Tensor:
+def augment_batch(
+    images: torch.Tensor, spec: AugmentSpec, generator: torch.Generator, labels: torch.Tensor | None = None
+) -> torch.Tensor:
     """Random transforms of float images (N, 1, 28, 28) in [0, 1]; random draws come from `generator`
-    (on the CPU, so a seed gives the same samples on any device). Pen first (shape, width, stray lines),
-    then optics (blur), lighting, sensor (noise, salt and pepper) and occlusion; a `plain` share of the
+    (on the CPU, so a seed gives the same samples on any device). The written forms of some digits first
+    (`flag1`, `cross7`: they need the digits' `labels`), then the hand (shape), the pen (width, stray lines),
+    optics (blur), lighting, sensor (noise, salt and pepper) and occlusion; a `plain` share of the
     samples then gets back its shape-only version. An op that is off draws
     nothing, so adding ops never changes the samples of a spec without them."""
     if spec.is_identity:
         return images
     count, device = images.shape[0], images.device
+    if spec.needs_labels:
+        if labels is None:
+            raise ConfigError("the augmentations flag1 and cross7 need the digits' labels")
+        images = written_forms(images, labels, spec, generator)
     if spec.is_geometric:
         grid = affine_grid(spec, count, generator).to(device)
         images = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
@@ -498,11 +615,18 @@ def to_float_images(images: torch.Tensor) -> torch.Tensor:
     return images.unsqueeze(1).float().div_(255.0)
 
 
-def augment_images(images: torch.Tensor, augment: AugmentSpec | str | None, seed: int = 0) -> torch.Tensor:
-    """A whole set, seeded: uint8 (N, 28, 28) in, float (N, 1, 28, 28) in [0, 1] out."""
+def augment_images(
+    images: torch.Tensor, augment: AugmentSpec | str | None, seed: int = 0, labels: torch.Tensor | None = None
+) -> torch.Tensor:
+    """A whole set, seeded: uint8 (N, 28, 28) in, float (N, 1, 28, 28) in [0, 1] out (`labels` (N,) for the
+    ops that add a digit's written forms)."""
     spec = as_spec(augment)
     generator = torch.Generator().manual_seed(seed)
-    chunks = [augment_batch(to_float_images(chunk), spec, generator) for chunk in images.split(AUGMENT_CHUNK)]
+    label_chunks = labels.split(AUGMENT_CHUNK) if labels is not None else [None] * len(images.split(AUGMENT_CHUNK))
+    chunks = [
+        augment_batch(to_float_images(chunk), spec, generator, chunk_labels)
+        for chunk, chunk_labels in zip(images.split(AUGMENT_CHUNK), label_chunks, strict=True)
+    ]
     return torch.cat(chunks) if chunks else to_float_images(images)
 
 
@@ -513,13 +637,15 @@ def preview_samples(
     rows: int = 4,
     columns: int = 8,
     variants_of_first: bool = False,
+    labels: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Augmented samples for previews, row by row: float (rows * columns, 1, 28, 28), and the index in
     `images` each one comes from (to look up its label). Distinct digits, or, with `variants_of_first`,
     `rows` digits each shown `columns` times to expose the spread of one op."""
     count = rows * columns
     sources = torch.arange(rows).repeat_interleave(columns) if variants_of_first else torch.arange(count)
-    return augment_images(images[sources], augment, seed), sources
+    chosen_labels = labels[sources] if labels is not None else None
+    return augment_images(images[sources], augment, seed, chosen_labels), sources
 
 
 def preview_grid(
@@ -529,10 +655,11 @@ def preview_grid(
     rows: int = 4,
     columns: int = 8,
     variants_of_first: bool = False,
+    labels: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The samples of preview_samples as one uint8 (H, W) grid image."""
     from torchvision.utils import make_grid
 
-    augmented, _ = preview_samples(images, augment, seed, rows, columns, variants_of_first)
+    augmented, _ = preview_samples(images, augment, seed, rows, columns, variants_of_first, labels)
     grid = make_grid(augmented, nrow=columns, padding=2, pad_value=0.35)
     return (grid[0] * 255).round().to(torch.uint8)

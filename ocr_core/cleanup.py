@@ -32,11 +32,15 @@ MAX_WORKING_PIXELS = 1_500_000
 BACKGROUND_SIDE = 160  # the paper's lighting is smooth: estimated on a copy at most this large
 BACKGROUND_WINDOW = 0.4  # median window, as a fraction of the picture's shorter side
 UNIFORM_BORDER = 0.1  # spread of the border's brightness (10th to 90th percentile) under even light
+BORDER_MAJORITY = 0.7  # a brightness class holding this share of the border is the paper
+WRITING_AT_EDGE = 0.25  # a component this share of the largest one's size, at the edge, is writing there
+INK_MAJORITY = 0.3  # ink over this share of the picture fills the paper's median windows
 MIN_CONTRAST = 0.12  # weaker ink (after normalisation) is paper texture, not writing
 NOISE_SIGMAS = 5.0  # the strong threshold stays this many noise deviations above the paper
 LINE_SPAN = 0.85  # a printed line crosses at least this fraction of the picture
 HOUGH_SIDE = 512
 LINE_ANGLE = 12.0  # degrees from horizontal or vertical
+LINE_AS_STROKE = 0.7  # without a margin, a lone line this many stroke widths thick is a stroke reaching the edges
 LINE_TOLERANCE = 3  # pixels: a run of ink across a line up to its thickness plus this is the line alone
 SLIVER = 6  # longer than this many times its width (or a stroke's), at the edge: a printed line's leftover
 SPECK_AREA = 0.3  # components smaller than this times the stroke width squared are specks
@@ -55,6 +59,7 @@ class CleanUp:
     mask: np.ndarray  # bool: the strokes (binary minus lines minus specks)
     stroke_width: float  # pixels, estimated from the mask (0 when empty)
     scale: float  # working size / input size
+    flat_paper: bool = False  # a drawing on one flat colour (the canvas): no lighting or margin to judge
 
     @property
     def empty(self) -> bool:
@@ -105,32 +110,54 @@ def odd(value: float) -> int:
     return max(3, int(value) // 2 * 2 + 1)
 
 
-def paper_level(grey: np.ndarray) -> np.ndarray:
+def paper_level(grey: np.ndarray, strokes: tuple[bool, float] | None = None) -> np.ndarray:
     """The paper's brightness at each pixel: a median over windows much wider than a stroke (ink is a
-    minority in each), on a shrunken copy, enlarged again (the lighting varies smoothly)."""
+    minority in each), on a shrunken copy, enlarged again (the lighting varies smoothly). Where ink may be
+    the majority of a window (a marker's digit, a digit cropped to its ink), `strokes` (dark_on_light, their
+    width on the shrunken copy) closes the dark strokes over (opens light ones away) first: a grey closing
+    removes only features narrower than its kernel and keeps a shadow's edge where it is."""
     height, width = grey.shape
-    factor = min(1.0, BACKGROUND_SIDE / max(height, width))
-    small = cv2.resize(
-        grey, (max(1, round(width * factor)), max(1, round(height * factor))), interpolation=cv2.INTER_AREA
-    )
+    small = shrink_to(grey, BACKGROUND_SIDE)
     window = odd(min(small.shape) * BACKGROUND_WINDOW)
-    small = cv2.medianBlur((small * 255).round().astype(np.uint8), window).astype(np.float32) / 255
+    pixels = (small * 255).round().astype(np.uint8)
+    if strokes is not None:
+        dark_on_light, across = strokes
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (min(odd(2 * across + 3), window),) * 2)
+        pixels = cv2.morphologyEx(pixels, cv2.MORPH_CLOSE if dark_on_light else cv2.MORPH_OPEN, kernel)
+    small = cv2.medianBlur(pixels, window).astype(np.float32) / 255
     return cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
-def normalise_illumination(grey: np.ndarray) -> tuple[np.ndarray, bool]:
+def two_classes(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the lightly smoothed shrunken copy, its light class by Otsu's split)."""
+    small = cv2.GaussianBlur(shrink_to(grey, BACKGROUND_SIDE), (0, 0), 1.0)
+    split = float(threshold_otsu(small)) if np.ptp(small) > 0 else float(small.flat[0])
+    return small, small > split
+
+
+def normalise_illumination(grey: np.ndarray, margin: bool = True) -> tuple[np.ndarray, bool]:
     """(ink strength in [0, 1], dark_on_light). Dark ink is measured as a fraction of the local paper
-    brightness (shadows multiply light, so a ratio removes them); light ink as a difference."""
+    brightness (shadows multiply light, so a ratio removes them); light ink as a difference. Without a
+    `margin` of paper around the writing, the polarity and the strokes' width come from the whole picture's
+    two brightness classes, and the paper's level is taken with the strokes closed over."""
     paper = paper_level(grey)
     border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
     low, middle, high = np.percentile(border, [10, 50, 90])
     darkest, lightest = np.percentile(sample(grey), [0.5, 99.5])
+    _, light = two_classes(grey)
+    light_border = float(np.concatenate([light[0], light[-1], light[:, 0], light[:, -1]]).mean())
     if high - low < UNIFORM_BORDER:  # an evenly lit border is paper: the ink is the extreme farther from it
         dark_on_light = bool(middle - darkest > lightest - middle)
+    elif not margin and abs(light_border - 0.5) >= BORDER_MAJORITY - 0.5:
+        # of the picture's two brightness classes, the one holding most of the border is the paper (the ink
+        # of a digit cropped to its ink box reaches the edge in a few places only)
+        dark_on_light = light_border > 0.5
     else:  # uneven light: the ink is the stronger tail around the local paper level
         residual = grey - paper
         darker, lighter = np.percentile(sample(residual), [0.5, 99.5])
         dark_on_light = bool(-darker > lighter)
+    if not margin:
+        paper = paper_level(grey, (dark_on_light, stroke_width(~light if dark_on_light else light)))
     # (light ink is not scaled up by the paper's darkness: over light paper that would turn noise into ink)
     ink = 1 - grey / np.maximum(paper, 0.05) if dark_on_light else grey - paper
     return np.clip(ink, 0, 1).astype(np.float32), dark_on_light
@@ -144,17 +171,20 @@ class Thresholds:
     high: float  # certain ink is above this
 
 
-def thresholds(ink: np.ndarray) -> Thresholds | None:
+def thresholds(ink: np.ndarray, margin: bool = True) -> Thresholds | None:
     """Otsu's threshold on the smoothed ink, kept above the paper's noise, and half of it for hysteresis;
-    None when nothing stands out of the paper."""
+    None when nothing stands out of the paper. Without a `margin` of paper, ink may be most of the picture:
+    the paper's level and noise come from the class below Otsu's split rather than from every pixel."""
     sigma = max(0.7, min(ink.shape) / 400)
     smooth = cv2.GaussianBlur(ink, (0, 0), sigma)
     values = sample(smooth)
-    paper = float(np.median(values))
-    noise = 1.4826 * float(np.median(np.abs(values - paper)))
+    split = float(threshold_otsu(values)) if np.ptp(values) > 0 else float(values.flat[0])
+    below = values if margin else values[values <= split]
+    paper = float(np.median(below))
+    noise = 1.4826 * float(np.median(np.abs(below - paper)))
     if np.percentile(values, 99.9) - paper < MIN_CONTRAST:
         return None
-    high = max(float(threshold_otsu(values)), paper + NOISE_SIGMAS * noise, paper + MIN_CONTRAST)
+    high = max(split, paper + NOISE_SIGMAS * noise, paper + MIN_CONTRAST)
     low = max(paper + (high - paper) / 2, paper + 3 * noise)
     return Thresholds(smooth, paper + (low - paper) / 2, low, high)
 
@@ -206,16 +236,25 @@ def line_centres(candidates: np.ndarray, horizontal: bool) -> tuple[np.ndarray, 
     return centres.astype(bool), 2 * float(np.percentile(cv2.distanceTransform(pixels, cv2.DIST_L2, 3)[on_line], 75))
 
 
-def printed_lines(mask: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+def printed_lines(mask: np.ndarray, candidates: np.ndarray, margin: bool = True) -> np.ndarray:
     """Pixels of `mask` on straight near-horizontal or near-vertical lines that cross the picture (found
     among `candidates`, the faint ink too, as printed lines are often lighter than the writing). Across a
     line, a run of ink no thicker than the line that covers the line's middle is the line; a thicker run is
-    a stroke crossing or running along it, and ink beside the line (not touching its middle) is writing."""
+    a stroke crossing or running along it, and ink beside the line (not touching its middle) is writing.
+    Without a `margin` of paper (a digit cropped to its ink), a straight stroke crosses the picture too (a
+    1's stem, a 7's bar): a lone line of one orientation as thick as the writing's strokes is a stroke."""
     height, width = mask.shape
     rows, columns = np.flatnonzero(candidates.any(1)), np.flatnonzero(candidates.any(0))
     if columns[-1] - columns[0] < LINE_SPAN * width * 0.95 and rows[-1] - rows[0] < LINE_SPAN * height * 0.95:
         return np.zeros_like(mask)  # nothing crosses the picture (a drawing on a canvas): spare the Hough transform
     found = {horizontal: line_centres(candidates, horizontal) for horizontal in (True, False)}
+    if not margin:
+        on_any = found[True][0] | found[False][0]
+        writing = stroke_width(mask & ~cv2.dilate(on_any.view(np.uint8), np.ones((5, 5), np.uint8)).astype(bool))
+        for horizontal, (centres, thickness) in list(found.items()):
+            alone = cv2.connectedComponents(centres.view(np.uint8))[0] == 2  # one line: not a ruling's pattern
+            if alone and thickness >= LINE_AS_STROKE * writing:
+                found[horizontal] = (np.zeros_like(mask), 0.0)
 
     def on_lines(horizontal: bool, ink: np.ndarray) -> np.ndarray:
         centres, thickness = found[horizontal]
@@ -249,31 +288,74 @@ def despeckle(mask: np.ndarray, width: float) -> np.ndarray:
     return keep[labels]
 
 
+def shrink_to(grey: np.ndarray, side: int) -> np.ndarray:
+    """A copy at most `side` pixels large."""
+    height, width = grey.shape
+    factor = min(1.0, side / max(height, width))
+    if factor == 1:
+        return grey
+    return cv2.resize(
+        grey, (max(1, round(width * factor)), max(1, round(height * factor))), interpolation=cv2.INTER_AREA
+    )
+
+
+def lacks_paper_margin(result: CleanUp) -> bool:
+    """Whether the clean-up's assumptions failed: a margin of paper around the writing (no ink found, or
+    a substantial stroke reaching the picture's edge) or ink a minority of every window (an evenly lit border, so no
+    shadow darkens the picture, and more than INK_MAJORITY of the picture in the darker, or lighter, of its
+    two brightness classes: a marker's digit)."""
+    mask, grey = result.mask, result.grey
+    if result.empty:
+        return True
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
+    at_edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    if (stats[at_edge[at_edge > 0], cv2.CC_STAT_AREA] >= WRITING_AT_EDGE * areas.max()).any():
+        return True  # the writing, not a crumb of a shadow's edge, reaches the picture's edge
+    low, high = np.percentile(np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]]), [10, 90])
+    if high - low >= UNIFORM_BORDER:
+        return False
+    _, light = two_classes(grey)
+    return float(np.mean(~light if result.dark_on_light else light)) > INK_MAJORITY
+
+
 def clean_up(array: np.ndarray) -> CleanUp:
-    """Every step from an input image (any polarity, colour, alpha, size) to a mask of its strokes."""
+    """Every step from an input image (any polarity, colour, alpha, size) to a mask of its strokes. A
+    picture without a margin of paper (a digit cropped to its ink, a low-resolution scan whose ink touches
+    the frame, a marker digit that is half the picture) is cleaned up again without assuming one."""
     grey = greyscale(array)
     scale = max(1.0, min(MIN_WORKING_SIDE / min(grey.shape), MAX_ENLARGEMENT, np.sqrt(MAX_WORKING_PIXELS / grey.size)))
     if scale > 1:
         grey = cv2.resize(
             grey, (round(grey.shape[1] * scale), round(grey.shape[0] * scale)), interpolation=cv2.INTER_LINEAR
         )
+    result = clean_up_at_working_size(grey, scale)
+    if result.flat_paper or not lacks_paper_margin(result):
+        return result
+    return clean_up_at_working_size(grey, scale, margin=False)
+
+
+def clean_up_at_working_size(grey: np.ndarray, scale: float, margin: bool = True) -> CleanUp:
+    """The clean-up's steps on a greyscale picture already at its working size; `margin`: whether the
+    picture's border is paper and ink a minority of it."""
     border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
     paper = float(np.median(border))
-    if np.ptp(border) < FLAT and np.mean(np.abs(sample(grey) - paper) < FLAT) > 0.5:
+    flat = bool(np.ptp(border) < FLAT and np.mean(np.abs(sample(grey) - paper) < FLAT) > 0.5)
+    if flat:
         # A drawing on flat paper (the canvas): no lighting to undo, no noise to smooth; ink is what differs
         # from the paper by half the contrast. Saves most of the clean-up's time on every canvas stroke.
         dark_on_light = paper > 0.5
         ink = np.abs(grey - paper) / max(paper if dark_on_light else 1 - paper, FLAT)
         levels = Thresholds(ink, 0.5, 0.5, 0.5) if ink.max() >= MIN_CONTRAST else None
     else:
-        ink, dark_on_light = normalise_illumination(grey)
-        levels = thresholds(ink)
+        ink, dark_on_light = normalise_illumination(grey, margin)
+        levels = thresholds(ink, margin)
     if levels is None:
         binary = lines = np.zeros(ink.shape, bool)
     else:
         binary = apply_hysteresis_threshold(levels.smooth, levels.low, levels.high)
-        lines = printed_lines(binary, levels.smooth > levels.faint) if binary.any() else np.zeros_like(binary)
+        lines = printed_lines(binary, levels.smooth > levels.faint, margin) if binary.any() else np.zeros_like(binary)
     strokes = binary & ~lines
     width = stroke_width(strokes)
     mask = despeckle(strokes, width) if strokes.any() else strokes
-    return CleanUp(grey, dark_on_light, ink, binary, lines, mask, stroke_width(mask), scale)
+    return CleanUp(grey, dark_on_light, ink, binary, lines, mask, stroke_width(mask), scale, flat)

@@ -240,9 +240,12 @@ def command_calibrate(args: argparse.Namespace) -> int:
 
 
 def read_line(entry: dict) -> str:
+    if entry.get("problem"):
+        return f"{entry['image']}: (nothing read: {entry['problem']})"
     strange = [str(index + 1) for index, digit in enumerate(entry["digits"]) if digit["looks_like_digit"] is False]
-    note = f" (digit {', '.join(strange)} from the left does not look like a digit)" if strange else ""
-    return f"{entry['image']}: {entry['text'] or '(no digits found)'}{note}"
+    note = f" (? = character {', '.join(strange)} from the left does not look like a digit)" if strange else ""
+    text = " / ".join(entry["lines"])  # several lines of writing, from the top
+    return f"{entry['image']}: {text or '(no digits found)'}{note}"
 
 
 def command_read(args: argparse.Namespace) -> int:
@@ -260,13 +263,23 @@ def command_read(args: argparse.Namespace) -> int:
             {
                 "image": path,
                 "text": reading.text,
+                "lines": reading.lines,
+                "separators": [
+                    {"character": mark.character, "box": list(mark.box), "line": mark.line}
+                    for mark in reading.marks
+                    if mark.character
+                ],
+                "problem": reading.problem,
                 "digits": [
                     {
-                        "digit": digit.digit,
+                        "character": digit.character,
+                        "digit": None if digit.looks_like_digit is False else digit.digit,
+                        "closest_digit": digit.digit,
                         "confidence": round(digit.confidence, 6),
                         "box": list(digit.box),
                         "looks_like_digit": digit.looks_like_digit,
                         "pair": digit.pair,
+                        "line": digit.line,
                     }
                     for digit in reading.digits
                 ],
@@ -470,6 +483,7 @@ def command_preview(args: argparse.Namespace) -> int:
         rows=args.rows,
         columns=args.columns,
         variants_of_first=args.variants,
+        labels=data.train_labels,
     )
     Image.fromarray(grid.numpy()).resize((grid.shape[1] * 3, grid.shape[0] * 3), Image.NEAREST).save(args.output)
     print(f"wrote {args.output}")

@@ -113,7 +113,7 @@ def evaluate(
 ) -> Evaluation:
     """Score uint8 test images (N, 28, 28), optionally transformed by a seeded augmentation."""
     spec = as_spec(augment)
-    inputs = augment_images(images, spec, seed) if not spec.is_identity else to_float_images(images)
+    inputs = augment_images(images, spec, seed, labels) if not spec.is_identity else to_float_images(images)
     was_training = model.training
     probabilities = predict_probabilities(folded_for_inference(model), inputs, device)
     model.train(was_training)

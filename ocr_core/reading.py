@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import threading
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import pairwise
 
 import cv2
@@ -59,6 +59,23 @@ JOIN_GAP = 0.25  # neighbouring glyphs this close (in digit heights) may be piec
 JOIN_WIDTH = 1.4  # ... when together no wider than this many digit heights
 JOIN_PENALTY = 0.5  # log-probability each join costs, as a cut does
 MAX_JOINED = 3
+SEPARATORS = {"-": "dash", "/": "slash", ":": "colon", ".": "period", ",": "comma"}
+MARK_GAP = 0.08  # a period or comma is at least this many digit heights from the digits beside it
+DASH_WIDTH = (0.25, 1.2)  # a dash is this many digit heights wide ...
+DASH_HEIGHT = 0.25  # ... at most this high, and lies at mid-height
+# A slash leans at least this far from vertical (dx/dy: about 31 degrees) as written, and half of it once the
+# writing's slant is undone: with 0.4 (22 degrees) the slanted 1s of held-out numbers read as slashes
+# (4 digits apart 96.7% -> 79%).
+SLASH_SLOPE = 0.6
+# ... and even at 0.6 the slanted 1s of held-out numbers read as slashes (4 digits apart 92.5% -> 77.5% of 40):
+# a slash is not told from a 1 by its shape alone, so slashes are off until a better signal exists.
+READ_SLASHES = False
+SLASH_ELONGATION = 3.0  # ... and is one straight stroke: its principal axes differ this much
+LINE_SHARE = 0.4  # a run of inked rows this share of the tallest run's height is a line of writing of its own
+# Many pieces of ink far smaller than the picture (a digit of a written number is at least a tenth of a photo
+# of it) are noise (salt and pepper, dust, a scribbled texture), refused rather than read as a long number.
+NOISE_PIECES = 8
+NOISE_HEIGHT = 0.1
 
 
 @dataclass(frozen=True)
@@ -79,6 +96,10 @@ STRANGENESS_PENALTY = 2.0  # ... costs nothing; beyond it, this many log-units p
 # the most touching pairs, and weighing the pair reader's "one digit" against cutting added nothing.
 PAIR_PENALTY = 0.0
 PAIR_WIDTH = 0.7  # glyphs wider than this many digit heights (and tried as cuts) are also read as pairs
+# A pair's digits look like digits when the run's score of its cut's pieces is within this many thresholds (the
+# touching pairs of the tests: 1.09 and 1.45) and no hole of the glyph spans this share of its width.
+PAIR_STRANGENESS = 1.6
+ONE_SHAPE_HOLE = 0.6
 
 
 @dataclass(frozen=True)
@@ -96,6 +117,7 @@ class DigitReading:
     # (pairs.pair_input). The probabilities are then the pair reader's for this side, and the box and crop
     # are those of the glyph's cut that the run reads most like the pair.
     pair_input: torch.Tensor | None = None
+    line: int = 0  # which line of writing, from the top
 
     @property
     def pair(self) -> bool:
@@ -106,16 +128,29 @@ class DigitReading:
         return None if self.strangeness is None else self.strangeness <= 1.0
 
     @property
+    def character(self) -> str:
+        """The digit, or `?` for ink that does not look like a digit to the run."""
+        return "?" if self.looks_like_digit is False else str(self.digit)
+
+    @property
     def unsure(self) -> bool:
         return self.confidence < UNSURE_BELOW or self.looks_like_digit is False
 
 
+def centre_x(item: tuple) -> float:
+    box = item[1]
+    return box[0] + box[2] / 2
+
+
 @dataclass(frozen=True)
 class Mark:
-    """Ink that is not a digit: a dot, a comma or an underline."""
+    """Ink that is not a digit: a separator (period, comma, dash, slash, colon), a dot above the line or an
+    underline."""
 
     kind: str
     box: tuple[int, int, int, int]  # in the input image
+    line: int = 0
+    character: str | None = None  # a separator of the number's text (. , - / :), or None (an underline, a dot)
 
 
 @dataclass(frozen=True)
@@ -128,10 +163,24 @@ class Reading:
     deskewed: np.ndarray  # bool mask after deskewing
     segments: np.ndarray  # (H, W, 3) uint8: the deskewed mask with each digit's piece coloured
     input_shape: tuple[int, int]
+    problem: str | None = None  # why nothing was read although there is ink (noise), or None
+
+    @property
+    def lines(self) -> list[str]:
+        """The text of each line of writing, from the top: its digits from left to right; a piece that does
+        not look like a digit is `?`, never a digit."""
+        characters = [(digit.line, digit.box, digit.character) for digit in self.digits]
+        characters += [(mark.line, mark.box, mark.character) for mark in self.marks if mark.character]
+        count = max((digit.line for digit in self.digits), default=-1) + 1
+        return [
+            "".join(c for _, _, c in sorted((item for item in characters if item[0] == line), key=centre_x))
+            for line in range(count)
+        ]
 
     @property
     def text(self) -> str:
-        return "".join(str(digit.digit) for digit in self.digits)
+        """The lines' texts, one per line (a single line: its digits, as ever)."""
+        return "\n".join(self.lines)
 
     @property
     def not_digits(self) -> list[int]:
@@ -232,6 +281,35 @@ def joined(group: list[Component]) -> Component:
     for part in group:
         mask[part.top - top : part.bottom - top, part.left - left : part.right - left] |= part.mask
     return Component(left, top, right, bottom, mask)
+
+
+def widest_hole(mask: np.ndarray) -> float:
+    """The width of the widest region of paper enclosed by the ink, as a share of the ink's width."""
+    _, _, stats, _ = cv2.connectedComponentsWithStats((~mask).view(np.uint8), connectivity=4)
+    left, top, width, height = stats[1:, 0], stats[1:, 1], stats[1:, 2], stats[1:, 3]
+    enclosed = (left > 0) & (top > 0) & (left + width < mask.shape[1]) & (top + height < mask.shape[0])
+    return float(width[enclosed].max()) / mask.shape[1] if enclosed.any() else 0.0
+
+
+def text_lines(mask: np.ndarray) -> list[tuple[int, int]]:
+    """The rows (top, bottom) of each line of writing: the runs of rows with ink, those lower than LINE_SHARE
+    of the tallest run (a detached bar, a dot, an underline) joined to the nearest line."""
+    rows = mask.any(1)
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], rows.astype(np.int8), [0]])))
+    runs = list(zip(edges[::2], edges[1::2], strict=True))
+    if len(runs) <= 1:
+        return [(0, mask.shape[0])]
+    tallest = max(bottom - top for top, bottom in runs)
+    lines = [list(run) for run in runs if run[1] - run[0] >= LINE_SHARE * tallest]
+    for top, bottom in runs:
+        if bottom - top < LINE_SHARE * tallest:
+            nearest = min(lines, key=lambda line: max(line[0] - bottom, top - line[1], 0))
+            nearest[0], nearest[1] = min(nearest[0], top), max(nearest[1], bottom)
+    if len(lines) == 1:
+        return [(0, mask.shape[0])]
+    # each line's band reaches halfway to its neighbours, so nothing between them is lost
+    cuts = [0] + [(above[1] + below[0]) // 2 for above, below in pairwise(lines)] + [mask.shape[0]]
+    return list(pairwise(cuts))
 
 
 def writing_height(parts: list[Component]) -> float:
@@ -511,11 +589,77 @@ def to_input_box(
 def mark_kind(part: Component, height: float, baseline: float) -> str | None:
     if part.width >= UNDERLINE_WIDTH * height and part.height <= UNDERLINE_HEIGHT * height:
         return "underline"
-    if part.width <= MARK_SIZE * height and part.height <= MARK_SIZE * height * 1.8:
+    if small(part, height):
         if part.top >= baseline - MARK_SIZE * height:  # down on the line: punctuation
-            return "comma" if part.height > 1.5 * part.width else "dot"
+            return "comma" if part.height > 1.5 * part.width else "period"
         return "dot"
     return None
+
+
+def low_gap(mark: Component, other: Component, level: float) -> float:
+    """Columns between a mark on the line and the ink of `other` below `level` (the lower part of the writing,
+    where the mark sits: a 7's bar above a decimal point does not count); infinite when it has none there."""
+    rows = other.mask[max(0, int(level) - other.top) :]
+    columns = np.flatnonzero(rows.any(0)) + other.left
+    if not len(columns):
+        return np.inf
+    return float(max(columns[0] - mark.right, mark.left - columns[-1] - 1))
+
+
+def small(part: Component, height: float) -> bool:
+    return part.width <= MARK_SIZE * height and part.height <= MARK_SIZE * height * 1.8
+
+
+def slope_from_vertical(part: Component) -> float:
+    """How far the ink's principal axis leans from vertical (dx/dy, positive: its top to the right), and 0
+    when the ink is not clearly one straight stroke."""
+    rows, columns = np.nonzero(part.mask)
+    if len(rows) < 3:
+        return 0.0
+    covariance = np.cov(np.vstack([columns, rows]).astype(np.float64))
+    low, high = np.linalg.eigvalsh(covariance)
+    if high < SLASH_ELONGATION**2 * max(low, 1e-9):
+        return 0.0
+    return float(-covariance[0, 1] / covariance[1, 1]) if covariance[1, 1] > 0 else 0.0
+
+
+def separators(parts: list[Component], height: float, baseline: float, slant: float) -> dict[int, str]:
+    """The parts (by index) that are separators of a number, not digits: a colon (two small marks one over
+    the other, the lower on the line), a dash (a short flat stroke at mid-height) and a slash (a straight
+    stroke as tall as the digits leaning at least SLASH_SLOPE from vertical as written,
+    and still half that once the writing's `slant` is undone, so an italic 1 stays a 1); neither overlapped
+    by other ink (a 7's stem under its bar, a 5's bar over its body)."""
+    found: dict[int, str] = {}
+    for index, part in enumerate(parts):
+        others = [other for other in parts if other is not part]
+        alone = all(overlap(part, other) < PIECE_OVERLAP for other in others if not small(other, height))
+        middle = (part.top + part.bottom) / 2
+        if (
+            alone
+            and DASH_WIDTH[0] * height <= part.width <= DASH_WIDTH[1] * height
+            and part.height <= min(DASH_HEIGHT * height, part.width / 2)
+            and baseline - 0.8 * height <= middle <= baseline - 0.2 * height
+        ):
+            found[index] = "-"
+        elif READ_SLASHES and alone and part.height >= 0.7 * height and part.width >= 0.25 * height:
+            slope = slope_from_vertical(part)  # after deskewing; as written, the slant removed comes back
+            if slope >= SLASH_SLOPE / 2 and slope - slant >= SLASH_SLOPE:
+                found[index] = "/"
+    marks = [index for index, part in enumerate(parts) if small(part, height) and index not in found]
+    for lower in marks:
+        for upper in marks:
+            below, above = parts[lower], parts[upper]
+            if (
+                lower != upper
+                and below.top >= baseline - MARK_SIZE * height
+                and above.bottom <= below.top
+                and above.top >= baseline - 0.9 * height
+                and overlap(below, above) >= PIECE_OVERLAP
+                and lower not in found
+                and upper not in found
+            ):
+                found[lower] = found[upper] = ":"
+    return found
 
 
 PALETTE = np.array(
@@ -556,80 +700,153 @@ def read_number(
     cleaned = clean_up(grey)
     scale = shrink * cleaned.scale
 
-    def finish(digits, marks, rotation=0.0, slant=0.0, deskewed=None, segments=None) -> Reading:
+    def finish(digits, marks, rotation=0.0, slant=0.0, deskewed=None, segments=None, problem=None) -> Reading:
         deskewed = cleaned.mask if deskewed is None else deskewed
         segments = np.dstack([deskewed * 90] * 3).astype(np.uint8) if segments is None else segments
-        return Reading(tuple(digits), tuple(marks), cleaned, rotation, slant, deskewed, segments, input_shape)
+        return Reading(tuple(digits), tuple(marks), cleaned, rotation, slant, deskewed, segments, input_shape, problem)
 
     if cleaned.empty:
         return finish([], [])
-    transform, size, rotation, slant = deskew_transform(cleaned.mask)
-    deskewed = cv2.warpAffine(cleaned.mask.view(np.uint8), transform, size, flags=cv2.INTER_NEAREST).astype(bool)
-    transform_back = cv2.invertAffineTransform(transform)
 
-    smallest = MIN_WRITING * min(cleaned.mask.shape)
-    parts = [part for part in components(deskewed) if max(part.height, part.width) >= smallest]
-    if not parts:
-        return finish([], [], rotation, slant, deskewed)
-    height = writing_height(parts)
-    baseline = float(np.median([c.bottom for c in parts if c.height >= 0.7 * height]))
-    marks, glyphs = [], []
-    underlines = [part for part in parts if mark_kind(part, height, baseline) == "underline"]
-    for part in underlines:
-        marks.append(Mark("underline", to_input_box(transform_back, part, scale, input_shape)))
-    for group in group_pieces([part for part in parts if not any(part is u for u in underlines)], height):
-        kind = mark_kind(group, height, baseline)
-        if kind is None:
-            glyphs.append(group)
-        else:
-            marks.append(Mark(kind, to_input_box(transform_back, group, scale, input_shape)))
+    def read_line(mask: np.ndarray, top: int) -> tuple:
+        """(digits, marks, rotation, slant, deskewed, segments, problem) of one line of writing: the rows
+        from `top` of the cleaned-up mask."""
+        transform, size, rotation, slant = deskew_transform(mask)
+        deskewed = cv2.warpAffine(mask.view(np.uint8), transform, size, flags=cv2.INTER_NEAREST).astype(bool)
+        transform_back = cv2.invertAffineTransform(transform)
+        transform_back[1, 2] += top  # the line's rows back to the whole picture's
 
-    prior = CALIBRATED_CUTS if calibration else UNCALIBRATED_CUTS
-    units = candidate_units(glyphs, height, prior, pairs=pair_model is not None)
-    pieces = [piece for unit in units for piece in unit.pieces]
-    inputs = torch.stack([mnist_input(piece.mask) for piece in pieces]) if pieces else torch.zeros(0, 28, 28)
-    glyphs_read = [pair_input(glyphs[unit.start].mask) for unit in units if unit.pair]
-    with one_thread():
-        features = features_of(model, inputs)
-        logits = logits_of(model, features)
-        strangeness = calibration.detector.scores(features) / calibration.detector.threshold if calibration else None
-        probabilities = softmax(logits)  # the segmentation is judged on the plain softmax, whatever the calibration
-        reported = softmax(logits, calibration.temperature) if calibration else probabilities
-        pairs = (
-            predict_probabilities(pair_model, torch.stack(glyphs_read))
-            if glyphs_read
-            else np.zeros((0, SINGLE + 1), np.float32)
-        )
-    starts = np.cumsum([0] + [len(unit.pieces) for unit in units])[:-1]
-    pair_rows = np.cumsum([unit.pair for unit in units]) - 1
-    scores = unit_scores(units, probabilities, strangeness, pairs, height, prior)
-    digits = []
-    segments = np.dstack([deskewed * 90] * 3).astype(np.uint8)
+        smallest = MIN_WRITING * min(cleaned.mask.shape)
+        parts = [part for part in components(deskewed) if max(part.height, part.width) >= smallest]
+        if not parts:
+            return [], [], rotation, slant, deskewed, np.dstack([deskewed * 90] * 3).astype(np.uint8), None
+        height = writing_height(parts)
+        if len(parts) >= NOISE_PIECES and height < NOISE_HEIGHT * min(deskewed.shape):
+            problem = f"this looks like noise ({len(parts)} specks scattered over the picture), not writing"
+            return [], [], rotation, slant, deskewed, np.dstack([deskewed * 90] * 3).astype(np.uint8), problem
+        baseline = float(np.median([c.bottom for c in parts if c.height >= 0.7 * height]))
+        marks, glyphs = [], []
+        underlines = [part for part in parts if mark_kind(part, height, baseline) == "underline"]
+        for part in underlines:
+            marks.append(Mark("underline", to_input_box(transform_back, part, scale, input_shape)))
+        parts = [part for part in parts if not any(part is u for u in underlines)]
+        found = separators(parts, height, baseline, slant)
+        colon = [parts[index] for index, character in found.items() if character == ":"]
+        for index, character in found.items():
+            if character != ":":
+                box = to_input_box(transform_back, parts[index], scale, input_shape)
+                marks.append(Mark(SEPARATORS[character], box, character=character))
+        for pair in range(0, len(colon), 2):
+            box = to_input_box(transform_back, joined(colon[pair : pair + 2]), scale, input_shape)
+            marks.append(Mark("colon", box, character=":"))
+        groups = group_pieces([part for index, part in enumerate(parts) if index not in found], height)
+        for group in groups:
+            kind = mark_kind(group, height, baseline)
+            if kind is None:
+                glyphs.append(group)
+            else:
+                # a period or comma stands in a gap; a crumb right beside a digit is a piece of it, not text
+                apart = all(
+                    low_gap(group, other, baseline - 0.35 * height) >= MARK_GAP * height
+                    for other in groups
+                    if other is not group and mark_kind(other, height, baseline) is None
+                )
+                character = {"period": ".", "comma": ","}.get(kind) if apart else None
+                box = to_input_box(transform_back, group, scale, input_shape)
+                marks.append(Mark(kind, box, character=character))
 
-    def add(row: np.ndarray, piece: Component, index: int, split: bool, glyph: torch.Tensor | None = None) -> None:
-        digit = int(row.argmax())
-        region = segments[piece.top : piece.bottom, piece.left : piece.right]
-        region[piece.mask] = PALETTE[len(digits) % len(PALETTE)]
-        strange = None if strangeness is None or glyph is not None else float(strangeness[index])
-        box = to_input_box(transform_back, piece, scale, input_shape)
-        digits.append(DigitReading(digit, float(row[digit]), row, box, inputs[index], split, strange, glyph))
-
-    for chosen in best_path(units, scores, len(glyphs)):
-        unit, start = units[chosen], int(starts[chosen])
-        if unit.pair:  # each digit's box and crop: the glyph's cut whose pieces the run reads most like the pair
-            pair_row = pair_rows[chosen]
-            left, right = pair_marginals(pairs[pair_row])
-            cuts = [index for index, other in enumerate(units) if other.start == unit.start and len(other.pieces) == 2]
-            best_cut = max(
-                cuts,
-                key=lambda index: (
-                    np.log(probabilities[starts[index], left.argmax()] + 1e-9)
-                    + np.log(probabilities[starts[index] + 1, right.argmax()] + 1e-9)
-                ),
+        prior = CALIBRATED_CUTS if calibration else UNCALIBRATED_CUTS
+        units = candidate_units(glyphs, height, prior, pairs=pair_model is not None)
+        pieces = [piece for unit in units for piece in unit.pieces]
+        inputs = torch.stack([mnist_input(piece.mask) for piece in pieces]) if pieces else torch.zeros(0, 28, 28)
+        glyphs_read = [pair_input(glyphs[unit.start].mask) for unit in units if unit.pair]
+        with one_thread():
+            features = features_of(model, inputs)
+            logits = logits_of(model, features)
+            strangeness = (
+                calibration.detector.scores(features) / calibration.detector.threshold if calibration else None
             )
-            for offset, row in enumerate((left, right)):
-                add(row, units[best_cut].pieces[offset], int(starts[best_cut]) + offset, True, glyphs_read[pair_row])
-        else:
-            for offset, piece in enumerate(unit.pieces):
-                add(reported[start + offset], piece, start + offset, len(unit.pieces) > 1)
-    return finish(digits, marks, rotation, slant, deskewed, segments)
+            probabilities = softmax(logits)  # the segmentation is judged on the plain softmax, whatever the calibration
+            reported = softmax(logits, calibration.temperature) if calibration else probabilities
+            pairs = (
+                predict_probabilities(pair_model, torch.stack(glyphs_read))
+                if glyphs_read
+                else np.zeros((0, SINGLE + 1), np.float32)
+            )
+        starts = np.cumsum([0] + [len(unit.pieces) for unit in units])[:-1]
+        pair_rows = np.cumsum([unit.pair for unit in units]) - 1
+        scores = unit_scores(units, probabilities, strangeness, pairs, height, prior)
+        digits = []
+        segments = np.dstack([deskewed * 90] * 3).astype(np.uint8)
+
+        def add(
+            row: np.ndarray,
+            piece: Component,
+            index: int,
+            split: bool,
+            glyph: torch.Tensor | None = None,
+            strange: float | None = None,
+        ) -> None:
+            digit = int(row.argmax())
+            region = segments[piece.top : piece.bottom, piece.left : piece.right]
+            region[piece.mask] = PALETTE[len(digits) % len(PALETTE)]
+            if strange is None and strangeness is not None:
+                strange = float(strangeness[index])
+            box = to_input_box(transform_back, piece, scale, input_shape)
+            digits.append(DigitReading(digit, float(row[digit]), row, box, inputs[index], split, strange, glyph))
+
+        for chosen in best_path(units, scores, len(glyphs)):
+            unit, start = units[chosen], int(starts[chosen])
+            if unit.pair:  # each digit's box and crop: the glyph's cut whose pieces the run reads most like the pair
+                pair_row = pair_rows[chosen]
+                left, right = pair_marginals(pairs[pair_row])
+                cuts = [
+                    index for index, other in enumerate(units) if other.start == unit.start and len(other.pieces) == 2
+                ]
+                best_cut = max(
+                    cuts,
+                    key=lambda index: (
+                        np.log(probabilities[starts[index], left.argmax()] + 1e-9)
+                        + np.log(probabilities[starts[index] + 1, right.argmax()] + 1e-9)
+                    ),
+                )
+                # The pair reader has no not-a-digit signal of its own: its digits pass the run's check on the cut's
+                # pieces, both together, at a threshold for cut pieces (a cut through an overlap leaves each digit a
+                # stroke of the other), and a glyph enclosing a hole across most of its width is one shape, not
+                # two digits side by side (a hollow triangle or square read "11" or "17").
+                first = int(starts[best_cut])
+                strange = None
+                if strangeness is not None:
+                    cut_pieces = float(strangeness[first : first + 2].max()) / PAIR_STRANGENESS
+                    strange = 2.0 if widest_hole(glyphs[unit.start].mask) > ONE_SHAPE_HOLE else cut_pieces
+                for offset, row in enumerate((left, right)):
+                    piece = units[best_cut].pieces[offset]
+                    add(row, piece, first + offset, True, glyphs_read[pair_row], strange)
+            else:
+                for offset, piece in enumerate(unit.pieces):
+                    add(reported[start + offset], piece, start + offset, len(unit.pieces) > 1)
+        return digits, marks, rotation, slant, deskewed, segments, None
+
+    bands = text_lines(cleaned.mask)
+    if len(bands) == 1:
+        return finish(*read_line(cleaned.mask, 0))
+    read = [read_line(cleaned.mask[top:bottom], top) for top, bottom in bands]
+    problems = [line[6] for line in read if line[6]]
+    width = max(line[4].shape[1] for line in read)
+
+    def stacked(images: list[np.ndarray]) -> np.ndarray:
+        return np.concatenate(
+            [np.pad(im, ((0, 4), (0, width - im.shape[1])) + ((0, 0),) * (im.ndim - 2)) for im in images]
+        )
+
+    digits = [replace(digit, line=index) for index, line in enumerate(read) for digit in line[0]]
+    marks = [replace(mark, line=index) for index, line in enumerate(read) for mark in line[1]]
+    return finish(
+        digits,
+        marks,
+        float(np.median([line[2] for line in read])),
+        float(np.median([line[3] for line in read])),
+        stacked([line[4] for line in read]),
+        stacked([line[5] for line in read]),
+        problems[0] if problems and not digits else None,
+    )

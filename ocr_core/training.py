@@ -382,8 +382,11 @@ class TrainingRun:
     def train_step(self, batch_indices: torch.Tensor) -> tuple[float, int, int]:
         """One optimizer step on a batch (augmented, in the run's precision), the schedule's step and the
         weight average's update: (loss, correct answers, batch size)."""
-        images = augment_batch(to_float_images(self.data.train_images[batch_indices]), self.spec, self.generator)
-        labels = self.data.train_labels[batch_indices].to(self.device)
+        batch_labels = self.data.train_labels[batch_indices]
+        images = augment_batch(
+            to_float_images(self.data.train_images[batch_indices]), self.spec, self.generator, batch_labels
+        )
+        labels = batch_labels.to(self.device)
         with autocast(self.precision, self.device):
             logits = self.model(as_model_input(images.to(self.device)))
             loss = F.cross_entropy(logits.float(), labels, label_smoothing=self.config.label_smoothing)

@@ -90,7 +90,7 @@ def test_read_upload_without_digits_says_so(app_env):
 
 def test_read_flags_a_digit_that_does_not_look_like_one(app_env):
     """The run's not-a-digit signal on one piece (forced here: the tiny test runs are not calibrated) shows
-    as a warning naming the digit, a red box and a caption under its crop; the text keeps the closest digit."""
+    as a warning naming the character, a red box and a caption under its crop; the text shows it as ?."""
     from ocr_core import reading
 
     real = reading.read_number
@@ -102,10 +102,11 @@ def test_read_flags_a_digit_that_does_not_look_like_one(app_env):
 
     with mock.patch.object(reading, "read_number", second_is_strange):
         app = open_read_page(wide_drawing(2))
-    assert "Digit 2 from the left does not look like a digit" in texts(app.warning)
-    assert len(next(metric for metric in app.metric if metric.label == "Reading").value) == 2
+    assert "Character 2 from the left does not look like a digit" in texts(app.warning)
+    text = next(metric for metric in app.metric if metric.label == "Reading").value
+    assert len(text) == 2 and text[1] == "?", "a flagged piece shows as ?, never as a digit"
     captions = [caption for image in app.image for caption in image.captions]
-    assert sum("not a digit?" in caption for caption in captions) == 1
+    assert sum("not a digit" in caption and caption.startswith("? (closest") for caption in captions) == 1
 
 
 def test_read_says_when_the_run_cannot_tell_digits_from_other_ink(app_env):
@@ -144,3 +145,17 @@ def test_read_without_a_loadable_pair_reader_warns_and_reads_with_cuts(app_env):
     assert "Touching digits are only cut" in texts(app.warning)
     assert next(metric for metric in app.metric if metric.label == "Reading").value.isdigit()
     assert "Touching digits read whole" not in texts(app.markdown)
+
+
+def test_read_shows_a_short_list_line_by_line_with_a_csv(app_env):
+    """Two lines of writing on the canvas: one reading per line in a table, and the lines as CSV."""
+    image = np.zeros((280, 840, 4), np.uint8)
+    image[..., 3] = 255
+    lines = np.concatenate([wide_drawing(2)[::2], wide_drawing(3)[::2]])  # "17" over "171", half height each
+    image[: lines.shape[0]] = lines
+    app = open_read_page(image)
+    assert next(metric for metric in app.metric if metric.label == "Reading").value == "2 lines"
+    table = app.dataframe[0].value
+    assert list(table["line"]) == [1, 2] and all(len(text) in (2, 3) for text in table["reading"])
+    assert [len(text) for text in table["reading"]] == [2, 3]
+    assert any("CSV" in button.label for button in app.get("download_button"))

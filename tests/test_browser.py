@@ -119,3 +119,29 @@ def test_writing_a_number_in_the_browser_reads_it(app_url):
         page.get_by_text("Touching digits read whole").first.wait_for(timeout=60_000)
         if SHIPPED_BEST.exists():
             assert metric_value(page, "Reading") == "2026"
+
+
+def test_on_a_phone_the_canvases_fit_the_screen_and_strokes_land_where_drawn(app_url):
+    """At 390x844 (a phone) the Read canvas (840x280) used to run off the screen: 57% out of reach. It is
+    shown as wide as the column, its proportions kept, and a number written across it reads as written."""
+    with browser_page() as page:
+        page.set_viewport_size({"width": 390, "height": 844})
+        page.goto(f"{app_url}/read")
+        page.get_by_text("Write a number on the black canvas").wait_for(timeout=60_000)
+        canvas = page.locator("canvas").last
+        canvas.scroll_into_view_if_needed()
+        box = canvas.bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 390, box
+        assert abs(box["width"] / box["height"] - 3) < 0.05, "the canvas keeps its proportions"
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        factor = box["width"] / 840
+        draw(page, [[(round(x * factor), round(y * factor)) for x, y in stroke] for stroke in TWENTY_TWENTY_SIX])
+        shown = metric_value(page, "Reading")
+        assert len(shown) == 4
+        if SHIPPED_BEST.exists():
+            assert shown == "2026"
+        page.goto(app_url)
+        canvas = page.locator("canvas").last
+        canvas.wait_for()
+        box = canvas.bounding_box()
+        assert box["x"] + box["width"] <= 390 and abs(box["width"] - box["height"]) < 2

@@ -301,3 +301,57 @@ def test_a_plain_share_of_digits_keeps_only_the_shape_ops():
     assert ((mixed == damaged).all((1, 2, 3)) | plain).all(), "each digit is either plain or damaged as without plain"
     assert 0.4 < plain.float().mean() < 0.6, "about half the digits stay plain"
     assert not (shape_only == damaged).all((1, 2, 3)).any()
+
+
+def one_batch(count=32):
+    """Upright 1s (a stem 3 px wide, rows 4-23) and 7s (a bar on top, a stem down the middle)."""
+    images = torch.zeros(count, 28, 28, dtype=torch.uint8)
+    images[: count // 2, 4:24, 13:16] = 255
+    images[count // 2 :, 4:7, 8:20] = 255
+    images[count // 2 :, 4:24, 16:19] = 255
+    labels = torch.tensor([1] * (count // 2) + [7] * (count - count // 2))
+    return images, labels
+
+
+def test_flag1_draws_a_flag_down_left_from_the_top_of_1s_only():
+    images, labels = one_batch()
+    out = augment_images(images, "flag1=1", seed=0, labels=labels)
+    clean = to_float_images(images)
+    added = (out - clean).clamp_min(0)[:, 0]
+    ones, sevens = added[labels == 1], added[labels == 7]
+    assert sevens.sum() == 0, "only 1s get a flag"
+    assert (ones[:, 4:13, :13].sum((1, 2)) > 3).all(), "each 1 gains ink left of its stem, in its upper half"
+    footed = ones[:, 21:26, :].sum((1, 2)) > 3
+    assert 0.2 < footed.float().mean() < 0.8, "about half of the flagged 1s also get a foot"
+    assert torch.equal(out, augment_images(images, "flag1=1", seed=0, labels=labels))
+    untouched = augment_images(images, "flag1=0.5", seed=1, labels=labels)
+    assert 0 < ((untouched - clean).abs().sum((1, 2, 3))[labels == 1] > 0).float().mean() < 1
+
+
+def test_cross7_draws_a_bar_across_the_stem_of_7s_only():
+    images, labels = one_batch()
+    out = augment_images(images, "cross7=1", seed=0, labels=labels)
+    added = (out - to_float_images(images)).clamp_min(0)[:, 0]
+    assert added[labels == 1].sum() == 0
+    sevens = added[labels == 7]
+    middle = sevens[:, 11:19]
+    assert (middle[:, :, :16].sum((1, 2)) > 1).all() and (middle[:, :, 19:].sum((1, 2)) > 1).all(), "both sides"
+
+
+def test_written_forms_need_labels_and_leave_other_specs_unchanged():
+    images, labels = one_batch()
+    with pytest.raises(ConfigError, match="labels"):
+        augment_images(images, "cross7=0.5", seed=0)
+    assert torch.equal(
+        augment_images(images, "recommended", seed=0, labels=labels), augment_images(images, "recommended", seed=0)
+    )
+
+
+def test_narrow_shrinks_the_width_and_keeps_the_height():
+    images = torch.zeros(16, 28, 28, dtype=torch.uint8)
+    images[:, 4:24, 6:22] = 255  # a 16x20 block
+    out = augment_images(images, "narrow=0.5", seed=0)[:, 0] > 0.5
+    widths = out.any(1).sum(1).float()
+    heights = out.any(2).sum(1).float()
+    assert (widths <= 16).all() and widths.min() < 12 and (widths >= 7).all()
+    assert (heights - 20).abs().max() <= 1

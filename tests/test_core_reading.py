@@ -239,7 +239,7 @@ def test_the_pair_reader_reads_the_touching_pairs_cuts_miss(first, second, text)
     reading = read_number(np.asarray(image), best(), calibration(), shipped_pair_reader())
     assert reading.text == text
     assert all(digit.pair and digit.split for digit in reading.digits)
-    assert all(digit.looks_like_digit is None for digit in reading.digits), "a pair's cut pieces are not judged"
+    assert all(digit.looks_like_digit for digit in reading.digits), "a pair's cut pieces are judged, as cut pieces"
     left, right = (digit.box for digit in reading.digits)
     assert left[0] < right[0] and left[0] + left[2] <= right[0] + right[2], "each digit's box, left to right"
     assert all(digit.probabilities.sum() == pytest.approx(1) for digit in reading.digits)
@@ -318,7 +318,8 @@ def test_ink_that_is_no_digit_is_flagged_not_dropped():
     pen.line([(400, 50), (500, 190)], fill=INK, width=12)  # a cross after the number
     pen.line([(500, 50), (400, 190)], fill=INK, width=12)
     reading = read_number(np.asarray(image), best(), calibration())
-    assert reading.text.startswith("71") and len(reading.text) == 3, "the closest digit stays in the text"
+    assert reading.text == "71?", "a flagged piece is never a digit of the text"
+    assert reading.digits[2].character == "?" and reading.digits[2].digit in range(10)  # the closest, kept
     assert reading.not_digits == [2]
     assert [digit.looks_like_digit for digit in reading.digits] == [True, True, False]
     assert reading.digits[2].unsure and not reading.digits[0].unsure
@@ -336,6 +337,61 @@ def two_threads():
     torch.set_num_threads(before)
 
 
+@pytest.mark.parametrize(
+    "shape",
+    [
+        lambda pen: pen.polygon([(150, 20), (260, 200), (40, 200)], outline=INK, width=10),  # read "11" before
+        lambda pen: pen.rectangle([40, 30, 260, 200], outline=INK, width=10),  # read "17" before
+    ],
+    ids=["triangle", "square"],
+)
+def test_hollow_shapes_read_by_the_pair_reader_pass_the_not_a_digit_check(shape):
+    image, pen = sheet(300, 230)
+    shape(pen)
+    reading = read_number(np.asarray(image), best(), calibration(), shipped_pair_reader())
+    assert reading.digits and all(digit.looks_like_digit is False for digit in reading.digits)
+    assert set(reading.text) == {"?"}
+
+
+def test_salt_and_pepper_noise_is_refused_as_noise():
+    rng = np.random.default_rng(0)
+    noise = np.full((200, 300), 128, np.uint8)
+    draw = rng.random(noise.shape)
+    noise[draw < 0.025] = 0  # 5% salt and pepper on grey: read as a 43-digit number before
+    noise[draw > 0.975] = 255
+    reading = read_number(noise, best(), calibration(), shipped_pair_reader())
+    assert reading.text == "" and "noise" in reading.problem
+
+
+def written_lines(*numbers: str) -> np.ndarray:
+    """Numbers written one under the other (a short list), each line on its own strip of the sheet."""
+    strips = []
+    for number in numbers:
+        image, pen = sheet(700, 240)
+        draw_number(pen, [60 + 160 * index for index in range(len(number))], number)
+        strips.append(np.asarray(image))
+    return np.concatenate(strips)
+
+
+def test_a_short_list_is_read_line_by_line_in_order():
+    reading = read_number(written_lines("7101", "170"), best(), calibration(), shipped_pair_reader())
+    assert reading.lines == ["7101", "170"]
+    assert reading.text == "7101\n170"
+    assert [digit.line for digit in reading.digits] == [0, 0, 0, 0, 1, 1, 1]
+    second = [digit.box for digit in reading.digits if digit.line == 1]
+    assert all(box[1] >= 240 for box in second), "boxes in the whole picture's rows"
+    three = read_number(written_lines("17", "0", "711"), best(), calibration(), shipped_pair_reader())
+    assert three.lines == ["17", "0", "711"]
+
+
+def test_one_line_is_read_as_one_line():
+    image, pen = sheet(700, 240)
+    draw_number(pen, [60, 220, 380, 540], "7101")
+    pen.line([(240, 20), (330, 20)], fill=INK, width=8)  # a stroke above the digits, apart from them
+    reading = read_number(np.asarray(image), best(), calibration())
+    assert len(reading.lines) == 1 and "\n" not in reading.text
+
+
 def test_reading_leaves_torch_threads_as_they_were(two_threads):
     threads = torch.get_num_threads()
     assert threads == two_threads
@@ -345,16 +401,51 @@ def test_reading_leaves_torch_threads_as_they_were(two_threads):
     assert torch.get_num_threads() == threads
 
 
-def test_dots_and_underlines_are_reported_not_read():
+def test_a_decimal_point_is_part_of_the_text_and_an_underline_is_not():
     image, pen = sheet(700, 280)
     draw_number(pen, [60, 220, 420], "171")
-    pen.ellipse([340, 176, 356, 192], fill=INK)  # a decimal point on the baseline
+    pen.ellipse([340, 176, 356, 192], fill=INK)  # a decimal point on the baseline: "171" before
     pen.line([(60, 230), (520, 230)], fill=INK, width=8)  # an underline
     reading = read_number(np.asarray(image), best())
-    assert reading.text == "171"
-    assert sorted(mark.kind for mark in reading.marks) == ["dot", "underline"]
-    dot = next(mark for mark in reading.marks if mark.kind == "dot")
-    assert 330 <= dot.box[0] <= 350
+    assert reading.text == "17.1"
+    assert sorted(mark.kind for mark in reading.marks) == ["period", "underline"]
+    dot = next(mark for mark in reading.marks if mark.kind == "period")
+    assert 330 <= dot.box[0] <= 350 and dot.character == "."
+
+
+def separated(marks) -> tuple[np.ndarray, str]:
+    """'1', '7', '0' digits 220 px apart with a separator drawn in each gap."""
+    image, pen = sheet(220 * (len(marks) + 1) + 80, 240)
+    draw_number(pen, [40 + 220 * index for index in range(len(marks) + 1)], "170710"[: len(marks) + 1])
+    for index, mark in enumerate(marks):
+        x = 40 + 220 * index + 135
+        if mark == "-":
+            pen.line([(x + 10, 120), (x + 60, 120)], fill=INK, width=10)
+        elif mark == "/":
+            pen.line([(x - 10, 195), (x + 95, 45)], fill=INK, width=10)  # 0.7 from vertical
+        elif mark == ":":
+            pen.ellipse([x + 25, 95, x + 41, 111], fill=INK)
+            pen.ellipse([x + 25, 172, x + 41, 188], fill=INK)
+        elif mark == ",":
+            pen.line([(x + 34, 178), (x + 26, 205)], fill=INK, width=10)
+    return np.asarray(image), "".join(d + m for d, m in zip("170710", [*marks, ""], strict=False))
+
+
+SLASHES_OFF = pytest.mark.xfail(
+    strict=True, reason="slashes are off: their shape alone does not tell them from slanted 1s (reading.py)"
+)
+
+
+@pytest.mark.parametrize(
+    "marks", [["-"], pytest.param(["/", "/"], marks=SLASHES_OFF), [":"], [","], ["-", ":"]], ids=str
+)
+def test_separators_are_characters_of_the_text_with_boxes(marks):
+    image, text = separated(marks)
+    reading = read_number(image, best(), calibration(), shipped_pair_reader())
+    assert reading.text == text
+    characters = [mark for mark in reading.marks if mark.character]
+    assert [mark.character for mark in sorted(characters, key=lambda mark: mark.box[0])] == marks
+    assert len(reading.digits) == len(marks) + 1, "no separator glued to a digit"
 
 
 @pytest.mark.parametrize("content", ["blank", "noise", "lines only"])
@@ -388,6 +479,44 @@ def test_cli_read_prints_text_and_json(tmp_path, monkeypatch, capsys):
     assert [entry["looks_like_digit"] for entry in payload[0]["digits"]] == [True] * 4  # `best` is calibrated
     assert [entry["pair"] for entry in payload[0]["digits"]] == [False] * 4
     assert all(len(entry["box"]) == 4 and 0 < entry["confidence"] <= 1 for entry in payload[0]["digits"])
+
+
+def test_cli_read_json_shows_a_flagged_piece_as_a_question_mark_and_noise_as_a_problem(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("OCR_CHECKPOINT_DIR", str(SHIPPED))
+    image, pen = sheet(700, 240)
+    draw_number(pen, [60, 220], "71")
+    pen.line([(400, 50), (500, 190)], fill=INK, width=12)  # a cross after the number
+    pen.line([(500, 50), (400, 190)], fill=INK, width=12)
+    image.save(tmp_path / "cross.png")
+    noise = np.full((200, 300), 128, np.uint8)
+    draw = np.random.default_rng(0).random(noise.shape)
+    noise[draw < 0.025], noise[draw > 0.975] = 0, 255
+    Image.fromarray(noise).save(tmp_path / "noise.png")
+    # (without the pair reader: it reads this cross as a touching "71" whose cut pieces pass: a known limit)
+    assert main(["read", "best", str(tmp_path / "cross.png"), str(tmp_path / "noise.png"), "--json", "--no-pairs"]) == 0
+    cross, refused = json.loads(capsys.readouterr().out)
+    assert cross["text"] == "71?" and cross["problem"] is None
+    assert [entry["character"] for entry in cross["digits"]] == ["7", "1", "?"]
+    assert cross["digits"][2]["digit"] is None and cross["digits"][2]["closest_digit"] in range(10)
+    assert refused["text"] == "" and "noise" in refused["problem"] and refused["digits"] == []
+
+
+def test_cli_read_json_has_one_reading_per_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("OCR_CHECKPOINT_DIR", str(SHIPPED))
+    Image.fromarray(written_lines("71", "170")).save(tmp_path / "list.png")
+    assert main(["read", "best", str(tmp_path / "list.png"), "--json"]) == 0
+    (entry,) = json.loads(capsys.readouterr().out)
+    assert entry["lines"] == ["71", "170"] and entry["text"] == "71\n170"
+    assert [digit["line"] for digit in entry["digits"]] == [0, 0, 1, 1, 1]
+    image, text = separated(["-", ":"])
+    Image.fromarray(image).save(tmp_path / "time.png")
+    assert main(["read", "best", str(tmp_path / "time.png"), "--json"]) == 0
+    (entry,) = json.loads(capsys.readouterr().out)
+    assert entry["text"] == text == "1-7:0"
+    assert [separator["character"] for separator in entry["separators"]] == ["-", ":"]
+    assert all(len(separator["box"]) == 4 for separator in entry["separators"])
+    assert main(["read", "best", str(tmp_path / "list.png")]) == 0
+    assert capsys.readouterr().out.strip() == f"{tmp_path / 'list.png'}: 71 / 170"
 
 
 def test_overlapping_readers_give_torch_its_threads_back_when_the_last_is_done(two_threads):

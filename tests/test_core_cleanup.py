@@ -1,0 +1,58 @@
+"""The clean-up decides what is paper and what is ink without a margin of paper or a minority of ink:
+digits cropped to their ink, low-resolution scans enlarged smoothly, marker digits (issue 17)."""
+
+import cv2
+import numpy as np
+
+from ocr_core.cleanup import clean_up
+from ocr_core.preprocess import prepare
+
+
+def paper(height, width, gradient=0.15, seed=0):
+    """Grey paper lit a little unevenly (so the border is not one flat colour), with sensor noise."""
+    rng = np.random.default_rng(seed)
+    return np.linspace(0.9, 0.9 - gradient, width)[None].repeat(height, 0) + rng.normal(0, 0.01, (height, width))
+
+
+def test_a_seven_cropped_to_its_ink_keeps_its_bar():
+    # The bar spans the whole width and the stem reaches the bottom: straight strokes that cross the picture,
+    # as printed lines do; they used to be removed as ruling.
+    image = paper(120, 90)
+    cv2.line(image, (0, 5), (89, 5), 0.15, 9)
+    cv2.line(image, (85, 5), (35, 119), 0.15, 9)
+    cleaned = clean_up(image)
+    assert cleaned.dark_on_light
+    bar = cleaned.mask[: round(10 * cleaned.scale), :]
+    assert bar.any(0).mean() > 0.9
+
+
+def test_a_low_resolution_scan_touching_the_frame_has_ink():
+    # a 1 scanned at 16x16, enlarged bicubically to 112 px, light on dark, touching the top and bottom
+    scan = np.zeros((16, 16), np.float32)
+    scan[:, 6:10] = 1
+    image = cv2.resize(scan, (112, 112), interpolation=cv2.INTER_CUBIC).clip(0, 1)
+    prepared = prepare(image)
+    assert prepared.readable
+    digit = prepared.digit.numpy()
+    assert digit[4:24, 12:16].mean() > 0.8  # a tall bar in the middle, as MNIST's 1
+    assert digit[:, :8].max() < 0.1 and digit[:, 20:].max() < 0.1
+
+
+def test_a_marker_digit_that_is_half_ink_is_dark_on_light():
+    image = paper(140, 110, gradient=0.05)
+    cv2.circle(image, (55, 40), 28, 0.1, 22)
+    cv2.circle(image, (55, 100), 32, 0.1, 22)
+    cleaned = clean_up(image)
+    assert cleaned.dark_on_light
+    assert cleaned.mask.mean() > 0.4  # the strokes whole, not their outlines
+    paper_parts = cv2.connectedComponents((~cleaned.mask).view(np.uint8), connectivity=4)[0] - 1
+    assert paper_parts >= 3  # around the 8 and in its two loops: the loops stay open
+    assert prepare(image).readable
+
+
+def test_photos_with_a_margin_of_paper_are_cleaned_as_before():
+    image = paper(200, 200, gradient=0.3)
+    cv2.circle(image, (100, 100), 40, 0.15, 6)
+    cleaned = clean_up(image)
+    assert cleaned.dark_on_light
+    assert 0.03 < cleaned.mask.mean() < 0.08
