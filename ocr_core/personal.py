@@ -8,7 +8,9 @@ Personalising, in order:
    with batch norm statistics and dropout frozen (eval mode: a few dozen samples would move the
    statistics every MNIST digit depends on). Each step mixes `OWN_BATCH` of the writer's training samples,
    lightly augmented (`OWN_AUGMENT`: a few dozen digits are memorised otherwise), with `REPLAY_BATCH`
-   MNIST training digits the parent trained on, so MNIST is not forgotten.
+   MNIST training digits the parent trained on, so MNIST is not forgotten; on those the target is the
+   parent's own answer (its probabilities: "learning without forgetting", Li & Hoiem 2016), which keeps
+   its behaviour on MNIST closer than the bare labels would.
 3. Score the result on the held-out own digits and on the MNIST test set, beside the parent's figures;
    calibrate it again on the parent's held-out MNIST digits (so "not a digit" keeps working), and save it
    as a new run (atomic, never over an existing name) whose metadata's `personalisation` section records
@@ -19,6 +21,7 @@ held-out training digits (bench/personalise.py; figures in docs/benchmarks.md): 
 
 from __future__ import annotations
 
+import copy
 import time
 from contextlib import suppress
 from collections.abc import Callable
@@ -37,7 +40,7 @@ from .errors import UserError
 from .evaluation import Evaluation, evaluate
 from .metadata import PERSONALISATION_LAYERS
 from .models import as_model_input
-from .runs import calibration_for, now, score, scores, versions
+from .runs import calibration_for, holdout_digits, now, score, scores, versions
 from .samples import SampleStore, validate_writer
 
 LAYERS = PERSONALISATION_LAYERS  # head, block, all
@@ -154,29 +157,30 @@ def fine_tune(
     own_images: torch.Tensor,
     own_labels: torch.Tensor,
     replay_images: torch.Tensor,
-    replay_labels: torch.Tensor,
     layers: str = DEFAULT_LAYERS,
     steps: int = STEPS,
     seed: int = SEED,
     progress: Progress | None = None,
 ) -> nn.Sequential:
-    """Fine-tune `model` in place on uint8 own digits mixed with replayed MNIST digits (see the module's
-    docstring); returns it in eval mode with every parameter trainable again."""
+    """Fine-tune `model` in place on uint8 own digits mixed with replayed uint8 MNIST digits, whose targets are
+    the model's own answers before fine-tuning (see the module's docstring); returns it in eval mode with
+    every parameter trainable again."""
     generator = torch.Generator().manual_seed(seed)
     augment = parse_augment(OWN_AUGMENT)
+    parent = copy.deepcopy(model).eval()
     parameters = trainable_parameters(model, layers)
     optimizer = torch.optim.AdamW(parameters, lr=LEARNING_RATE, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
     model.eval()  # batch-norm statistics and dropout stay as the parent had them
     for step in range(steps):
         own = torch.randint(len(own_labels), (OWN_BATCH,), generator=generator)
-        replay = torch.randint(len(replay_labels), (REPLAY_BATCH,), generator=generator)
+        replay = torch.randint(len(replay_images), (REPLAY_BATCH,), generator=generator)
         own_batch = augment_batch(to_float_images(own_images[own]), augment, generator)
-        inputs = torch.cat([own_batch, to_float_images(replay_images[replay])])
-        logits = model(as_model_input(inputs))
-        loss = F.cross_entropy(logits[:OWN_BATCH], own_labels[own]) + F.cross_entropy(
-            logits[OWN_BATCH:], replay_labels[replay]
-        )
+        replay_batch = as_model_input(to_float_images(replay_images[replay]))
+        with torch.no_grad():
+            remembered = F.softmax(parent(replay_batch), 1)
+        logits = model(torch.cat([as_model_input(own_batch), replay_batch]))
+        loss = F.cross_entropy(logits[:OWN_BATCH], own_labels[own]) + F.cross_entropy(logits[OWN_BATCH:], remembered)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -263,6 +267,7 @@ def personalise(
             "(one to learn from, one to check on)"
         )
     data = data or load_mnist()
+    holdout_digits(metadata, data)  # CheckpointError now, not after training, if the run knew other data
     report(0.0, "scoring the parent")
     parent_data = data.subset(train=metadata.data.train_size)
     replay = parent_data.without_holdout(metadata.config.holdout)  # never the digits calibration uses
@@ -274,7 +279,6 @@ def personalise(
         images[train],
         labels[train],
         replay.train_images,
-        replay.train_labels,
         layers,
         steps,
         progress=lambda fraction, message: report(0.1 + 0.7 * fraction, message),
