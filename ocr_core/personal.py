@@ -53,6 +53,7 @@ STEPS = 120
 OWN_BATCH = 32
 REPLAY_BATCH = 96
 LEARNING_RATE = 5e-4
+REPLAY_WEIGHT = 1.0  # the replayed digits' share of the loss, against 1 for the writer's
 OWN_AUGMENT = "rotate=6,translate=0.06,scale=0.92-1.08,elastic=0.5"
 HELD_OUT_SHARE = 1 / 3
 SEED = 0
@@ -180,7 +181,9 @@ def fine_tune(
         with torch.no_grad():
             remembered = F.softmax(parent(replay_batch), 1)
         logits = model(torch.cat([as_model_input(own_batch), replay_batch]))
-        loss = F.cross_entropy(logits[:OWN_BATCH], own_labels[own]) + F.cross_entropy(logits[OWN_BATCH:], remembered)
+        loss = F.cross_entropy(logits[:OWN_BATCH], own_labels[own]) + REPLAY_WEIGHT * F.cross_entropy(
+            logits[OWN_BATCH:], remembered
+        )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
