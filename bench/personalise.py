@@ -38,11 +38,13 @@ WRITER_BASES = 2500  # the first 2,500 of the 5,000 held-out training digits are
 # the other 2,500 measure what MNIST loses, without looking at the test set (the choices here were made there)
 
 
-def collections(data, per_digit: int, check: int):
+def collections(data, per_digit: int, check: int, names: list[str] | None = None):
     """Per writer: (stored inputs, labels, drawings) and (check inputs, labels), from held-out MNIST digits."""
     images, labels = data.train_images[-5000:][:WRITER_BASES].numpy(), data.train_labels[-5000:][:WRITER_BASES].numpy()
     stored, checked = pick_per_digit(labels, per_digit), pick_per_digit(labels, check, skip=per_digit)
     for index, style in enumerate(WRITERS):
+        if names and style.name not in names:
+            continue
         # each writer redraws other MNIST digits
         rotate = np.roll(np.arange(len(labels)), -index * 600)
         own_images, own_labels = images[rotate], labels[rotate]
@@ -74,7 +76,9 @@ def measure(args: argparse.Namespace) -> None:
             "held-out MNIST   MNIST test"
         )
         totals: dict[str, list] = {layers: [] for layers in args.layers}
-        for name, (own, own_labels, drawings), (check, check_labels) in collections(data, args.per_digit, args.check):
+        for name, (own, own_labels, drawings), (check, check_labels) in collections(
+            data, args.per_digit, args.check, args.writers
+        ):
             samples = SampleStore(Path(folder) / f"{name}.sqlite")
             for digit, label, drawing in zip(own, own_labels, drawings, strict=True):
                 samples.add(name, int(label), digit, drawing, "canvas")
@@ -143,9 +147,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-digit", type=int, default=5, help="samples per digit in the store (default 5)")
     parser.add_argument("--check", type=int, default=30, help="further digits per digit to measure on (default 30)")
     parser.add_argument("--steps", type=int, default=STEPS)
+    parser.add_argument(
+        "--writers", help=f"comma-separated, of {', '.join(w.name for w in WRITERS)} (default: all of them)"
+    )
     parser.add_argument("--timing", action="store_true", help="time the CLI and saving a sample instead")
     args = parser.parse_args(argv)
     args.layers = args.layers.split(",")
+    args.writers = args.writers.split(",") if args.writers else None
     timing(args) if args.timing else measure(args)
     return 0
 
