@@ -232,15 +232,16 @@ def personalise_tab(store: SampleStore, writer: str, runs) -> None:
         "digits and saves it as a new run."
     )
     parent_column, name_column, layers_column = st.columns(3)
+    name_key = f"{NEW_NAME}.{writer}"  # one suggestion per writer, so switching writers suggests a fresh name
     parent = parent_column.selectbox(
         "Run to personalise",
         names,
         index=names.index("best") if "best" in names else 0,
         key=PARENT,
-        on_change=lambda: st.session_state.update({NEW_NAME: suggested_name(st.session_state[PARENT], writer)}),
+        on_change=lambda: st.session_state.update({name_key: suggested_name(st.session_state[PARENT], writer)}),
     )
-    st.session_state.setdefault(NEW_NAME, suggested_name(parent, writer))
-    new_name = name_column.text_input("New run's name", key=NEW_NAME)
+    st.session_state.setdefault(name_key, suggested_name(parent, writer))
+    new_name = name_column.text_input("New run's name", key=name_key)
     layers = layers_column.radio(
         "Train", LAYERS, index=LAYERS.index(DEFAULT_LAYERS), horizontal=True, help=f"Default: {WHY_DEFAULT}."
     )

@@ -99,8 +99,8 @@ def test_personalising_in_the_app_saves_a_run_and_shows_before_and_after(app_env
     app = open_page(PAGE)
     next(item for item in app.selectbox if item.label == "Run to personalise").set_value("local")
     app = rerun(app)
-    assert app.text_input(key="my_digits.new_name").value == "local-me"  # suggested for the chosen run
-    app.text_input(key="my_digits.new_name").set_value("mine")
+    assert app.text_input(key="my_digits.new_name.me").value == "local-me"  # suggested for the chosen run
+    app.text_input(key="my_digits.new_name.me").set_value("mine")
     button(app, "Personalise").click()
     app = rerun(app)
     assert not app.error, [item.value for item in app.error]
