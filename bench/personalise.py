@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -133,9 +134,14 @@ def timing(args: argparse.Namespace) -> None:
             f"max {max(seconds) * 1e3:.1f} ms"
         )
         command = [sys.executable, "-m", "ocr_core", "personalise", args.run, "--writer", name, "--name", "mine"]
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
         subprocess.run(command, env=environment, cwd=PROJECT_DIR, check=True, stderr=subprocess.DEVNULL)
-        print(f"`{' '.join(command[1:])}` on 50 samples: {time.perf_counter() - started:.1f} s whole process")
+        used = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu_seconds = used.ru_utime + used.ru_stime - cpu.ru_utime - cpu.ru_stime
+        print(
+            f"`{' '.join(command[1:])}` on 50 samples: {time.perf_counter() - started:.1f} s whole process, "
+            f"{cpu_seconds:.1f} CPU seconds (load average before: {os.getloadavg()[0]:.1f})"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
