@@ -140,7 +140,7 @@ def timing(args: argparse.Namespace) -> None:
         cpu_seconds = used.ru_utime + used.ru_stime - cpu.ru_utime - cpu.ru_stime
         print(
             f"`{' '.join(command[1:])}` on 50 samples: {time.perf_counter() - started:.1f} s whole process, "
-            f"{cpu_seconds:.1f} CPU seconds (load average before: {os.getloadavg()[0]:.1f})"
+            f"{cpu_seconds:.1f} CPU seconds (load average at the end: {os.getloadavg()[0]:.1f})"
         )
 
 
