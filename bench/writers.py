@@ -80,7 +80,8 @@ def writer_digits(style: Style, images: np.ndarray, labels: np.ndarray) -> tuple
         inputs.append((prepared.digit.numpy() * 255).round().astype(np.uint8))
         kept.append(int(label))
         drawings.append(drawing)
-    return np.stack(inputs), np.array(kept, np.int64), drawings
+    stacked = np.stack(inputs) if inputs else np.zeros((0, 28, 28), np.uint8)
+    return stacked, np.array(kept, np.int64), drawings
 
 
 def pick_per_digit(labels: np.ndarray, per_digit: int, skip: int = 0) -> np.ndarray:
