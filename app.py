@@ -12,6 +12,7 @@ page = st.navigation(
     [
         st.Page("app_pages/draw.py", title="Draw", icon=":material/draw:", default=True),
         st.Page("app_pages/read.py", title="Read", icon=":material/pin:"),
+        st.Page("app_pages/my_digits.py", title="My digits", icon=":material/person_edit:"),
         st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
         st.Page("app_pages/evaluate.py", title="Evaluate", icon=":material/analytics:"),
         st.Page("app_pages/robustness.py", title="Robustness", icon=":material/shield:"),

@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from lab_ui import canvas, charts, inside, loaders
+from lab_ui.samples import correction
 from lab_ui.widgets import enlarged, input_source, errors_shown, model_selector, show_skipped
 from ocr_core import CheckpointError, ImageError, RunInfo, digit_from_image, load_image
 from ocr_core.calibration import FALSE_ALARM_TARGET, CalibrationError
@@ -50,7 +51,8 @@ def others_flagging(runs: list[RunInfo], run: RunInfo, digit) -> list[str]:
     return flagging
 
 
-def show_prediction(runs: list[RunInfo], run: RunInfo, digit) -> None:
+def show_prediction(runs: list[RunInfo], run: RunInfo, digit) -> int:
+    """Shows the run's reading of `digit` and returns the digit it names."""
     reading = loaders.read(run, digit)
     probabilities, predicted = reading.probabilities, reading.prediction
     prediction_column, confidence_column, input_column = st.columns([3, 2, 2])  # room for "not a digit"
@@ -94,6 +96,7 @@ def show_prediction(runs: list[RunInfo], run: RunInfo, digit) -> None:
         "The 28×28 input follows MNIST's recipe: crop to the ink, fit into 20×20 keeping the aspect "
         "ratio, then centre by centre of mass."
     )
+    return predicted
 
 
 def comparison_table(runs: list[RunInfo], digit, active: str) -> pd.DataFrame:
@@ -155,7 +158,7 @@ with result_column:
         else:
             digit = prepared.digit
             with errors_shown(f"Run `{active.name}` cannot be loaded: "):
-                show_prediction(runs, active, digit)
+                correction(digit, image, show_prediction(runs, active, digit), "draw.correction")
 
 if digit is not None:
     st.subheader("What every saved run says")

@@ -9,6 +9,7 @@ from torch import nn
 
 from lab_ui import canvas, loaders
 from lab_ui.read_view import annotated
+from lab_ui.samples import reading_correction
 from lab_ui.widgets import enlarged, input_source, model_selector, show_skipped
 from ocr_core import CheckpointError, ImageError, UserError, load_image
 from ocr_core.calibration import Calibration, CalibrationError
@@ -227,5 +228,6 @@ elif not reading.digits:
     show_pipeline(reading)
 else:
     show_result(image, reading)
+    reading_correction(image, reading.digits, "read.correction")
     show_pipeline(reading)
 show_skipped(skipped)

@@ -20,11 +20,11 @@ DEFAULT_LEVEL = "protected"
 UNKNOWN_LEVEL = "off"  # a mistyped setting on a public server must not open it up
 
 
-def configured_level() -> str | None:
-    """The setting as written (the environment first, then the secrets), or None when it is not set."""
-    value = os.environ.get(SETTING)
+def configured_level(setting: str = SETTING) -> str | None:
+    """A setting as written (the environment first, then the secrets), or None when it is not set."""
+    value = os.environ.get(setting)
     if value is None and st.secrets.load_if_toml_exists():
-        value = st.secrets.get(SETTING)
+        value = st.secrets.get(setting)
     return None if value is None else str(value).strip().lower()
 
 

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from .augment import PRESETS, as_spec, preview_grid, ranges_text
 from .calibration import Calibration, calibration_of, read_digits
-from .checkpoints import NAME_RULE, RunStore
+from .checkpoints import NAME_RULE, RunStore, atomic_path
 from .corruptions import CORRUPTIONS, DEFAULT_SEVERITY, SEVERITIES
 from .data import load_mnist
 from .errors import UserError, printable
@@ -37,6 +37,8 @@ from .robustness import (
     summary,
 )
 from .runs import calibrate_run, rescore_run, train_run
+from .personal import DEFAULT_LAYERS, LAYERS, STEPS, personalise, score_writer
+from .samples import WRITER_RULE, SampleStore, validate_label, validate_writer
 from .training import OPTIMIZERS, PRECISIONS, RECIPES, SCHEDULES, Cadence, Progress, TrainingCallback, with_overrides
 
 
@@ -162,7 +164,9 @@ def command_train(args: argparse.Namespace) -> int:
 
 def command_evaluate(args: argparse.Namespace) -> int:
     store = RunStore()
-    model, _ = store.load(args.name)
+    model, metadata = store.load(args.name)
+    if args.writer is not None:
+        return evaluate_on_writer(args, model, metadata)
     data = load_mnist()
     spec = as_spec(args.augment)
     evaluation = evaluate(model, data.test_images[: args.test_limit], data.test_labels[: args.test_limit], spec)
@@ -181,6 +185,114 @@ def command_evaluate(args: argparse.Namespace) -> int:
         "digit  precision  recall  f1      support",
     ]
     lines += [f"{m.digit:>5}  {m.precision:9.4f}  {m.recall:6.4f}  {m.f1:.4f}  {m.support:>7}" for m in per_class]
+    emit(payload, args.json, "\n".join(lines))
+    return 0
+
+
+def evaluate_on_writer(args: argparse.Namespace, model, metadata: RunMetadata) -> int:
+    """`evaluate RUN --writer NAME`: the run on every sample of one writer, beside its MNIST test accuracy."""
+    result = score_writer(model, args.writer)
+    payload = {"name": args.name, "writer": args.writer, **result.summary(), "mnist_accuracy": metadata.metric("clean")}
+    per_digit = "  ".join(f"{d}: {'-' if a is None else f'{a:.0%}'}" for d, a in enumerate(payload["per_digit"]))
+    lines = [
+        f"{args.name} on {args.writer}'s {payload['count']} samples: accuracy {result.accuracy:.4f}, "
+        f"{payload['errors']} errors (MNIST test accuracy {metadata.metric('clean'):.4f})",
+        f"per digit: {per_digit}",
+    ]
+    lines += [
+        f"  sample {m['sample']}: a {m['label']} read as {m['predicted']} ({m['confidence']:.1%})"
+        for m in payload["mistakes"]
+    ]
+    emit(payload, args.json, "\n".join(lines))
+    return 0
+
+
+def command_samples_add(args: argparse.Namespace) -> int:
+    """Images as `predict` takes them: each is decoded and prepared, and refused one by one when it cannot
+    be a digit; the others are stored."""
+    store, added, failures = SampleStore(), 0, 0
+    label, writer = validate_label(args.label), validate_writer(args.writer)
+    for path in args.images:
+        try:
+            store.add_image(writer, label, load_image(path), "upload")
+            added += 1
+        except ImageError as error:
+            failures += 1
+            print(f"{path}: error: {error}", file=sys.stderr)
+    print(f"added {added} sample(s) of {label} for {writer} ({store.count(writer)} in all)")
+    return 1 if failures else 0
+
+
+def command_samples_list(args: argparse.Namespace) -> int:
+    store = SampleStore()
+    writers = store.writers()
+    if args.writer is not None:
+        writers = [summary for summary in writers if summary.writer == args.writer]
+        if not writers:
+            raise UserError(f"no samples of writer {args.writer!r} in {store.path}")
+    payload = [{"writer": w.writer, "count": w.count, "per_digit": list(w.per_digit), "last": w.last} for w in writers]
+    if args.writer is not None and args.json:
+        payload[0]["samples"] = [
+            {"id": s.id, "label": s.label, "source": s.source, "created": s.created} for s in store.samples(args.writer)
+        ]
+    lines = [f"{'writer':<24} {'samples':>7}  per digit 0-9"]
+    lines += [f"{w['writer']:<24} {w['count']:>7}  {' '.join(map(str, w['per_digit']))}" for w in payload]
+    emit(payload, args.json, "\n".join(lines) if payload else f"no samples yet ({store.path})")
+    return 0
+
+
+def command_samples_export(args: argparse.Namespace) -> int:
+    payload = SampleStore().export_zip(args.writer)
+    try:
+        with atomic_path(Path(args.out).resolve(), overwrite=True) as temporary:
+            temporary.write_bytes(payload)
+    except OSError as error:
+        raise UserError(f"cannot write {args.out}: {error.strerror or error}") from None
+    print(f"exported {args.writer}'s samples to {args.out} ({len(payload) / 1e3:.0f} kB)")
+    return 0
+
+
+def command_samples_import(args: argparse.Namespace) -> int:
+    try:
+        payload = Path(args.file).read_bytes()
+    except OSError as error:
+        raise UserError(f"cannot read {args.file}: {error.strerror or error}") from None
+    result = SampleStore().import_zip(payload, args.writer)
+    for skipped in result.skipped:
+        print(f"skipped {skipped}", file=sys.stderr)
+    print(f"imported {result.added} sample(s) for {result.writer}")
+    return 0
+
+
+def command_samples_delete(args: argparse.Namespace) -> int:
+    deleted = SampleStore().delete_writer(args.writer)
+    if not deleted:
+        raise UserError(f"no samples of writer {args.writer!r}")
+    print(f"deleted {deleted} sample(s) of {args.writer}")
+    return 0
+
+
+def figures_line(label: str, figures: dict) -> str:
+    return (
+        f"{label:<7} own held-out digits {figures['own_accuracy']:.2%} ({figures['own_count']}), "
+        f"MNIST test {figures['mnist_accuracy']:.2%}"
+    )
+
+
+def command_personalise(args: argparse.Namespace) -> int:
+    def report(fraction: float, message: str) -> None:
+        if not args.json:
+            print(f"{fraction:4.0%} {message}", file=sys.stderr)
+
+    result = personalise(args.name, args.writer, args.new_name, layers=args.layers, steps=args.steps, progress=report)
+    payload = result.summary()
+    lines = [
+        f"saved {payload['name']} ({result.info.path}): {payload['parent']} fine-tuned ({payload['layers']}) on "
+        f"{payload['samples_trained']} of {args.writer}'s samples in {payload['seconds']:.1f}s",
+        figures_line("before", payload["before"]),
+        figures_line("after", payload["after"]),
+    ]
+    lines += [f"  sample {c['sample']}: a {c['label']}, read {c['before']} -> {c['after']}" for c in payload["changed"]]
     emit(payload, args.json, "\n".join(lines))
     return 0
 
@@ -597,6 +709,10 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print accuracy, loss, per-class metrics and confusion as JSON (default: plain text)",
     )
+    evaluate_parser.add_argument(
+        "--writer",
+        help="score on this writer's own samples (see `samples`) instead of the MNIST test set (default: MNIST)",
+    )
     evaluate_parser.set_defaults(handler=command_evaluate)
 
     predict = commands.add_parser("predict", help="read digits from image files")
@@ -718,7 +834,50 @@ def build_parser() -> argparse.ArgumentParser:
         help="the class to explain (default: the run's answer)",
     )
     explain.set_defaults(handler=command_explain)
+    add_sample_commands(commands)
     return parser
+
+
+def add_sample_commands(commands) -> None:
+    """`samples add|list|export|import|delete` and `personalise`."""
+    writer_help = f"writer name: {WRITER_RULE}"
+    samples = commands.add_parser(
+        "samples", help="your own handwritten digits: add, list, export, import, delete (SQLite, OCR_SAMPLES_DB)"
+    )
+    verbs = samples.add_subparsers(dest="verb", required=True)
+    add = verbs.add_parser("add", help="store images of one digit as samples (images as `predict` takes them)")
+    add.add_argument("--writer", required=True, help=writer_help)
+    add.add_argument("--label", required=True, metavar="D", help="the digit, 0-9")
+    add.add_argument("images", nargs="+", metavar="IMAGE")
+    add.set_defaults(handler=command_samples_add)
+    listing = verbs.add_parser("list", help="writers and their samples per digit")
+    listing.add_argument("--writer", help=writer_help)
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(handler=command_samples_list)
+    export = verbs.add_parser("export", help="a zip of a writer's samples: one folder per digit, labels.csv")
+    export.add_argument("--writer", required=True, help=writer_help)
+    export.add_argument("out", metavar="OUT.zip")
+    export.set_defaults(handler=command_samples_export)
+    imported = verbs.add_parser("import", help="add the samples of an exported zip (or folders 0-9 of images)")
+    imported.add_argument("file", metavar="FILE.zip")
+    imported.add_argument("--writer", help="store them under this writer (default: the one labels.csv names)")
+    imported.set_defaults(handler=command_samples_import)
+    delete = verbs.add_parser("delete", help="delete every sample of a writer")
+    delete.add_argument("--writer", required=True, help=writer_help)
+    delete.set_defaults(handler=command_samples_delete)
+
+    personal = commands.add_parser(
+        "personalise", help="fine-tune a run on a writer's samples (MNIST replayed) and save it as a new run"
+    )
+    personal.add_argument("name", metavar="RUN")
+    personal.add_argument("--writer", required=True, help=writer_help)
+    personal.add_argument("--name", dest="new_name", required=True, metavar="NEW", help=f"the new run: {NAME_RULE}")
+    personal.add_argument(
+        "--layers", choices=LAYERS, default=DEFAULT_LAYERS, help=f"what to fine-tune (default {DEFAULT_LAYERS})"
+    )
+    personal.add_argument("--steps", type=int, default=STEPS, help=f"fine-tuning steps (default {STEPS})")
+    personal.add_argument("--json", action="store_true")
+    personal.set_defaults(handler=command_personalise)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,7 +19,23 @@ from .training import EpochRecord, TrainConfig
 CLEAN_TEST, AUGMENTED_TEST = "clean", "seed_augmented"  # the keys of a run's two test scores in `metrics`
 AUGMENTED_TEST_PRESET = "seed"  # AUGMENTED_TEST's augmentation: the tutorial's, as a robustness test set
 REQUIRED_TEST_SETS = (CLEAN_TEST, AUGMENTED_TEST)  # every run is scored on both (see runs.score)
-OPTIONAL_SECTIONS = ("calibration", "robustness")  # JSON objects that other features add to a run
+OPTIONAL_SECTIONS = ("calibration", "robustness", "personalisation")  # JSON objects other features add to a run
+PERSONALISATION_LAYERS = ("head", "block", "all")  # what a personalisation fine-tunes (ocr_core.personal)
+# The `personalisation` section of a run fine-tuned on one writer's samples: field -> type.
+PERSONALISATION_FIELDS = {
+    "parent": "str",
+    "writer": "str",
+    "layers": "str",
+    "why": "str",
+    "samples_trained": "int",
+    "samples_held_out": "int",
+    "replayed_images": "int",
+    "steps": "int",
+    "seconds": "float",
+    "created": "str",
+}
+PERSONALISATION_FIGURES = {"own_accuracy": "float", "own_count": "int", "mnist_accuracy": "float"}
+PERSONALISATION_CHANGE = {"sample": "int", "label": "int", "before": "int", "after": "int"}
 
 
 class RunMetadataError(CheckpointError):
@@ -146,6 +162,7 @@ class RunMetadata:
     rescored: str | None = None
     calibration: Mapping[str, Any] | None = None
     robustness: Mapping[str, Any] | None = None
+    personalisation: Mapping[str, Any] | None = None  # parent, writer, samples, before/after: see check_personalisation
     extras: Mapping[str, Any] = field(default_factory=dict)  # keys a newer lab wrote, kept as they were
 
     @property
@@ -211,6 +228,8 @@ class RunMetadata:
         sections = {
             name: dict(mapping(values[name], name)) for name in OPTIONAL_SECTIONS if values.get(name) is not None
         }
+        if "personalisation" in sections:
+            check_personalisation(sections["personalisation"])
         known = {item.name for item in fields(cls)} - {"extras"}
         return cls(
             **simple,
@@ -230,3 +249,25 @@ class RunMetadata:
             data=record(DataInfo, required(values, "data"), "data"),
             extras={key: value for key, value in values.items() if key not in known},
         )
+
+
+def check_personalisation(values: Mapping) -> None:
+    """Validate a `personalisation` section (RunMetadataError names the first bad field); keys it does not
+    know are allowed, as everywhere in the metadata."""
+    where = "personalisation"
+    for key, annotation in PERSONALISATION_FIELDS.items():
+        required(values, key, where, annotation)
+    if values["layers"] not in PERSONALISATION_LAYERS:
+        raise RunMetadataError(f"run metadata '{where}.layers' must be one of {', '.join(PERSONALISATION_LAYERS)}")
+    for key in ("before", "after"):
+        figures = mapping(required(values, key, where), f"{where}.{key}")
+        for name, annotation in PERSONALISATION_FIGURES.items():
+            required(figures, name, f"{where}.{key}", annotation)
+    for key in ("sample_ids", "held_out_ids"):
+        ids = sequence(required(values, key, where), f"{where}.{key}")
+        if not all(fits(value, "int") for value in ids):
+            raise RunMetadataError(f"run metadata '{where}.{key}' must be a list of whole numbers")
+    for index, change in enumerate(sequence(required(values, "changed", where), f"{where}.changed")):
+        change = mapping(change, f"{where}.changed[{index}]")
+        for name, annotation in PERSONALISATION_CHANGE.items():
+            required(change, name, f"{where}.changed[{index}]", annotation)

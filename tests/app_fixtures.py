@@ -46,6 +46,7 @@ class AppEnvironment:
             "OCR_DATA_DIR": str(self.data_dir),
             "OCR_CACHE_DIR": str(self.root / "cache"),
             "OCR_CHECKPOINT_DIR": str(self.store.root),
+            "OCR_SAMPLES_DB": str(self.root / "samples.sqlite"),
         }
 
 

@@ -1,8 +1,9 @@
 """Screenshots of the pages, and the app's cold-start time, from a real browser.
 
-    OCR_DATA_DIR=/path/to/data python docs/screenshots/make.py [read|robustness]
+    OCR_DATA_DIR=/path/to/data python docs/screenshots/make.py [read|robustness|my-digits]
 
-(`read`, `robustness`, `train`: only that page's screenshots.)
+(`read`, `robustness`, `train`, `my-digits`: only that page's screenshots; `my-digits` first stores 30 digits of a
+synthetic writer, bench/writers.py's `continental`, and personalises `best` on them, which takes a minute.)
 
 Uses the shipped runs (copied to a temp dir, so the demo training leaves nothing behind) and real MNIST;
 needs Debian's chromium at /usr/bin/chromium and the Python playwright package."""
@@ -32,8 +33,8 @@ from browser_session import (  # noqa: E402  (after the sys.path line above)
 )
 
 
-def shoot(page, name: str, height: int, idle: bool = True) -> None:
-    page.set_viewport_size({"width": 1400, "height": height})
+def shoot(page, name: str, height: int, idle: bool = True, width: int = 1400) -> None:
+    page.set_viewport_size({"width": width, "height": height})
     page.mouse.move(0, height - 1)  # no hover tooltips in the picture
     if idle:
         wait_until_idle(page)
@@ -101,15 +102,62 @@ def robustness_demo(page) -> None:
     shoot(page, "robustness-strip", 1100)
 
 
-DEMOS = {"read": read_demo, "robustness": robustness_demo, "train": train_demo}
+WRITER = "ada"
+
+
+def prepare_writer(runs: Path, samples: Path) -> None:
+    """30 digits (3 of each) of the synthetic `continental` writer in a fresh store, and `best-ada`."""
+    from bench.writers import WRITERS, pick_per_digit, writer_digits
+    from ocr_core import RunStore, load_mnist
+    from ocr_core.personal import personalise
+    from ocr_core.samples import SampleStore
+
+    data = load_mnist()
+    images, labels = data.train_images[-5000:].numpy(), data.train_labels[-5000:].numpy()
+    chosen = pick_per_digit(labels, 3)
+    store = SampleStore(samples)
+    for digit, label, drawing in zip(*writer_digits(WRITERS[0], images[chosen], labels[chosen]), strict=True):
+        store.add(WRITER, int(label), digit, drawing, "canvas")
+    result = personalise("best", WRITER, f"best-{WRITER}", RunStore(runs), store, data)
+    print(f"personalised best-{WRITER}: {result.before.accuracy:.0%} -> {result.after.accuracy:.0%} held out")
+
+
+def my_digits_demo(page) -> None:
+    """My digits for writer ada: collecting, the runs on her digits, before/after; wide and phone-sized."""
+    page.get_by_role("link", name="My digits").click()
+    writer = page.get_by_role("textbox", name="Writer")
+    writer.fill(WRITER)
+    writer.press("Enter")
+    page.get_by_text("Samples per digit").wait_for(timeout=60_000)
+    wait_until_idle(page)
+    draw(page, SEVEN)
+    wait_until_idle(page)
+    shoot(page, "my-digits", 1100)
+    shoot(page, "my-digits-phone", 1500, width=390)
+    page.get_by_role("tab", name="How runs read them").click()
+    page.get_by_text("Confusion and mistakes of").wait_for(timeout=120_000)
+    shoot(page, "my-digits-runs", 1100)
+    shoot(page, "my-digits-runs-phone", 1900, width=390)
+    page.get_by_role("tab", name="Personalise").click()
+    page.get_by_text("Before and after").wait_for(timeout=60_000)
+    page.get_by_text("Before and after").evaluate("text => text.scrollIntoView({block: 'start'})")
+    shoot(page, "my-digits-personalised", 900)
+    shoot(page, "my-digits-personalised-phone", 1500, width=390)
+
+
+DEMOS = {"read": read_demo, "robustness": robustness_demo, "train": train_demo, "my-digits": my_digits_demo}
 
 
 def main(only: str | None = None) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         runs = Path(scratch) / "checkpoints"
         shutil.copytree(PROJECT_DIR / "checkpoints", runs)
+        samples = Path(scratch) / "samples.sqlite"
+        if only in (None, "my-digits"):
+            prepare_writer(runs, samples)
         started = time.perf_counter()
-        with streamlit_server({"OCR_CHECKPOINT_DIR": str(runs)}) as server, browser_page() as page:
+        settings = {"OCR_CHECKPOINT_DIR": str(runs), "OCR_SAMPLES_DB": str(samples)}
+        with streamlit_server(settings) as server, browser_page() as page:
             url = server.url
             healthy = time.perf_counter()
             page.set_default_timeout(120_000)  # a loaded machine renders the Train page slowly
@@ -140,6 +188,7 @@ def main(only: str | None = None) -> None:
             page.get_by_role("tab", name="Mistakes").evaluate("tab => tab.scrollIntoView({block: 'start'})")
             shoot(page, "evaluate-mistakes", 1000)
             robustness_demo(page)
+            my_digits_demo(page)
             train_demo(page)
 
 
