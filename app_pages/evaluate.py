@@ -18,6 +18,7 @@ from lab_ui.widgets import (
     show_flash,
     show_skipped,
 )
+from ocr_core.export import INPUT_CONTRACT, INSTALL_HINT, export_available
 from ocr_core import PRESETS, CheckpointError, MnistData, RunInfo, UserError, parse_augment
 
 TUTORIAL_RUNS = ["seed", "seed-aug"]
@@ -372,6 +373,18 @@ def download_run(names: list[str]) -> None:
             on_click="ignore",
         )
         st.caption("One `.safetensors` file: weights plus metadata, no pickle.")
+        if export_available():
+            st.download_button(
+                "Download as ONNX",
+                data=lambda: loaders.onnx_file(wanted),
+                file_name=f"{wanted}.onnx",
+                mime="application/octet-stream",
+                icon=":material/deployed_code:",
+                on_click="ignore",
+            )
+            st.caption(f"For any ONNX runtime: {INPUT_CONTRACT}. The file's metadata says so too.")
+        else:
+            st.caption(f"ONNX export is off on this server: {INSTALL_HINT}, then restart the app.")
 
 
 def manage(runs: list[RunInfo], skipped: list[RunInfo]) -> None:

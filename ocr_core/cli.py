@@ -414,6 +414,15 @@ def command_delete(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_export(args: argparse.Namespace) -> int:
+    from .export import export_onnx  # the exporter's packages are optional: imported when asked for
+
+    model, metadata = RunStore().load(args.name)
+    out = export_onnx(args.name, model, metadata, args.out, overwrite=args.overwrite)
+    print(f"exported {args.name} to {out} ({out.stat().st_size:,} bytes, {args.format})")
+    return 0
+
+
 def command_models(args: argparse.Namespace) -> int:
     payload = []
     for arch in ARCHITECTURES.values():
@@ -592,6 +601,15 @@ def build_parser() -> argparse.ArgumentParser:
     delete = commands.add_parser("delete", help="delete a run")
     delete.add_argument("name")
     delete.set_defaults(handler=command_delete)
+
+    export = commands.add_parser(
+        "export", help="write a run as one self-contained ONNX file (needs requirements-export.txt)"
+    )
+    export.add_argument("name", help="the run to export")
+    export.add_argument("--format", choices=("onnx",), default="onnx", help="file format (default: onnx)")
+    export.add_argument("--out", type=Path, required=True, help="the file to write, e.g. best.onnx")
+    export.add_argument("--overwrite", action="store_true", help="replace the file if it exists")
+    export.set_defaults(handler=command_export)
 
     models = commands.add_parser("models", help="list architectures with size and compute")
     models.add_argument("--json", action="store_true")
