@@ -145,6 +145,8 @@ def submit_training(args: argparse.Namespace, config, data) -> int:
     if RunStore().exists(args.name) and not args.overwrite:
         raise name_taken(args.name)
     available = len(data.train_labels) - config.holdout
+    if available <= 0:
+        raise UserError(f"--holdout {config.holdout} leaves no training digits of the {len(data.train_labels):,}")
     request = JobRequest(
         args.name,
         config.as_dict(),

@@ -186,6 +186,9 @@ def open_queue(folder: Path):
     return queue, queue.task(name=TASK_NAME)(train_job)
 
 
+CHECKED_BOARDS: set[Path] = set()
+
+
 class JobBoard:
     """The jobs of one folder: submit, cancel, stop, and what pages show. Safe from many threads and processes
     (a connection per call, SQLite's locking; WAL, so readers never wait for the writer)."""
@@ -193,6 +196,9 @@ class JobBoard:
     def __init__(self, folder: Path | str):
         self.folder = Path(folder).resolve()  # the worker and job processes run elsewhere
         self.path = self.folder / BOARD_FILE
+        self._queue = self._task = None
+        if self.path in CHECKED_BOARDS:
+            return  # pages open the board every second: create and check it once per process
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             with self.db() as db:
@@ -205,7 +211,7 @@ class JobBoard:
             raise JobsError(f"the jobs folder {self.folder} cannot be used ({error})") from None
         if meta.get("format") != BOARD_FORMAT or str(meta.get("version")) != str(BOARD_VERSION):
             raise JobsError(f"{self.path} is not a jobs board of this lab (format {meta.get('format')!r})")
-        self._queue = self._task = None
+        CHECKED_BOARDS.add(self.path)
 
     @contextmanager
     def db(self) -> Iterator[sqlite3.Connection]:

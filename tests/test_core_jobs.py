@@ -136,3 +136,32 @@ def test_killed_worker_and_killed_training_are_interrupted_and_the_queue_goes_on
     assert killed.state == "interrupted" and "SIGKILL" in killed.error
     assert not store.exists("first") and not store.exists("second") and no_partial_files(store)
     assert worker_running(board.folder), "the worker survives a job that dies"
+
+
+def test_the_cli_can_submit_to_the_queue_or_refuse_with_exit_code_2(
+    tiny_data_dir, store, tmp_path, monkeypatch, capsys
+):
+    from ocr_core.cli import main
+
+    monkeypatch.setenv("OCR_JOBS_DIR", str(tmp_path / "cli-jobs"))
+    submit = [
+        "train",
+        "--name",
+        "queued-here",
+        "--submit",
+        "--train-limit",
+        "100",
+        "--epochs",
+        "0.5",
+        "--holdout",
+        "50",
+    ]
+    assert main(submit) == 0
+    printed = capsys.readouterr().out
+    assert "queued queued-here" in printed and "number 1 in the queue" in printed and "no worker is running" in printed
+    (job,) = JobBoard(tmp_path / "cli-jobs").jobs()
+    assert (job.state, job.request.train_images, job.request.config["epochs"]) == ("queued", 100, 0.5)
+    assert main(["train", "--name", "queued-here", "--submit"]) == 2, "the name is queued already"
+    assert "queued or training already" in capsys.readouterr().err
+    assert main(["train", "--name", "../bad", "--submit"]) == 2
+    assert not worker_running(tmp_path / "cli-jobs"), "submitting starts no worker: the app's serves the queue"

@@ -35,3 +35,26 @@ def test_one_point_curves_get_formatted_axes():
     assert loss["y"]["axis"]["format"] == ".3~f"
     two_points = pd.concat([one_point, one_point.assign(epoch=2.0, test_loss=0.5)])
     assert "format" not in charts.curves_chart(two_points, "test_loss", "loss").to_dict()["encoding"]["y"]["axis"]
+
+
+def test_training_curves_keep_one_colour_per_series_and_an_uncut_legend():
+    from lab_ui.train_jobs import SERIES_COLOURS
+    from ocr_core.jobs import RUNNING_SERIES, TEST_SCORED_SERIES, TRAIN_SCORED_SERIES
+
+    live = pd.DataFrame(
+        [
+            {"epoch": 0.25, "series": series, "loss": 0.5, "accuracy": 0.9}
+            for series in (RUNNING_SERIES, TRAIN_SCORED_SERIES, TEST_SCORED_SERIES)
+        ]
+    )
+    result = live[live["series"] != RUNNING_SERIES]  # the result's chart leaves the running numbers out
+
+    def colour_of(frame: pd.DataFrame) -> dict[str, str]:
+        encoding = charts.curves_chart(frame, "loss", "loss", colour_by="series", colours=SERIES_COLOURS).to_dict()
+        colour = encoding["encoding"]["color"]
+        assert colour["legend"]["labelLimit"] == 0 and colour["legend"]["columns"] == 1, "labels are never cut"
+        return dict(zip(colour["scale"]["domain"], colour["scale"]["range"], strict=True))
+
+    assert colour_of(live)[TEST_SCORED_SERIES] == colour_of(result)[TEST_SCORED_SERIES]
+    assert colour_of(live)[TRAIN_SCORED_SERIES] == colour_of(result)[TRAIN_SCORED_SERIES]
+    assert len(set(SERIES_COLOURS.values())) == 3, "three series, three colours"
