@@ -161,7 +161,7 @@ def test_the_cli_can_submit_to_the_queue_or_refuse_with_exit_code_2(
     assert "queued queued-here" in printed and "number 1 in the queue" in printed and "no worker is running" in printed
     (job,) = JobBoard(tmp_path / "cli-jobs").jobs()
     assert (job.state, job.request.train_images, job.request.config["epochs"]) == ("queued", 100, 0.5)
-    assert main(["train", "--name", "queued-here", "--submit"]) == 2, "the name is queued already"
+    assert main([*submit[:3], "--submit", "--holdout", "50"]) == 2, "the name is queued already"
     assert "queued or training already" in capsys.readouterr().err
     assert main(["train", "--name", "../bad", "--submit"]) == 2
     assert not worker_running(tmp_path / "cli-jobs"), "submitting starts no worker: the app's serves the queue"
