@@ -8,6 +8,7 @@ import streamlit as st
 from lab_ui import loaders, run_policy
 from lab_ui.widgets import ACTIVE_RUN, errors_shown, flash, show_flash
 from ocr_core import CheckpointError, RunInfo, UserError
+from ocr_core.export import INPUT_CONTRACT, INSTALL_HINT, export_available
 from ocr_core.metadata import AUGMENTED_TEST, CLEAN_TEST
 
 DELETING = "manage.deleting"  # session key: the run the delete dialog asks about
@@ -99,6 +100,18 @@ def download_run(names: list[str]) -> None:
             on_click="ignore",
         )
         st.caption("One `.safetensors` file: weights plus metadata, no pickle.")
+        if export_available():
+            st.download_button(
+                "Download as ONNX",
+                data=lambda: loaders.onnx_file(wanted),
+                file_name=f"{wanted}.onnx",
+                mime="application/octet-stream",
+                icon=":material/deployed_code:",
+                on_click="ignore",
+            )
+            st.caption(f"For any ONNX runtime: {INPUT_CONTRACT}. The file's metadata says so too.")
+        else:
+            st.caption(f"ONNX export is off on this server: {INSTALL_HINT}, then restart the app.")
 
 
 def manage(runs: list[RunInfo], skipped: list[RunInfo]) -> None:

@@ -4,8 +4,8 @@ import uuid
 
 import streamlit as st
 
-from lab_ui import charts, loaders, run_policy, train_form
-from lab_ui.training import RUNNING_SERIES, TrainingBusyError, TrainingJob, training_manager
+from lab_ui import charts, loaders, run_policy, train_form, train_jobs
+from lab_ui.train_jobs import SERIES_COLOURS
 from lab_ui.widgets import ACTIVE_RUN, augment_label, enlarged, errors_shown, percent, require_dataset
 from ocr_core import (
     ARCHITECTURES,
@@ -20,6 +20,7 @@ from ocr_core import (
 from ocr_core.augment import AUGMENT_OPS
 from ocr_core.checkpoints import NAME_RULE
 from ocr_core.metadata import AUGMENTED_TEST, CLEAN_TEST
+from ocr_core.jobs import RUNNING_SERIES, Job, JobBoard
 from ocr_core.training import OPTIMIZERS, PRECISIONS, SCHEDULES
 
 BATCH_SIZES = (16, 32, 64, 128, 256, 512, 1024)
@@ -55,8 +56,7 @@ def propose_run_name() -> None:
     """A free name on the first visit, and a new one when the proposed name has been taken meanwhile (saved,
     or training for another visitor); a name the visitor typed is theirs to keep."""
     state, store = st.session_state, loaders.run_store()
-    job = training_manager().job
-    taken = [job.name] if job is not None and job.running else []
+    taken = [job.name for job in train_jobs.board().jobs()]  # queued or training
     name = state.get("train.name")
     if name is None or (name == state.get(PROPOSED_NAME) and (store.exists(name) or name in taken)):
         state["train.name"] = state[PROPOSED_NAME] = train_form.free_run_name(store, taken)
@@ -110,7 +110,7 @@ def settings(data: MnistData) -> None:
         key="train.owner_label",
         max_chars=40,
         **keep,
-        help="Shown to other visitors while your run trains: one training runs at a time.",
+        help="Shown to other visitors in the queue while your run waits and trains.",
     )
     recipe_column, architecture_column = st.columns(2)
     recipe_column.selectbox(
@@ -198,69 +198,107 @@ def settings(data: MnistData) -> None:
     augmentation_controls()
 
 
-def start(data: MnistData, spec: AugmentSpec) -> None:
+def start(board: JobBoard, data: MnistData, spec: AugmentSpec) -> None:
     store = loaders.run_store()
     with errors_shown() as attempt:
-        job, training_data = train_form.job_from_settings(
+        request = train_form.job_from_settings(
             st.session_state, spec, data, store, visitor=st.session_state["visitor"], refusal=run_policy.refusal
         )
+        train_jobs.submit(board, request)
     if attempt.failed:
-        return
-    try:
-        training_manager().start(job, store, training_data)
-    except TrainingBusyError as busy:
-        st.warning(f"{busy}. Please wait until it has finished.", icon=":material/hourglass:")
         return
     st.session_state[NEW_RUN] = True
     st.rerun()
 
 
 @st.fragment(run_every=1.0)
-def live_progress(job: TrainingJob, mine: bool) -> None:
-    """Redraws itself every second; a full rerun shows the result once the job has ended."""
-    if not job.running:
+def queue_panel(visitor: str, watched: frozenset[str]) -> None:
+    """The queue and the running jobs, redrawn every second from the board the workers write; a full rerun
+    shows the result once one of this visitor's jobs has ended."""
+    board = train_jobs.board()
+    jobs = board.jobs()
+    if watched - {job.id for job in jobs}:
         st.rerun()
-    st.progress(job.snapshot.fraction_done, text=train_form.progress_text(job.snapshot, job.finishing))
+    if not jobs:
+        return
+    estimates = board.estimates()
+    st.subheader("Trainings on this server")
+    st.dataframe(train_jobs.queue_frame(jobs, estimates, visitor), hide_index=True, width="stretch")
+    for job in jobs:
+        if job.request.owner == visitor and job.state == "queued":
+            position, seconds = estimates[job.id]
+            text_column, cancel_column = st.columns([4, 1], vertical_alignment="center")
+            text_column.info(
+                f"`{job.name}` is queued: number {position} in the queue, expected to start "
+                f"{train_jobs.in_about(seconds)}.",
+                icon=":material/hourglass:",
+            )
+            if cancel_column.button("Cancel", key=f"train.cancel.{job.id}", icon=":material/cancel:"):
+                board.cancel(job.id, owner=visitor)
+                st.rerun()
+    for job in jobs:
+        if job.state == "running":
+            live_progress(board, job, mine=job.request.owner == visitor)
+
+
+def live_progress(board: JobBoard, job: Job, mine: bool) -> None:
+    who = "Your run" if mine else f"{job.request.owner_label}'s run"
+    st.markdown(
+        f"**{who} `{job.name}`** · {train_form.describe_job(job, augment_label(job.request.config['augment']))}"
+    )
+    st.progress(job.progress.fraction_done, text=train_jobs.progress_text(job))
+    st.progress(job.progress.finishing_fraction, text=train_jobs.finishing_text(job))
     loss_column, accuracy_column, stop_column = st.columns([2, 2, 3], vertical_alignment="center")
-    loss_column.metric("Training loss", f"{job.snapshot.loss:.3f}")
-    accuracy_column.metric("Training accuracy", percent(job.snapshot.accuracy))
-    if mine and job.stop.is_set() and not job.finishing:
-        stop_column.caption("Stopping after the current batch…")
-    elif mine and not job.finishing and stop_column.button("Stop", icon=":material/stop_circle:", key="train.stop"):
-        job.stop.set()
+    loss_column.metric("Training loss", f"{job.progress.loss:.3f}")
+    accuracy_column.metric("Training accuracy", percent(job.progress.accuracy))
+    if (
+        mine
+        and not job.finishing
+        and stop_column.button("Stop", icon=":material/stop_circle:", key=f"train.stop.{job.id}")
+    ):
+        board.request_stop(job.id, owner=job.request.owner)
         st.rerun(scope="fragment")
     digits = "" if parse_augment(job.config.augment).is_identity else " on augmented digits"
     training_charts(
-        train_form.trace_frame(job.trace),
+        train_jobs.trace_frame(board.points(job.id)),
         f"{SCORED_NOTE} The running average of the batches mixes a whole epoch of changing weights{digits}, so "
         "it lags behind them.",
     )
 
 
 def training_charts(trace, note: str) -> None:
-    """Loss and accuracy side by side, one line per series of the trace."""
+    """Loss and accuracy side by side, one line per series of the trace, each series in its own colour."""
     if trace.empty:
         return
     loss_chart, accuracy_chart = st.columns(2)
-    loss_chart.altair_chart(charts.curves_chart(trace, "loss", "loss", colour_by="series"), width="stretch")
-    accuracy_chart.altair_chart(charts.curves_chart(trace, "accuracy", "accuracy", colour_by="series"), width="stretch")
+    for column, metric in ((loss_chart, "loss"), (accuracy_chart, "accuracy")):
+        column.altair_chart(
+            charts.curves_chart(trace, metric, metric, colour_by="series", colours=SERIES_COLOURS), width="stretch"
+        )
     st.caption(note)
 
 
-def show_result(job: TrainingJob) -> None:
-    outcome = job.outcome
-    if outcome.state == "failed":
-        st.error(f"Training `{job.name}` failed: {outcome.error}", icon=":material/error:")
-    elif outcome.state == "discarded":
+def show_result(board: JobBoard, job: Job) -> None:
+    if job.state == "failed":
+        st.error(f"Training `{job.name}` failed: {job.error}", icon=":material/error:")
+    elif job.state == "interrupted":
+        st.warning(f"Training `{job.name}` was interrupted: {job.error}.", icon=":material/warning:")
+        if st.button("Queue it again", icon=":material/replay:"):
+            train_jobs.submit(board, job.request)
+            st.session_state["train.seen_job"] = job.id
+            st.rerun()
+    elif job.state == "cancelled":
+        st.info(f"Training `{job.name}` was cancelled before it started.", icon=":material/cancel:")
+    elif job.state == "discarded":
         st.info(f"Training `{job.name}` was stopped and, as you chose, not saved.", icon=":material/delete:")
     else:
-        metadata = outcome.run.metadata
-        after = train_form.epochs_text(metadata.epochs_completed)
-        stopped = f" (stopped early, after {after})" if outcome.stopped else ""
-        st.success(f"Saved run `{job.name}`{stopped}.", icon=":material/check_circle:")
+        run = loaders.run_store().info(job.run)
+        metadata = run.metadata
+        stopped = f" (stopped early, after {train_form.epochs_text(metadata.epochs_completed)})" if job.stopped else ""
+        st.success(f"Saved run `{job.run}`{stopped}.", icon=":material/check_circle:")
         columns = st.columns(4)
-        columns[0].metric("Clean test accuracy", percent(outcome.run.metric(CLEAN_TEST)))
-        columns[1].metric("`seed`-augmented test accuracy", percent(outcome.run.metric(AUGMENTED_TEST)))
+        columns[0].metric("Clean test accuracy", percent(run.metric(CLEAN_TEST)))
+        columns[1].metric("`seed`-augmented test accuracy", percent(run.metric(AUGMENTED_TEST)))
         columns[2].metric("Training time", f"{metadata.training_seconds:.0f} s")
         columns[3].metric("Parameters", f"{metadata.parameters:,}")
         if metadata.calibration is not None:
@@ -270,21 +308,21 @@ def show_result(job: TrainingJob) -> None:
             )
         else:
             st.warning(
-                f"`{job.name}` is not calibrated (it had fewer than 100 held-out digits): its confidence is the "
+                f"`{job.run}` is not calibrated (it had fewer than 100 held-out digits): its confidence is the "
                 "raw softmax and it cannot tell a non-digit from a digit.",
                 icon=":material/warning:",
             )
-        trace = train_form.trace_frame(job.trace)
+        trace = train_jobs.trace_frame(board.points(job.id))
         training_charts(trace[trace["series"] != RUNNING_SERIES], SCORED_NOTE)  # comparable numbers only
         st.page_link(
             "app_pages/evaluate.py", label="Compare it with the other runs on Evaluate", icon=":material/analytics:"
         )
         st.caption(
-            f"On Evaluate, pick `{job.name}` next to `seed` or `best`: accuracy on clean and augmented "
+            f"On Evaluate, pick `{job.run}` next to `seed` or `best`: accuracy on clean and augmented "
             "digits, the confusion matrix, its mistakes and learning curves."
         )
         if st.button("Draw with it", icon=":material/draw:"):
-            st.session_state[ACTIVE_RUN] = job.name
+            st.session_state[ACTIVE_RUN] = job.run
             st.switch_page("app_pages/draw.py")
     if st.button("Train another run", type="primary", icon=":material/restart_alt:"):
         st.session_state["train.seen_job"] = job.id
@@ -320,27 +358,21 @@ def preview(data: MnistData, spec: AugmentSpec) -> None:
 
 
 st.title("Train a model")
-st.caption("Pick a recipe, tweak it, watch the augmented digits change, and train: progress and curves update live.")
+st.caption(
+    "Pick a recipe, tweak it, watch the augmented digits change, and train: trainings queue up and run in a "
+    "worker process, with live progress and curves."
+)
 st.session_state.setdefault("visitor", uuid.uuid4().hex)
-job = training_manager().job
-mine = job is not None and job.owner == st.session_state["visitor"]
-if job is not None and job.running:
-    if mine:
-        st.subheader(f"Training `{job.name}`")
-        st.caption(train_form.describe_job(job, augment_label(job.config.augment)))
-        live_progress(job, mine)
-        st.stop()
-    st.info(
-        f"{job.owner_label} is training `{job.name}` ({job.config.architecture} net, "
-        f"{train_form.epochs_text(job.config.epochs)}). One training runs at a time on this server: watch it "
-        "here, prepare your settings, and start yours when it has finished, or come back later.",
-        icon=":material/hourglass:",
-    )
-    st.caption(train_form.describe_job(job, augment_label(job.config.augment)))
-    live_progress(job, mine)
-elif mine and st.session_state.get("train.seen_job") != job.id:
-    show_result(job)
+visitor = st.session_state["visitor"]
+with errors_shown("The training queue cannot be used") as opened:
+    board = train_jobs.board()
+if opened.failed:
     st.stop()
+latest = board.latest_of(visitor)
+if latest is not None and not latest.active and st.session_state.get("train.seen_job") != latest.id:
+    show_result(board, latest)
+    st.stop()
+queue_panel(visitor, frozenset(job.id for job in board.jobs() if job.request.owner == visitor))
 
 data = require_dataset("Training")
 if data is None:
@@ -366,14 +398,13 @@ with settings_column:
         st.session_state["train.overwrite"] = False
     else:
         overwrite_column.checkbox("Replace a run with the same name", key="train.overwrite", persist_state="session")
-    busy = job is not None and job.running
+    busy = bool(board.jobs())
     if st.button(
-        "Start training",
+        "Queue training" if busy else "Start training",
         type="primary",
         icon=":material/play_arrow:",
-        disabled=busy,
-        help="Another training is running; wait until it has finished." if busy else None,
+        help="Other trainings are queued or running: yours starts after them." if busy else None,
     ):
-        start(data, spec)
+        start(board, data, spec)
 with preview_column:
     preview(data, spec)

@@ -121,9 +121,13 @@ def confusion_difference_chart(first: np.ndarray, second: np.ndarray, names: tup
     return (cells + text).properties(height=380)
 
 
-def curves_chart(frame: pd.DataFrame, metric: str, title: str, colour_by: str = "run") -> alt.Chart:
+def curves_chart(
+    frame: pd.DataFrame, metric: str, title: str, colour_by: str = "run", colours: dict[str, str] | None = None
+) -> alt.Chart:
     """Lines of `metric` against column `epoch`, one colour per value of `colour_by`
-    (the runs on Evaluate; training and test numbers of the live run on Train)."""
+    (the runs on Evaluate; training and test numbers of the live run on Train). `colours` fixes each value's
+    colour, so a series keeps its colour on every chart whichever series are present; the legend lists the
+    values one per line, uncut."""
     return (
         alt.Chart(frame)
         .mark_line(point=True)
@@ -135,7 +139,11 @@ def curves_chart(frame: pd.DataFrame, metric: str, title: str, colour_by: str = 
                 scale=alt.Scale(zero=False, **spread_domain(frame[metric], "accuracy" in metric)),
                 axis=axis_for(frame[metric], ".1%" if "accuracy" in metric else ".3~f"),
             ),
-            color=alt.Color(f"{colour_by}:N", legend=alt.Legend(orient="bottom", title=None)),
+            color=alt.Color(
+                f"{colour_by}:N",
+                legend=alt.Legend(orient="bottom", title=None, columns=1, labelLimit=0),
+                scale=alt.Scale(domain=list(colours), range=list(colours.values())) if colours else alt.Undefined,
+            ),
             tooltip=[colour_by, alt.Tooltip("epoch:Q", format=".2f"), alt.Tooltip(f"{metric}:Q", format=".4f")],
         )
         .properties(height=280)

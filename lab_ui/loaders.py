@@ -40,6 +40,14 @@ def model_for(run: RunInfo) -> nn.Module:
     return load_model(str(run.path), run.modified)
 
 
+def onnx_file(name: str) -> bytes:
+    """The run as one ONNX file (ocr_core.export), made when the download is asked for (about 5 s)."""
+    from ocr_core.export import onnx_bytes  # the exporter's packages are optional
+
+    model, metadata = run_store().load(name)
+    return onnx_bytes(name, model, metadata)
+
+
 @st.cache_resource(max_entries=4, show_spinner=False)
 def load_reader_model(path: str, modified: float) -> nn.Module:
     """The run with its batch norms folded: a number's digits go through it in one batch, several times faster."""

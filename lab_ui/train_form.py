@@ -8,8 +8,6 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
 from typing import Any
 
-import pandas as pd
-
 from ocr_core import (
     PRESETS,
     RECIPES,
@@ -23,7 +21,7 @@ from ocr_core import (
 )
 from ocr_core.augment import AUGMENT_OPS, RANGE_OPS
 
-from .training import Snapshot, TrainingJob
+from ocr_core.jobs import Job, JobRequest
 
 # The TrainConfig fields the form edits (augment comes from the augmentation controls; device stays auto).
 CONFIG_FIELDS = (
@@ -132,35 +130,29 @@ def job_from_settings(
     store: RunStore,
     visitor: str,
     refusal: Callable[[str], str | None] = lambda name: None,
-) -> tuple[TrainingJob, MnistData]:
-    """The job the form asks for and the training data it uses; a UserError says what to fix first."""
+) -> JobRequest:
+    """The job the form asks for; a UserError says what to fix first. The job's process loads the digits and
+    trains on the first `train_images`, its held-out digits right after them (the last ones for "all")."""
     name = checked_run_name(state[setting_key("name")], store, state[setting_key("overwrite")], refusal)
     total = len(data.train_labels)
     # a data set smaller than ten holdouts (the tests' synthetic digits) keeps its last tenth out instead
     config = config_from_settings(state, spec)
     config = replace(config, holdout=held_out_count(state, total))
-    count = state[setting_key("images")] or total
-    job = TrainingJob(
+    count = min(state[setting_key("images")] or total, total - config.holdout)
+    return JobRequest(
         name,
-        config,
+        config.as_dict(),
         owner=visitor,
         owner_label=state[setting_key("owner_label")].strip() or DEFAULT_OWNER,
         train_images=count,
         overwrite=state[setting_key("overwrite")],
         keep_if_stopped=state[setting_key("if_stopped")] == "keep",
     )
-    # the recipe's held-out digits are the ones right after the chosen images (the last ones for "all")
-    return job, data.subset(train=min(count + config.holdout, total))
 
 
 def held_out_count(state: Mapping[str, Any], total: int) -> int:
     """The training digits the form's run holds out: the recipe's, or a tenth of a smaller data set."""
     return min(state[setting_key("holdout")], total // 10)
-
-
-def trace_frame(trace: list[dict]) -> pd.DataFrame:
-    """The live chart's rows (epoch, series, loss, accuracy) as a frame, empty before the first report."""
-    return pd.DataFrame(list(trace), columns=["epoch", "series", "loss", "accuracy"])
 
 
 def epochs_text(epochs: float) -> str:
@@ -169,29 +161,14 @@ def epochs_text(epochs: float) -> str:
     return f"{shown} epoch" if shown == "1" else f"{shown} epochs"
 
 
-def clock(seconds: float | None) -> str:
-    return "–" if seconds is None else f"{int(seconds // 60)}:{int(seconds % 60):02d}"
-
-
-def progress_text(snapshot: Snapshot, finishing: bool) -> str:
-    if finishing:
-        return "Scoring on the clean and the augmented test set, then saving…"
-    if snapshot.step == 0:
-        return "Starting…"
-    return (
-        f"Epoch {snapshot.epoch}/{snapshot.total_epochs} · step {snapshot.step:,}/{snapshot.total_steps:,} · "
-        f"{snapshot.images_per_second:,.0f} images/s · ETA {clock(snapshot.eta_seconds)}"
-    )
-
-
 def canonical(config: TrainConfig) -> TrainConfig:
     """`config` with its augmentation as a spec string, so a recipe's preset name equals the form's spec."""
     return replace(config, augment=parse_augment(config.augment).to_string())
 
 
-def describe_job(job: TrainingJob, augment_label: str) -> str:
+def describe_job(job: Job, augment_label: str) -> str:
     """The recipe and settings of a job, in one line for the page that shows it training."""
-    config = job.config
+    config = TrainConfig.from_dict(job.request.config)
     recipe = next(
         (f"recipe `{name}`" for name, recipe in RECIPES.items() if canonical(recipe) == canonical(config)),
         "custom settings",
@@ -209,7 +186,7 @@ def describe_job(job: TrainingJob, augment_label: str) -> str:
         [
             recipe,
             f"`{config.architecture}` net",
-            f"{epochs_text(config.epochs)} on {job.train_images:,} images",
+            f"{epochs_text(config.epochs)} on {job.request.train_images:,} images",
             f"batch {config.batch_size}",
             f"{config.optimizer} at {config.learning_rate:g} ({config.schedule})",
             *extras,

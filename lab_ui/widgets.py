@@ -27,7 +27,9 @@ from ocr_core.metadata import AUGMENTED_TEST, CLEAN_TEST
 from ocr_core.runs import BEST_RUN
 
 from . import loaders
-from .training import training_manager
+from ocr_core.jobs import JobsError
+
+from . import train_jobs
 
 ACTIVE_RUN = "active_run"  # session key of the model the Draw page uses, shown in the sidebar
 PREFERRED_RUN = BEST_RUN
@@ -79,9 +81,16 @@ def sidebar_status() -> None:
         else:
             st.markdown("**Data** MNIST not downloaded")
             st.caption("Draw works without it; Train and Evaluate offer the download.")
-        job = training_manager().job
-        if job is not None and job.running:
-            st.markdown(f"**Training** `{job.name}`: progress on the Train page")
+        try:
+            trainings = train_jobs.board().jobs()  # the board also starts the worker for jobs left queued
+        except JobsError as error:
+            st.caption(f"The training queue cannot be used: {error}")
+            return
+        running = [job.name for job in trainings if job.state == "running"]
+        if trainings:
+            waiting = f"{len(trainings) - len(running)} queued"
+            names = f"`{'`, `'.join(running)}`, " if running else ""
+            st.markdown(f"**Training** {names}{waiting}: see the Train page")
 
 
 def require_dataset(purpose: str) -> MnistData | None:

@@ -16,7 +16,8 @@ from tqdm import tqdm
 
 from .augment import PRESETS, as_spec, preview_grid, ranges_text
 from .calibration import Calibration, calibration_of, read_digits
-from .checkpoints import NAME_RULE, RunStore, atomic_path
+from .checkpoints import NAME_RULE, RunStore, name_taken, validate_run_name
+from .files import atomic_path
 from .corruptions import CORRUPTIONS, DEFAULT_SEVERITY, SEVERITIES
 from .data import load_mnist
 from .errors import UserError, printable
@@ -143,6 +144,8 @@ def command_train(args: argparse.Namespace) -> int:
         precision=args.precision,
     )
     data = load_mnist()
+    if args.submit:
+        return submit_training(args, config, data)
     if args.train_limit or args.test_limit:
         # the holdout is the images right after the first N, so a quick run still has held-out digits
         data = data.subset(args.train_limit and args.train_limit + config.holdout, args.test_limit)
@@ -160,6 +163,50 @@ def command_train(args: argparse.Namespace) -> int:
     state = "stopped early, saved" if result.stopped else "saved"
     print(f"{state} {info.name} ({info.path}) in {result.seconds:.1f}s: {accuracies(info.metadata)}")
     return 0
+
+
+def submit_training(args: argparse.Namespace, config, data) -> int:
+    """`train --submit`: queue the run for the app's training worker instead of training here."""
+    from .jobs import JobBoard, JobRequest, jobs_folder, worker_running
+
+    if args.test_limit:
+        raise UserError("--test-limit is not available with --submit: queued runs are scored on the whole test set")
+    validate_run_name(args.name)
+    if RunStore().exists(args.name) and not args.overwrite:
+        raise name_taken(args.name)
+    available = len(data.train_labels) - config.holdout
+    if available <= 0:
+        raise UserError(f"--holdout {config.holdout} leaves no training digits of the {len(data.train_labels):,}")
+    request = JobRequest(
+        args.name,
+        config.as_dict(),
+        owner="command-line",
+        owner_label="the command line",
+        train_images=min(args.train_limit or available, available),
+        overwrite=args.overwrite,
+    )
+    board = JobBoard(jobs_folder())
+    job = board.submit(request)
+    position, seconds = board.estimates()[job.id]
+    served = (
+        ""
+        if worker_running(board.folder)
+        else ("; no worker is running: `streamlit run app.py` starts one, or run `python -m ocr_core worker`")
+    )
+    print(
+        f"queued {args.name} as job {job.id} (number {position} in the queue, start in ~{seconds / 60:.0f} min){served}"
+    )
+    return 0
+
+
+def command_worker(args: argparse.Namespace) -> int:
+    """Serve the training queue in the foreground until Ctrl-C (the app starts its own worker otherwise)."""
+    from .jobs import jobs_folder, serve, worker_count, worker_running
+
+    folder = jobs_folder()
+    if worker_running(folder):
+        raise UserError(f"a worker is serving {folder} already")
+    return serve(folder, args.workers or worker_count())
 
 
 def command_evaluate(args: argparse.Namespace) -> int:
@@ -560,6 +607,15 @@ def command_delete(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_export(args: argparse.Namespace) -> int:
+    from .export import export_onnx  # the exporter's packages are optional: imported when asked for
+
+    model, metadata = RunStore().load(args.name)
+    out = export_onnx(args.name, model, metadata, args.out, overwrite=args.overwrite)
+    print(f"exported {args.name} to {out} ({out.stat().st_size:,} bytes, {args.format})")
+    return 0
+
+
 def command_models(args: argparse.Namespace) -> int:
     payload = []
     for arch in ARCHITECTURES.values():
@@ -696,7 +752,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--test-limit", type=int, help="use only the first N test images (default: all)")
     train.add_argument("--overwrite", action="store_true", help="replace a run with the same name (default: refuse to)")
+    train.add_argument(
+        "--submit",
+        action="store_true",
+        help="queue the run for the app's training worker instead of training in this process",
+    )
     train.set_defaults(handler=command_train)
+
+    worker = commands.add_parser(
+        "worker", help="serve the training queue in the foreground (the app starts one itself)"
+    )
+    worker.add_argument("--workers", type=int, help="trainings side by side (default: OCR_TRAINING_WORKERS, else 1)")
+    worker.set_defaults(handler=command_worker)
 
     evaluate_parser = commands.add_parser("evaluate", help="score a run on the (optionally augmented) test set")
     evaluate_parser.add_argument("name", help="a saved run")
@@ -802,6 +869,15 @@ def build_parser() -> argparse.ArgumentParser:
     delete = commands.add_parser("delete", help="delete a run")
     delete.add_argument("name", help="a saved run")
     delete.set_defaults(handler=command_delete)
+
+    export = commands.add_parser(
+        "export", help="write a run as one self-contained ONNX file (needs requirements-export.txt)"
+    )
+    export.add_argument("name", help="the run to export")
+    export.add_argument("--format", choices=("onnx",), default="onnx", help="file format (default: onnx)")
+    export.add_argument("--out", type=Path, required=True, help="the file to write, e.g. best.onnx")
+    export.add_argument("--overwrite", action="store_true", help="replace the file if it exists")
+    export.set_defaults(handler=command_export)
 
     models = commands.add_parser("models", help="list architectures with size and compute")
     models.add_argument(

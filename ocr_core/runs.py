@@ -19,12 +19,14 @@ from .data import MnistData, load_mnist
 from .evaluation import Evaluation, evaluate
 from .metadata import AUGMENTED_TEST, AUGMENTED_TEST_PRESET, CLEAN_TEST, DataInfo, RunMetadata, TestScore
 from .models import multiply_adds, parameter_count
-from .training import TrainConfig, TrainingCallback, TrainResult, fit
+from .training import FINISHING_LABELS, TrainConfig, TrainingCallback, TrainResult, fit
 
 LIBRARY_VERSION = "1.0.0"
 # The runs shipped in checkpoints/ (README: "What is in the box"), named by the part each plays.
 BEST_RUN, TUTORIAL_RUN, TUTORIAL_AUGMENTED_RUN = "best", "seed", "seed-aug"
 SHIPPED_RUNS = (BEST_RUN, TUTORIAL_RUN, TUTORIAL_AUGMENTED_RUN)
+# Where each part of the work after the last step starts, as a share of it (clean scoring starts at 0)
+FINISHING_SHARES = {"augmented": 0.2, "calibrating": 0.45, "saving": 0.97}
 
 
 def versions() -> dict[str, str]:
@@ -112,11 +114,30 @@ def train_run(
     result = fit(config, data, callbacks, stop, scores_per_epoch)
     if not result.history or (result.stopped and not keep_if_stopped):
         return None, result
+
+    def finishing(fraction: float, step: str) -> None:
+        for callback in callbacks:
+            callback.on_finishing(fraction, FINISHING_LABELS[step])
+
+    # rough shares of the work after the last step: scoring 10,000 clean digits, as many augmented ones,
+    # then calibration's 15,000 (held-out and trained-on digits), then the save
+    finishing(FINISHING_SHARES["augmented"], "augmented")
     metadata = run_metadata(result, data, score(result.model, data, result.final_test))
     if config.holdout:
+        start, end = FINISHING_SHARES["calibrating"], FINISHING_SHARES["saving"]
+        finishing(start, "calibrating")
+
+        def calibrating(fraction: float, message: str) -> None:
+            finishing(start + fraction * (end - start), "calibrating")
+
         with suppress(CalibrationError):  # too few held-out digits to calibrate on: saved "not calibrated"
-            metadata = replace(metadata, calibration=calibration_for(result.model, metadata, data).to_dict())
-    return store.save(name, result.model, metadata, overwrite=overwrite), result
+            metadata = replace(
+                metadata, calibration=calibration_for(result.model, metadata, data, calibrating).to_dict()
+            )
+    finishing(FINISHING_SHARES["saving"], "saving")
+    info = store.save(name, result.model, metadata, overwrite=overwrite)
+    finishing(1.0, "saving")
+    return info, result
 
 
 def rescore_run(name: str, store: RunStore | None = None, data: MnistData | None = None) -> RunInfo:

@@ -26,6 +26,13 @@ SCHEDULES = ("constant", "onecycle")
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
+# What the work after the last step is called where it is shown (the Train page's finishing bar).
+FINISHING_LABELS = {
+    "clean": "scoring the clean test set",
+    "augmented": "scoring the augmented test set",
+    "calibrating": "calibrating on the held-out digits",
+    "saving": "saving the run",
+}
 TYPE_NAMES = {"str": "text", "int": "a whole number", "float": "a number"}
 
 
@@ -225,13 +232,17 @@ class Progress:
 
 class TrainingCallback:
     """Override what you need; `on_batch` runs after every optimizer step (a `Cadence` decides how often a
-    callback acts on it), `on_epoch` after each evaluation, `on_score` at each of fit's `scores_per_epoch`."""
+    callback acts on it), `on_epoch` after each evaluation, `on_score` at each of fit's `scores_per_epoch`, and
+    `on_finishing` through the work after the last step (scoring, calibrating, saving: `runs.FINISHING_SHARES`), with
+    the share of that work done and what is being done."""
 
     def on_batch(self, progress: Progress) -> None: ...
 
     def on_epoch(self, progress: Progress) -> None: ...
 
     def on_score(self, progress: Progress, point: ScorePoint) -> None: ...
+
+    def on_finishing(self, fraction: float, label: str) -> None: ...
 
 
 class Cadence:
@@ -485,7 +496,11 @@ def fit(
         if tally.seen == 0:
             break
         train_seconds = time.perf_counter() - epoch_started
-        progress = run.end_epoch(epoch, tally, train_seconds, last=stopped or run.step >= run.total_steps)
+        last = stopped or run.step >= run.total_steps
+        if last:
+            for callback in callbacks:
+                callback.on_finishing(0.0, FINISHING_LABELS["clean"])
+        progress = run.end_epoch(epoch, tally, train_seconds, last=last)
         for callback in callbacks:
             callback.on_epoch(progress)
         if scores_per_epoch and callbacks:

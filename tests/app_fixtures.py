@@ -20,6 +20,7 @@ from safetensors.torch import save_file
 from conftest import tiny_mnist, write_idx_dataset
 from ocr_core import MnistData, RunStore, TrainConfig, build_model, train_run
 from ocr_core.checkpoints import FORMAT
+from ocr_core.jobs import jobs_folder, stop_worker
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 TINY_RUN = TrainConfig(epochs=1, batch_size=64)
@@ -80,7 +81,8 @@ def app_env(app_template, tmp_path, monkeypatch) -> AppEnvironment:
     environment = AppEnvironment(root, root / "data", RunStore(root / "checkpoints"), app_template.data)
     for name, value in environment.variables().items():
         monkeypatch.setenv(name, value)
-    return environment
+    yield environment
+    stop_worker(jobs_folder())  # a training worker the test's pages started ends with the test
 
 
 def canvas_drawing() -> np.ndarray:

@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
-import logging
-import sys
-import threading
 import time
 from dataclasses import replace
 from unittest import mock
 
 import numpy as np
 import pytest
-import streamlit as st
+import torch
 from streamlit.testing.v1 import AppTest
 
 from app_fixtures import BROKEN_RUN, INCOMPLETE_RUN, PROJECT_DIR, TIMEOUT, canvas_drawing, png_bytes, texts
-import lab_ui.training as training_module
-from lab_ui.training import TrainingBusyError, TrainingJob, training_manager
 from ocr_core import TrainConfig, data_status
+from ocr_core.jobs import Job, JobBoard, JobRequest, ensure_worker, jobs_folder
 
 PAGES = ["app_pages/draw.py", "app_pages/read.py", "app_pages/train.py", "app_pages/evaluate.py", "app_pages/manage.py"]
 
@@ -109,12 +104,32 @@ def test_draw_explains_when_there_are_no_runs(app_env, tmp_path, monkeypatch):
     assert "no usable runs" in texts(app.error)
 
 
-def wait_for_training(app: AppTest, seconds: float = 120) -> None:
+def board() -> JobBoard:
+    return JobBoard(jobs_folder())
+
+
+def wait_for_training(app: AppTest, seconds: float = 180) -> None:
+    """Until the worker has finished every job of the test's queue (real processes: tiny data, but torch's
+    import in the job process takes seconds), then a rerun of the page."""
     deadline = time.monotonic() + seconds
-    while training_manager().job.running:
-        assert time.monotonic() < deadline, "training did not finish"
+    while board().jobs():
+        assert time.monotonic() < deadline, f"training did not finish: {board().jobs()}"
         time.sleep(0.2)
     app.run()
+
+
+def wait_until_training(job_id: str, seconds: float = 120) -> Job:
+    """Until the job's process has made its first steps."""
+    deadline = time.monotonic() + seconds
+    while (job := board().job(job_id)).progress.phase != "training":
+        assert job.active, f"the job ended before training: {job.state} {job.error}"
+        assert time.monotonic() < deadline, "the job did not start training"
+        time.sleep(0.2)
+    return job
+
+
+def click(app: AppTest, label: str) -> None:
+    next(button for button in app.button if button.label == label).click().run()
 
 
 def test_train_a_tiny_run_through_the_page(app_env):
@@ -124,8 +139,9 @@ def test_train_a_tiny_run_through_the_page(app_env):
     app.number_input(key="train.epochs").set_value(0.5)
     app.segmented_control(key="train.preset").set_value("seed").run()
     assert app.toggle(key="train.aug.rotate.on").value and app.toggle(key="train.aug.crop.on").value
-    next(button for button in app.button if button.label == "Start training").click().run()
+    click(app, "Start training")
     assert not app.exception
+    assert "ui-run" in set(app.dataframe[0].value["run"]), "the queue shows the new job"
     wait_for_training(app)
     assert "Saved run `ui-run`" in texts(app.success)
     saved = app_env.store.info("ui-run")
@@ -134,9 +150,32 @@ def test_train_a_tiny_run_through_the_page(app_env):
     assert saved.metadata.calibration is None and "is not calibrated" in texts(app.warning), "51 are too few"
     assert 0 < saved.metadata.epochs_completed < 0.6  # whole batches: 256 of the 461 digits trained on
     assert any(link.label.startswith("Compare it") for link in app.get("page_link"))
-    next(button for button in app.button if button.label == "Draw with it").click().run()
+    click(app, "Draw with it")
     assert "Draw a digit" in texts(app.title)
     assert "`ui-run`" in texts(app.sidebar.markdown)
+
+
+def start_long_job(name: str = "their-run", owner: str = "someone else", label: str = "Ada", keep=False) -> Job:
+    """A job that trains until stopped, queued as another visitor would (stop it with `finish`)."""
+    request = JobRequest(name, TrainConfig(epochs=100, batch_size=16).as_dict(), owner, label, 461, keep)
+    job = board().submit(request)
+    ensure_worker(jobs_folder())
+    return job
+
+
+def finish(job: Job, seconds: float = 120) -> Job:
+    """Stop the job (or cancel it if it is still queued) and wait until it has ended."""
+    jobs = board()
+    if not jobs.cancel(job.id):
+        deadline = time.monotonic() + seconds
+        while not jobs.request_stop(job.id) and jobs.job(job.id).active:
+            assert time.monotonic() < deadline, "the job did not start"
+            time.sleep(0.1)
+    deadline = time.monotonic() + seconds
+    while (ended := jobs.job(job.id)).active:
+        assert time.monotonic() < deadline, "the job did not stop"
+        time.sleep(0.1)
+    return ended
 
 
 def test_stopping_a_run_can_discard_it(app_env):
@@ -145,10 +184,13 @@ def test_stopping_a_run_can_discard_it(app_env):
     app.number_input(key="train.epochs").set_value(100.0)
     app.select_slider(key="train.batch_size").set_value(16)
     app.radio(key="train.if_stopped").set_value("discard")
-    next(button for button in app.button if button.label == "Start training").click().run()
-    app.button(key="train.stop").click().run()
+    click(app, "Start training")
+    (job,) = board().jobs()
+    wait_until_training(job.id)
+    app.run()
+    app.button(key=f"train.stop.{job.id}").click().run()
     wait_for_training(app)
-    assert training_manager().job.outcome.state == "discarded"
+    assert board().job(job.id).state == "discarded"
     assert "not saved" in texts(app.info)
     assert not app_env.store.exists("stopped-run")
 
@@ -156,94 +198,46 @@ def test_stopping_a_run_can_discard_it(app_env):
 def test_train_rejects_a_bad_run_name(app_env):
     app = open_page("app_pages/train.py")
     app.text_input(key="train.name").set_value("../x")
-    next(button for button in app.button if button.label == "Start training").click().run()
+    click(app, "Start training")
     assert "invalid run name" in texts(app.error)
-    assert not training_manager().job or training_manager().job.name != "../x"
+    assert not board().jobs()
 
 
-def start_long_job(app_env, owner: str = "someone else", label: str = "Ada") -> TrainingJob:
-    """A job that trains until stopped, started as another visitor would (stop it with `finish`)."""
-    job = TrainingJob(
-        "their-run",
-        TrainConfig(epochs=100, batch_size=16),
-        owner=owner,
-        owner_label=label,
-        train_images=512,
-        keep_if_stopped=False,
-    )
-    training_manager().start(job, app_env.store, app_env.data)
-    return job
-
-
-def finish(job: TrainingJob, seconds: float = 60) -> None:
-    job.stop.set()
-    deadline = time.monotonic() + seconds
-    while job.running:
-        assert time.monotonic() < deadline, "the job did not stop"
-        time.sleep(0.1)
-
-
-def test_a_second_visitor_sees_who_is_training(app_env):
-    job = start_long_job(app_env)
+def test_two_visitors_one_trains_one_queued_who_sees_position_start_and_can_cancel(app_env):
+    job = start_long_job()
     try:
+        wait_until_training(job.id)
         app = open_page("app_pages/train.py")
-        assert "Ada is training `their-run`" in texts(app.info)
-        start = next(button for button in app.button if button.label == "Start training")
-        assert start.disabled
-    finally:
-        finish(job)
-
-
-def fresh_training_module(monkeypatch):
-    """lab_ui.training as a code reload makes it: a new module object with its own manager and lock."""
-    spec = importlib.util.spec_from_file_location("lab_ui.training_reloaded", PROJECT_DIR / "lab_ui" / "training.py")
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_one_training_per_server_survives_two_sessions_a_cleared_cache_and_a_reload(app_env, monkeypatch):
-    first = open_page("app_pages/train.py")
-    first.text_input(key="train.name").set_value("long-run")
-    first.number_input(key="train.epochs").set_value(100.0)
-    first.select_slider(key="train.batch_size").set_value(16)
-    next(button for button in first.button if button.label == "Start training").click().run()
-    job = training_manager().job
-    try:
-        assert job.name == "long-run" and job.running
-        second = open_page("app_pages/train.py")  # another visitor, in a session of their own
-        assert "is training `long-run`" in texts(second.info)
-        second.text_input(key="train.name").set_value("mine-too")
-        st.cache_resource.clear()  # the app menu's "Clear cache"
-        second.run()
-        assert next(button for button in second.button if button.label == "Start training").disabled
-        another = TrainingJob(
-            "mine-too", TrainConfig(), owner="second", owner_label="Bo", train_images=512, keep_if_stopped=False
-        )
-        with pytest.raises(TrainingBusyError, match="long-run"):
-            training_manager().start(another, app_env.store, app_env.data)
-        reloaded = fresh_training_module(monkeypatch)
-        with pytest.raises(reloaded.TrainingBusyError, match="long-run"):
-            reloaded.training_manager().start(another, app_env.store, app_env.data)
-        assert sum(thread.name.startswith("train-") for thread in threading.enumerate()) == 1
+        queue = app.dataframe[0].value
+        assert list(queue["who"]) == ["Ada"] and queue["status"][0].startswith("training")
+        assert "Ada's run `their-run`" in texts(app.markdown)
+        assert not any(button.key and button.key.startswith("train.stop") for button in app.button), "not theirs"
+        app.text_input(key="train.name").set_value("mine-too")
+        click(app, "Queue training")
+        assert not app.exception and not app.error
+        queue = app.dataframe[0].value
+        assert list(queue["run"]) == ["their-run", "mine-too"] and queue["status"][1] == "queued, #1"
+        assert "`mine-too` is queued: number 1 in the queue, expected to start" in texts(app.info)
+        mine = next(queued for queued in board().jobs() if queued.name == "mine-too")
+        assert board().job(job.id).state == "running" and mine.state == "queued", "one training at a time"
+        click(app, "Cancel")
+        assert board().job(mine.id).state == "cancelled"
+        assert "was cancelled before it started" in texts(app.info)
     finally:
         finish(job)
     assert not app_env.store.exists("mine-too")
 
 
-def test_a_failed_job_tells_the_page_and_logs_its_traceback(app_env, monkeypatch, caplog):
-    def broken_training(*args, **kwargs):
-        raise RuntimeError("boom in the training loop")
-
-    monkeypatch.setattr(training_module, "train_run", broken_training)
-    job = TrainingJob("doomed", TrainConfig(), owner="me", owner_label="me", train_images=512, keep_if_stopped=True)
-    with caplog.at_level(logging.ERROR, logger="lab_ui.training"):
-        training_manager().start(job, app_env.store, app_env.data)
-        finish(job)
-    assert job.outcome == training_module.Outcome("failed", error="boom in the training loop")
-    logged = [record for record in caplog.records if "doomed" in record.getMessage()]
-    assert logged and logged[0].exc_info[0] is RuntimeError, "the traceback is in the server log"
+def test_a_crash_inside_training_is_an_error_on_the_page(app_env):
+    if torch.cuda.is_available():
+        pytest.skip("needs a machine without CUDA, where training on cuda fails")
+    app = open_page("app_pages/train.py")
+    request = JobRequest("doomed", TrainConfig(device="cuda").as_dict(), app.session_state["visitor"], "me", 461)
+    board().submit(request)
+    ensure_worker(jobs_folder())
+    wait_for_training(app)
+    assert "Training `doomed` failed:" in texts(app.error)
+    assert not app_env.store.exists("doomed")
 
 
 def test_evaluate_shows_the_table_the_charts_and_the_skipped_file(app_env):

@@ -4,7 +4,6 @@ AppTest on tiny synthetic data and runs (see app_fixtures)."""
 from __future__ import annotations
 
 import json
-import time
 import tomllib
 
 import numpy as np
@@ -12,9 +11,7 @@ from streamlit import config as streamlit_config
 from streamlit.testing.v1 import AppTest
 
 from app_fixtures import PROJECT_DIR, TIMEOUT, png_bytes, texts
-from test_app import open_page, wait_for_training
-from lab_ui.training import TrainingJob, training_manager
-from ocr_core import TrainConfig
+from test_app import board, finish, open_page, start_long_job, wait_for_training, wait_until_training
 
 
 def button(app: AppTest, label: str):
@@ -167,23 +164,14 @@ def test_train_form_shows_what_the_next_run_uses(app_env):
 
 
 def test_train_proposes_a_name_no_run_has(app_env, monkeypatch):
-    job = TrainingJob(
-        "my-run",
-        TrainConfig(epochs=100, batch_size=16),
-        owner="someone else",
-        owner_label="Ada",
-        train_images=512,
-        keep_if_stopped=False,
-    )
-    training_manager().start(job, app_env.store, app_env.data)
+    job = start_long_job("my-run")
     try:
+        wait_until_training(job.id)
         app = open_page("app_pages/train.py")
-        assert app.text_input(key="train.name").value == "my-run-2"  # `my-run` is training for Ada
-        assert "custom settings" in texts(app.caption) and "100 epochs on 512 images" in texts(app.caption)
+        assert app.text_input(key="train.name").value == "my-run-2"  # `my-run` is queued or training for Ada
+        assert "custom settings" in texts(app.markdown) and "100 epochs on 461 images" in texts(app.markdown)
     finally:
-        job.stop.set()
-        while job.running:
-            time.sleep(0.1)
+        finish(job)
     add_run(app_env, "my-run-2")  # saved by someone else while this visitor's form proposes it
     app.run()
     assert app.text_input(key="train.name").value == "my-run"
@@ -222,8 +210,8 @@ def test_a_short_run_result_charts_scored_loss_and_accuracy(app_env):
     wait_for_training(app)
     titles = {json.loads(chart.proto.spec)["encoding"]["y"]["title"] for chart in app.get("vega_lite_chart")}
     assert titles == {"loss", "accuracy"}
-    job = training_manager().job
-    scored = [row for row in job.trace if row["series"] == "test images (scored)"]
+    (job,) = board().jobs(include_finished_since=0)
+    scored = [row for row in board().points(job.id) if row["series"] == "test images (scored)"]
     assert [row["epoch"] for row in scored] == [0.25, 0.5, 0.75, 1.0]
     assert "Scored points" in texts(app.caption)
 

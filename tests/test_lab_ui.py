@@ -5,10 +5,12 @@ import pandas as pd
 import pytest
 
 from conftest import tiny_mnist
-from lab_ui import train_form
-from lab_ui.training import RUNNING_SERIES, ProgressRecorder, Snapshot, TrainingJob
+import threading
+
+from lab_ui import train_form, train_jobs
+from ocr_core import PRESETS, RECIPES, CheckpointError, ConfigError, TrainConfig, TrainingCallback, fit
+from ocr_core.jobs import RUNNING_SERIES, Job, JobBoard, JobProgress, JobRecorder, JobRequest
 from ocr_core.training import HOLDOUT
-from ocr_core import PRESETS, RECIPES, Cadence, CheckpointError, ConfigError, TrainConfig, TrainingCallback, fit
 
 
 def form_state(**changes):
@@ -67,10 +69,12 @@ def test_every_run_trained_in_the_app_keeps_the_recipes_held_out_digits(store, i
 
 def test_the_job_uses_the_checked_name_and_the_chosen_share_of_the_data(store):
     data = tiny_mnist()
-    job, training_data = train_form.job_from_settings(form_state(), PRESETS["seed"], data, store, visitor="v1")
+    job = train_form.job_from_settings(form_state(), PRESETS["seed"], data, store, visitor="v1")
     assert (job.name, job.owner, job.owner_label, job.keep_if_stopped) == ("mine", "v1", "Another visitor", False)
-    assert job.config.augment == PRESETS["seed"].to_string() and job.config.holdout == 51  # a tenth of 512
-    assert len(training_data.train_labels) == 256 + 51, "the held-out digits follow the chosen ones"
+    assert job.config["augment"] == PRESETS["seed"].to_string() and job.config["holdout"] == 51  # a tenth of 512
+    assert job.train_images == 256, "the job process takes the held-out digits right after these"
+    every = train_form.job_from_settings(form_state(**{"train.images": 512}), PRESETS["seed"], data, store, "v1")
+    assert every.train_images == 512 - 51, "'all' is every digit but the held-out ones"
     assert train_form.free_run_name(store) == "my-run"
 
 
@@ -116,37 +120,61 @@ def test_the_spec_under_the_preview_gives_each_ops_label_and_name():
     assert train_form.spec_text(PRESETS["none"]) == "`none`"
 
 
-def test_progress_text():
-    assert train_form.progress_text(Snapshot(), finishing=False) == "Starting…"
-    running = Snapshot(
-        epoch=2, total_epochs=5, step=1200, total_steps=4690, images_per_second=2345.6, eta_seconds=125.2
-    )
-    assert train_form.progress_text(running, finishing=False) == (
+def running_job(**progress) -> Job:
+    request = JobRequest("mine", TrainConfig().as_dict(), "v", "V", 512)
+    return Job("id", request, "running", submitted=0.0, started=0.0, progress=JobProgress(**progress))
+
+
+def test_progress_text_says_each_step_and_waits_for_an_eta():
+    assert train_jobs.progress_text(running_job()).startswith("Starting the training process")
+    running = {
+        "phase": "training",
+        "epoch": 2,
+        "total_epochs": 5,
+        "step": 1200,
+        "total_steps": 4690,
+        "images_per_second": 2345.6,
+    }
+    assert train_jobs.progress_text(running_job(**running, eta_seconds=125.2)) == (
         "Epoch 2/5 · step 1,200/4,690 · 2,346 images/s · ETA 2:05"
     )
-    assert train_form.progress_text(running, finishing=True).startswith("Scoring")
+    assert train_jobs.progress_text(running_job(**running)).endswith("ETA estimating…")
+    finishing = running_job(**{**running, "phase": "finishing"}, finishing_label="scoring the augmented test set")
+    assert train_jobs.finishing_text(finishing) == "Scoring the augmented test set…"
+    assert train_jobs.finishing_text(running_job(**running)).startswith("Then: scoring")
 
 
 class Clock(TrainingCallback):
-    """Advances a fake clock by `step_seconds` per optimizer step, as a net of that speed would."""
+    """Advances a fake clock by `step_seconds` per optimizer step and `score_seconds` per scoring, as a net of
+    that speed would (it runs before the recorder, so the recorder sees the time pass)."""
 
-    def __init__(self, step_seconds):
-        self.now, self.step_seconds = 0.0, step_seconds
+    def __init__(self, step_seconds, score_seconds=0.0):
+        self.now, self.step_seconds, self.score_seconds = 0.0, step_seconds, score_seconds
 
     def on_batch(self, progress):
         self.now += self.step_seconds
 
+    def on_score(self, progress, point):
+        self.now += self.score_seconds
+
+
+def recorded_job(tmp_path) -> tuple[JobBoard, str]:
+    board = JobBoard(tmp_path / "jobs")
+    job = board.submit(JobRequest("cadence", TrainConfig().as_dict(), "v", "V", 512))
+    assert board.claim(job.id) is not None
+    return board, job.id
+
 
 # 16 steps: a fast net (0.16 s in all) shows the first and the last; a slow one (4.8 s) steps 1, 5, 9, 13, 16
 @pytest.mark.parametrize("step_seconds, expected_reports", [(0.01, 2), (0.3, 5)])
-def test_the_recorder_updates_about_once_a_second_whatever_the_step_time(step_seconds, expected_reports):
+def test_the_recorder_updates_about_once_a_second_whatever_the_step_time(tmp_path, step_seconds, expected_reports):
+    board, job_id = recorded_job(tmp_path)
     clock = Clock(step_seconds)
-    job = TrainingJob("cadence", TrainConfig(), owner="v", owner_label="v", train_images=512, keep_if_stopped=True)
-    recorder = ProgressRecorder(job, Cadence(1.0, clock=lambda: clock.now))
+    recorder = JobRecorder(board, job_id, threading.Event(), clock=lambda: clock.now)
     fit(TrainConfig(epochs=1, batch_size=32), tiny_mnist(), (clock, recorder))  # 16 steps
-    running = [row for row in job.trace if row["series"] == RUNNING_SERIES]
+    running = [row for row in board.points(job_id) if row["series"] == RUNNING_SERIES]
     assert running[0]["epoch"] == pytest.approx(1 / 16), "the first step is shown at once"
-    assert running[-1]["epoch"] == 1.0 and job.snapshot.step == 16, "and the last"
+    assert running[-1]["epoch"] == 1.0 and board.job(job_id).progress.step == 16, "and the last"
     assert len(running) == expected_reports
 
 
@@ -188,3 +216,25 @@ def test_evaluate_preselects_the_newest_runs_and_adds_new_ones_on_the_next_visit
     assert selected_runs(runs, state) == ["a"]
     assert selected_runs([*runs, SimpleNamespace(name="new", modified=9.0)], state) == ["a", "new"]
     assert selected_runs(runs[:3], {}) == ["a", "b", "c"], "few runs: all of them"
+
+
+def test_the_eta_holds_steady_through_scoring_pauses_and_stop_is_read_from_the_board(tmp_path):
+    board, job_id = recorded_job(tmp_path)
+    clock = Clock(step_seconds=0.5, score_seconds=5.0)  # each scoring pauses the steps for ten steps' time
+    finishes = []
+
+    class Watch(TrainingCallback):
+        def on_batch(self, progress):
+            if recorder.progress.eta_seconds is not None:
+                finishes.append(clock.now + recorder.progress.eta_seconds)
+
+    stop = threading.Event()
+    recorder = JobRecorder(board, job_id, stop, scored_images=0, clock=lambda: clock.now)
+    fit(TrainConfig(epochs=1, batch_size=32), tiny_mnist(), (clock, recorder, Watch()), scores_per_epoch=4)
+    assert len(finishes) >= 8
+    after_first_scoring = finishes[3:]
+    assert max(after_first_scoring) - min(after_first_scoring) < 0.05 * min(after_first_scoring), finishes
+    assert not stop.is_set()
+    board.request_stop(job_id)
+    recorder.flush()
+    assert stop.is_set(), "a Stop on the board reaches the training within a report"

@@ -67,3 +67,26 @@ def test_severity_curves_tick_at_whole_severities():
     assert axis["values"] == [0, 1, 2, 3, 4, 5] and axis["format"] == "d"
     sweep = pd.DataFrame({"run": ["a"] * 3, "strength": [0, 0.05, 0.1], "accuracy": [1, 0.9, 0.8]})
     assert "values" not in charts.accuracy_lines(sweep, "strength", "shift").to_dict()["encoding"]["x"]["axis"]
+
+
+def test_training_curves_keep_one_colour_per_series_and_an_uncut_legend():
+    from lab_ui.train_jobs import SERIES_COLOURS
+    from ocr_core.jobs import RUNNING_SERIES, TEST_SCORED_SERIES, TRAIN_SCORED_SERIES
+
+    live = pd.DataFrame(
+        [
+            {"epoch": 0.25, "series": series, "loss": 0.5, "accuracy": 0.9}
+            for series in (RUNNING_SERIES, TRAIN_SCORED_SERIES, TEST_SCORED_SERIES)
+        ]
+    )
+    result = live[live["series"] != RUNNING_SERIES]  # the result's chart leaves the running numbers out
+
+    def colour_of(frame: pd.DataFrame) -> dict[str, str]:
+        encoding = charts.curves_chart(frame, "loss", "loss", colour_by="series", colours=SERIES_COLOURS).to_dict()
+        colour = encoding["encoding"]["color"]
+        assert colour["legend"]["labelLimit"] == 0 and colour["legend"]["columns"] == 1, "labels are never cut"
+        return dict(zip(colour["scale"]["domain"], colour["scale"]["range"], strict=True))
+
+    assert colour_of(live)[TEST_SCORED_SERIES] == colour_of(result)[TEST_SCORED_SERIES]
+    assert colour_of(live)[TRAIN_SCORED_SERIES] == colour_of(result)[TRAIN_SCORED_SERIES]
+    assert len(set(SERIES_COLOURS.values())) == 3, "three series, three colours"
