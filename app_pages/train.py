@@ -258,7 +258,7 @@ def live_progress(board: JobBoard, job: Job, mine: bool) -> None:
     ):
         board.request_stop(job.id, owner=job.request.owner)
         st.rerun(scope="fragment")
-    digits = "" if parse_augment(job.config.augment).is_identity else " on augmented digits"
+    digits = "" if parse_augment(job.request.config["augment"]).is_identity else " on augmented digits"
     training_charts(
         train_jobs.trace_frame(board.points(job.id)),
         f"{SCORED_NOTE} The running average of the batches mixes a whole epoch of changing weights{digits}, so "

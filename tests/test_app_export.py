@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import ocr_core.export
-from test_app import texts
-from test_app_polish import manage_tab
+from app_fixtures import texts
+from test_app_polish import manage_page
 
 
 def download_labels(app) -> list[str]:
@@ -12,7 +12,7 @@ def download_labels(app) -> list[str]:
 
 
 def test_manage_runs_offers_the_onnx_download_beside_the_checkpoint(app_env, monkeypatch):
-    app = manage_tab(app_env, monkeypatch)
+    app = manage_page(app_env, monkeypatch).run()
     assert not app.exception
     assert download_labels(app) == ["Download checkpoint", "Download as ONNX"]
     assert "white ink on black" in texts(app.caption)
@@ -20,7 +20,7 @@ def test_manage_runs_offers_the_onnx_download_beside_the_checkpoint(app_env, mon
 
 def test_without_the_export_packages_the_page_says_how_to_enable_it(app_env, monkeypatch):
     monkeypatch.setattr(ocr_core.export, "export_available", lambda: False)
-    app = manage_tab(app_env, monkeypatch)
+    app = manage_page(app_env, monkeypatch).run()
     assert not app.exception
     assert download_labels(app) == ["Download checkpoint"]
     assert "pip install -r requirements-export.txt" in texts(app.caption)
