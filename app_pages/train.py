@@ -80,7 +80,8 @@ def prepare_settings() -> None:
 
 def augmentation_controls() -> None:
     for op in AUGMENT_OPS.values():
-        toggle_column, slider_column = st.columns([1, 3], vertical_alignment="center")
+        # wide enough for both names ("Grey paper `brightness`") at 1400 px
+        toggle_column, slider_column = st.columns([1, 1], vertical_alignment="center")
         switched_on = toggle_column.toggle(
             f"{op.label} `{op.name}`",  # the name the spec below, the CLI and Evaluate's custom set use
             key=train_form.augment_key(op.name, "on"),
