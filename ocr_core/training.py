@@ -20,8 +20,8 @@ from .data import MnistData, load_mnist
 from .errors import ConfigError
 from .evaluation import Evaluation, evaluate
 from .models import ARCHITECTURES, as_model_input, build_model
+from .optimizers import OPTIMIZERS, Optimizer, Schedule
 
-OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "onecycle")
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -277,26 +277,6 @@ def ema_update(decay: float):
     return update
 
 
-def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
-    parameters, rate, decay = model.parameters(), config.learning_rate, config.weight_decay
-    if config.optimizer == "sgd":
-        return torch.optim.SGD(parameters, lr=rate, momentum=0.9, nesterov=True, weight_decay=decay)
-    if config.optimizer == "adamw":
-        return torch.optim.AdamW(parameters, lr=rate, weight_decay=decay)
-    return torch.optim.Adam(parameters, lr=rate, weight_decay=decay)
-
-
-ONECYCLE_MIN_STEPS = 8  # OneCycleLR divides by zero when its warm-up (25% of the steps) is under two steps
-
-
-def make_schedule(config: TrainConfig, optimizer: torch.optim.Optimizer, total_steps: int):
-    if config.schedule == "onecycle" and total_steps >= ONECYCLE_MIN_STEPS:
-        return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=config.learning_rate, total_steps=total_steps, pct_start=0.25
-        )
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-
-
 @torch.no_grad()
 def recalibrate_batch_norm(model: nn.Module, images: torch.Tensor, device: torch.device | str = "cpu") -> None:
     """Re-estimate every batch norm's running statistics on `images` (uint8 (N, 28, 28), unaugmented) as a
@@ -341,7 +321,7 @@ def fit(
     generator = torch.Generator().manual_seed(config.seed)  # shuffling and augmentation
     spec = as_spec(config.augment)
     model = build_model(config.architecture).to(device)
-    optimizer = make_optimizer(config, model)
+    optimizer = Optimizer(config.optimizer, model.parameters(), config.learning_rate, config.weight_decay)
     # The averaged copy (BN statistics included) is what gets scored and returned.
     average = (
         AveragedModel(model, multi_avg_fn=ema_update(config.ema_decay), use_buffers=True) if config.ema_decay else None
@@ -350,7 +330,7 @@ def fit(
     train_count = len(data.train_labels)
     steps_per_epoch = math.ceil(train_count / config.batch_size)
     total_steps = max(1, round(config.epochs * steps_per_epoch))
-    schedule = make_schedule(config, optimizer, total_steps)
+    schedule = Schedule(optimizer, total_steps, onecycle=config.schedule == "onecycle")
     total_epochs = math.ceil(total_steps / steps_per_epoch)
     history: list[EpochRecord] = []
     test: Evaluation | None = None
@@ -379,7 +359,7 @@ def fit(
             accuracy=correct / seen,
             images_per_second=seen / epoch_seconds,
             elapsed_seconds=time.perf_counter() - started,
-            learning_rate=optimizer.param_groups[0]["lr"],
+            learning_rate=optimizer.rate,
             history=history,
         )
 
@@ -397,10 +377,10 @@ def fit(
             with autocast(precision, device):
                 logits = model(as_model_input(images.to(device)))
                 loss = F.cross_entropy(logits.float(), labels, label_smoothing=config.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
+            optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            schedule.step()
+            schedule.advance()
             if average is not None:
                 average.update_parameters(model)
             step += 1
@@ -431,7 +411,7 @@ def fit(
                 test_accuracy=test.accuracy,
                 seconds=train_seconds,
                 images_per_second=seen / train_seconds,
-                learning_rate=optimizer.param_groups[0]["lr"],
+                learning_rate=optimizer.rate,
             )
         )
         progress = snapshot(epoch, loss_sum, correct, seen, train_seconds)
