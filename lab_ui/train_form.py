@@ -20,7 +20,9 @@ from ocr_core import (
     validate_run_name,
 )
 
-from .training import Snapshot, TrainingJob
+from ocr_core.duration import estimate_duration
+
+from .training import Snapshot, TrainingJob, scores_per_epoch
 
 # The TrainConfig fields the form edits (augment comes from the augmentation controls; device stays auto).
 CONFIG_FIELDS = (
@@ -93,6 +95,30 @@ def job_from_settings(
     )
     # the recipe's held-out digits are the ones right after the chosen images (the last ones for "all")
     return job, data.subset(train=min(count + config.holdout, total))
+
+
+DURATION_NOTE = (
+    "Measured here, not guessed: a few training steps with these settings (net, batch size, augmentation, "
+    "precision) on random digits, and the net's scoring speed. It counts the optimizer steps, the scoring "
+    "during training, the final scoring of the clean and augmented test sets, batch-norm re-estimation and "
+    "calibration."
+)
+
+
+def duration_text(state: Mapping[str, Any], spec: AugmentSpec, data: MnistData) -> str:
+    """The form's run timed before it starts, from training and scoring speeds measured here (cached per
+    net, batch size and augmentation); a ConfigError if the settings are not valid."""
+    total = len(data.train_labels)
+    config = config_from_settings(state, spec)
+    config = replace(config, holdout=min(config.holdout, total // 10))
+    count = min(state[setting_key("images")] or total, total - config.holdout)
+    estimate = estimate_duration(config, count, len(data.test_labels), scores_per_epoch(config))
+    return (
+        f"Estimated duration on this server: about {clock(estimate.total_seconds)} "
+        f"(training {clock(estimate.training_seconds)} at "
+        f"{estimate.speed.training_images_per_second:,.0f} images/s, measured just now with these settings; "
+        f"scoring and calibration {clock(estimate.scoring_seconds)}). Other work on the server slows it down."
+    )
 
 
 def trace_frame(trace: list[dict]) -> pd.DataFrame:

@@ -114,6 +114,16 @@ AUGMENT_OPS: dict[str, AugmentOp] = {
             1.0,
             "mean number of random straight lines (ruled paper, stray strokes) drawn across the image",
         ),
+        AugmentOp(
+            "strokes",
+            "Scribbles",
+            0,
+            4,
+            0.25,
+            1.0,
+            "mean number of random pen strokes drawn over the digit: polylines of 2-5 segments turning by up to "
+            "150 degrees at each corner (zigzags, crossings-out, a pen slipping), not only straight lines",
+        ),
         AugmentOp("blur", "Blur", 0, 3, 0.1, 1.0, "max gaussian sigma, pixels"),
         AugmentOp("brightness", "Grey paper", 0, 0.9, 0.05, 0.4, "max grey level of the background (paper)"),
         AugmentOp("contrast", "Faint ink", 0, 0.9, 0.05, 0.4, "max share by which the ink's darkness fades"),
@@ -172,6 +182,7 @@ class AugmentSpec:
     thickness: float = 0.0
     outline: float = 0.0
     lines: float = 0.0
+    strokes: float = 0.0
     blur: float = 0.0
     brightness: float = 0.0
     contrast: float = 0.0
@@ -403,31 +414,67 @@ def hollow_strokes(images: torch.Tensor, probability: float, generator: torch.Ge
     return torch.where(chosen, contour, images)
 
 
-def clutter_lines(images: torch.Tensor, mean_count: float, generator: torch.Generator) -> torch.Tensor:
-    """Random straight strokes (ruled paper, stray pen marks, scratches): up to 2x`mean_count` candidates per
-    image, each drawn with probability 1/2, anti-aliased, 0.6-2.6 px wide, ink level 0.4-1, endpoints anywhere
-    within 4 px around the image so most cross it."""
-    count, device = images.shape[0], images.device
+def chosen_per_image(count: int, mean_count: float, generator: torch.Generator) -> torch.Tensor:
+    """(N, most) bools: up to 2x`mean_count` candidates per image, each kept with probability 1/2."""
     most = max(1, math.ceil(2 * mean_count))
-    drawn = (torch.rand(count, most, generator=generator) < mean_count / most).to(device)
-    start, end = (
-        uniform(generator, count * most * 2, -4, IMAGE_SIZE + 3).view(count, most, 2).to(device) for _ in range(2)
-    )
-    half_width = uniform(generator, count * most, 0.3, 1.3).view(count, most, 1).to(device)
-    level = uniform(generator, count * most, 0.4, 1.0).view(count, most, 1).to(device) * drawn.unsqueeze(-1)
+    return torch.rand(count, most, generator=generator) < mean_count / most
+
+
+def segment_ink(images: torch.Tensor, points: torch.Tensor, drawn: torch.Tensor, generator: torch.Generator):
+    """Anti-aliased polylines over `images`: `points` (N, S, V, 2) are S strokes of V vertices (x, y) per image,
+    `drawn` (N, S) which ones are; each stroke gets a width of 0.6-2.6 px and an ink level of 0.4-1."""
+    count, strokes, device = images.shape[0], points.shape[1], images.device
+    half_width = uniform(generator, count * strokes, 0.3, 1.3).view(count, strokes, 1, 1).to(device)
+    level = uniform(generator, count * strokes, 0.4, 1.0).view(count, strokes, 1, 1).to(device)
+    level = level * drawn.view(count, strokes, 1, 1).to(device)
     rows, columns = torch.meshgrid(
         torch.arange(IMAGE_SIZE, device=device, dtype=images.dtype),
         torch.arange(IMAGE_SIZE, device=device, dtype=images.dtype),
         indexing="ij",
     )
     pixels = torch.stack([columns.flatten(), rows.flatten()], -1)  # (784, 2) as (x, y)
-    direction = end - start
-    along = ((pixels[None, None] - start[:, :, None]) * direction[:, :, None]).sum(-1)
-    along = (along / direction.pow(2).sum(-1, keepdim=True).clamp_min(1e-6)).clamp(0, 1)
-    nearest = start[:, :, None] + along[..., None] * direction[:, :, None]
-    distance = (pixels[None, None] - nearest).norm(dim=-1)  # (N, lines, 784)
-    ink = (level * (half_width + 0.5 - distance).clamp(0, 1)).amax(1)
+    points = points.to(device, images.dtype)
+    start, direction = points[:, :, :-1, None], (points[:, :, 1:] - points[:, :, :-1])[:, :, :, None]  # (N,S,V-1,1,2)
+    along = ((pixels - start) * direction).sum(-1) / direction.pow(2).sum(-1).clamp_min(1e-6)
+    nearest = start + along.clamp(0, 1)[..., None] * direction
+    distance = (pixels - nearest).norm(dim=-1)  # (N, S, V - 1, 784)
+    ink = (level * (half_width + 0.5 - distance).clamp(0, 1)).amax((1, 2))
     return torch.maximum(images, ink.view_as(images))
+
+
+def clutter_lines(images: torch.Tensor, mean_count: float, generator: torch.Generator) -> torch.Tensor:
+    """Random straight strokes (ruled paper, stray pen marks, scratches): up to 2x`mean_count` candidates per
+    image, each drawn with probability 1/2, anti-aliased, 0.6-2.6 px wide, ink level 0.4-1, endpoints anywhere
+    within 4 px around the image so most cross it."""
+    count = images.shape[0]
+    drawn = chosen_per_image(count, mean_count, generator)
+    most = drawn.shape[1]
+    start, end = (uniform(generator, count * most * 2, -4, IMAGE_SIZE + 3).view(count, most, 2) for _ in range(2))
+    return segment_ink(images, torch.stack([start, end], 2), drawn, generator)
+
+
+SCRIBBLE_VERTICES = 6  # at most 5 segments a stroke
+
+
+def scribbles(images: torch.Tensor, mean_count: float, generator: torch.Generator) -> torch.Tensor:
+    """Random pen strokes over the digit: up to 2x`mean_count` candidates per image, each drawn with
+    probability 1/2, as a polyline of 2-5 segments of 4-12 px from a start in the middle 20x20, turning by up to
+    150 degrees either way at each corner (sharp turns make zigzags, gentle ones curves); width and ink as
+    `clutter_lines`."""
+    count = images.shape[0]
+    drawn = chosen_per_image(count, mean_count, generator)
+    most, vertices = drawn.shape[1], SCRIBBLE_VERTICES
+    start = uniform(generator, count * most * 2, 4, IMAGE_SIZE - 4).view(count, most, 1, 2)
+    heading = uniform(generator, count * most, -math.pi, math.pi).view(count, most, 1)
+    turns = uniform(generator, count * most * (vertices - 2), -1, 1).view(count, most, vertices - 2)
+    headings = torch.cat([heading, heading + torch.cumsum(turns * math.radians(150), -1)], -1)
+    lengths = uniform(generator, count * most * (vertices - 1), 4, 12).view(count, most, vertices - 1)
+    # 2-5 segments: the ones past a stroke's own count have no length (points repeat, drawing nothing new).
+    segments = torch.randint(2, vertices, (count, most, 1), generator=generator)
+    lengths = lengths * (torch.arange(vertices - 1) < segments)
+    steps = torch.stack([torch.cos(headings), torch.sin(headings)], -1) * lengths[..., None]
+    points = torch.cat([start, start + torch.cumsum(steps, 2)], 2)
+    return segment_ink(images, points, drawn, generator)
 
 
 def lighting(images: torch.Tensor, spec: AugmentSpec, generator: torch.Generator) -> torch.Tensor:
@@ -474,6 +521,8 @@ def augment_batch(images: torch.Tensor, spec: AugmentSpec, generator: torch.Gene
         images = hollow_strokes(images, spec.outline, generator)
     if spec.lines:
         images = clutter_lines(images, spec.lines, generator)
+    if spec.strokes:
+        images = scribbles(images, spec.strokes, generator)
     if spec.blur:
         images = gaussian_blur(images, torch.rand(count, generator=generator) * spec.blur)
     if spec.gamma or spec.contrast or spec.brightness:

@@ -120,6 +120,22 @@ RECIPES = {
         precision="fp32",
         holdout=HOLDOUT,
     ),
+    # Robust in about a minute: the deep net, two epochs of `recommended` plus scribbles; the Train page's
+    # suggestion for the tutorial experiment's "with augmentation" run.
+    "robust": TrainConfig(
+        architecture="deep",
+        epochs=2,
+        batch_size=128,
+        learning_rate=4e-3,
+        optimizer="adamw",
+        schedule="onecycle",
+        weight_decay=0.05,
+        label_smoothing=0.05,
+        augment="recommended,strokes=0.5",
+        ema_decay=0.99,
+        holdout=HOLDOUT,
+        batchnorm_images=5_000,
+    ),
     # The shipped `best`: the deep net, tuned augmentation, AdamW one-cycle, weights averaged.
     "best": TrainConfig(
         architecture="deep",
