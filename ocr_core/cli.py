@@ -483,7 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--recipe",
         choices=RECIPES,
         default="fast",
-        help="starting settings: fast (default, ~99%% in seconds), tutorial, best",
+        help="starting settings: fast (default, ~99%% in seconds), tutorial, robust (robust in about a minute), best",
     )
     train.add_argument("--model", choices=ARCHITECTURES, help="architecture")
     train.add_argument("--epochs", type=float)
