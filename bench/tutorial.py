@@ -4,8 +4,10 @@ through a DataLoader (batch 64, shuffled, no workers) with PIL transforms, the s
 from __future__ import annotations
 
 import gzip
-
+import json
 import shutil
+import subprocess
+import sys
 import time
 from itertools import islice
 from pathlib import Path
@@ -16,7 +18,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Subset
 from torchvision import datasets, transforms
 
-from bench.measure import TargetRun
+from bench.measure import PROJECT_DIR, TargetRun
 from ocr_core.data import MnistData, cache_dir, find_mnist
 from ocr_core.evaluation import evaluate
 from ocr_core.files import write_atomically
@@ -126,3 +128,22 @@ def endless(loader: DataLoader) -> Iterator:
     """Batches epoch after epoch, reshuffled each time, as the tutorial's epoch loop reads them."""
     while True:
         yield from loader
+
+
+def whole_script(
+    target: float, max_epochs: int, train_count: int | None = None, test_count: int | None = None
+) -> TargetRun:
+    """`python -m bench.tutorial_script` (the tutorial's whole script, scoring the test set once an epoch) in a
+    fresh process: the clock runs from starting `python` to the epoch that reaches `target`."""
+    command = [sys.executable, "-m", "bench.tutorial_script", str(torchvision_root()), "--target", str(target)]
+    command += ["--max-epochs", str(max_epochs)]
+    command += ["--train-limit", str(train_count)] if train_count else []
+    command += ["--test-limit", str(test_count)] if test_count else []
+    started = time.perf_counter()
+    finished = subprocess.run(command, cwd=PROJECT_DIR, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if finished.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{finished.stderr[-2000:]}")
+    last = json.loads(finished.stdout.splitlines()[-1])
+    reached = last["accuracy"] >= target
+    return TargetRun(seconds if reached else None, float(last["epoch"]), last["accuracy"])

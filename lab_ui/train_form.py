@@ -22,6 +22,10 @@ from ocr_core import (
 from ocr_core.augment import AUGMENT_OPS, RANGE_OPS
 
 from ocr_core.jobs import Job, JobRequest
+from ocr_core.duration import estimate_duration
+from ocr_core.jobs import scores_per_epoch
+
+from .train_jobs import clock
 
 # The TrainConfig fields the form edits (augment comes from the augmentation controls; device stays auto).
 CONFIG_FIELDS = (
@@ -153,6 +157,30 @@ def job_from_settings(
 def held_out_count(state: Mapping[str, Any], total: int) -> int:
     """The training digits the form's run holds out: the recipe's, or a tenth of a smaller data set."""
     return min(state[setting_key("holdout")], total // 10)
+
+
+DURATION_NOTE = (
+    "Measured here, not guessed: a few training steps with these settings (net, batch size, augmentation, "
+    "precision) on random digits, and the net's scoring speed. It counts the optimizer steps, the scoring "
+    "during training, the final scoring of the clean and augmented test sets, batch-norm re-estimation and "
+    "calibration."
+)
+
+
+def duration_text(state: Mapping[str, Any], spec: AugmentSpec, data: MnistData) -> str:
+    """The form's run timed before it starts, from training and scoring speeds measured here (cached per
+    net, batch size and augmentation); a ConfigError if the settings are not valid."""
+    total = len(data.train_labels)
+    config = config_from_settings(state, spec)
+    config = replace(config, holdout=min(config.holdout, total // 10))
+    count = min(state[setting_key("images")] or total, total - config.holdout)
+    estimate = estimate_duration(config, count, len(data.test_labels), scores_per_epoch(config.epochs))
+    return (
+        f"Estimated duration on this server: about {clock(estimate.total_seconds)} "
+        f"(training {clock(estimate.training_seconds)} at "
+        f"{estimate.speed.training_images_per_second:,.0f} images/s, measured just now with these settings; "
+        f"scoring and calibration {clock(estimate.scoring_seconds)}). Other work on the server slows it down."
+    )
 
 
 def epochs_text(epochs: float) -> str:

@@ -142,6 +142,16 @@ AUGMENT_OPS: dict[str, AugmentOp] = {
             1.0,
             "mean number of random straight lines (ruled paper, stray strokes) drawn across the image",
         ),
+        AugmentOp(
+            "strokes",
+            "Scribbles",
+            0,
+            4,
+            0.25,
+            1.0,
+            "mean number of random pen strokes drawn over the digit: polylines of 2-5 segments turning by up to "
+            "150 degrees at each corner (zigzags, crossings-out, a pen slipping), not only straight lines",
+        ),
         AugmentOp("blur", "Blur", 0, 3, 0.1, 1.0, "max gaussian sigma, pixels"),
         AugmentOp("brightness", "Grey paper", 0, 0.9, 0.05, 0.4, "max grey level of the background (paper)"),
         AugmentOp("contrast", "Faint ink", 0, 0.9, 0.05, 0.4, "max share by which the ink's darkness fades"),
@@ -203,6 +213,7 @@ class AugmentSpec:
     thickness: float = 0.0
     outline: float = 0.0
     lines: float = 0.0
+    strokes: float = 0.0
     blur: float = 0.0
     brightness: float = 0.0
     contrast: float = 0.0
@@ -443,19 +454,69 @@ def hollow_strokes(images: torch.Tensor, probability: float, generator: torch.Ge
     return torch.where(chosen, contour, images)
 
 
+def chosen_per_image(count: int, mean_count: float, generator: torch.Generator) -> torch.Tensor:
+    """(N, most) bools: up to 2x`mean_count` candidates per image, each kept with probability 1/2."""
+    most = max(1, math.ceil(2 * mean_count))
+    return torch.rand(count, most, generator=generator) < mean_count / most
+
+
+def segment_ink(images: torch.Tensor, points: torch.Tensor, drawn: torch.Tensor, generator: torch.Generator):
+    """Anti-aliased polylines over `images`: `points` (N, S, V, 2) are S strokes of V vertices (x, y) per image,
+    `drawn` (N, S) which ones are; each stroke gets a width of 0.6-2.6 px and an ink level of 0.4-1. Only the
+    images with a stroke drawn are computed (the distance of every pixel to every segment is most of the cost)."""
+    count, strokes, device = images.shape[0], points.shape[1], images.device
+    half_width = uniform(generator, count * strokes, 0.3, 1.3).view(count, strokes, 1, 1)
+    level = uniform(generator, count * strokes, 0.4, 1.0).view(count, strokes, 1, 1) * drawn.view(count, strokes, 1, 1)
+    inked = drawn.any(1).nonzero()[:, 0]
+    if len(inked) == 0:
+        return images
+    points, half_width, level = (tensor[inked].to(device, images.dtype) for tensor in (points, half_width, level))
+    positions = torch.arange(IMAGE_SIZE, device=device, dtype=images.dtype)
+    x, y = positions.repeat(IMAGE_SIZE), positions.repeat_interleave(IMAGE_SIZE)  # (784,), row by row
+    start_x, start_y = points[:, :, :-1, 0, None], points[:, :, :-1, 1, None]  # (n, S, V - 1, 1)
+    step_x, step_y = points[:, :, 1:, 0, None] - start_x, points[:, :, 1:, 1, None] - start_y
+    from_x, from_y = x - start_x, y - start_y  # (n, S, V - 1, 784)
+    along = ((from_x * step_x + from_y * step_y) / (step_x**2 + step_y**2).clamp_min(1e-6)).clamp_(0, 1)
+    distance = torch.hypot(from_x - along * step_x, from_y - along * step_y)
+    ink = (level * (half_width + 0.5 - distance).clamp_(0, 1)).amax((1, 2))
+    images = images.clone()
+    images[inked] = torch.maximum(images[inked], ink.view(-1, 1, IMAGE_SIZE, IMAGE_SIZE))
+    return images
+
+
 def clutter_lines(images: torch.Tensor, mean_count: float, generator: torch.Generator) -> torch.Tensor:
     """Random straight strokes (ruled paper, stray pen marks, scratches): up to 2x`mean_count` candidates per
     image, each drawn with probability 1/2, anti-aliased, 0.6-2.6 px wide, ink level 0.4-1, endpoints anywhere
     within 4 px around the image so most cross it."""
-    count, device = images.shape[0], images.device
-    most = max(1, math.ceil(2 * mean_count))
-    drawn = (torch.rand(count, most, generator=generator) < mean_count / most).to(device)
-    start, end = (
-        uniform(generator, count * most * 2, -4, IMAGE_SIZE + 3).view(count, most, 2).to(device) for _ in range(2)
-    )
-    half_width = uniform(generator, count * most, 0.3, 1.3).view(count, most, 1).to(device)
-    level = uniform(generator, count * most, 0.4, 1.0).view(count, most, 1).to(device) * drawn.unsqueeze(-1)
-    return torch.maximum(images, segments(start, end, half_width, level, images.dtype).view_as(images))
+    count = images.shape[0]
+    drawn = chosen_per_image(count, mean_count, generator)
+    most = drawn.shape[1]
+    start, end = (uniform(generator, count * most * 2, -4, IMAGE_SIZE + 3).view(count, most, 2) for _ in range(2))
+    return segment_ink(images, torch.stack([start, end], 2), drawn, generator)
+
+
+SCRIBBLE_VERTICES = 6  # at most 5 segments a stroke
+
+
+def scribbles(images: torch.Tensor, mean_count: float, generator: torch.Generator) -> torch.Tensor:
+    """Random pen strokes over the digit: up to 2x`mean_count` candidates per image, each drawn with
+    probability 1/2, as a polyline of 2-5 segments of 4-12 px from a start in the middle 20x20, turning by up to
+    150 degrees either way at each corner (sharp turns make zigzags, gentle ones curves); width and ink as
+    `clutter_lines`."""
+    count = images.shape[0]
+    drawn = chosen_per_image(count, mean_count, generator)
+    most, vertices = drawn.shape[1], SCRIBBLE_VERTICES
+    start = uniform(generator, count * most * 2, 4, IMAGE_SIZE - 4).view(count, most, 1, 2)
+    heading = uniform(generator, count * most, -math.pi, math.pi).view(count, most, 1)
+    turns = uniform(generator, count * most * (vertices - 2), -1, 1).view(count, most, vertices - 2)
+    headings = torch.cat([heading, heading + torch.cumsum(turns * math.radians(150), -1)], -1)
+    lengths = uniform(generator, count * most * (vertices - 1), 4, 12).view(count, most, vertices - 1)
+    # 2-5 segments: the ones past a stroke's own count have no length (points repeat, drawing nothing new).
+    segments = torch.randint(2, vertices, (count, most, 1), generator=generator)
+    lengths = lengths * (torch.arange(vertices - 1) < segments)
+    steps = torch.stack([torch.cos(headings), torch.sin(headings)], -1) * lengths[..., None]
+    points = torch.cat([start, start + torch.cumsum(steps, 2)], 2)
+    return segment_ink(images, points, drawn, generator)
 
 
 def segments(
@@ -591,6 +652,8 @@ def augment_batch(
         images = hollow_strokes(images, spec.outline, generator)
     if spec.lines:
         images = clutter_lines(images, spec.lines, generator)
+    if spec.strokes:
+        images = scribbles(images, spec.strokes, generator)
     if spec.blur:
         images = gaussian_blur(images, torch.rand(count, generator=generator) * spec.blur)
     if spec.gamma or spec.contrast or spec.brightness:

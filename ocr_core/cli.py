@@ -696,7 +696,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=RECIPES,
         default="fast",
         help="starting settings, which the options below override: fast (~99%% in seconds), tutorial (the "
-        "PyTorch tutorial's), best (the shipped best run's) (default: %(default)s)",
+        "PyTorch tutorial's), robust (robust in about a minute), best (the shipped best run's) (default: %(default)s)",
     )
     train.add_argument("--model", choices=ARCHITECTURES, help=f"architecture ({recipe_default('architecture')})")
     train.add_argument("--epochs", type=float, help=f"epochs to train, fractions allowed ({recipe_default('epochs')})")

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torchvision.transforms.v2.functional import gaussian_blur as torchvision_blur
 
 from .errors import UserError
 
@@ -37,6 +36,9 @@ Levels = tuple  # five settings, severity 1-5
 
 def blurred(images: torch.Tensor, sigma: float) -> torch.Tensor:
     """Gaussian blur as skimage's `gaussian` (truncated at 4 sigma)."""
+    # Imported here: torchvision pulls in torch._dynamo (~1 s), which `train` and `predict` never need.
+    from torchvision.transforms.v2.functional import gaussian_blur as torchvision_blur
+
     radius = max(1, int(4 * sigma + 0.5))
     return torchvision_blur(images, [2 * radius + 1] * 2, [sigma, sigma])
 

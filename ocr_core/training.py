@@ -20,8 +20,8 @@ from .data import MnistData, load_mnist
 from .errors import ConfigError
 from .evaluation import Evaluation, evaluate
 from .models import ARCHITECTURES, as_model_input, build_model
+from .optimizers import OPTIMIZERS, Optimizer, Schedule
 
-OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "onecycle")
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -126,6 +126,22 @@ RECIPES = {
         label_smoothing=0.0,
         precision="fp32",
         holdout=HOLDOUT,
+    ),
+    # Robust in about a minute: the deep net, two epochs of `recommended` plus scribbles; the Train page's
+    # suggestion for the tutorial experiment's "with augmentation" run.
+    "robust": TrainConfig(
+        architecture="deep",
+        epochs=2,
+        batch_size=128,
+        learning_rate=4e-3,
+        optimizer="adamw",
+        schedule="onecycle",
+        weight_decay=0.05,
+        label_smoothing=0.05,
+        augment="recommended,strokes=0.5",
+        ema_decay=0.99,
+        holdout=HOLDOUT,
+        batchnorm_images=5_000,
     ),
     # The shipped `best`: the deep net, tuned augmentation, AdamW one-cycle, weights averaged.
     "best": TrainConfig(
@@ -288,26 +304,6 @@ def ema_update(decay: float):
     return update
 
 
-def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
-    parameters, rate, decay = model.parameters(), config.learning_rate, config.weight_decay
-    if config.optimizer == "sgd":
-        return torch.optim.SGD(parameters, lr=rate, momentum=0.9, nesterov=True, weight_decay=decay)
-    if config.optimizer == "adamw":
-        return torch.optim.AdamW(parameters, lr=rate, weight_decay=decay)
-    return torch.optim.Adam(parameters, lr=rate, weight_decay=decay)
-
-
-ONECYCLE_MIN_STEPS = 8  # OneCycleLR divides by zero when its warm-up (25% of the steps) is under two steps
-
-
-def make_schedule(config: TrainConfig, optimizer: torch.optim.Optimizer, total_steps: int):
-    if config.schedule == "onecycle" and total_steps >= ONECYCLE_MIN_STEPS:
-        return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=config.learning_rate, total_steps=total_steps, pct_start=0.25
-        )
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-
-
 @torch.no_grad()
 def recalibrate_batch_norm(model: nn.Module, images: torch.Tensor, device: torch.device | str = "cpu") -> None:
     """Re-estimate every batch norm's running statistics on `images` (uint8 (N, 28, 28), unaugmented) as a
@@ -360,7 +356,7 @@ class TrainingRun:
         self.generator = torch.Generator().manual_seed(config.seed)  # shuffling and augmentation
         self.spec = as_spec(config.augment)
         self.model = build_model(config.architecture).to(self.device)
-        self.optimizer = make_optimizer(config, self.model)
+        self.optimizer = Optimizer(config.optimizer, self.model.parameters(), config.learning_rate, config.weight_decay)
         # The averaged copy (BN statistics included) is what gets scored and returned.
         self.average = (
             AveragedModel(self.model, multi_avg_fn=ema_update(config.ema_decay), use_buffers=True)
@@ -371,7 +367,7 @@ class TrainingRun:
         self.train_count = len(data.train_labels)
         self.steps_per_epoch = math.ceil(self.train_count / config.batch_size)
         self.total_steps = max(1, round(config.epochs * self.steps_per_epoch))
-        self.schedule = make_schedule(config, self.optimizer, self.total_steps)
+        self.schedule = Schedule(self.optimizer, self.total_steps, onecycle=config.schedule == "onecycle")
         self.total_epochs = math.ceil(self.total_steps / self.steps_per_epoch)
         self.history: list[EpochRecord] = []
         self.test: Evaluation | None = None  # the last epoch's clean test scoring
@@ -401,10 +397,10 @@ class TrainingRun:
         with autocast(self.precision, self.device):
             logits = self.model(as_model_input(images.to(self.device)))
             loss = F.cross_entropy(logits.float(), labels, label_smoothing=self.config.label_smoothing)
-        self.optimizer.zero_grad(set_to_none=True)
+        self.optimizer.zero_grad()
         loss.backward()
         self.optimizer.step()
-        self.schedule.step()
+        self.schedule.advance()
         if self.average is not None:
             self.average.update_parameters(self.model)
         self.step += 1
@@ -424,7 +420,7 @@ class TrainingRun:
             accuracy=tally.correct / tally.seen,
             images_per_second=tally.seen / epoch_seconds,
             elapsed_seconds=time.perf_counter() - self.started,
-            learning_rate=self.optimizer.param_groups[0]["lr"],
+            learning_rate=self.optimizer.rate,
             history=self.history,
         )
 
@@ -450,7 +446,7 @@ class TrainingRun:
                 test_accuracy=self.test.accuracy,
                 seconds=train_seconds,
                 images_per_second=tally.seen / train_seconds,
-                learning_rate=self.optimizer.param_groups[0]["lr"],
+                learning_rate=self.optimizer.rate,
             )
         )
         return self.progress(epoch, tally, train_seconds)

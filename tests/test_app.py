@@ -178,6 +178,21 @@ def finish(job: Job, seconds: float = 120) -> Job:
     return ended
 
 
+def test_train_shows_a_measured_duration_that_follows_the_settings(app_env):
+    def estimate() -> str:
+        return next(str(c.value) for c in app.caption if str(c.value).startswith("Estimated duration"))
+
+    def seconds(text: str) -> int:
+        minutes, _, rest = text.split("about ")[1].partition(":")
+        return int(minutes) * 60 + int(rest[:2])
+
+    app = open_page("app_pages/train.py")
+    one = estimate()
+    assert "images/s, measured just now" in one
+    app.number_input(key="train.epochs").set_value(100.0).run()
+    assert seconds(estimate()) > seconds(one), "a hundred epochs take longer than one"
+
+
 def test_stopping_a_run_can_discard_it(app_env):
     app = open_page("app_pages/train.py")
     app.text_input(key="train.name").set_value("stopped-run")
