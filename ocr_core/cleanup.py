@@ -332,7 +332,10 @@ def clean_up(array: np.ndarray) -> CleanUp:
     result = clean_up_at_working_size(grey, scale)
     if result.flat_paper or not lacks_paper_margin(result):
         return result
-    return clean_up_at_working_size(grey, scale, margin=False)
+    again = clean_up_at_working_size(grey, scale, margin=False)
+    # A second look that finds no ink at all is no better than the first (an edge line on a canvas is ink to
+    # report as an edge line, not a blank picture).
+    return result if again.empty and not result.empty else again
 
 
 def clean_up_at_working_size(grey: np.ndarray, scale: float, margin: bool = True) -> CleanUp:
