@@ -25,7 +25,7 @@ from ocr_core.jobs import Job, JobRequest
 from ocr_core.duration import estimate_duration
 from ocr_core.jobs import scores_per_epoch
 
-from .train_jobs import clock
+from .train_jobs import clock, epochs_text
 
 # The TrainConfig fields the form edits (augment comes from the augmentation controls; device stays auto).
 CONFIG_FIELDS = (
@@ -181,12 +181,6 @@ def duration_text(state: Mapping[str, Any], spec: AugmentSpec, data: MnistData) 
         f"{estimate.speed.training_images_per_second:,.0f} images/s, measured just now with these settings; "
         f"scoring and calibration {clock(estimate.scoring_seconds)}). Other work on the server slows it down."
     )
-
-
-def epochs_text(epochs: float) -> str:
-    """ "1 epoch", "5 epochs", "0.25 epochs": two decimals at most (a stopped run's 0.2496 reads 0.25)."""
-    shown = f"{epochs:.2f}".rstrip("0").rstrip(".")
-    return f"{shown} epoch" if shown == "1" else f"{shown} epochs"
 
 
 def canonical(config: TrainConfig) -> TrainConfig:

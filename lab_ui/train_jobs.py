@@ -46,6 +46,12 @@ def config_of(job: Job) -> TrainConfig:
     return TrainConfig.from_dict(job.request.config)
 
 
+def epochs_text(epochs: float) -> str:
+    """ "1 epoch", "5 epochs", "0.25 epochs": two decimals at most (a stopped run's 0.2496 reads 0.25)."""
+    shown = f"{epochs:.2f}".rstrip("0").rstrip(".")
+    return f"{shown} epoch" if shown == "1" else f"{shown} epochs"
+
+
 def clock(seconds: float | None) -> str:
     return "–" if seconds is None else f"{int(seconds // 60)}:{int(seconds % 60):02d}"
 
@@ -103,7 +109,7 @@ def queue_frame(jobs: list[Job], estimates: dict[str, tuple[int, float]], visito
             {
                 "run": job.name,
                 "who": "you" if job.request.owner == visitor else job.request.owner_label,
-                "settings": f"{config.architecture}, {config.epochs:g} epochs, {job.request.train_images:,} images",
+                "settings": f"{config.architecture}, {epochs_text(config.epochs)}, {job.request.train_images:,} images",
                 "status": status,
                 "start": start,
             }
