@@ -3,11 +3,15 @@ benchmarks, the tests) calls these same functions; nothing here imports streamli
 
 The modules by role:
 
-- base: `errors` (UserError and kin: one-line messages), `data` (MNIST, checked and cached), `models`
+- base: `errors` (UserError and kin: one-line messages; `printable` for names), `files` (the one atomic
+  write, damaged caches discarded), `data` (MNIST, checked and cached), `models`
   (the architectures), `metadata` (a run's schema, validated when read), `checkpoints` (run files: atomic
   saves, and the weights hash every cache of a run is keyed by);
-- training: `augment` (the op table, batched augmentation), `training` (`fit`, the recipes, callbacks),
-  `runs` (train, score, calibrate and save a run in one call; the shipped runs' names);
+- training: `augment` (the op table, batched augmentation), `optimizers` (Adam, AdamW, SGD, one-cycle, without
+  torch.optim's start-up), `training` (`fit`, the recipes, callbacks), `duration` (a training's time measured
+  before it starts), `runs` (train, score, calibrate and save a run in one call; the shipped runs' names),
+  `jobs` (trainings queued for worker processes), `export` (a run as one ONNX file);
+- your handwriting: `samples` (the SQLite sample store), `personal` (scoring on a writer's digits, personalise);
 - reading: `preprocess` (an image to MNIST's 28x28), `cleanup` (lighting, ruled paper, specks),
   `calibration` (temperature and the not-a-digit check), `pairs` (the touching-pair reader), `reading`
   (a whole number: segmentation and recognition);
@@ -16,10 +20,10 @@ The modules by role:
   training digits, the test-set map);
 - `cli`: the command line over all of it.
 
-Imports run one way, in this order (a module imports only modules before it): errors; data, models,
-augment, corruptions, cleanup, explain; evaluation, training; metadata (a run records training's config and
-evaluation's class metrics), checkpoints, calibration; preprocess, pairs, reading; runs, robustness, sweeps,
-feature_space; cli.
+Imports run one way, in this order (a module imports only modules before it): errors, files; data, models,
+augment, corruptions, cleanup, explain; evaluation, optimizers, training; metadata (a run records training's
+config and evaluation's class metrics), checkpoints, calibration, duration, export; preprocess, samples,
+pairs, reading; runs, personal, jobs, robustness, sweeps, feature_space; cli.
 
 The headline verbs, as whisper exports its few: `train_run`, `evaluate`, `predict_probabilities`,
 `read_number` (a photo or drawing of a number to its digits), `calibrate_run`, `run_report` (a run's

@@ -755,7 +755,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--submit",
         action="store_true",
-        help="queue the run for the app's training worker instead of training in this process",
+        help="queue the run for the app's training worker (default: train in this process)",
     )
     train.set_defaults(handler=command_train)
 
@@ -876,7 +876,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("name", help="the run to export")
     export.add_argument("--format", choices=("onnx",), default="onnx", help="file format (default: onnx)")
     export.add_argument("--out", type=Path, required=True, help="the file to write, e.g. best.onnx")
-    export.add_argument("--overwrite", action="store_true", help="replace the file if it exists")
+    export.add_argument("--overwrite", action="store_true", help="replace the file if it exists (default: refuse to)")
     export.set_defaults(handler=command_export)
 
     models = commands.add_parser("models", help="list architectures with size and compute")
@@ -920,22 +920,22 @@ def add_sample_commands(commands) -> None:
     samples = commands.add_parser(
         "samples", help="your own handwritten digits: add, list, export, import, delete (SQLite, OCR_SAMPLES_DB)"
     )
-    verbs = samples.add_subparsers(dest="verb", required=True)
+    verbs = samples.add_subparsers(dest="verb", required=True, help="what to do with the samples")
     add = verbs.add_parser("add", help="store images of one digit as samples (images as `predict` takes them)")
     add.add_argument("--writer", required=True, help=writer_help)
     add.add_argument("--label", required=True, metavar="D", help="the digit, 0-9")
-    add.add_argument("images", nargs="+", metavar="IMAGE")
+    add.add_argument("images", nargs="+", metavar="IMAGE", help="image files of that digit, as `predict` reads them")
     add.set_defaults(handler=command_samples_add)
     listing = verbs.add_parser("list", help="writers and their samples per digit")
-    listing.add_argument("--writer", help=writer_help)
-    listing.add_argument("--json", action="store_true")
+    listing.add_argument("--writer", help="only this writer, with each sample (default: every writer)")
+    listing.add_argument("--json", action="store_true", help="print JSON (default: a table)")
     listing.set_defaults(handler=command_samples_list)
     export = verbs.add_parser("export", help="a zip of a writer's samples: one folder per digit, labels.csv")
     export.add_argument("--writer", required=True, help=writer_help)
-    export.add_argument("out", metavar="OUT.zip")
+    export.add_argument("out", metavar="OUT.zip", help="the zip to write (replaced if it exists)")
     export.set_defaults(handler=command_samples_export)
     imported = verbs.add_parser("import", help="add the samples of an exported zip (or folders 0-9 of images)")
-    imported.add_argument("file", metavar="FILE.zip")
+    imported.add_argument("file", metavar="FILE.zip", help="a zip written by `samples export`, or of folders 0-9")
     imported.add_argument("--writer", help="store them under this writer (default: the one labels.csv names)")
     imported.set_defaults(handler=command_samples_import)
     delete = verbs.add_parser("delete", help="delete every sample of a writer")
@@ -945,14 +945,14 @@ def add_sample_commands(commands) -> None:
     personal = commands.add_parser(
         "personalise", help="fine-tune a run on a writer's samples (MNIST replayed) and save it as a new run"
     )
-    personal.add_argument("name", metavar="RUN")
+    personal.add_argument("name", metavar="RUN", help="the saved run to start from (it is left unchanged)")
     personal.add_argument("--writer", required=True, help=writer_help)
     personal.add_argument("--name", dest="new_name", required=True, metavar="NEW", help=f"the new run: {NAME_RULE}")
     personal.add_argument(
         "--layers", choices=LAYERS, default=DEFAULT_LAYERS, help=f"what to fine-tune (default {DEFAULT_LAYERS})"
     )
     personal.add_argument("--steps", type=int, default=STEPS, help=f"fine-tuning steps (default {STEPS})")
-    personal.add_argument("--json", action="store_true")
+    personal.add_argument("--json", action="store_true", help="print before/after as JSON (default: text)")
     personal.set_defaults(handler=command_personalise)
 
 

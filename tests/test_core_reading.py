@@ -468,10 +468,10 @@ def test_cli_read_prints_text_and_json(tmp_path, monkeypatch, capsys):
     image.save(number)
     junk = tmp_path / "notes.png"
     junk.write_text("not an image")
-    assert main(["read", "best", str(number), str(junk)]) == 1
-    lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[0] == f"{number}: 7101"
-    assert lines[1].startswith(f"{junk}: error: not an image")
+    assert main(["read", "best", str(number), str(junk)]) == 2, "a batch with a failure exits 2"
+    printed = capsys.readouterr()
+    assert printed.out.strip().splitlines() == [f"{number}: 7101"]
+    assert printed.err.strip().startswith(f"error: {junk}: not an image")
     assert main(["read", "best", str(number), "--json"]) == 0
     payload = json.loads(capsys.readouterr().out)
     assert payload[0]["text"] == "7101"
