@@ -28,11 +28,16 @@ def configured_level(setting: str = SETTING) -> str | None:
     return None if value is None else str(value).strip().lower()
 
 
-def management_level() -> str:
-    configured = configured_level()
+def level_of(setting: str, levels: dict[str, str], default: str) -> str:
+    """A server setting's level: `default` when it is not set, UNKNOWN_LEVEL when it is not one of `levels`."""
+    configured = configured_level(setting)
     if configured is None:
-        return DEFAULT_LEVEL
-    return configured if configured in LEVELS else UNKNOWN_LEVEL
+        return default
+    return configured if configured in levels else UNKNOWN_LEVEL
+
+
+def management_level() -> str:
+    return level_of(SETTING, LEVELS, DEFAULT_LEVEL)
 
 
 def refusal(name: str) -> str | None:

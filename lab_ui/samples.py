@@ -18,7 +18,7 @@ from ocr_core.personal import WriterScore, score_images
 from ocr_core.samples import SampleStore, SamplesError, validate_writer
 
 from . import loaders
-from .run_policy import configured_level
+from .run_policy import configured_level, level_of
 
 SETTING = "OCR_SAMPLES"
 LEVELS = {
@@ -27,17 +27,13 @@ LEVELS = {
     "off": "no samples are collected on this server",
 }
 DEFAULT_LEVEL = "shared"
-UNKNOWN_LEVEL = "off"  # a mistyped setting on a public server must not open it up
 WRITER = "samples.writer"  # session key of the current writer
 DEFAULT_WRITER = "me"
 VISITOR_PARAMETER = "visitor"  # the query parameter that keeps a per-visitor writer across reloads
 
 
 def samples_level() -> str:
-    configured = configured_level(SETTING)
-    if configured is None:
-        return DEFAULT_LEVEL
-    return configured if configured in LEVELS else UNKNOWN_LEVEL
+    return level_of(SETTING, LEVELS, DEFAULT_LEVEL)
 
 
 def describe_policy() -> str:
