@@ -460,16 +460,15 @@ def chosen_per_image(count: int, mean_count: float, generator: torch.Generator) 
     return torch.rand(count, most, generator=generator) < mean_count / most
 
 
-def segment_ink(images: torch.Tensor, points: torch.Tensor, drawn: torch.Tensor, generator: torch.Generator):
-    """Anti-aliased polylines over `images`: `points` (N, S, V, 2) are S strokes of V vertices (x, y) per image,
-    `drawn` (N, S) which ones are; each stroke gets a width of 0.6-2.6 px and an ink level of 0.4-1. Only the
-    images with a stroke drawn are computed (the distance of every pixel to every segment is most of the cost)."""
-    count, strokes, device = images.shape[0], points.shape[1], images.device
-    half_width = uniform(generator, count * strokes, 0.3, 1.3).view(count, strokes, 1, 1)
-    level = uniform(generator, count * strokes, 0.4, 1.0).view(count, strokes, 1, 1) * drawn.view(count, strokes, 1, 1)
-    inked = drawn.any(1).nonzero()[:, 0]
+def draw_polylines(images: torch.Tensor, points: torch.Tensor, half_width: torch.Tensor, level: torch.Tensor):
+    """`images` with anti-aliased polylines drawn over them (where strokes cross, the darker ink): `points`
+    (N, S, V, 2) are S strokes of V vertices (x, y) per image, each with its `half_width` and ink `level`
+    (N, S, 1, 1; level 0 draws nothing). The one stroke renderer of the ops. Only the images with ink to draw
+    are computed (the distance of every pixel to every segment is most of the cost)."""
+    inked = (level > 0).flatten(1).any(1).nonzero()[:, 0]
     if len(inked) == 0:
         return images
+    device = images.device
     points, half_width, level = (tensor[inked].to(device, images.dtype) for tensor in (points, half_width, level))
     positions = torch.arange(IMAGE_SIZE, device=device, dtype=images.dtype)
     x, y = positions.repeat(IMAGE_SIZE), positions.repeat_interleave(IMAGE_SIZE)  # (784,), row by row
@@ -480,8 +479,17 @@ def segment_ink(images: torch.Tensor, points: torch.Tensor, drawn: torch.Tensor,
     distance = torch.hypot(from_x - along * step_x, from_y - along * step_y)
     ink = (level * (half_width + 0.5 - distance).clamp_(0, 1)).amax((1, 2))
     images = images.clone()
-    images[inked] = torch.maximum(images[inked], ink.view(-1, 1, IMAGE_SIZE, IMAGE_SIZE))
+    images[inked] = torch.maximum(images[inked], ink.view(-1, *images.shape[1:]))
     return images
+
+
+def segment_ink(images: torch.Tensor, points: torch.Tensor, drawn: torch.Tensor, generator: torch.Generator):
+    """Random pen marks: the polylines `points` (N, S, V, 2) whose `drawn` (N, S) is set, each with a width of
+    0.6-2.6 px and an ink level of 0.4-1."""
+    count, strokes = images.shape[0], points.shape[1]
+    half_width = uniform(generator, count * strokes, 0.3, 1.3).view(count, strokes, 1, 1)
+    level = uniform(generator, count * strokes, 0.4, 1.0).view(count, strokes, 1, 1) * drawn.view(count, strokes, 1, 1)
+    return draw_polylines(images, points, half_width, level)
 
 
 def clutter_lines(images: torch.Tensor, mean_count: float, generator: torch.Generator) -> torch.Tensor:
@@ -517,25 +525,6 @@ def scribbles(images: torch.Tensor, mean_count: float, generator: torch.Generato
     steps = torch.stack([torch.cos(headings), torch.sin(headings)], -1) * lengths[..., None]
     points = torch.cat([start, start + torch.cumsum(steps, 2)], 2)
     return segment_ink(images, points, drawn, generator)
-
-
-def segments(
-    start: torch.Tensor, end: torch.Tensor, half_width: torch.Tensor, level: torch.Tensor, dtype: torch.dtype
-) -> torch.Tensor:
-    """Ink (N, 784) of anti-aliased straight strokes: per sample, strokes from `start` to `end` ((N, S, 2) as
-    (x, y) pixels), `half_width` and ink `level` (N, S, 1) each; where strokes cross, the darker ink."""
-    rows, columns = torch.meshgrid(
-        torch.arange(IMAGE_SIZE, device=start.device, dtype=dtype),
-        torch.arange(IMAGE_SIZE, device=start.device, dtype=dtype),
-        indexing="ij",
-    )
-    pixels = torch.stack([columns.flatten(), rows.flatten()], -1)  # (784, 2) as (x, y)
-    direction = end - start
-    along = ((pixels[None, None] - start[:, :, None]) * direction[:, :, None]).sum(-1)
-    along = (along / direction.pow(2).sum(-1, keepdim=True).clamp_min(1e-6)).clamp(0, 1)
-    nearest = start[:, :, None] + along[..., None] * direction[:, :, None]
-    distance = (pixels[None, None] - nearest).norm(dim=-1)  # (N, strokes, 784)
-    return (level * (half_width + 0.5 - distance).clamp(0, 1)).amax(1)
 
 
 def ink_box(images: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -595,10 +584,9 @@ def written_forms(
         chosen.append(crossed)
     if not chosen:
         return images
-    level = torch.stack(chosen, 1).to(images.dtype).unsqueeze(-1)
-    half_width = (width / 2 - 0.5).clamp_min(0.3)[:, None, None].expand_as(level)
-    ink = segments(torch.stack(starts, 1), torch.stack(ends, 1), half_width, level, images.dtype)
-    return torch.maximum(images, ink.view_as(images))
+    level = torch.stack(chosen, 1).to(images.dtype)[:, :, None, None]
+    half_width = (width / 2 - 0.5).clamp_min(0.3)[:, None, None, None].expand_as(level)
+    return draw_polylines(images, torch.stack([torch.stack(starts, 1), torch.stack(ends, 1)], 2), half_width, level)
 
 
 def lighting(images: torch.Tensor, spec: AugmentSpec, generator: torch.Generator) -> torch.Tensor:
