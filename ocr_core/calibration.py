@@ -31,6 +31,7 @@ from scipy.special import betaincinv  # the beta quantile; scipy.stats would add
 from torch import nn
 
 from .errors import UserError
+from .evaluation import EVAL_BATCH, folded_for_inference
 from .metadata import RunMetadata
 from .models import penultimate_features
 
@@ -42,7 +43,6 @@ FALSE_ALARM_TARGET = 0.01  # share of real digits called "not a digit" that we a
 TARGET_CONFIDENCE = 0.95  # the held-out false-alarm rate's upper bound must meet the target at this level
 ECE_BINS = 15
 FIT_IMAGES = 10_000  # trained-on images the class means and covariance come from
-FEATURE_BATCH = 1000
 TEMPERATURE_RANGE = (0.05, 20.0)
 COVARIANCE_RIDGE = 1e-3  # share of the mean variance added to the diagonal, so the inverse is stable
 
@@ -305,7 +305,7 @@ def features_of(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
         return penultimate_features(model, torch.zeros(1, 1, 28, 28))[:0]
     chunks = [
         penultimate_features(model, chunk.float().div(255) if chunk.dtype == torch.uint8 else chunk)
-        for chunk in images.split(FEATURE_BATCH)
+        for chunk in images.split(EVAL_BATCH)
     ]
     return torch.cat(chunks)
 
@@ -344,6 +344,7 @@ def fit_calibration(
     if len(held_out_labels) < 100:
         raise CalibrationError(f"calibration needs at least 100 held-out digits, got {len(held_out_labels)}")
     report(0.0, "features of the held-out digits")
+    model = folded_for_inference(model)  # 15,000 images: the same features for a third less time (measured)
     held_out_features = features_of(model, held_out_images)
     report(0.35, "features of the training digits")
     fit_features = features_of(model, fit_images)
