@@ -4,7 +4,7 @@
 through `fit` itself, on random digits, and times them after a warm-up step; it also times scoring (the
 net in eval mode on a batch of digits). `estimate_duration` turns the two rates into seconds for a run on
 `train_count` digits: the optimizer steps, the scoring during training (`scores_per_epoch`, each of the test
-set and as many training digits), the final scoring of the clean and `seed`-augmented test sets, batch-norm
+set and as many training digits), the final scoring of the `seed`-augmented test set, batch-norm
 re-estimation and calibration. Rates are cached per setting that changes them, for the life of the process,
 so a form can ask on every change. The machine's load at the moment of measuring is in the figure, as it
 will be in the training.
@@ -106,7 +106,7 @@ def estimate_duration(
     epochs = math.ceil(config.epochs)
     scored = epochs * test_count  # after each epoch
     scored += max(0, scores_per_epoch * epochs - epochs) * 2 * test_count  # extra points: test + training digits
-    scored += 2 * test_count  # the final clean and seed-augmented scoring
+    scored += test_count  # the seed-augmented test set (the clean one is the last epoch's scoring, reused)
     scored += config.batchnorm_images
     if config.holdout:
         scored += config.holdout + min(FIT_IMAGES, train_count)  # calibration's feature passes
