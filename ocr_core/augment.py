@@ -426,16 +426,25 @@ def stroke_width(images: torch.Tensor, strength: float, generator: torch.Generat
     return changed_stroke_width(images, uniform(generator, images.shape[0], -strength, strength))
 
 
+def dilated(images: torch.Tensor) -> torch.Tensor:
+    """3x3 max filter of (N, 1, H, W) images, as `F.max_pool2d(images, 3, stride=1, padding=1)` computes it but
+    as two passes of shifted maxima: CPU max pooling of one channel is ~20x slower (3.0 vs 0.14 ms per batch
+    of 128, measured), and three of them were a third of the `recommended` augmentation's time."""
+    padded = F.pad(images, (1, 1, 1, 1), value=float("-inf"))
+    rows = torch.maximum(torch.maximum(padded[..., :-2], padded[..., 1:-1]), padded[..., 2:])
+    return torch.maximum(torch.maximum(rows[..., :-2, :], rows[..., 1:-1, :]), rows[..., 2:, :])
+
+
 def changed_stroke_width(images: torch.Tensor, change: torch.Tensor) -> torch.Tensor:
     """Each sample's ink thinned (change < 0) or thickened (> 0) by `change` pixels per side: whole pixels by
-    repeated 3x3 erosion (min-pool) or dilation (max-pool), the fraction blended with one step more."""
+    repeated 3x3 erosion (min filter) or dilation (max filter), the fraction blended with one step more."""
     count = images.shape[0]
     change = change.to(images.device)
     steps = max(1, math.ceil(float(change.abs().max())))
     thinner, thicker = [images], [images]
     for _ in range(steps):
-        thinner.append(-F.max_pool2d(-thinner[-1], 3, stride=1, padding=1))
-        thicker.append(F.max_pool2d(thicker[-1], 3, stride=1, padding=1))
+        thinner.append(-dilated(-thinner[-1]))
+        thicker.append(dilated(thicker[-1]))
     levels = torch.stack(thinner[::-1] + thicker[1:])  # (2 steps + 1, N, 1, 28, 28); index `steps` = unchanged
     position = change + steps
     lower = position.floor().long().clamp(0, 2 * steps - 1)
@@ -449,7 +458,7 @@ def hollow_strokes(images: torch.Tensor, probability: float, generator: torch.Ge
     the strokes), scaled so its brightest pixel is full ink."""
     count = images.shape[0]
     chosen = (torch.rand(count, generator=generator) < probability).view(count, 1, 1, 1).to(images.device)
-    contour = (F.max_pool2d(images, 3, stride=1, padding=1) - images).clamp(0, 1)
+    contour = (dilated(images) - images).clamp(0, 1)
     contour = contour / contour.amax((1, 2, 3), keepdim=True).clamp_min(1e-6)
     return torch.where(chosen, contour, images)
 

@@ -357,3 +357,12 @@ def test_narrow_shrinks_the_width_and_keeps_the_height():
     heights = out.any(2).sum(1).float()
     assert (widths <= 16).all() and widths.min() < 12 and (widths >= 7).all()
     assert (heights - 20).abs().max() <= 1
+
+
+def test_the_max_filter_is_max_pooling_exactly():
+    from ocr_core.augment import dilated
+
+    images = torch.rand(5, 1, 28, 28)
+    images[0] = 0  # blank, and ink touching every edge
+    images[1, :, 0, :] = images[1, :, :, -1] = 1
+    assert torch.equal(dilated(images), torch.nn.functional.max_pool2d(images, 3, stride=1, padding=1))
