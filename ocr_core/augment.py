@@ -180,6 +180,9 @@ AUGMENT_OPS: dict[str, AugmentOp] = {
         ),
     )
 }
+# The ops that vary the writing itself rather than what lies over it; the digit detector learns these as digits
+# (`runs.calibration_sets`).
+WRITING_OPS = ("rotate", "translate", "scale", "crop", "shear", "elastic", "narrow", "flag1", "cross7", "thickness")
 RANGE_OPS = tuple(name for name, op in AUGMENT_OPS.items() if op.is_range)  # written low-high
 
 
@@ -246,6 +249,12 @@ class AugmentSpec:
             or self.elastic
             or self.narrow
         )
+
+    def writing(self) -> AugmentSpec:
+        """Only the ops that change how a digit is written (`WRITING_OPS`: the hand's slant, size, position and
+        wobble, condensed digits, a 1's flag, a 7's bar, the pen's width), none of the clutter, optics, lighting,
+        sensor or occlusion ops, and no mirroring (a mirrored digit is not a digit)."""
+        return AugmentSpec(**{name: getattr(self, name) for name in WRITING_OPS})
 
     @property
     def needs_labels(self) -> bool:

@@ -9,10 +9,13 @@ as a small `calibration` block in the run's metadata, so reading a drawing needs
 - out-of-distribution score: the Mahalanobis distance (Lee et al. 2018) of the input's penultimate features
   to the nearest class mean, under one covariance shared by the classes. Features are L2-normalised and
   projected to `PROJECTED_DIMENSIONS` by a seeded Gaussian random projection, which is regenerated from its
-  seed when read, so only ten means and one small precision matrix are stored. Measured against the energy
-  score (Liu et al. 2020) and other variants in `bench/calibration.py` (docs/benchmarks.md): it flags far
-  more letters, shapes and scribbles at the same false-alarm rate. The threshold is the highest score that
-  keeps the false alarms on held-out digits below `FALSE_ALARM_TARGET` with 95% confidence.
+  seed when read, so only ten means and one small precision matrix are stored. The class statistics come
+  from trained-on digits, half of them redrawn in the writing part of the run's augmentation
+  (`runs.calibration_sets`), so a hand the run reads (a flagged 1, a slant) is not called "not a digit".
+  Measured against the energy score (Liu et al. 2020) and other variants in `bench/calibration.py`
+  (docs/benchmarks.md): it flags far more letters, shapes and scribbles at the same false-alarm rate. The
+  threshold is the highest score that keeps the false alarms on held-out digits below `FALSE_ALARM_TARGET`
+  with 95% confidence.
 """
 
 from __future__ import annotations

@@ -171,3 +171,36 @@ def test_predict_json_carries_calibrated_confidence_and_the_not_a_digit_flag(
     assert flagged["prediction"] is None and flagged["looks_like_digit"] is False and "dot" in flagged["problem"]
     assert main(["predict", "tiny", str(dot)]) == 0
     assert "not a digit" in capsys.readouterr().out
+
+
+def test_the_detector_learns_the_hands_the_run_was_trained_for_and_no_clutter():
+    from dataclasses import replace
+
+    from conftest import sample_metadata, tiny_mnist
+
+    from ocr_core.augment import parse_augment
+    from ocr_core.calibration import FIT_IMAGES
+    from ocr_core.runs import calibration_sets
+
+    spec = parse_augment("recommended,strokes=0.5,flag1=0.5,hflip=0.5")
+    writing = spec.writing()
+    assert (writing.rotate, writing.flag1, writing.thickness) == (spec.rotate, 0.5, spec.thickness)
+    assert (writing.strokes, writing.lines, writing.noise, writing.erase, writing.hflip, writing.blur) == (0,) * 6
+
+    data = tiny_mnist(train=600)
+    metadata = sample_metadata()
+    metadata = replace(
+        metadata,
+        config=replace(metadata.config, holdout=100, augment="rotate=20,lines=2"),
+        data=replace(metadata.data, train_size=600, fingerprint=data.fingerprint),
+    )
+    held_out, _, fit_images, fit_labels = calibration_sets(metadata, data)
+    assert len(held_out) == 100 and len(fit_images) == len(fit_labels) == min(FIT_IMAGES, 500)
+    clean = data.train_images[: len(fit_labels)].float().div(255)
+    half = len(fit_labels) // 2
+    assert torch.equal(fit_images[:half, 0], clean[:half])  # the first half as trained on, clean
+    changed = (fit_images[half:, 0] - clean[half:]).abs().amax((1, 2)) > 0.1
+    assert changed.float().mean() > 0.9  # the second half rotated...
+    assert fit_images[half:].mean() < clean[half:].mean() + 0.02  # ...and not cluttered with lines
+    unaugmented = replace(metadata, config=replace(metadata.config, augment="lines=2"))
+    assert torch.equal(calibration_sets(unaugmented, data)[2], data.train_images[: len(fit_labels)])
