@@ -111,17 +111,20 @@ class TrainConfig:
 
 
 HOLDOUT = 5_000  # every recipe keeps the last 5,000 training digits out (the tutorial too: a deviation)
-# The shipped `best`: the deep net, tuned augmentation, AdamW one-cycle, weights averaged.
+# The shipped `best`: the deep net, tuned augmentation with scribbles and the written forms MNIST lacks (a 1's
+# flag, a 7's bar), AdamW one-cycle, weights averaged. Chosen on held-out digits (docs/benchmarks.md): 99.56%
+# clean against 99.54% for the 12-epoch `recommended` run and 99.42% with scribbles at 0.5; flagged 1s in photos
+# 86.5% instead of 55.5%.
 BEST_RECIPE = TrainConfig(
     architecture="deep",
-    epochs=12,
+    epochs=14,
     batch_size=128,
     learning_rate=4e-3,
     optimizer="adamw",
     schedule="onecycle",
     weight_decay=0.05,
     label_smoothing=0.05,
-    augment="recommended",
+    augment="recommended,strokes=0.25,flag1=0.5,cross7=0.5",
     ema_decay=0.999,
     holdout=HOLDOUT,
     batchnorm_images=10_000,
@@ -143,9 +146,9 @@ RECIPES = {
         precision="fp32",
         holdout=HOLDOUT,
     ),
-    # Robust in about a minute: `best` shortened to two epochs, with scribbles over the digits; the Train page's
-    # suggestion for the tutorial experiment's "with augmentation" run.
-    "robust": replace(BEST_RECIPE, epochs=2, augment="recommended,strokes=0.5", ema_decay=0.99, batchnorm_images=5_000),
+    # Robust in about a minute: `best` shortened to two epochs (a faster weight average, fewer digits for the
+    # batch-norm statistics); the Train page's suggestion for the tutorial experiment's "with augmentation" run.
+    "robust": replace(BEST_RECIPE, epochs=2, ema_decay=0.99, batchnorm_images=5_000),
     "best": BEST_RECIPE,
 }
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from conftest import PROJECT_DIR, requires_mnist
-from ocr_core.augment import PRESETS
+from ocr_core.augment import as_spec
 from ocr_core.checkpoints import RunStore
 from ocr_core.data import load_mnist
 from ocr_core.evaluation import evaluate, predict_probabilities
@@ -18,13 +18,15 @@ from ocr_core.preprocess import prepare_digit
 from ocr_core.robustness import cached_report, corrupted_suite, report_file_name, report_subset, run_weights_hash
 from ocr_core.sweeps import DIGITS_PER_CLASS as SWEEP_DIGITS_PER_CLASS
 from ocr_core.sweeps import SWEEPS, cached_sweeps, swept_images, sweep_file_name
-from ocr_core.training import HOLDOUT
+from ocr_core.training import HOLDOUT, RECIPES
 
 SHIPPED = RunStore(PROJECT_DIR / "checkpoints")
-BEST_CLEAN_FLOOR = 0.996  # measured 0.9962: issue 9's goal
+# Issue 9's goal was 99.6%; issue 19's `best` (99.55%, measured) was chosen on held-out digits (99.56% against
+# 99.54% for the 99.62% run before it) and reads flagged 1s and crossed 7s that the earlier run did not.
+BEST_CLEAN_FLOOR = 0.995
 BEST_MEAN_CORRUPTED_FLOOR, BEST_WORST_CORRUPTION_FLOOR = 0.93, 0.60  # over the suite at severity 3 (issue 9)
 EXPECTED = {
-    "best": ("deep", PRESETS["recommended"].to_string()),
+    "best": ("deep", as_spec(RECIPES["best"].augment).to_string()),
     "seed": ("seed", "none"),
     "seed-aug": ("seed", "rotate=20,translate=0.2,crop=0.8-1.2,hflip=0.5"),
 }
