@@ -34,7 +34,7 @@ BACKGROUND_WINDOW = 0.4  # median window, as a fraction of the picture's shorter
 UNIFORM_BORDER = 0.1  # spread of the border's brightness (10th to 90th percentile) under even light
 BORDER_MAJORITY = 0.7  # a brightness class holding this share of the border is the paper
 WRITING_AT_EDGE = 0.25  # a component this share of the largest one's size, at the edge, is writing there
-INK_MAJORITY = 0.3  # ink over this share of the picture fills the paper's median windows
+INK_FILLS_WINDOWS = 0.05  # share of the picture where the paper's median took strokes for paper (a marker)
 MIN_CONTRAST = 0.12  # weaker ink (after normalisation) is paper texture, not writing
 NOISE_SIGMAS = 5.0  # the strong threshold stays this many noise deviations above the paper
 LINE_SPAN = 0.85  # a printed line crosses at least this fraction of the picture
@@ -135,6 +135,12 @@ def two_classes(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return small, small > split
 
 
+def pieces(mask: np.ndarray) -> int:
+    """Connected parts of a brightness class that are more than a crumb (1% of the picture)."""
+    _, _, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
+    return int(np.count_nonzero(stats[1:, cv2.CC_STAT_AREA] > 0.01 * mask.size))
+
+
 def normalise_illumination(grey: np.ndarray, margin: bool = True) -> tuple[np.ndarray, bool]:
     """(ink strength in [0, 1], dark_on_light). Dark ink is measured as a fraction of the local paper
     brightness (shadows multiply light, so a ratio removes them); light ink as a difference. Without a
@@ -152,6 +158,10 @@ def normalise_illumination(grey: np.ndarray, margin: bool = True) -> tuple[np.nd
         # of the picture's two brightness classes, the one holding most of the border is the paper (the ink
         # of a digit cropped to its ink box reaches the edge in a few places only)
         dark_on_light = light_border > 0.5
+    elif not margin:
+        # ink on much of the border (a low-resolution scan, a 0 touching all four sides): the writing is one
+        # or two strokes, while the paper it touches the frame with is cut into corners and holes
+        dark_on_light = pieces(~light) < pieces(light)
     else:  # uneven light: the ink is the stronger tail around the local paper level
         residual = grey - paper
         darker, lighter = np.percentile(sample(residual), [0.5, 99.5])
@@ -301,9 +311,10 @@ def shrink_to(grey: np.ndarray, side: int) -> np.ndarray:
 
 def lacks_paper_margin(result: CleanUp) -> bool:
     """Whether the clean-up's assumptions failed: a margin of paper around the writing (no ink found, or
-    a substantial stroke reaching the picture's edge) or ink a minority of every window (an evenly lit border, so no
-    shadow darkens the picture, and more than INK_MAJORITY of the picture in the darker, or lighter, of its
-    two brightness classes: a marker's digit)."""
+    a substantial stroke reaching the picture's edge) or ink a minority of every window of the paper's
+    median (where strokes are the majority, a marker's or a cropped digit's, the median takes the ink for
+    paper and hollows the strokes out: there, the paper's level with the strokes closed over is brighter
+    than the median by the least contrast of ink, on more than INK_FILLS_WINDOWS of the picture)."""
     mask, grey = result.mask, result.grey
     if result.empty:
         return True
@@ -312,11 +323,11 @@ def lacks_paper_margin(result: CleanUp) -> bool:
     areas = stats[1:, cv2.CC_STAT_AREA]
     if (stats[at_edge[at_edge > 0], cv2.CC_STAT_AREA] >= WRITING_AT_EDGE * areas.max()).any():
         return True  # the writing, not a crumb of a shadow's edge, reaches the picture's edge
-    low, high = np.percentile(np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]]), [10, 90])
-    if high - low >= UNIFORM_BORDER:
-        return False
     _, light = two_classes(grey)
-    return float(np.mean(~light if result.dark_on_light else light)) > INK_MAJORITY
+    dark_on_light = result.dark_on_light
+    closed = paper_level(grey, (dark_on_light, stroke_width(~light if dark_on_light else light)))
+    hollowed = (closed - paper_level(grey)) * (1 if dark_on_light else -1) > MIN_CONTRAST
+    return float(np.mean(hollowed)) > INK_FILLS_WINDOWS
 
 
 def clean_up(array: np.ndarray) -> CleanUp:
