@@ -32,7 +32,10 @@ MAX_WORKING_PIXELS = 1_500_000
 BACKGROUND_SIDE = 160  # the paper's lighting is smooth: estimated on a copy at most this large
 BACKGROUND_WINDOW = 0.4  # median window, as a fraction of the picture's shorter side
 UNIFORM_BORDER = 0.1  # spread of the border's brightness (10th to 90th percentile) under even light
-BORDER_MAJORITY = 0.7  # a brightness class holding this share of the border is the paper
+BORDER_MAJORITY = 0.6  # a brightness class holding this share of the border is the paper
+# Hysteresis: ink connected to certain ink is kept down to this share of the strong threshold (over the paper);
+# without a margin (a smoothly enlarged scan, a cropped digit) half would fatten the strokes into their blur.
+HYSTERESIS = {True: 0.5, False: 0.7}
 WRITING_AT_EDGE = 0.25  # a component this share of the largest one's size, at the edge, is writing there
 INK_FILLS_WINDOWS = 0.05  # share of the picture where the paper's median took strokes for paper (a marker)
 MIN_CONTRAST = 0.12  # weaker ink (after normalisation) is paper texture, not writing
@@ -182,9 +185,9 @@ class Thresholds:
 
 
 def thresholds(ink: np.ndarray, margin: bool = True) -> Thresholds | None:
-    """Otsu's threshold on the smoothed ink, kept above the paper's noise, and half of it for hysteresis;
-    None when nothing stands out of the paper. Without a `margin` of paper, ink may be most of the picture:
-    the paper's level and noise come from the class below Otsu's split rather than from every pixel."""
+    """Otsu's threshold on the smoothed ink, kept above the paper's noise, and a share of it for hysteresis
+    (HYSTERESIS); None when nothing stands out of the paper. Without a `margin` of paper, ink may be most of
+    the picture: the paper's level and noise come from the class below Otsu's split, not from every pixel."""
     sigma = max(0.7, min(ink.shape) / 400)
     smooth = cv2.GaussianBlur(ink, (0, 0), sigma)
     values = sample(smooth)
@@ -195,7 +198,7 @@ def thresholds(ink: np.ndarray, margin: bool = True) -> Thresholds | None:
     if np.percentile(values, 99.9) - paper < MIN_CONTRAST:
         return None
     high = max(split, paper + NOISE_SIGMAS * noise, paper + MIN_CONTRAST)
-    low = max(paper + (high - paper) / 2, paper + 3 * noise)
+    low = max(paper + HYSTERESIS[margin] * (high - paper), paper + 3 * noise)
     return Thresholds(smooth, paper + (low - paper) / 2, low, high)
 
 
