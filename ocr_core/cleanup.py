@@ -249,13 +249,16 @@ def line_centres(candidates: np.ndarray, horizontal: bool) -> tuple[np.ndarray, 
     return centres.astype(bool), 2 * float(np.percentile(cv2.distanceTransform(pixels, cv2.DIST_L2, 3)[on_line], 75))
 
 
-def printed_lines(mask: np.ndarray, candidates: np.ndarray, margin: bool = True) -> np.ndarray:
+def printed_lines(
+    mask: np.ndarray, candidates: np.ndarray, margin: bool = True, strength: np.ndarray | None = None
+) -> np.ndarray:
     """Pixels of `mask` on straight near-horizontal or near-vertical lines that cross the picture (found
     among `candidates`, the faint ink too, as printed lines are often lighter than the writing). Across a
     line, a run of ink no thicker than the line that covers the line's middle is the line; a thicker run is
     a stroke crossing or running along it, and ink beside the line (not touching its middle) is writing.
     Without a `margin` of paper (a digit cropped to its ink), a straight stroke crosses the picture too (a
-    1's stem, a 7's bar): a lone line of one orientation as thick as the writing's strokes is a stroke."""
+    1's stem, a 7's bar): a lone line of one orientation as thick as the writing's strokes is a stroke, and so
+    is any line whose ink `strength` is near the writing's (printed lines are lighter than the ink)."""
     height, width = mask.shape
     rows, columns = np.flatnonzero(candidates.any(1)), np.flatnonzero(candidates.any(0))
     if columns[-1] - columns[0] < LINE_SPAN * width * 0.95 and rows[-1] - rows[0] < LINE_SPAN * height * 0.95:
@@ -263,11 +266,18 @@ def printed_lines(mask: np.ndarray, candidates: np.ndarray, margin: bool = True)
     found = {horizontal: line_centres(candidates, horizontal) for horizontal in (True, False)}
     if not margin:
         on_any = found[True][0] | found[False][0]
-        writing = stroke_width(mask & ~cv2.dilate(on_any.view(np.uint8), np.ones((5, 5), np.uint8)).astype(bool))
+        beside = mask & ~cv2.dilate(on_any.view(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+        writing = stroke_width(beside)
+        dark = LINE_AS_STROKE * float(np.median(strength[beside])) if strength is not None and beside.any() else np.inf
         for horizontal, (centres, thickness) in list(found.items()):
-            alone = cv2.connectedComponents(centres.view(np.uint8))[0] == 2  # one line: not a ruling's pattern
-            if alone and thickness >= LINE_AS_STROKE * writing:
+            count, labels = cv2.connectedComponents(centres.view(np.uint8))
+            if count == 2 and thickness >= LINE_AS_STROKE * writing:  # one line as thick as the writing
                 found[horizontal] = (np.zeros_like(mask), 0.0)
+                continue
+            # a line as strong as the writing is a stroke of it (printed lines are lighter than ink)
+            strokes = [n for n in range(1, count) if np.median(strength[(labels == n) & candidates]) >= dark]
+            if strokes:
+                found[horizontal] = (centres & ~np.isin(labels, strokes), thickness)
 
     def on_lines(horizontal: bool, ink: np.ndarray) -> np.ndarray:
         centres, thickness = found[horizontal]
@@ -371,7 +381,11 @@ def clean_up_at_working_size(grey: np.ndarray, scale: float, margin: bool = True
         binary = lines = np.zeros(ink.shape, bool)
     else:
         binary = apply_hysteresis_threshold(levels.smooth, levels.low, levels.high)
-        lines = printed_lines(binary, levels.smooth > levels.faint, margin) if binary.any() else np.zeros_like(binary)
+        lines = (
+            printed_lines(binary, levels.smooth > levels.faint, margin, levels.smooth)
+            if binary.any()
+            else np.zeros_like(binary)
+        )
     strokes = binary & ~lines
     width = stroke_width(strokes)
     mask = despeckle(strokes, width) if strokes.any() else strokes

@@ -97,3 +97,19 @@ def test_an_eight_by_eight_scan_whose_ink_is_half_of_its_frame_is_light_on_dark(
     assert not cleaned.dark_on_light
     ring = cv2.resize(scan, cleaned.mask.shape[::-1], interpolation=cv2.INTER_NEAREST) > 0.5
     assert cleaned.mask[ring].mean() > 0.9 and cleaned.mask[~ring].mean() < 0.25
+
+
+def test_a_low_resolution_nine_keeps_the_straight_strokes_of_its_loop():
+    # A 9 scanned at 12x12: the top and the bottom of its loop and its left side are straight strokes that cross
+    # the picture, two of one orientation, so not a lone line; they used to be removed as printed ruling.
+    scan = np.zeros((12, 12), np.float32)
+    scan[0, :11] = scan[4, :11] = 1
+    scan[:5, :2] = scan[:5, 9:11] = 1
+    for row, column in [(5, 8), (6, 8), (7, 7), (8, 7), (9, 6), (10, 6), (11, 6)]:
+        scan[row, column : column + 2] = 1
+    image = cv2.resize(scan, (112, 112), interpolation=cv2.INTER_CUBIC).clip(0, 1)
+    cleaned = clean_up(image)
+    assert not cleaned.dark_on_light
+    strokes = cv2.resize(scan, cleaned.mask.shape[::-1], interpolation=cv2.INTER_NEAREST) > 0.5
+    assert cleaned.lines.mean() < 0.01
+    assert cleaned.mask[strokes].mean() > 0.9
