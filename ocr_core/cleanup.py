@@ -32,7 +32,7 @@ MAX_WORKING_PIXELS = 1_500_000
 BACKGROUND_SIDE = 160  # the paper's lighting is smooth: estimated on a copy at most this large
 BACKGROUND_WINDOW = 0.4  # median window, as a fraction of the picture's shorter side
 UNIFORM_BORDER = 0.1  # spread of the border's brightness (10th to 90th percentile) under even light
-BORDER_MAJORITY = 0.6  # a brightness class holding this share of the border is the paper
+BORDER_MAJORITY = 0.7  # a brightness class holding this share of the border is the paper
 # Hysteresis: ink connected to certain ink is kept down to this share of the strong threshold (over the paper);
 # without a margin (a smoothly enlarged scan, a cropped digit) half would fatten the strokes into their blur.
 HYSTERESIS = {True: 0.5, False: 0.7}
@@ -44,6 +44,7 @@ LINE_SPAN = 0.85  # a printed line crosses at least this fraction of the picture
 HOUGH_SIDE = 512
 LINE_ANGLE = 12.0  # degrees from horizontal or vertical
 LINE_AS_STROKE = 0.7  # without a margin, a lone line this many stroke widths thick is a stroke reaching the edges
+MAX_STRAIGHT_STROKES = 2  # of one orientation crossing a digit cropped to its ink (a 9's loop: two)
 LINE_TOLERANCE = 3  # pixels: a run of ink across a line up to its thickness plus this is the line alone
 SLIVER = 6  # longer than this many times its width (or a stroke's), at the edge: a printed line's leftover
 SPECK_AREA = 0.3  # components smaller than this times the stroke width squared are specks
@@ -274,7 +275,10 @@ def printed_lines(
             if count == 2 and thickness >= LINE_AS_STROKE * writing:  # one line as thick as the writing
                 found[horizontal] = (np.zeros_like(mask), 0.0)
                 continue
-            # a line as strong as the writing is a stroke of it (printed lines are lighter than ink)
+            # a line as strong as the writing is a stroke of it (printed lines are lighter than ink), unless its
+            # family is a ruling's pattern (a digit has at most two straight strokes of one orientation)
+            if count - 1 > MAX_STRAIGHT_STROKES:
+                continue
             strokes = [n for n in range(1, count) if np.median(strength[(labels == n) & candidates]) >= dark]
             if strokes:
                 found[horizontal] = (centres & ~np.isin(labels, strokes), thickness)
