@@ -33,14 +33,18 @@ BACKGROUND_SIDE = 160  # the paper's lighting is smooth: estimated on a copy at 
 BACKGROUND_WINDOW = 0.4  # median window, as a fraction of the picture's shorter side
 UNIFORM_BORDER = 0.1  # spread of the border's brightness (10th to 90th percentile) under even light
 BORDER_MAJORITY = 0.7  # a brightness class holding this share of the border is the paper
+# Hysteresis: ink connected to certain ink is kept down to this share of the strong threshold (over the paper);
+# without a margin (a smoothly enlarged scan, a cropped digit) half would fatten the strokes into their blur.
+HYSTERESIS = {True: 0.5, False: 0.7}
 WRITING_AT_EDGE = 0.25  # a component this share of the largest one's size, at the edge, is writing there
-INK_MAJORITY = 0.3  # ink over this share of the picture fills the paper's median windows
+INK_FILLS_WINDOWS = 0.05  # share of the picture where the paper's median took strokes for paper (a marker)
 MIN_CONTRAST = 0.12  # weaker ink (after normalisation) is paper texture, not writing
 NOISE_SIGMAS = 5.0  # the strong threshold stays this many noise deviations above the paper
 LINE_SPAN = 0.85  # a printed line crosses at least this fraction of the picture
 HOUGH_SIDE = 512
 LINE_ANGLE = 12.0  # degrees from horizontal or vertical
 LINE_AS_STROKE = 0.7  # without a margin, a lone line this many stroke widths thick is a stroke reaching the edges
+MAX_STRAIGHT_STROKES = 2  # of one orientation crossing a digit cropped to its ink (a 9's loop: two)
 LINE_TOLERANCE = 3  # pixels: a run of ink across a line up to its thickness plus this is the line alone
 SLIVER = 6  # longer than this many times its width (or a stroke's), at the edge: a printed line's leftover
 SPECK_AREA = 0.3  # components smaller than this times the stroke width squared are specks
@@ -135,6 +139,12 @@ def two_classes(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return small, small > split
 
 
+def pieces(mask: np.ndarray) -> int:
+    """Connected parts of a brightness class that are more than a crumb (1% of the picture)."""
+    _, _, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
+    return int(np.count_nonzero(stats[1:, cv2.CC_STAT_AREA] > 0.01 * mask.size))
+
+
 def normalise_illumination(grey: np.ndarray, margin: bool = True) -> tuple[np.ndarray, bool]:
     """(ink strength in [0, 1], dark_on_light). Dark ink is measured as a fraction of the local paper
     brightness (shadows multiply light, so a ratio removes them); light ink as a difference. Without a
@@ -152,6 +162,10 @@ def normalise_illumination(grey: np.ndarray, margin: bool = True) -> tuple[np.nd
         # of the picture's two brightness classes, the one holding most of the border is the paper (the ink
         # of a digit cropped to its ink box reaches the edge in a few places only)
         dark_on_light = light_border > 0.5
+    elif not margin:
+        # ink on much of the border (a low-resolution scan, a 0 touching all four sides): the writing is one
+        # or two strokes, while the paper it touches the frame with is cut into corners and holes
+        dark_on_light = pieces(~light) < pieces(light)
     else:  # uneven light: the ink is the stronger tail around the local paper level
         residual = grey - paper
         darker, lighter = np.percentile(sample(residual), [0.5, 99.5])
@@ -172,9 +186,9 @@ class Thresholds:
 
 
 def thresholds(ink: np.ndarray, margin: bool = True) -> Thresholds | None:
-    """Otsu's threshold on the smoothed ink, kept above the paper's noise, and half of it for hysteresis;
-    None when nothing stands out of the paper. Without a `margin` of paper, ink may be most of the picture:
-    the paper's level and noise come from the class below Otsu's split rather than from every pixel."""
+    """Otsu's threshold on the smoothed ink, kept above the paper's noise, and a share of it for hysteresis
+    (HYSTERESIS); None when nothing stands out of the paper. Without a `margin` of paper, ink may be most of
+    the picture: the paper's level and noise come from the class below Otsu's split, not from every pixel."""
     sigma = max(0.7, min(ink.shape) / 400)
     smooth = cv2.GaussianBlur(ink, (0, 0), sigma)
     values = sample(smooth)
@@ -185,7 +199,7 @@ def thresholds(ink: np.ndarray, margin: bool = True) -> Thresholds | None:
     if np.percentile(values, 99.9) - paper < MIN_CONTRAST:
         return None
     high = max(split, paper + NOISE_SIGMAS * noise, paper + MIN_CONTRAST)
-    low = max(paper + (high - paper) / 2, paper + 3 * noise)
+    low = max(paper + HYSTERESIS[margin] * (high - paper), paper + 3 * noise)
     return Thresholds(smooth, paper + (low - paper) / 2, low, high)
 
 
@@ -236,13 +250,16 @@ def line_centres(candidates: np.ndarray, horizontal: bool) -> tuple[np.ndarray, 
     return centres.astype(bool), 2 * float(np.percentile(cv2.distanceTransform(pixels, cv2.DIST_L2, 3)[on_line], 75))
 
 
-def printed_lines(mask: np.ndarray, candidates: np.ndarray, margin: bool = True) -> np.ndarray:
+def printed_lines(
+    mask: np.ndarray, candidates: np.ndarray, margin: bool = True, strength: np.ndarray | None = None
+) -> np.ndarray:
     """Pixels of `mask` on straight near-horizontal or near-vertical lines that cross the picture (found
     among `candidates`, the faint ink too, as printed lines are often lighter than the writing). Across a
     line, a run of ink no thicker than the line that covers the line's middle is the line; a thicker run is
     a stroke crossing or running along it, and ink beside the line (not touching its middle) is writing.
     Without a `margin` of paper (a digit cropped to its ink), a straight stroke crosses the picture too (a
-    1's stem, a 7's bar): a lone line of one orientation as thick as the writing's strokes is a stroke."""
+    1's stem, a 7's bar): a lone line of one orientation as thick as the writing's strokes is a stroke, and so
+    is any line whose ink `strength` is near the writing's (printed lines are lighter than the ink)."""
     height, width = mask.shape
     rows, columns = np.flatnonzero(candidates.any(1)), np.flatnonzero(candidates.any(0))
     if columns[-1] - columns[0] < LINE_SPAN * width * 0.95 and rows[-1] - rows[0] < LINE_SPAN * height * 0.95:
@@ -250,11 +267,21 @@ def printed_lines(mask: np.ndarray, candidates: np.ndarray, margin: bool = True)
     found = {horizontal: line_centres(candidates, horizontal) for horizontal in (True, False)}
     if not margin:
         on_any = found[True][0] | found[False][0]
-        writing = stroke_width(mask & ~cv2.dilate(on_any.view(np.uint8), np.ones((5, 5), np.uint8)).astype(bool))
+        beside = mask & ~cv2.dilate(on_any.view(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+        writing = stroke_width(beside)
+        dark = LINE_AS_STROKE * float(np.median(strength[beside])) if strength is not None and beside.any() else np.inf
         for horizontal, (centres, thickness) in list(found.items()):
-            alone = cv2.connectedComponents(centres.view(np.uint8))[0] == 2  # one line: not a ruling's pattern
-            if alone and thickness >= LINE_AS_STROKE * writing:
+            count, labels = cv2.connectedComponents(centres.view(np.uint8))
+            if count == 2 and thickness >= LINE_AS_STROKE * writing:  # one line as thick as the writing
                 found[horizontal] = (np.zeros_like(mask), 0.0)
+                continue
+            # a line as strong as the writing is a stroke of it (printed lines are lighter than ink), unless its
+            # family is a ruling's pattern (a digit has at most two straight strokes of one orientation)
+            if count - 1 > MAX_STRAIGHT_STROKES:
+                continue
+            strokes = [n for n in range(1, count) if np.median(strength[(labels == n) & candidates]) >= dark]
+            if strokes:
+                found[horizontal] = (centres & ~np.isin(labels, strokes), thickness)
 
     def on_lines(horizontal: bool, ink: np.ndarray) -> np.ndarray:
         centres, thickness = found[horizontal]
@@ -301,9 +328,10 @@ def shrink_to(grey: np.ndarray, side: int) -> np.ndarray:
 
 def lacks_paper_margin(result: CleanUp) -> bool:
     """Whether the clean-up's assumptions failed: a margin of paper around the writing (no ink found, or
-    a substantial stroke reaching the picture's edge) or ink a minority of every window (an evenly lit border, so no
-    shadow darkens the picture, and more than INK_MAJORITY of the picture in the darker, or lighter, of its
-    two brightness classes: a marker's digit)."""
+    a substantial stroke reaching the picture's edge) or ink a minority of every window of the paper's
+    median (where strokes are the majority, a marker's or a cropped digit's, the median takes the ink for
+    paper and hollows the strokes out: there, the paper's level with the strokes closed over is brighter
+    than the median by the least contrast of ink, on more than INK_FILLS_WINDOWS of the picture)."""
     mask, grey = result.mask, result.grey
     if result.empty:
         return True
@@ -312,11 +340,11 @@ def lacks_paper_margin(result: CleanUp) -> bool:
     areas = stats[1:, cv2.CC_STAT_AREA]
     if (stats[at_edge[at_edge > 0], cv2.CC_STAT_AREA] >= WRITING_AT_EDGE * areas.max()).any():
         return True  # the writing, not a crumb of a shadow's edge, reaches the picture's edge
-    low, high = np.percentile(np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]]), [10, 90])
-    if high - low >= UNIFORM_BORDER:
-        return False
     _, light = two_classes(grey)
-    return float(np.mean(~light if result.dark_on_light else light)) > INK_MAJORITY
+    dark_on_light = result.dark_on_light
+    closed = paper_level(grey, (dark_on_light, stroke_width(~light if dark_on_light else light)))
+    hollowed = (closed - paper_level(grey)) * (1 if dark_on_light else -1) > MIN_CONTRAST
+    return float(np.mean(hollowed)) > INK_FILLS_WINDOWS
 
 
 def clean_up(array: np.ndarray) -> CleanUp:
@@ -357,7 +385,11 @@ def clean_up_at_working_size(grey: np.ndarray, scale: float, margin: bool = True
         binary = lines = np.zeros(ink.shape, bool)
     else:
         binary = apply_hysteresis_threshold(levels.smooth, levels.low, levels.high)
-        lines = printed_lines(binary, levels.smooth > levels.faint, margin) if binary.any() else np.zeros_like(binary)
+        lines = (
+            printed_lines(binary, levels.smooth > levels.faint, margin, levels.smooth)
+            if binary.any()
+            else np.zeros_like(binary)
+        )
     strokes = binary & ~lines
     width = stroke_width(strokes)
     mask = despeckle(strokes, width) if strokes.any() else strokes

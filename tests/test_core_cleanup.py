@@ -56,3 +56,60 @@ def test_photos_with_a_margin_of_paper_are_cleaned_as_before():
     cleaned = clean_up(image)
     assert cleaned.dark_on_light
     assert 0.03 < cleaned.mask.mean() < 0.08
+
+
+def test_a_marker_digit_under_uneven_light_keeps_its_strokes_whole():
+    # A margin of paper all round, but lit unevenly (so the border is not one flat colour): the paper's median
+    # used to take the thick strokes for paper and keep only their outlines.
+    image = paper(150, 120, gradient=0.3)
+    cv2.circle(image, (60, 48), 30, 0.1, 24)
+    cv2.circle(image, (60, 106), 32, 0.1, 24)
+    cleaned = clean_up(image)
+    assert cleaned.dark_on_light
+    ink = np.zeros((150, 120), np.uint8)
+    cv2.circle(ink, (60, 48), 30, 1, 24)
+    cv2.circle(ink, (60, 106), 32, 1, 24)
+    strokes = cv2.resize(ink, cleaned.mask.shape[::-1], interpolation=cv2.INTER_NEAREST).astype(bool)
+    assert cleaned.mask[strokes].mean() > 0.9  # the strokes whole, not their outlines
+    assert cleaned.mask[~strokes].mean() < 0.05
+
+
+def test_an_eight_by_eight_scan_whose_ink_is_half_of_its_frame_is_light_on_dark():
+    # a 0 scanned at 8x8 (a ring touching all four sides), enlarged bicubically: ink is half of the border, which
+    # used to leave the polarity to the tails of the brightness and read the corners and the hole as the ink
+    scan = np.array(
+        [
+            [0, 0, 1, 1, 1, 1, 0, 0],
+            [0, 1, 1, 0, 0, 1, 1, 0],
+            [1, 1, 0, 0, 0, 0, 1, 1],
+            [1, 0, 0, 0, 0, 0, 0, 1],
+            [1, 0, 0, 0, 0, 0, 0, 1],
+            [1, 1, 0, 0, 0, 0, 1, 1],
+            [0, 1, 1, 0, 0, 1, 1, 0],
+            [0, 0, 1, 1, 1, 1, 0, 0],
+        ],
+        np.float32,
+    )
+    image = cv2.resize(scan, (112, 112), interpolation=cv2.INTER_CUBIC).clip(0, 1)
+    border = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
+    assert 0.4 < (border > 0.5).mean() < 0.6
+    cleaned = clean_up(image)
+    assert not cleaned.dark_on_light
+    ring = cv2.resize(scan, cleaned.mask.shape[::-1], interpolation=cv2.INTER_NEAREST) > 0.5
+    assert cleaned.mask[ring].mean() > 0.9 and cleaned.mask[~ring].mean() < 0.25
+
+
+def test_a_low_resolution_nine_keeps_the_straight_strokes_of_its_loop():
+    # A 9 scanned at 12x12: the top and the bottom of its loop and its left side are straight strokes that cross
+    # the picture, two of one orientation, so not a lone line; they used to be removed as printed ruling.
+    scan = np.zeros((12, 12), np.float32)
+    scan[0, :11] = scan[4, :11] = 1
+    scan[:5, :2] = scan[:5, 9:11] = 1
+    for row, column in [(5, 8), (6, 8), (7, 7), (8, 7), (9, 6), (10, 6), (11, 6)]:
+        scan[row, column : column + 2] = 1
+    image = cv2.resize(scan, (112, 112), interpolation=cv2.INTER_CUBIC).clip(0, 1)
+    cleaned = clean_up(image)
+    assert not cleaned.dark_on_light
+    strokes = cv2.resize(scan, cleaned.mask.shape[::-1], interpolation=cv2.INTER_NEAREST) > 0.5
+    assert cleaned.lines.mean() < 0.01
+    assert cleaned.mask[strokes].mean() > 0.9
