@@ -159,6 +159,19 @@ def test_fine_tuning_is_deterministic_under_a_seed_and_learns_the_writer(lab):
     assert 1 - evaluate(tuned[0], own[check], own_labels[check]).accuracy < before
 
 
+def test_the_weights_end_part_of_the_way_back_to_the_parent(lab, monkeypatch):
+    store, _, data = lab
+    own, own_labels = tilted_writer(40, seed=6)
+    parent, _ = store.load("parent")
+    monkeypatch.setattr("ocr_core.personal.PARENT_SHARE", 1.0)
+    model, _ = store.load("parent")
+    fine_tune(model, own, own_labels, data.train_images[:256], steps=5)
+    assert all(torch.allclose(a, b) for a, b in zip(model.parameters(), parent.parameters(), strict=True))
+    monkeypatch.setattr("ocr_core.personal.PARENT_SHARE", 0.0)
+    fine_tune(model, own, own_labels, data.train_images[:256], steps=5)
+    assert not all(torch.allclose(a, b) for a, b in zip(model.parameters(), parent.parameters(), strict=True))
+
+
 def test_scoring_a_writer_gives_accuracy_per_digit_and_mistakes(lab):
     store, samples, _ = lab
     model, _ = store.load("parent")
