@@ -11,8 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
+from bench.personalise import apply_setting
 from conftest import sample_metadata, synthetic_digits, tiny_mnist, write_idx_dataset
-from ocr_core import RunStore, TrainConfig, evaluate, load_mnist, train_run
+from ocr_core import RunStore, TrainConfig, evaluate, load_mnist, personal, train_run
 from ocr_core.cli import main
 from ocr_core.metadata import RunMetadata, RunMetadataError
 from ocr_core.personal import (
@@ -261,3 +262,13 @@ def test_a_damaged_sample_database_is_exit_code_2(lab, tmp_path, monkeypatch, ca
     monkeypatch.setenv("OCR_SAMPLES_DB", str(broken))
     assert main(["samples", "list"]) == 2
     assert "not a readable sample database" in capsys.readouterr().err
+
+
+def test_the_bench_sets_a_personalisation_setting_with_its_type_and_refuses_others(monkeypatch):
+    monkeypatch.setattr(personal, "REPLAY_WEIGHT", personal.REPLAY_WEIGHT)  # restored after the test
+    monkeypatch.setattr(personal, "STYLED_COUNT", personal.STYLED_COUNT)
+    apply_setting("REPLAY_WEIGHT=2.5")
+    apply_setting("STYLED_COUNT=0")
+    assert personal.REPLAY_WEIGHT == 2.5 and personal.STYLED_COUNT == 0 and isinstance(personal.STYLED_COUNT, int)
+    with pytest.raises(SystemExit, match="not one of"):
+        apply_setting("SEED=3")
