@@ -1,6 +1,7 @@
 """Personalisation on synthetic writers whose style MNIST lacks (bench/writers.py), and the sample store's speed.
 
     python -m bench.personalise [--run best] [--layers head,block,all] [--per-digit 5] [--check 30]
+    python -m bench.personalise --set REPLAY_WEIGHT=3 --set STYLED_COUNT=0   # another setting of ocr_core.personal
     python -m bench.personalise --timing        # whole-process `personalise` on 50 samples, and saving a sample
 
 For each writer: `--per-digit` samples of each digit go into a fresh sample store (the writer's collection;
@@ -24,7 +25,7 @@ import numpy as np
 import torch
 
 from bench.writers import WRITERS, pick_per_digit, writer_digits
-from ocr_core import RunStore, evaluate, load_mnist
+from ocr_core import RunStore, evaluate, load_mnist, personal
 from ocr_core.personal import DEFAULT_LAYERS, LAYERS, STEPS, personalise
 from ocr_core.samples import SampleStore
 
@@ -144,6 +145,18 @@ def timing(args: argparse.Namespace) -> None:
         )
 
 
+TUNABLE = ("OWN_BATCH", "REPLAY_BATCH", "LEARNING_RATE", "REPLAY_WEIGHT", "OWN_AUGMENT", "STYLED_COUNT")
+TUNABLE += ("STYLED_BATCH", "STYLED_WEIGHT", "PARENT_SHARE")
+
+
+def apply_setting(text: str) -> None:
+    """`NAME=VALUE`: one of ocr_core.personal's `TUNABLE` settings, for this process only."""
+    name, _, value = text.partition("=")
+    if name not in TUNABLE:
+        raise SystemExit(f"--set: {name!r} is not one of {', '.join(TUNABLE)}")
+    setattr(personal, name, type(getattr(personal, name))(value))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.personalise", description=__doc__.split("\n")[0])
     parser.add_argument("--run", default="best", help="the run to personalise (default best)")
@@ -157,7 +170,12 @@ def main(argv: list[str] | None = None) -> int:
         "--writers", help=f"comma-separated, of {', '.join(w.name for w in WRITERS)} (default: all of them)"
     )
     parser.add_argument("--timing", action="store_true", help="time the CLI and saving a sample instead")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="NAME=VALUE", help=f"change a setting: {', '.join(TUNABLE)}"
+    )
     args = parser.parse_args(argv)
+    for setting in args.set:
+        apply_setting(setting)
     args.layers = args.layers.split(",")
     args.writers = args.writers.split(",") if args.writers else None
     timing(args) if args.timing else measure(args)

@@ -11,24 +11,30 @@ import pytest
 import torch
 from PIL import Image
 
+from bench.personalise import apply_setting
 from conftest import sample_metadata, synthetic_digits, tiny_mnist, write_idx_dataset
-from ocr_core import RunStore, TrainConfig, load_mnist, train_run
+from ocr_core import RunStore, TrainConfig, evaluate, load_mnist, personal, train_run
 from ocr_core.cli import main
 from ocr_core.metadata import RunMetadata, RunMetadataError
 from ocr_core.personal import (
     PersonalisationError,
+    WriterStyle,
+    fine_tune,
     held_out_count,
     personalise,
+    restyled,
     score_writer,
     split_samples,
+    styled_digits,
     trainable_parameters,
+    writer_style,
 )
 from ocr_core.samples import SampleStore
 
 WRITER = "tilted"
 
 
-def writer_style(count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def tilted_writer(count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The tests' synthetic digits as a writer who draws every bar two rows lower: a run trained on the
     usual bars reads many of them as the next digit."""
     images, labels = synthetic_digits(count, seed)
@@ -61,7 +67,7 @@ def lab(parent_template, tmp_path, monkeypatch):
     monkeypatch.setenv("OCR_CACHE_DIR", str(root / "cache"))
     monkeypatch.setenv("OCR_SAMPLES_DB", str(tmp_path / "samples.sqlite"))
     samples = SampleStore()
-    images, labels = writer_style(400, seed=5)
+    images, labels = tilted_writer(400, seed=5)
     for digit in range(10):
         for index in np.flatnonzero(labels.numpy() == digit)[:6]:
             samples.add(WRITER, digit, images[index], images[index].numpy(), "canvas")
@@ -107,6 +113,64 @@ def test_personalising_lowers_the_held_out_error_and_leaves_the_parent_alone(lab
     assert RunMetadata.from_dict(result.info.metadata.to_dict()).personalisation == section
     with pytest.raises(Exception, match="exists already"):
         personalise("parent", WRITER, "mine", store, samples, data, steps=2)
+
+
+@pytest.mark.parametrize("style", [WriterStyle(), WriterStyle(0.5, 0.4), WriterStyle(1.0, -0.5), WriterStyle(1.3, 0.2)])
+def test_a_writers_width_and_slant_are_found_from_their_digits(style):
+    """The odd synthetic digits (a bar and an upright stroke: a lean to find) redrawn in a style, then found
+    again against other such digits, as a writer's style is found against MNIST's."""
+    images, labels = synthetic_digits(60, seed=3)
+    references, reference_labels = synthetic_digits(300, seed=4)
+    mine, theirs = labels % 2 == 1, reference_labels % 2 == 1
+    drawn = restyled(images[mine].numpy(), style).numpy()
+    found = writer_style(drawn, labels[mine].numpy(), references[theirs].numpy(), reference_labels[theirs].numpy())
+    assert abs(found.width / style.width - 1) < 0.12 and abs(found.slant - style.slant) < 0.06
+
+
+def test_styled_digits_keep_their_labels_and_a_seed_gives_the_same_ones():
+    own, own_labels = synthetic_digits(30, seed=3)
+    narrow = restyled(own.numpy(), WriterStyle(0.5, 0.0))
+    replay, replay_labels = synthetic_digits(500, seed=4)
+    replay, replay_labels = replay[replay_labels % 2 == 1], replay_labels[replay_labels % 2 == 1]  # none alike
+    style, images, labels = styled_digits(narrow, own_labels, replay, replay_labels, seed=1)
+    again = styled_digits(narrow, own_labels, replay, replay_labels, seed=1)
+    assert style == again[0] and torch.equal(images, again[1]) and torch.equal(labels, again[2])
+    assert style.width < 0.65 and images.dtype == torch.uint8 and len(images) == len(labels) > 0
+    # each styled digit is a replayed digit redrawn narrower, under the replayed digit's label
+    labels_of: dict[bytes, set] = {}
+    for image, label in zip(restyled(replay.numpy(), style), replay_labels, strict=True):
+        labels_of.setdefault(bytes(image.numpy()), set()).add(int(label))
+    assert all(int(label) in labels_of[bytes(image.numpy())] for image, label in zip(images, labels, strict=True))
+
+
+def test_fine_tuning_is_deterministic_under_a_seed_and_learns_the_writer(lab):
+    store, _, data = lab
+    own, own_labels = tilted_writer(200, seed=6)
+    train, check = slice(0, 40), slice(40, 200)
+    replay, replay_labels = data.train_images[:256], data.train_labels[:256]
+    styled = styled_digits(own[train], own_labels[train], replay, replay_labels)[1:]
+    parent, _ = store.load("parent")
+    before = 1 - evaluate(parent, own[check], own_labels[check]).accuracy
+    tuned = []
+    for _ in range(2):
+        model, _ = store.load("parent")
+        tuned.append(fine_tune(model, own[train], own_labels[train], replay, steps=40, seed=7, styled=styled))
+    first, second = (model.state_dict() for model in tuned)
+    assert all(torch.equal(first[key], second[key]) for key in first)
+    assert 1 - evaluate(tuned[0], own[check], own_labels[check]).accuracy < before
+
+
+def test_the_weights_end_part_of_the_way_back_to_the_parent(lab, monkeypatch):
+    store, _, data = lab
+    own, own_labels = tilted_writer(40, seed=6)
+    parent, _ = store.load("parent")
+    monkeypatch.setattr("ocr_core.personal.PARENT_SHARE", 1.0)
+    model, _ = store.load("parent")
+    fine_tune(model, own, own_labels, data.train_images[:256], steps=5)
+    assert all(torch.allclose(a, b) for a, b in zip(model.parameters(), parent.parameters(), strict=True))
+    monkeypatch.setattr("ocr_core.personal.PARENT_SHARE", 0.0)
+    fine_tune(model, own, own_labels, data.train_images[:256], steps=5)
+    assert not all(torch.allclose(a, b) for a, b in zip(model.parameters(), parent.parameters(), strict=True))
 
 
 def test_scoring_a_writer_gives_accuracy_per_digit_and_mistakes(lab):
@@ -198,3 +262,13 @@ def test_a_damaged_sample_database_is_exit_code_2(lab, tmp_path, monkeypatch, ca
     monkeypatch.setenv("OCR_SAMPLES_DB", str(broken))
     assert main(["samples", "list"]) == 2
     assert "not a readable sample database" in capsys.readouterr().err
+
+
+def test_the_bench_sets_a_personalisation_setting_with_its_type_and_refuses_others(monkeypatch):
+    monkeypatch.setattr(personal, "REPLAY_WEIGHT", personal.REPLAY_WEIGHT)  # restored after the test
+    monkeypatch.setattr(personal, "STYLED_COUNT", personal.STYLED_COUNT)
+    apply_setting("REPLAY_WEIGHT=2.5")
+    apply_setting("STYLED_COUNT=0")
+    assert personal.REPLAY_WEIGHT == 2.5 and personal.STYLED_COUNT == 0 and isinstance(personal.STYLED_COUNT, int)
+    with pytest.raises(SystemExit, match="not one of"):
+        apply_setting("SEED=3")
