@@ -38,10 +38,15 @@ def test_a_low_resolution_scan_touching_the_frame_has_ink():
     assert digit[:, :8].max() < 0.1 and digit[:, 20:].max() < 0.1
 
 
+def marker_eight(image: np.ndarray, x: int, rings: tuple[tuple[int, int], ...], level: float, width: int):
+    """An 8 drawn with a marker into `image`: rings of (y, radius) centred on column `x`, `width` px strokes."""
+    for y, radius in rings:
+        cv2.circle(image, (x, y), radius, level, width)
+    return image
+
+
 def test_a_marker_digit_that_is_half_ink_is_dark_on_light():
-    image = paper(140, 110, gradient=0.05)
-    cv2.circle(image, (55, 40), 28, 0.1, 22)
-    cv2.circle(image, (55, 100), 32, 0.1, 22)
+    image = marker_eight(paper(140, 110, gradient=0.05), 55, ((40, 28), (100, 32)), 0.1, 22)
     cleaned = clean_up(image)
     assert cleaned.dark_on_light
     assert cleaned.mask.mean() > 0.4  # the strokes whole, not their outlines
@@ -61,14 +66,11 @@ def test_photos_with_a_margin_of_paper_are_cleaned_as_before():
 def test_a_marker_digit_under_uneven_light_keeps_its_strokes_whole():
     # A margin of paper all round, but lit unevenly (so the border is not one flat colour): the paper's median
     # used to take the thick strokes for paper and keep only their outlines.
-    image = paper(150, 120, gradient=0.3)
-    cv2.circle(image, (60, 48), 30, 0.1, 24)
-    cv2.circle(image, (60, 106), 32, 0.1, 24)
+    rings = ((48, 30), (106, 32))
+    image = marker_eight(paper(150, 120, gradient=0.3), 60, rings, 0.1, 24)
     cleaned = clean_up(image)
     assert cleaned.dark_on_light
-    ink = np.zeros((150, 120), np.uint8)
-    cv2.circle(ink, (60, 48), 30, 1, 24)
-    cv2.circle(ink, (60, 106), 32, 1, 24)
+    ink = marker_eight(np.zeros((150, 120), np.uint8), 60, rings, 1, 24)
     strokes = cv2.resize(ink, cleaned.mask.shape[::-1], interpolation=cv2.INTER_NEAREST).astype(bool)
     assert cleaned.mask[strokes].mean() > 0.9  # the strokes whole, not their outlines
     assert cleaned.mask[~strokes].mean() < 0.05
