@@ -114,18 +114,20 @@ def odd(value: float) -> int:
     return max(3, int(value) // 2 * 2 + 1)
 
 
-def paper_level(grey: np.ndarray, strokes: tuple[bool, float] | None = None) -> np.ndarray:
+def paper_level(grey: np.ndarray, strokes: tuple[bool, np.ndarray] | None = None) -> np.ndarray:
     """The paper's brightness at each pixel: a median over windows much wider than a stroke (ink is a
     minority in each), on a shrunken copy, enlarged again (the lighting varies smoothly). Where ink may be
-    the majority of a window (a marker's digit, a digit cropped to its ink), `strokes` (dark_on_light, their
-    width on the shrunken copy) closes the dark strokes over (opens light ones away) first: a grey closing
-    removes only features narrower than its kernel and keeps a shadow's edge where it is."""
+    the majority of a window (a marker's digit, a digit cropped to its ink), `strokes` (dark_on_light, the
+    light class of `two_classes`) closes the dark strokes over (opens light ones away) first, with a kernel
+    from their width on the shrunken copy: a grey closing removes only features narrower than its kernel and
+    keeps a shadow's edge where it is."""
     height, width = grey.shape
     small = shrink_to(grey, BACKGROUND_SIDE)
     window = odd(min(small.shape) * BACKGROUND_WINDOW)
     pixels = (small * 255).round().astype(np.uint8)
     if strokes is not None:
-        dark_on_light, across = strokes
+        dark_on_light, light = strokes
+        across = stroke_width(~light if dark_on_light else light)
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (min(odd(2 * across + 3), window),) * 2)
         pixels = cv2.morphologyEx(pixels, cv2.MORPH_CLOSE if dark_on_light else cv2.MORPH_OPEN, kernel)
     small = cv2.medianBlur(pixels, window).astype(np.float32) / 255
@@ -171,7 +173,7 @@ def normalise_illumination(grey: np.ndarray, margin: bool = True) -> tuple[np.nd
         darker, lighter = np.percentile(sample(residual), [0.5, 99.5])
         dark_on_light = bool(-darker > lighter)
     if not margin:
-        paper = paper_level(grey, (dark_on_light, stroke_width(~light if dark_on_light else light)))
+        paper = paper_level(grey, (dark_on_light, light))
     # (light ink is not scaled up by the paper's darkness: over light paper that would turn noise into ink)
     ink = 1 - grey / np.maximum(paper, 0.05) if dark_on_light else grey - paper
     return np.clip(ink, 0, 1).astype(np.float32), dark_on_light
@@ -250,9 +252,7 @@ def line_centres(candidates: np.ndarray, horizontal: bool) -> tuple[np.ndarray, 
     return centres.astype(bool), 2 * float(np.percentile(cv2.distanceTransform(pixels, cv2.DIST_L2, 3)[on_line], 75))
 
 
-def printed_lines(
-    mask: np.ndarray, candidates: np.ndarray, margin: bool = True, strength: np.ndarray | None = None
-) -> np.ndarray:
+def printed_lines(mask: np.ndarray, candidates: np.ndarray, strength: np.ndarray, margin: bool = True) -> np.ndarray:
     """Pixels of `mask` on straight near-horizontal or near-vertical lines that cross the picture (found
     among `candidates`, the faint ink too, as printed lines are often lighter than the writing). Across a
     line, a run of ink no thicker than the line that covers the line's middle is the line; a thicker run is
@@ -269,7 +269,7 @@ def printed_lines(
         on_any = found[True][0] | found[False][0]
         beside = mask & ~cv2.dilate(on_any.view(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
         writing = stroke_width(beside)
-        dark = LINE_AS_STROKE * float(np.median(strength[beside])) if strength is not None and beside.any() else np.inf
+        dark = LINE_AS_STROKE * float(np.median(strength[beside])) if beside.any() else np.inf
         for horizontal, (centres, thickness) in list(found.items()):
             count, labels = cv2.connectedComponents(centres.view(np.uint8))
             if count == 2 and thickness >= LINE_AS_STROKE * writing:  # one line as thick as the writing
@@ -341,9 +341,8 @@ def lacks_paper_margin(result: CleanUp) -> bool:
     if (stats[at_edge[at_edge > 0], cv2.CC_STAT_AREA] >= WRITING_AT_EDGE * areas.max()).any():
         return True  # the writing, not a crumb of a shadow's edge, reaches the picture's edge
     _, light = two_classes(grey)
-    dark_on_light = result.dark_on_light
-    closed = paper_level(grey, (dark_on_light, stroke_width(~light if dark_on_light else light)))
-    hollowed = (closed - paper_level(grey)) * (1 if dark_on_light else -1) > MIN_CONTRAST
+    closed = paper_level(grey, (result.dark_on_light, light))
+    hollowed = (closed - paper_level(grey)) * (1 if result.dark_on_light else -1) > MIN_CONTRAST
     return float(np.mean(hollowed)) > INK_FILLS_WINDOWS
 
 
@@ -386,7 +385,7 @@ def clean_up_at_working_size(grey: np.ndarray, scale: float, margin: bool = True
     else:
         binary = apply_hysteresis_threshold(levels.smooth, levels.low, levels.high)
         lines = (
-            printed_lines(binary, levels.smooth > levels.faint, margin, levels.smooth)
+            printed_lines(binary, levels.smooth > levels.faint, levels.smooth, margin)
             if binary.any()
             else np.zeros_like(binary)
         )
