@@ -70,6 +70,7 @@ SLASH_SLOPE = 0.6
 # ... and even at 0.6 the slanted 1s of held-out numbers read as slashes (4 digits apart 92.5% -> 77.5% of 40):
 # a slash is not told from a 1 by its shape alone, so slashes are off until a better signal exists.
 READ_SLASHES = False
+READ_SEPARATORS = tuple(character for character in SEPARATORS if READ_SLASHES or character != "/")
 SLASH_ELONGATION = 3.0  # ... and is one straight stroke: its principal axes differ this much
 LINE_SHARE = 0.4  # a run of inked rows this share of the tallest run's height is a line of writing of its own
 # Many pieces of ink far smaller than the picture (a digit of a written number is at least a tenth of a photo
