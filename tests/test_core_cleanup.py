@@ -115,3 +115,17 @@ def test_a_low_resolution_nine_keeps_the_straight_strokes_of_its_loop():
     strokes = cv2.resize(scan, cleaned.mask.shape[::-1], interpolation=cv2.INTER_NEAREST) > 0.5
     assert cleaned.lines.mean() < 0.01
     assert cleaned.mask[strokes].mean() > 0.9
+
+
+def test_a_cropped_digit_beside_a_margin_line_as_thick_as_its_strokes_loses_the_line():
+    # A 0 cropped to its ink next to a notebook's margin line, printed lighter than the ink but as thick as the
+    # pen: a lone line as thick as the writing used to be kept as a stroke, and the 0 read as a 9 or a 6.
+    image = paper(120, 100)
+    cv2.ellipse(image, (46, 60), (44, 59), 0, 0, 360, 0.12, 5)  # touching the top, bottom and left
+    cv2.line(image, (97, 0), (97, 119), 0.5, 5)
+    cleaned = clean_up(image)
+    assert cleaned.dark_on_light
+    line_columns = cleaned.mask[:, round(94 * cleaned.scale) : round(101 * cleaned.scale)]
+    assert line_columns.mean() < 0.05, "the margin line is gone"
+    zero = cleaned.mask[:, : round(90 * cleaned.scale)]
+    assert zero.any(0).mean() > 0.95 and zero.any(1).mean() > 0.95, "the 0 is whole"
