@@ -448,6 +448,18 @@ def test_separators_are_characters_of_the_text_with_boxes(marks):
     assert len(reading.digits) == len(marks) + 1, "no separator glued to a digit"
 
 
+def test_a_colon_written_at_a_lean_is_a_colon():
+    # hh:mm in italic writing: the upper dot sits a dot's width and more right of the lower one (they used to
+    # have to overlap, and the time 14:30 read as 14.30)
+    image, pen = sheet(520, 240)
+    draw_number(pen, [40, 300], "17")
+    pen.ellipse([238, 95, 254, 111], fill=INK)
+    pen.ellipse([212, 172, 228, 188], fill=INK)
+    reading = read_number(np.asarray(image), best(), calibration(), shipped_pair_reader())
+    assert reading.text == "1:7"
+    assert [mark.character for mark in reading.marks if mark.character] == [":"]
+
+
 @pytest.mark.parametrize("content", ["blank", "noise", "lines only"])
 def test_pages_without_digits_read_as_nothing(content):
     image, pen = sheet(600, 240)
