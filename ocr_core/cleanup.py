@@ -43,6 +43,7 @@ NOISE_SIGMAS = 5.0  # the strong threshold stays this many noise deviations abov
 LINE_SPAN = 0.85  # a printed line crosses at least this fraction of the picture
 HOUGH_SIDE = 512
 LINE_ANGLE = 12.0  # degrees from horizontal or vertical
+LINE_RUN = 9  # pixels (on the transform's copy) a line's ink runs straight, tilted up to LINE_ANGLE
 LINE_AS_STROKE = 0.7  # without a margin, a line this share of the writing's strength is a stroke reaching the edges
 MAX_STRAIGHT_STROKES = 2  # of one orientation crossing a digit cropped to its ink (a 9's loop: two)
 LINE_TOLERANCE = 3  # pixels: a run of ink across a line up to its thickness plus this is the line alone
@@ -231,8 +232,13 @@ def line_centres(candidates: np.ndarray, horizontal: bool) -> tuple[np.ndarray, 
         else pixels
     )
     across = small.shape[1] if horizontal else small.shape[0]
-    # Thickened first: a one-pixel line drawn in steps loses the transform's votes between its steps.
-    small = cv2.dilate(small.view(np.uint8), np.ones((3, 3), np.uint8))
+    # Only runs of this orientation first: the other family's lines and the writing's curves otherwise take
+    # the probabilistic transform's votes (the vertical lines of squared paper behind a number were found in
+    # 2 of 4 held-out photos, 9 of 9 with this). Then thickened: a one-pixel line drawn in steps loses the
+    # transform's votes between its steps.
+    run = np.ones((1, LINE_RUN) if horizontal else (LINE_RUN, 1), np.uint8)
+    small = cv2.morphologyEx(small.view(np.uint8), cv2.MORPH_OPEN, run)
+    small = cv2.dilate(small, np.ones((3, 3), np.uint8))
     segments = cv2.HoughLinesP(
         small,
         1,
