@@ -250,6 +250,10 @@ class AugmentSpec:
             or self.narrow
         )
 
+    def unmirrored(self) -> AugmentSpec:
+        """Every op but mirroring: all the ways the run learned to read a digit (a mirrored one is not)."""
+        return replace(self, hflip=0.0)
+
     def writing(self) -> AugmentSpec:
         """Only the ops that change how a digit is written (`WRITING_OPS`: the hand's slant, size, position and
         wobble, condensed digits, a 1's flag, a 7's bar, the pen's width), none of the clutter, optics, lighting,

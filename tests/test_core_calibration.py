@@ -173,7 +173,7 @@ def test_predict_json_carries_calibrated_confidence_and_the_not_a_digit_flag(
     assert "not a digit" in capsys.readouterr().out
 
 
-def test_the_detector_learns_the_hands_the_run_was_trained_for_and_no_clutter():
+def test_the_detector_learns_and_is_thresholded_on_the_hands_the_run_was_trained_for_and_no_clutter():
     from dataclasses import replace
 
     from conftest import sample_metadata, tiny_mnist
@@ -194,8 +194,15 @@ def test_the_detector_learns_the_hands_the_run_was_trained_for_and_no_clutter():
         config=replace(metadata.config, holdout=100, augment="rotate=20,lines=2"),
         data=replace(metadata.data, train_size=600, fingerprint=data.fingerprint),
     )
-    held_out, _, fit_images, fit_labels = calibration_sets(metadata, data)
+    held_out, held_out_labels, fit_images, fit_labels = calibration_sets(metadata, data)
     assert len(held_out) == 100 and len(fit_images) == len(fit_labels) == min(FIT_IMAGES, 500)
+    held_clean = data.train_images[500:].float().div(255)  # the last 100 of the 600
+    assert torch.equal(held_out[:50, 0], held_clean[:50])  # the threshold's digits: half clean, half redrawn...
+    assert (held_out[50:, 0] - held_clean[50:]).abs().amax((1, 2)).gt(0.1).float().mean() > 0.9
+    assert held_out[50:].mean() > held_clean[50:].mean() + 0.01, "...under all the augmentation, lines too"
+    mirrored = replace(metadata, config=replace(metadata.config, augment="hflip=1"))
+    assert torch.equal(calibration_sets(mirrored, data)[0], data.train_images[500:]), "never mirrored"
+    assert torch.equal(held_out_labels, data.train_labels[500:])
     clean = data.train_images[: len(fit_labels)].float().div(255)
     half = len(fit_labels) // 2
     assert torch.equal(fit_images[:half, 0], clean[:half])  # the first half as trained on, clean
