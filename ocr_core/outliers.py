@@ -115,7 +115,7 @@ def template_tensors() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 POINTS, PRESENT = template_tensors()
-BOX_SIDE = (16.0, 21.0)  # the larger side of the drawing's box, px (MNIST normalises digits to 20)
+BOX_SIDE = (17.5, 20.5)  # the larger side of the drawing's inked box, px (MNIST normalises a digit's to 20)
 HALF_WIDTH = (1.0, 1.8)  # the pen's half width, px: MNIST's strokes are 2-3.6 px wide
 
 
@@ -144,19 +144,20 @@ def outlier_batch(count: int, generator: torch.Generator) -> tuple[torch.Tensor,
     x = x * aspect
     angle = uniform(generator, count, -0.2, 0.2).view(count, 1, 1)
     x, y = x * torch.cos(angle) - y * torch.sin(angle), x * torch.sin(angle) + y * torch.cos(angle)
-    # MNIST's placing: the larger side of the box to BOX_SIDE, the box's centre at the image's, +-1 px
+    # MNIST's placing: the larger side of the inked box to BOX_SIDE, the box's centre at the image's, +-1 px
     real = PRESENT[which][..., None]  # (N, S, 1): padding strokes do not count towards the box
     big = torch.finfo(x.dtype).max
     low_x, high_x = x.masked_fill(~real, big).amin((1, 2)), x.masked_fill(~real, -big).amax((1, 2))
     low_y, high_y = y.masked_fill(~real, big).amin((1, 2)), y.masked_fill(~real, -big).amax((1, 2))
-    side = uniform(generator, count, *BOX_SIDE)
+    half_width = uniform(generator, count, *HALF_WIDTH)
+    side = uniform(generator, count, *BOX_SIDE) - 2 * half_width  # the strokes' centre lines: the pen's width less
     scale = (side / torch.maximum(high_x - low_x, high_y - low_y).clamp_min(1e-3)).view(count, 1, 1)
     shift = uniform(generator, count * 2, -1.0, 1.0).view(count, 2)
     centre = IMAGE_SIZE / 2 - 0.5
     x = (x - ((low_x + high_x) / 2).view(count, 1, 1)) * scale + centre + shift[:, :1, None]
     y = (y - ((low_y + high_y) / 2).view(count, 1, 1)) * scale + centre + shift[:, 1:, None]
     strokes = points.shape[1]
-    half_width = uniform(generator, count, *HALF_WIDTH).view(count, 1, 1, 1).expand(count, strokes, 1, 1)
+    half_width = half_width.view(count, 1, 1, 1).expand(count, strokes, 1, 1)
     level = uniform(generator, count, 0.85, 1.0).view(count, 1, 1, 1) * PRESENT[which].view(count, strokes, 1, 1)
     blank = torch.zeros(count, 1, IMAGE_SIZE, IMAGE_SIZE)
     return draw_polylines(blank, torch.stack([x, y], -1), half_width, level), which
