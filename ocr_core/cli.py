@@ -138,6 +138,7 @@ def command_train(args: argparse.Namespace) -> int:
         label_smoothing=args.label_smoothing,
         augment=args.augment,
         ema_decay=args.ema,
+        outliers=args.outliers,
         seed=args.seed,
         holdout=args.holdout,
         device=args.device,
@@ -728,6 +729,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         help=f"decay of an average of the weights that is scored and saved, e.g. 0.999; 0: off "
         f"({recipe_default('ema_decay')})",
+    )
+    train.add_argument(
+        "--outliers",
+        type=float,
+        help="outlier exposure: this share of each batch again in drawings that are not digits, their answer "
+        f"pushed towards uniform, e.g. 0.25; 0: off ({recipe_default('outliers')})",
     )
     train.add_argument(
         "--seed", type=int, help=f"seed of the weights, data order and augmentation ({recipe_default('seed')})"

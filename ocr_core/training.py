@@ -21,6 +21,7 @@ from .errors import ConfigError
 from .evaluation import Evaluation, evaluate
 from .models import ARCHITECTURES, as_model_input, build_model
 from .optimizers import OPTIMIZERS, Optimizer, Schedule
+from .outliers import outlier_batch
 
 SCHEDULES = ("constant", "onecycle")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -33,6 +34,10 @@ FINISHING_LABELS = {
     "calibrating": "calibrating on the held-out digits",
     "saving": "saving the run",
 }
+OUTLIER_SHARES = (0.0, 1.0)  # the range of TrainConfig.outliers: up to as many non-digits as digits per batch
+# Outlier exposure's weight of the cross-entropy of the non-digits' answers to the uniform distribution
+# (Hendrycks et al. 2019 use 0.5).
+OUTLIER_WEIGHT = 0.5
 TYPE_NAMES = {"str": "text", "int": "a whole number", "float": "a number"}
 
 
@@ -63,6 +68,9 @@ class TrainConfig:
     # Heavy photometric augmentation leaves statistics of augmented digits, which shift clean ones (measured
     # on held-out digits for `best`: 98.2% -> 99.3% clean, and corrupted ones gain too).
     batchnorm_images: int = 0
+    # >0: outlier exposure: every batch gets this share of its size again in drawings that are not digits
+    # (outliers.py), whose answer is pushed towards uniform (OUTLIER_WEIGHT), so "not a digit" can be learned.
+    outliers: float = 0.0
     device: str = "auto"
     precision: str = "auto"  # auto: bf16 mixed precision where the hardware computes bf16 natively
 
@@ -97,6 +105,8 @@ class TrainConfig:
             problems.append("holdout must be in [0, 59000]")
         if not 0 <= self.batchnorm_images <= 60_000:
             problems.append("batchnorm_images must be in [0, 60000]")
+        if not OUTLIER_SHARES[0] <= self.outliers <= OUTLIER_SHARES[1]:
+            problems.append(f"outliers must be in [{OUTLIER_SHARES[0]:g}, {OUTLIER_SHARES[1]:g}]")
         if problems:
             raise ConfigError("; ".join(problems))
         as_spec(self.augment)  # raises on a bad spec before any work starts
@@ -335,6 +345,17 @@ class EpochTally:
         self.seen += count
 
 
+def batch_loss(logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float) -> torch.Tensor:
+    """Cross-entropy on the digits (the first `len(labels)` rows of `logits`), plus, for the rows after them
+    (non-digits, outlier exposure), OUTLIER_WEIGHT times the cross-entropy of their answer to the uniform
+    distribution: the mean over classes of minus the log-probabilities."""
+    digits, outliers = logits[: len(labels)], logits[len(labels) :]
+    loss = F.cross_entropy(digits, labels, label_smoothing=label_smoothing)
+    if len(outliers):
+        loss = loss + OUTLIER_WEIGHT * -F.log_softmax(outliers, 1).mean(1).mean()
+    return loss
+
+
 class TrainingRun:
     """One training's state, set up from a config: the model, its optimizer, schedule and weight average (EMA),
     the data order and augmentation, and the step count. `fit` drives it; each method is one part of a step
@@ -347,6 +368,7 @@ class TrainingRun:
         torch.manual_seed(config.seed)  # weights init and dropout
         self.generator = torch.Generator().manual_seed(config.seed)  # shuffling and augmentation
         self.spec = as_spec(config.augment)
+        self.outlier_spec = replace(self.spec, flag1=0.0, cross7=0.0)
         self.model = build_model(config.architecture).to(self.device)
         self.optimizer = Optimizer(config.optimizer, self.model.parameters(), config.learning_rate, config.weight_decay)
         # The averaged copy (BN statistics included) is what gets scored and returned.
@@ -378,17 +400,28 @@ class TrainingRun:
     def step_in_epoch(self, epoch: int) -> int:
         return self.step - (epoch - 1) * self.steps_per_epoch
 
+    def outlier_images(self, batch_size: int) -> torch.Tensor:
+        """The batch's share of non-digit drawings (`config.outliers`), through the run's augmentation but
+        for the ops that add a digit's written forms (a flag, a bar: they need a digit's label)."""
+        count = round(self.config.outliers * batch_size)
+        images, _ = outlier_batch(count, self.generator)
+        return augment_batch(images, self.outlier_spec, self.generator)
+
     def train_step(self, batch_indices: torch.Tensor) -> tuple[float, int, int]:
         """One optimizer step on a batch (augmented, in the run's precision), the schedule's step and the
-        weight average's update: (loss, correct answers, batch size)."""
+        weight average's update: (loss, correct answers, batch size). With `config.outliers`, non-digit
+        drawings join the batch and their answers' cross-entropy to uniform joins the loss (`batch_loss`)."""
         batch_labels = self.data.train_labels[batch_indices]
         images = augment_batch(
             to_float_images(self.data.train_images[batch_indices]), self.spec, self.generator, batch_labels
         )
+        if self.config.outliers:
+            images = torch.cat([images, self.outlier_images(len(batch_labels))])
         labels = batch_labels.to(self.device)
         with autocast(self.precision, self.device):
             logits = self.model(as_model_input(images.to(self.device)))
-            loss = F.cross_entropy(logits.float(), labels, label_smoothing=self.config.label_smoothing)
+            loss = batch_loss(logits.float(), labels, self.config.label_smoothing)
+            logits = logits[: len(labels)]
         self.optimizer.zero_grad()
         loss.backward()
         self.optimizer.step()
