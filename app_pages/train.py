@@ -21,7 +21,7 @@ from ocr_core.augment import AUGMENT_OPS
 from ocr_core.checkpoints import NAME_RULE
 from ocr_core.metadata import AUGMENTED_TEST, CLEAN_TEST
 from ocr_core.jobs import RUNNING_SERIES, Job, JobBoard
-from ocr_core.training import OPTIMIZERS, PRECISIONS, SCHEDULES
+from ocr_core.training import OPTIMIZERS, OUTLIER_SHARES, PRECISIONS, SCHEDULES
 
 BATCH_SIZES = (16, 32, 64, 128, 256, 512, 1024)
 LEARNING_RATES = (1e-4, 3e-4, 1e-3, 2e-3, 4e-3, 1e-2, 2e-2, 5e-2, 0.1)
@@ -177,7 +177,7 @@ def settings(data: MnistData) -> None:
             help="0 turns it off; 0.999 scores and saves an average of the last ~1,000 "
             "steps' weights, which smooths out the last steps' noise.",
         )
-        precision_column, seed_column = st.columns(2)
+        precision_column, seed_column, outliers_column = st.columns(3)
         precision_column.selectbox(
             "Precision",
             PRECISIONS,
@@ -188,6 +188,15 @@ def settings(data: MnistData) -> None:
         )
         seed_column.number_input(
             "Seed", 0, 2**31 - 1, step=1, key="train.seed", **keep, help="Same seed, same settings: the same run."
+        )
+        outliers_column.number_input(
+            "Non-digits per digit (outlier exposure)",
+            *OUTLIER_SHARES,
+            step=0.05,
+            key="train.outliers",
+            **keep,
+            help="Drawings of letters and shapes join each batch (this many per digit) and the net learns to be "
+            "unsure of them, so its not-a-digit check flags letters (`best`: 0.25). 0 turns it off.",
         )
     st.subheader("Augmentation")
     st.segmented_control(

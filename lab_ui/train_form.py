@@ -41,6 +41,7 @@ CONFIG_FIELDS = (
     "precision",
     "seed",
     "holdout",
+    "outliers",
 )
 DEFAULT_OWNER = "Another visitor"
 

@@ -34,6 +34,18 @@ def test_a_recipe_fills_the_form_and_the_form_gives_back_the_recipe():
         train_form.config_from_settings({**state, "train.learning_rate": -1.0}, PRESETS["none"])
 
 
+def test_the_form_keeps_the_best_recipes_outlier_exposure():
+    from ocr_core.augment import parse_augment
+
+    best = RECIPES["best"]
+    state = {**form_state(), **train_form.recipe_settings(best)}
+    assert state["train.outliers"] == best.outliers > 0
+    config = train_form.config_from_settings(state, parse_augment(best.augment))
+    assert config.outliers == best.outliers, "a run trained from the form learns non-digits as the recipe does"
+    with pytest.raises(ConfigError, match="outliers"):
+        train_form.config_from_settings({**state, "train.outliers": 2.0}, PRESETS["none"])
+
+
 @pytest.mark.parametrize("preset", list(PRESETS))
 def test_the_augmentation_controls_show_a_spec_and_give_it_back(preset):
     settings = train_form.augment_settings(PRESETS[preset])
