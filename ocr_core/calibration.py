@@ -145,6 +145,14 @@ class DigitDetector:
     threshold: float
     held_out_false_alarms: float  # share of held-out digits above the threshold
     seed: int = PROJECTION_SEED
+    # The same kind of threshold on the clean held-out digits alone: the unit of "how strange" the number reader
+    # weighs pieces in (reading.py), which stays put when the threshold moves to let the run's hands through.
+    # Runs calibrated before it was stored use their threshold.
+    clean_threshold: float | None = None
+
+    @property
+    def strangeness_unit(self) -> float:
+        return self.threshold if self.clean_threshold is None else self.clean_threshold
 
     @classmethod
     def fit(
@@ -153,7 +161,10 @@ class DigitDetector:
         fit_labels: np.ndarray,
         held_out_features: torch.Tensor,
         seed: int = PROJECTION_SEED,
+        clean_held_out: int | None = None,
     ) -> DigitDetector:
+        """Class means and shared covariance from the fit features; the threshold from all the held-out
+        features, the clean threshold from the first `clean_held_out` of them (all by default)."""
         points = projected(fit_features, seed).double()
         labels = torch.as_tensor(fit_labels)
         if len(torch.unique(labels)) < 10:
@@ -165,8 +176,10 @@ class DigitDetector:
         precision = torch.linalg.inv(covariance)
         precision = ((precision + precision.T) / 2).float().numpy()  # exactly symmetric: stored as one triangle
         unfitted = cls(means.float().numpy(), precision, math.inf, 0.0, seed)
-        threshold, false_alarms = false_alarm_threshold(unfitted.scores(held_out_features))
-        return cls(unfitted.class_means, unfitted.precision, threshold, false_alarms, seed)
+        held_out_scores = unfitted.scores(held_out_features)
+        threshold, false_alarms = false_alarm_threshold(held_out_scores)
+        clean_threshold, _ = false_alarm_threshold(held_out_scores[:clean_held_out])
+        return cls(unfitted.class_means, unfitted.precision, threshold, false_alarms, seed, clean_threshold)
 
     def scores(self, features: torch.Tensor) -> np.ndarray:
         """Higher is less like the digits the run was fitted on; (N,) for features (N, F)."""
@@ -183,6 +196,7 @@ class DigitDetector:
             "threshold": self.threshold,
             "false_alarm_target": FALSE_ALARM_TARGET,
             "held_out_false_alarms": self.held_out_false_alarms,
+            "clean_threshold": self.strangeness_unit,
             "class_means": encode(self.class_means),
             "precision_upper": encode(self.precision[np.triu_indices(PROJECTED_DIMENSIONS)]),
         }
@@ -202,6 +216,7 @@ class DigitDetector:
             number(values, "threshold", "ood"),
             number(values, "held_out_false_alarms", "ood"),
             whole_number(values, "projection_seed", "ood"),
+            number(values, "clean_threshold", "ood") if "clean_threshold" in values else None,
         )
 
 
@@ -341,8 +356,10 @@ def fit_calibration(
     fit_images: torch.Tensor,
     fit_labels: torch.Tensor,
     progress: CalibrationProgress | None = None,
+    clean_held_out: int | None = None,
 ) -> Calibration:
-    """Temperature and digit detector from held-out digits (never trained on) and trained-on digits."""
+    """Temperature and digit detector from held-out digits (never trained on; the first `clean_held_out` of
+    them as they are, for the detector's clean threshold) and trained-on digits."""
     report = progress or (lambda fraction, message: None)
     if len(held_out_labels) < 100:
         raise CalibrationError(f"calibration needs at least 100 held-out digits, got {len(held_out_labels)}")
@@ -355,7 +372,7 @@ def fit_calibration(
     labels = held_out_labels.numpy()
     logits = logits_of(model, held_out_features)
     temperature = fit_temperature(logits, labels)
-    detector = DigitDetector.fit(fit_features, fit_labels.numpy(), held_out_features)
+    detector = DigitDetector.fit(fit_features, fit_labels.numpy(), held_out_features, clean_held_out=clean_held_out)
     report(1.0, "done")
     return Calibration(
         temperature=temperature,

