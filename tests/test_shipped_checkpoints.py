@@ -143,7 +143,9 @@ def test_drawing_preprocessing_keeps_mnist_digits_readable():
     prepared = [prepare_digit(image.numpy()) for image in images]
     assert all(digit is not None for digit in prepared)
     probabilities = predict_probabilities(SHIPPED.load("best")[0], torch.stack(prepared))
-    assert (probabilities.argmax(1) == labels.numpy()).mean() >= 0.99  # measured 0.994
+    # measured 0.989 for the `best` trained with non-digits (outlier exposure; 0.991 read straight), 0.991 for
+    # the one before it on today's clean-up: the learned "not a digit" costs two of these 1,000
+    assert (probabilities.argmax(1) == labels.numpy()).mean() >= 0.985
 
 
 def canvas_drawing(strokes, width=18):
