@@ -7,8 +7,9 @@ The modules by role:
   write, damaged caches discarded), `data` (MNIST, checked and cached), `models`
   (the architectures), `metadata` (a run's schema, validated when read), `checkpoints` (run files: atomic
   saves, and the weights hash every cache of a run is keyed by);
-- training: `augment` (the op table, batched augmentation), `optimizers` (Adam, AdamW, SGD, one-cycle, without
-  torch.optim's start-up), `training` (`fit`, the recipes, callbacks), `duration` (a training's time measured
+- training: `augment` (the op table, batched augmentation), `outliers` (drawings of non-digits for outlier
+  exposure), `optimizers` (Adam, AdamW, SGD, one-cycle, without torch.optim's start-up), `training` (`fit`,
+  the recipes, callbacks), `duration` (a training's time measured
   before it starts), `runs` (train, score, calibrate and save a run in one call; the shipped runs' names),
   `jobs` (trainings queued for worker processes), `export` (a run as one ONNX file);
 - your handwriting: `samples` (the SQLite sample store), `personal` (scoring on a writer's digits, personalise);
@@ -21,7 +22,7 @@ The modules by role:
 - `cli`: the command line over all of it.
 
 Imports run one way, in this order (a module imports only modules before it): errors, files; data, models,
-augment, corruptions, cleanup, explain; evaluation, optimizers, training; metadata (a run records training's
+augment, outliers, corruptions, cleanup, explain; evaluation, optimizers, training; metadata (a run records training's
 config and evaluation's class metrics), checkpoints, calibration, duration, export; preprocess, samples,
 pairs, reading; runs, personal, jobs, robustness, sweeps, feature_space; cli.
 
