@@ -62,7 +62,8 @@ def show_prediction(runs: list[RunInfo], run: RunInfo, digit) -> int:
         confidence_column.metric("Closest digit", predicted, border=True)
         st.warning(
             f"**This does not look like a digit.** Its features are further from every digit `{run.name}` "
-            f"knows than those of {1 - FALSE_ALARM_TARGET:.0%} of held-out MNIST digits, so no digit is named. "
+            f"knows than those of {1 - FALSE_ALARM_TARGET:.0%} of held-out MNIST digits (written as plainly or as "
+            "variously as it was trained on), so no digit is named. "
             "Draw one digit from 0 to 9, large and centred.",
             icon=":material/help:",
         )
