@@ -72,7 +72,7 @@ SLASH_SLOPE = 0.6
 READ_SLASHES = False
 READ_SEPARATORS = tuple(character for character in SEPARATORS if READ_SLASHES or character != "/")
 # A colon's upper dot lies over its lower one give or take this lean (dx/dy) left after deskewing: requiring
-# them to overlap read 9 of 20 held-out times (hh:mm) as a period, the upper dot lost.
+# them to overlap read 9 of 27 held-out times (hh:mm) as a period, the upper dot lost.
 COLON_LEAN = 0.5
 SLASH_ELONGATION = 3.0  # ... and is one straight stroke: its principal axes differ this much
 LINE_SHARE = 0.4  # a run of inked rows this share of the tallest run's height is a line of writing of its own
@@ -95,7 +95,7 @@ class CutPrior:
 CALIBRATED_CUTS = CutPrior(wide=0.7, cut_penalty=0.35)  # narrow pairs too (a 1 touching its neighbour)
 UNCALIBRATED_CUTS = CutPrior(wide=1.0, cut_penalty=0.5)
 STRANGENESS_FREE = 0.6  # a piece whose out-of-distribution score is within this share of the clean threshold
-STRANGENESS_PENALTY = 2.0  # ... costs nothing; beyond it, this many log-units per threshold's worth
+STRANGENESS_PENALTY = 2.0  # ... costs nothing; beyond it, this many log-units per clean threshold's worth
 # Log-probability a glyph read whole as a touching pair costs. Tried on held-out digits from -0.5 to 1: 0 read
 # the most touching pairs, and weighing the pair reader's "one digit" against cutting added nothing.
 PAIR_PENALTY = 0.0
