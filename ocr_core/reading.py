@@ -99,6 +99,13 @@ STRANGENESS_PENALTY = 2.0  # ... costs nothing; beyond it, this many log-units p
 # Log-probability a glyph read whole as a touching pair costs. Tried on held-out digits from -0.5 to 1: 0 read
 # the most touching pairs, and weighing the pair reader's "one digit" against cutting added nothing.
 PAIR_PENALTY = 0.0
+# A letter among digits (an X, an A, a K) was read as two digits: cut into strokes that each read as one (the
+# halves of an X as 7 at 44% and 1 at 75%), or read whole as a touching pair. A cut needs every piece read at
+# least this surely, and a glyph the run answers with every digit below PAIR_WHOLE_CONFIDENCE (the near-uniform
+# answer outlier exposure taught it for non-digits; uniform is 0.1) is read whole, neither cut nor a pair (a
+# hollow triangle read "11" once it could not be a pair). Held-out numbers: unchanged (6 sets of 120).
+CUT_CONFIDENCE = 0.5
+PAIR_WHOLE_CONFIDENCE = 0.105
 PAIR_WIDTH = 0.7  # glyphs wider than this many digit heights (and tried as cuts) are also read as pairs
 # A pair's digits look like digits when the run's score of its cut's pieces is within this many thresholds (the
 # touching pairs of the tests: 1.09 and 1.45) and no hole of the glyph spans this share of its width.
@@ -506,19 +513,33 @@ def unit_scores(
     """How well each unit reads: the log-probabilities of its digits summed, less its cost and, when the run
     is calibrated, less a penalty for pieces unlike any digit (the model reads a fragment confidently, but
     its features are far from every digit's). A pair unit scores the pair reader's best pair (its share of a
-    single digit lowers every pair's), less PAIR_PENALTY."""
+    single digit lowers every pair's), less PAIR_PENALTY. Ruled out (-inf): a cut with a piece read less
+    surely than CUT_CONFIDENCE, and any cut or pair of a glyph the run answers as it learned to answer
+    non-digits (every digit about equally likely, below PAIR_WHOLE_CONFIDENCE)."""
     scores = np.empty(len(units))
+    whole = {}  # each glyph's confidence read whole
+    first = 0
+    for unit in units:
+        if not unit.pair and len(unit.pieces) == 1 and unit.stop == unit.start + 1:
+            whole.setdefault(unit.start, float(probabilities[first].max()))
+        first += len(unit.pieces)
     first = 0
     pair_rows = iter(pair_probabilities)
     for index, unit in enumerate(units):
         if unit.pair:
             scores[index] = float(np.log(next(pair_rows)[:SINGLE].max() + 1e-9)) - PAIR_PENALTY
+            if whole.get(unit.start, 1.0) < PAIR_WHOLE_CONFIDENCE:
+                scores[index] = -np.inf
         else:
             rows = probabilities[first : first + len(unit.pieces)]
             scores[index] = float(np.log(rows.max(1) + 1e-9).sum()) - unit.cost(height, prior)
             if strangeness is not None:
                 strange = strangeness[first : first + len(unit.pieces)]
                 scores[index] -= STRANGENESS_PENALTY * float(np.clip(strange - STRANGENESS_FREE, 0, None).sum())
+            if len(unit.pieces) > 1 and (
+                rows.max(1).min() < CUT_CONFIDENCE or whole.get(unit.start, 1.0) < PAIR_WHOLE_CONFIDENCE
+            ):
+                scores[index] = -np.inf
         first += len(unit.pieces)
     return scores
 
