@@ -69,6 +69,7 @@ def speed_key(config: TrainConfig) -> TrainConfig:
         optimizer=config.optimizer,
         augment=config.augment,
         ema_decay=config.ema_decay,
+        outliers=config.outliers,  # a quarter more images per step for `best`
         device=config.device,
         precision=config.precision,
     )

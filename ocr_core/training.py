@@ -126,7 +126,7 @@ HOLDOUT = 5_000  # every recipe keeps the last 5,000 training digits out (the tu
 # flag, a 7's bar), AdamW one-cycle, weights averaged. Chosen on held-out digits (docs/benchmarks.md): 99.56%
 # clean against 99.54% for the 12-epoch `recommended` run and 99.42% with scribbles at 0.5; flagged 1s in photos
 # 86.5% instead of 55.5%. Outlier exposure at 0.25 (0.5 tried: no better) costs 0.02 points held-out (99.54%)
-# and lets the not-a-digit flag catch 96% of drawn letters instead of 32%, at fewer real digits flagged.
+# and lets the not-a-digit flag catch 96% of drawn letters instead of 31%, at fewer real digits flagged.
 BEST_RECIPE = TrainConfig(
     architecture="deep",
     epochs=14,

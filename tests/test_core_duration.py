@@ -30,4 +30,5 @@ def test_speed_is_measured_here_and_cached_for_settings_that_change_it():
     assert speed.training_images_per_second > 0 and speed.scoring_images_per_second > 0
     assert measure_speed(replace(CONFIG, learning_rate=0.5, seed=3, epochs=7)) is speed, "rates and seeds: cached"
     assert speed_key(replace(CONFIG, augment="noise=0.1")) != speed_key(CONFIG)
+    assert speed_key(replace(CONFIG, outliers=0.25)) != speed_key(CONFIG), "non-digits lengthen every step"
     assert speed_key(RECIPES["best"]).architecture == "deep"
