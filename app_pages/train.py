@@ -196,7 +196,8 @@ def settings(data: MnistData) -> None:
             key="train.outliers",
             **keep,
             help="Drawings of letters and shapes join each batch (this many per digit) and the net learns to be "
-            "unsure of them, so its not-a-digit check flags letters (`best`: 0.25). 0 turns it off.",
+            "unsure of them, so its not-a-digit check flags letters "
+            f"(`best`: {RECIPES['best'].outliers:g}). 0 turns it off.",
         )
     st.subheader("Augmentation")
     st.segmented_control(

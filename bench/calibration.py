@@ -30,7 +30,7 @@ from ocr_core.calibration import (
 )
 from ocr_core.data import MnistData
 from ocr_core.preprocess import prepare
-from ocr_core.runs import calibration_sets
+from ocr_core.runs import calibration_sets, clean_held_out
 
 Score = Callable[[torch.Tensor], np.ndarray]  # features -> scores, higher = less like a digit
 CHOSEN = "Mahalanobis, features (chosen)"  # the app's detector, ocr_core.calibration.DigitDetector
@@ -92,7 +92,8 @@ def measure_run(name: str, data: MnistData, sets: list[SketchSet], store: RunSto
     model, metadata = store.load(name)
     started = time.perf_counter()
     held_images, held_labels, fit_images, fit_labels = calibration_sets(metadata, data)
-    calibration = fit_calibration(model, held_images, held_labels, fit_images, fit_labels)
+    clean = clean_held_out(metadata, len(held_labels))
+    calibration = fit_calibration(model, held_images, held_labels, fit_images, fit_labels, clean_held_out=clean)
     fit_seconds = time.perf_counter() - started
     held_features, fit_features = features_of(model, held_images), features_of(model, fit_images)
     test_features = features_of(model, data.test_images)

@@ -526,19 +526,17 @@ def unit_scores(
     first = 0
     pair_rows = iter(pair_probabilities)
     for index, unit in enumerate(units):
+        non_digit = whole.get(unit.start, 1.0) < PAIR_WHOLE_CONFIDENCE  # read whole, neither cut nor a pair
         if unit.pair:
-            scores[index] = float(np.log(next(pair_rows)[:SINGLE].max() + 1e-9)) - PAIR_PENALTY
-            if whole.get(unit.start, 1.0) < PAIR_WHOLE_CONFIDENCE:
-                scores[index] = -np.inf
+            best_pair = float(np.log(next(pair_rows)[:SINGLE].max() + 1e-9))  # every pair unit takes its row
+            scores[index] = -np.inf if non_digit else best_pair - PAIR_PENALTY
         else:
             rows = probabilities[first : first + len(unit.pieces)]
             scores[index] = float(np.log(rows.max(1) + 1e-9).sum()) - unit.cost(height, prior)
             if strangeness is not None:
                 strange = strangeness[first : first + len(unit.pieces)]
                 scores[index] -= STRANGENESS_PENALTY * float(np.clip(strange - STRANGENESS_FREE, 0, None).sum())
-            if len(unit.pieces) > 1 and (
-                rows.max(1).min() < CUT_CONFIDENCE or whole.get(unit.start, 1.0) < PAIR_WHOLE_CONFIDENCE
-            ):
+            if len(unit.pieces) > 1 and (non_digit or rows.max(1).min() < CUT_CONFIDENCE):
                 scores[index] = -np.inf
         first += len(unit.pieces)
     return scores
@@ -793,10 +791,10 @@ def read_number(
         with one_thread():
             features = features_of(model, inputs)
             logits = logits_of(model, features)
-            detector = calibration.detector if calibration else None
-            strangeness = detector.scores(features) / detector.threshold if detector else None
+            digit_scores = calibration.detector.scores(features) if calibration else None
+            strangeness = digit_scores / calibration.detector.threshold if calibration else None
             # the segmentation weighs strangeness in units of the clean digits' threshold (STRANGENESS_FREE)
-            weighed = strangeness * detector.threshold / detector.strangeness_unit if detector else None
+            weighed = digit_scores / calibration.detector.strangeness_unit if calibration else None
             probabilities = softmax(logits)  # the segmentation is judged on the plain softmax, whatever the calibration
             reported = softmax(logits, calibration.temperature) if calibration else probabilities
             pairs = (

@@ -158,12 +158,17 @@ def rescore_run(name: str, store: RunStore | None = None, data: MnistData | None
 WRITTEN_SEED = 20261202  # the seeded draws of the calibration's written variants: the same on every machine
 
 
+def kept_clean(count: int, spec: AugmentSpec) -> int:
+    """How many of `count` digits `half_redrawn` leaves as they are, first: all under an identity spec, else half."""
+    return count if spec.is_identity else count // 2
+
+
 def half_redrawn(images: torch.Tensor, labels: torch.Tensor, spec: AugmentSpec, seed: int) -> torch.Tensor:
-    """`images` as float, the second half redrawn under `spec`."""
-    if spec.is_identity:
+    """`images` as float, the second half redrawn under `spec` (as they are when `spec` changes nothing)."""
+    clean = kept_clean(len(labels), spec)
+    if clean == len(labels):
         return images
-    half = len(labels) // 2
-    return torch.cat([to_float_images(images[:half]), augment_images(images[half:], spec, seed, labels[half:])])
+    return torch.cat([to_float_images(images[:clean]), augment_images(images[clean:], spec, seed, labels[clean:])])
 
 
 def calibration_sets(metadata: RunMetadata, data: MnistData) -> tuple[torch.Tensor, ...]:
@@ -196,9 +201,13 @@ def calibration_sets(metadata: RunMetadata, data: MnistData) -> tuple[torch.Tens
 def calibration_for(
     model: torch.nn.Module, metadata: RunMetadata, data: MnistData, progress: CalibrationProgress | None = None
 ) -> Calibration:
-    held_out, *rest = calibration_sets(metadata, data)
-    redrawn = not as_spec(metadata.config.augment).unmirrored().is_identity
-    return fit_calibration(model, held_out, *rest, progress, len(held_out) // 2 if redrawn else None)
+    sets = calibration_sets(metadata, data)
+    return fit_calibration(model, *sets, progress, clean_held_out(metadata, len(sets[0])))
+
+
+def clean_held_out(metadata: RunMetadata, count: int) -> int:
+    """How many of the run's `count` held-out calibration digits come first as they are (`calibration_sets`)."""
+    return kept_clean(count, as_spec(metadata.config.augment).unmirrored())
 
 
 def calibrate_run(
