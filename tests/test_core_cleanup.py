@@ -156,7 +156,8 @@ def test_the_grid_of_squared_paper_behind_a_number_is_removed(seed):
 
 def test_a_marker_one_wider_than_the_papers_window_is_ink_not_its_outline():
     # A thick marker 1 on a narrow photo: its stroke is wider than any window of the paper's median, so the
-    # median took the bar for paper and only its outline was left (held-out marker digits: 7 of 400 were 1s flagged "not a digit").
+    # median took the bar for paper and only its outline was left (7 of 400 held-out marker digits were 1s
+    # flagged "not a digit").
     image = paper(200, 80, gradient=0.25)
     cv2.line(image, (40, 20), (40, 180), 0.2, 34)
     cleaned = clean_up(image)
