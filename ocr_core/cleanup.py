@@ -123,8 +123,7 @@ def paper_level(grey: np.ndarray, strokes: tuple[bool, np.ndarray] | None = None
     the majority of a window (a marker's digit, a digit cropped to its ink), `strokes` (dark_on_light, the
     light class of `two_classes`) closes the dark strokes over (opens light ones away) first, with a kernel
     from their width on the shrunken copy: a grey closing removes only features narrower than its kernel and
-    keeps a shadow's edge where it is. Strokes too wide for any window (a marker's 1 on a narrow photo, whose
-    median was the stroke itself) get `fitted_paper` instead."""
+    keeps a shadow's edge where it is."""
     height, width = grey.shape
     small = shrink_to(grey, BACKGROUND_SIDE)
     window = odd(min(small.shape) * BACKGROUND_WINDOW)
@@ -132,9 +131,7 @@ def paper_level(grey: np.ndarray, strokes: tuple[bool, np.ndarray] | None = None
     if strokes is not None:
         dark_on_light, light = strokes
         across = stroke_width(~light if dark_on_light else light)
-        if odd(2 * across + 3) > window:
-            return fitted_paper(grey, dark_on_light, light)
-        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (odd(2 * across + 3),) * 2)
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (min(odd(2 * across + 3), window),) * 2)
         pixels = cv2.morphologyEx(pixels, cv2.MORPH_CLOSE if dark_on_light else cv2.MORPH_OPEN, kernel)
     small = cv2.medianBlur(pixels, window).astype(np.float32) / 255
     return cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
@@ -178,6 +175,17 @@ def fitted_paper(grey: np.ndarray, dark_on_light: bool, light: np.ndarray) -> np
     return cv2.resize(surface, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
+def paper_under_strokes(grey: np.ndarray, dark_on_light: bool, light: np.ndarray) -> np.ndarray:
+    """The paper's level where ink may be most of the picture: the median with the strokes closed over, or,
+    for strokes too wide for any of its windows (a marker's 1 on a narrow photo, whose median was the stroke
+    itself, so that only its outline stayed ink), `fitted_paper`."""
+    small = shrink_to(grey, BACKGROUND_SIDE)
+    across = stroke_width(~light if dark_on_light else light)
+    if odd(2 * across + 3) > odd(min(small.shape) * BACKGROUND_WINDOW):
+        return fitted_paper(grey, dark_on_light, light)
+    return paper_level(grey, (dark_on_light, light))
+
+
 def pieces(mask: np.ndarray) -> int:
     """Connected parts of a brightness class that are more than a crumb (1% of the picture)."""
     _, _, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
@@ -213,7 +221,7 @@ def normalise_illumination(grey: np.ndarray, margin: bool = True) -> tuple[np.nd
         darker, lighter = np.percentile(sample(residual), [0.5, 99.5])
         dark_on_light = bool(-darker > lighter)
     if not margin:
-        paper = paper_level(grey, (dark_on_light, light))
+        paper = paper_under_strokes(grey, dark_on_light, light)
     # (light ink is not scaled up by the paper's darkness: over light paper that would turn noise into ink)
     ink = 1 - grey / np.maximum(paper, 0.05) if dark_on_light else grey - paper
     return np.clip(ink, 0, 1).astype(np.float32), dark_on_light
