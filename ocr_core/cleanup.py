@@ -2,11 +2,12 @@
 
 Steps (each kept in `CleanUp` so the app can show them): greyscale, polarity (dark on light or light on
 dark), illumination normalisation (a wide median of the picture is the paper, lit however it is; ink is
-measured against it, so gradients and soft shadows vanish), binarisation (Otsu's threshold, applied with
-hysteresis so faint stroke ends stay attached to their strokes while isolated noise does not), removal of
-printed ruling and grid lines (straight lines that cross the whole picture, found with a probabilistic
-Hough transform; where a stroke crosses a line the stroke's pixels are kept), despeckling (components far
-smaller than a stroke's width squared).
+measured against it, so gradients and soft shadows vanish; under strokes too wide for the median, a smooth
+surface fitted to the paper's pixels), binarisation (Otsu's threshold, applied with hysteresis so faint
+stroke ends stay attached to their strokes while isolated noise does not), removal of printed ruling and
+grid lines (straight lines that cross the whole picture, found with a probabilistic Hough transform; where a
+stroke crosses a line the stroke's pixels are kept), despeckling (components far smaller than a stroke's
+width squared).
 
 OpenCV (`opencv-python-headless`) does the pixel work: median blur, Gaussian blur, Hough lines, morphology
 and connected components in C++, each a few milliseconds on a 1,000-pixel photo, against tens to hundreds
