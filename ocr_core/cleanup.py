@@ -217,7 +217,7 @@ def normalise_illumination(grey: np.ndarray, margin: bool = True) -> tuple[np.nd
     else:
         # uneven light: the ink is the stronger tail around the local paper level. So too when the two classes
         # are one piece each, split by a shadow or a dark corner as much as by the ink of a marker's 2 or 7
-        # (there, fewer pieces of ink said light on dark; held-out marker digits 93.75 -> 95.5%)
+        # (there, fewer pieces of ink said light on dark: docs/benchmarks.md, issue 17's fourth session)
         residual = grey - paper
         darker, lighter = np.percentile(sample(residual), [0.5, 99.5])
         dark_on_light = bool(-darker > lighter)
