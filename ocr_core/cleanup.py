@@ -118,21 +118,29 @@ def odd(value: float) -> int:
     return max(3, int(value) // 2 * 2 + 1)
 
 
-def paper_level(grey: np.ndarray, strokes: tuple[bool, np.ndarray] | None = None) -> np.ndarray:
+def paper_level(
+    grey: np.ndarray, strokes: tuple[bool, np.ndarray] | None = None, fit_wide_strokes: bool = False
+) -> np.ndarray:
     """The paper's brightness at each pixel: a median over windows much wider than a stroke (ink is a
     minority in each), on a shrunken copy, enlarged again (the lighting varies smoothly). Where ink may be
     the majority of a window (a marker's digit, a digit cropped to its ink), `strokes` (dark_on_light, the
     light class of `two_classes`) closes the dark strokes over (opens light ones away) first, with a kernel
     from their width on the shrunken copy: a grey closing removes only features narrower than its kernel and
-    keeps a shadow's edge where it is."""
+    keeps a shadow's edge where it is. Strokes wider than the window (a marker's 1 on a narrow photo) are
+    closed over only up to it, so the median is the stroke itself; with `fit_wide_strokes` (the no-margin
+    pass) their paper is `fitted_paper` instead. The margin test keeps the capped closing: there, a hard
+    shadow's class would count as a wide stroke."""
     height, width = grey.shape
     small = shrink_to(grey, BACKGROUND_SIDE)
     window = odd(min(small.shape) * BACKGROUND_WINDOW)
     pixels = (small * 255).round().astype(np.uint8)
     if strokes is not None:
         dark_on_light, light = strokes
-        across = stroke_width(~light if dark_on_light else light)
-        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (min(odd(2 * across + 3), window),) * 2)
+        side = odd(2 * stroke_width(~light if dark_on_light else light) + 3)
+        if fit_wide_strokes and side > window:
+            paper = fitted_paper(small, dark_on_light, light)
+            return cv2.resize(paper, (width, height), interpolation=cv2.INTER_LINEAR)
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (min(side, window),) * 2)
         pixels = cv2.morphologyEx(pixels, cv2.MORPH_CLOSE if dark_on_light else cv2.MORPH_OPEN, kernel)
     small = cv2.medianBlur(pixels, window).astype(np.float32) / 255
     return cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
@@ -145,46 +153,33 @@ def two_classes(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return small, small > split
 
 
-def smooth_surface(small: np.ndarray, where: np.ndarray) -> np.ndarray:
-    """A low-order polynomial in x and y fitted by least squares to `small` at the pixels `where`, evaluated
-    everywhere: light that varies smoothly across the sheet (a gradient, vignetting)."""
-    height, width = small.shape
+def polynomial_terms(shape: tuple[int, int]) -> np.ndarray:
+    """(H, W, 10): the monomials of x and y up to the third degree, x and y in [-0.5, 0.5] across the picture."""
+    height, width = shape
     rows, columns = np.mgrid[0:height, 0:width].astype(np.float32)
     y, x = rows / max(height - 1, 1) - 0.5, columns / max(width - 1, 1) - 0.5
-    terms = np.stack([np.ones_like(x), x, y, x * x, x * y, y * y, x**3, x * x * y, x * y * y, y**3], -1)
-    if np.count_nonzero(where) < 4 * terms.shape[-1]:
-        return np.full(small.shape, float(np.median(small)), np.float32)
-    coefficients, *_ = np.linalg.lstsq(terms[where], small[where], rcond=None)
-    return (terms @ coefficients).astype(np.float32)
+    return np.stack([np.ones_like(x), x, y, x * x, x * y, y * y, x**3, x * x * y, x * y * y, y**3], -1)
 
 
-def fitted_paper(grey: np.ndarray, dark_on_light: bool, light: np.ndarray) -> np.ndarray:
-    """The paper's brightness where ink may be most of the picture (a marker's digit, a cropped one): a smooth
-    surface fitted to the paper's class, then again to the pixels not clearly on the ink's side of it."""
-    height, width = grey.shape
-    small = shrink_to(grey, BACKGROUND_SIDE)
+def fitted_paper(small: np.ndarray, dark_on_light: bool, light: np.ndarray) -> np.ndarray:
+    """The paper's brightness on the shrunken copy `small` where ink may be most of the picture: a smooth
+    surface (a cubic in x and y: a gradient, vignetting) fitted by least squares to the paper's class, then
+    again to the pixels not clearly on the ink's side of the last fit."""
+    terms = polynomial_terms(small.shape)
     paper = light if dark_on_light else ~light
     # light multiplies the paper's brightness (a fit of its logarithm), while dark paper's own level is a
     # difference (its logarithm would blow the scanner's noise near black up)
     levels = np.log(np.maximum(small, 0.02)) if dark_on_light else small
     for _ in range(PAPER_FIT_ROUNDS):
-        surface = smooth_surface(levels, paper)
+        if np.count_nonzero(paper) < 4 * terms.shape[-1]:  # too few paper pixels to fit: their median level
+            surface = np.full(small.shape, float(np.median(levels)), np.float32)
+        else:
+            coefficients, *_ = np.linalg.lstsq(terms[paper], levels[paper], rcond=None)
+            surface = (terms @ coefficients).astype(np.float32)
         residual = (levels - surface) * (1 if dark_on_light else -1)
         spread = 1.4826 * float(np.median(np.abs(residual[paper]))) + 1e-3
         paper = residual > -PAPER_FIT_SIGMAS * spread
-    surface = np.exp(surface) if dark_on_light else surface
-    return cv2.resize(surface, (width, height), interpolation=cv2.INTER_LINEAR)
-
-
-def paper_under_strokes(grey: np.ndarray, dark_on_light: bool, light: np.ndarray) -> np.ndarray:
-    """The paper's level where ink may be most of the picture: the median with the strokes closed over, or,
-    for strokes too wide for any of its windows (a marker's 1 on a narrow photo, whose median was the stroke
-    itself, so that only its outline stayed ink), `fitted_paper`."""
-    small = shrink_to(grey, BACKGROUND_SIDE)
-    across = stroke_width(~light if dark_on_light else light)
-    if odd(2 * across + 3) > odd(min(small.shape) * BACKGROUND_WINDOW):
-        return fitted_paper(grey, dark_on_light, light)
-    return paper_level(grey, (dark_on_light, light))
+    return np.exp(surface) if dark_on_light else surface
 
 
 def pieces(mask: np.ndarray) -> int:
@@ -210,10 +205,10 @@ def normalise_illumination(grey: np.ndarray, margin: bool = True) -> tuple[np.nd
         # of the picture's two brightness classes, the one holding most of the border is the paper (the ink
         # of a digit cropped to its ink box reaches the edge in a few places only)
         dark_on_light = light_border > 0.5
-    elif not margin and pieces(~light) != pieces(light):
+    elif not margin and (dark_pieces := pieces(~light)) != (light_pieces := pieces(light)):
         # ink on much of the border (a low-resolution scan, a 0 touching all four sides): the writing is one
         # or two strokes, while the paper it touches the frame with is cut into corners and holes
-        dark_on_light = pieces(~light) < pieces(light)
+        dark_on_light = dark_pieces < light_pieces
     else:
         # uneven light: the ink is the stronger tail around the local paper level. So too when the two classes
         # are one piece each, split by a shadow or a dark corner as much as by the ink of a marker's 2 or 7
@@ -222,7 +217,7 @@ def normalise_illumination(grey: np.ndarray, margin: bool = True) -> tuple[np.nd
         darker, lighter = np.percentile(sample(residual), [0.5, 99.5])
         dark_on_light = bool(-darker > lighter)
     if not margin:
-        paper = paper_under_strokes(grey, dark_on_light, light)
+        paper = paper_level(grey, (dark_on_light, light), fit_wide_strokes=True)
     # (light ink is not scaled up by the paper's darkness: over light paper that would turn noise into ink)
     ink = 1 - grey / np.maximum(paper, 0.05) if dark_on_light else grey - paper
     return np.clip(ink, 0, 1).astype(np.float32), dark_on_light
