@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from .errors import ConfigError
 
 IMAGE_SIZE = 28
+LOW_RESOLUTION_SIDES = (6, 16)  # pixels across the 20-pixel digit box of a coarse scan, lowest and highest
 AUGMENT_CHUNK = 1000  # fixed chunking keeps a seeded augmented set identical whatever batch size reads it
 
 
@@ -83,6 +84,16 @@ AUGMENT_OPS: dict[str, AugmentOp] = {
             0.05,
             0.3,
             "max share by which a digit's width shrinks (condensed, tall writing; the height stays)",
+        ),
+        AugmentOp(
+            "square",
+            "Size-normalised",
+            0,
+            1,
+            0.05,
+            0.2,
+            "probability that a digit's ink box is stretched towards a square, half to all of the way (scanned "
+            "digit sets that normalise both sides: a 1 fills its frame as a broad bar)",
         ),
         AugmentOp(
             "flag1",
@@ -153,6 +164,16 @@ AUGMENT_OPS: dict[str, AugmentOp] = {
             "150 degrees at each corner (zigzags, crossings-out, a pen slipping), not only straight lines",
         ),
         AugmentOp("blur", "Blur", 0, 3, 0.1, 1.0, "max gaussian sigma, pixels"),
+        AugmentOp(
+            "lowres",
+            "Low resolution",
+            0,
+            1,
+            0.05,
+            0.2,
+            f"probability of a coarse scan: the image sampled at {LOW_RESOLUTION_SIDES[0]}-{LOW_RESOLUTION_SIDES[1]} "
+            "pixels across the digit's 20-pixel box and enlarged back smoothly (bicubic)",
+        ),
         AugmentOp("brightness", "Grey paper", 0, 0.9, 0.05, 0.4, "max grey level of the background (paper)"),
         AugmentOp("contrast", "Faint ink", 0, 0.9, 0.05, 0.4, "max share by which the ink's darkness fades"),
         AugmentOp(
@@ -182,7 +203,19 @@ AUGMENT_OPS: dict[str, AugmentOp] = {
 }
 # The ops that vary the writing itself rather than what lies over it; the digit detector learns these as digits
 # (`runs.calibration_sets`).
-WRITING_OPS = ("rotate", "translate", "scale", "crop", "shear", "elastic", "narrow", "flag1", "cross7", "thickness")
+WRITING_OPS = (
+    "rotate",
+    "translate",
+    "scale",
+    "crop",
+    "shear",
+    "elastic",
+    "narrow",
+    "square",
+    "flag1",
+    "cross7",
+    "thickness",
+)
 RANGE_OPS = tuple(name for name, op in AUGMENT_OPS.items() if op.is_range)  # written low-high
 
 
@@ -210,6 +243,7 @@ class AugmentSpec:
     hflip: float = 0.0
     elastic: float = 0.0
     narrow: float = 0.0
+    square: float = 0.0
     flag1: float = 0.0
     cross7: float = 0.0
     plain: float = 0.0
@@ -218,6 +252,7 @@ class AugmentSpec:
     lines: float = 0.0
     strokes: float = 0.0
     blur: float = 0.0
+    lowres: float = 0.0
     brightness: float = 0.0
     contrast: float = 0.0
     gamma: float = 0.0
@@ -248,6 +283,7 @@ class AugmentSpec:
             or self.hflip
             or self.elastic
             or self.narrow
+            or self.square
         )
 
     def unmirrored(self) -> AugmentSpec:
@@ -256,8 +292,8 @@ class AugmentSpec:
 
     def writing(self) -> AugmentSpec:
         """Only the ops that change how a digit is written (`WRITING_OPS`: the hand's slant, size, position and
-        wobble, condensed digits, a 1's flag, a 7's bar, the pen's width), none of the clutter, optics, lighting,
-        sensor or occlusion ops, and no mirroring (a mirrored digit is not a digit)."""
+        wobble, condensed or size-normalised digits, a 1's flag, a 7's bar, the pen's width), none of the clutter,
+        optics, lighting, sensor or occlusion ops, and no mirroring (a mirrored digit is not a digit)."""
         return AugmentSpec(**{name: getattr(self, name) for name in WRITING_OPS})
 
     @property
@@ -402,6 +438,38 @@ def affine_grid(spec: AugmentSpec, count: int, generator: torch.Generator) -> to
         width = uniform(generator, count, 1 - spec.narrow, 1).view(count, 1, 1)
         grid = torch.stack([grid[..., 0] / width, grid[..., 1]], -1)
     return grid
+
+
+def squared_grid(grid: torch.Tensor, images: torch.Tensor, probability: float, generator: torch.Generator):
+    """`grid` reading, in a `probability` share of samples, an image whose ink box was first stretched about its
+    centre towards a square: the short side grows by (long / short) ** t, t ~ U(1/2, 1) (t = 1: a square)."""
+    count = images.shape[0]
+    chosen = torch.rand(count, generator=generator) < probability
+    reach = uniform(generator, count, 0.5, 1)
+    top, bottom, left, right, _ = (edge.cpu() for edge in ink_box(images))
+    inked = chosen & (bottom >= top)
+    # The box's centre and half-sides in grid units ([-1, 1] across the image, pixel edges included).
+    size = torch.stack([right - left + 1, bottom - top + 1], -1).clamp_min(1) / IMAGE_SIZE
+    centre = torch.stack([left + right + 1, top + bottom + 1], -1) / IMAGE_SIZE - 1
+    shrink = (size / size.amax(-1, keepdim=True)) ** reach[:, None]  # 1 on the long side
+    shrink = torch.where(inked[:, None], shrink, 1.0).to(grid.device)[:, None, None, :]
+    centre = centre.to(grid.device)[:, None, None, :]
+    return centre + (grid - centre) * shrink
+
+
+def coarse_scans(images: torch.Tensor, probability: float, generator: torch.Generator) -> torch.Tensor:
+    """In a `probability` share of samples, the image area-sampled down to `LOW_RESOLUTION_SIDES` pixels across
+    the 20-pixel digit box (uniform whole numbers) and enlarged back bicubically."""
+    count = images.shape[0]
+    chosen = torch.rand(count, generator=generator) < probability
+    low, high = LOW_RESOLUTION_SIDES
+    sides = torch.randint(low, high + 1, (count,), generator=generator)
+    images = images.clone()
+    for side in sides[chosen].unique().tolist():
+        which = (chosen & (sides == side)).nonzero()[:, 0].to(images.device)
+        small = F.interpolate(images[which], size=round(IMAGE_SIZE * side / 20), mode="area")
+        images[which] = F.interpolate(small, size=IMAGE_SIZE, mode="bicubic", align_corners=False).clamp(0, 1)
+    return images
 
 
 def gaussian_blur(images: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
@@ -641,10 +709,10 @@ def augment_batch(
 ) -> torch.Tensor:
     """Random transforms of float images (N, 1, 28, 28) in [0, 1]; random draws come from `generator`
     (on the CPU, so a seed gives the same samples on any device). The written forms of some digits first
-    (`flag1`, `cross7`: they need the digits' `labels`), then the hand (shape), the pen (width, stray lines),
-    optics (blur), lighting, sensor (noise, salt and pepper) and occlusion; a `plain` share of the
-    samples then gets back its shape-only version. An op that is off draws
-    nothing, so adding ops never changes the samples of a spec without them."""
+    (`flag1`, `cross7`: they need the digits' `labels`), then the hand and the scanner's framing (shape), the pen
+    (width, stray lines), optics (blur, coarse scans), lighting, sensor (noise, salt and pepper) and occlusion; a
+    `plain` share of the samples then gets back its shape-only version. An op that is off draws nothing, so adding
+    ops never changes the samples of a spec without them."""
     if spec.is_identity:
         return images
     count, device = images.shape[0], images.device
@@ -654,6 +722,8 @@ def augment_batch(
         images = written_forms(images, labels, spec, generator)
     if spec.is_geometric:
         grid = affine_grid(spec, count, generator).to(device)
+        if spec.square:
+            grid = squared_grid(grid, images, spec.square, generator)
         images = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     shaped = images
     if spec.thickness:
@@ -666,6 +736,8 @@ def augment_batch(
         images = scribbles(images, spec.strokes, generator)
     if spec.blur:
         images = gaussian_blur(images, torch.rand(count, generator=generator) * spec.blur)
+    if spec.lowres:
+        images = coarse_scans(images, spec.lowres, generator)
     if spec.gamma or spec.contrast or spec.brightness:
         images = lighting(images, spec, generator)
     if spec.noise:

@@ -231,6 +231,8 @@ NEW_OPS = {
     "contrast": 0.5,
     "gamma": 1.0,
     "saltpepper": 0.2,
+    "square": 1.0,
+    "lowres": 1.0,
 }
 
 
@@ -357,6 +359,37 @@ def test_narrow_shrinks_the_width_and_keeps_the_height():
     heights = out.any(2).sum(1).float()
     assert (widths <= 16).all() and widths.min() < 12 and (widths >= 7).all()
     assert (heights - 20).abs().max() <= 1
+
+
+def test_square_stretches_a_narrow_stroke_towards_its_height_about_its_centre():
+    images = torch.zeros(64, 28, 28, dtype=torch.uint8)
+    images[:, 4:24, 12:16] = 255  # a 1's stem, 4x20
+    out = augment_images(images, "square=1", seed=0)[:, 0] > 0.5
+    widths, heights = out.any(1).sum(1).float(), out.any(2).sum(1).float()
+    assert (heights - 20).abs().max() <= 1, "the long side stays"
+    assert widths.min() >= 8 and widths.max() >= 18, "half to all of the way to a square (sqrt(20*4) ~ 9)"
+    columns = torch.arange(28.0)
+    centres = (out.any(1).float() * columns).sum(1) / widths
+    assert (centres - 13.5).abs().max() <= 1, "stretched about the stem's centre"
+    some = augment_images(images, "square=0.5", seed=0)[:, 0] > 0.5
+    assert 0.2 < (some.any(1).sum(1) > 5).float().mean() < 0.8, "a 0.5 share is stretched"
+    blank = torch.zeros(4, 28, 28, dtype=torch.uint8)
+    assert augment_images(blank, "square=1", seed=0).abs().sum() == 0, "an image without ink stays blank"
+
+
+def test_lowres_resamples_coarsely_and_keeps_the_digits_place():
+    images = digit_batch(64)
+    clean = to_float_images(images)
+    out = augment_images(images, "lowres=1", seed=0)
+    assert out.shape == clean.shape and out.min() >= 0 and out.max() <= 1
+    changed = (out - clean).abs().sum((1, 2, 3))
+    assert (changed > 5).all(), "every digit is resampled"
+    assert (out[:, 0, 6:22, 10:14].mean((1, 2)) > 0.5).all(), "the stem stays where it was"
+    # Coarse sampling leaves blurred edges: grey levels that the clean digit does not have.
+    greys = ((out > 0.15) & (out < 0.85)).sum((1, 2, 3))
+    assert (greys > 10).all()
+    half = augment_images(images, "lowres=0.5", seed=1)
+    assert 0.2 < ((half - clean).abs().sum((1, 2, 3)) > 5).float().mean() < 0.8
 
 
 def test_the_max_filter_is_max_pooling_exactly():
