@@ -351,14 +351,19 @@ def printed_lines(mask: np.ndarray, candidates: np.ndarray, strength: np.ndarray
 
 def despeckle(mask: np.ndarray, width: float) -> np.ndarray:
     """Drop specks (far smaller than a stroke's width squared) and the leftovers of printed lines that the
-    line removal missed: long thin components that run into the picture's edge."""
+    line removal missed: long thin components that run into the picture's edge, unless nothing else is left
+    (then the largest is the writing)."""
     _, labels, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
     left, top, across, down, area = stats.T
     rows, columns = mask.shape
     at_edge = (left == 0) | (top == 0) | (left + across == columns) | (top + down == rows)
     sliver = at_edge & (np.maximum(across, down) > SLIVER * np.maximum(np.minimum(across, down), width))
-    keep = (area >= max(3.0, SPECK_AREA * width * width)) & ~sliver
-    keep[0] = False
+    sizeable = area >= max(3.0, SPECK_AREA * width * width)
+    sizeable[0] = False
+    keep = sizeable & ~sliver
+    if not keep.any() and sizeable.any():
+        # Slivers alone: no printed line's leftover beside writing but the writing itself, a 1 cropped to its ink.
+        keep[np.argmax(np.where(sizeable, area, 0))] = True
     return keep[labels]
 
 

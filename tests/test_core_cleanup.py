@@ -182,3 +182,16 @@ def test_a_marker_digit_whose_brightness_classes_are_one_piece_each_is_dark_on_l
     cv2.polylines(digit, [np.array(strokes, np.int32)], False, 255, 2)
     photo = digit_photo(digit, label, np.random.default_rng(seed), bold=True)
     assert clean_up(photo.image).dark_on_light
+
+
+def test_a_one_cropped_to_a_narrow_strip_is_its_writing_not_a_lines_leftover():
+    # A 1 cropped to its ink on a photo six times taller than wide: the stroke runs from edge to edge and is as
+    # long as six times the strip's width, the shape of a printed line's leftover, and nothing else is there.
+    image = paper(200, 32, gradient=0.1)
+    cv2.line(image, (10, 0), (22, 199), 0.2, 7)
+    cleaned = clean_up(image)
+    assert cleaned.dark_on_light and cleaned.mask.mean() > 0.15
+    prepared = prepare(image)
+    assert prepared.readable, prepared.problem
+    digit = prepared.digit.numpy()
+    assert (digit[5:23].max(1) > 0.5).all() and digit[:, :8].max() < 0.1 and digit[:, 20:].max() < 0.1  # MNIST's 1
