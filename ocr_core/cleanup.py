@@ -37,6 +37,7 @@ BORDER_MAJORITY = 0.7  # a brightness class holding this share of the border is 
 # Hysteresis: ink connected to certain ink is kept down to this share of the strong threshold (over the paper);
 # without a margin (a smoothly enlarged scan, a cropped digit) half would fatten the strokes into their blur.
 HYSTERESIS = {True: 0.5, False: 0.7}
+WRITING_SPAN = 0.8  # writing (its largest piece) across this share of the picture may be cropped to its ink
 WRITING_AT_EDGE = 0.25  # a component this share of the largest one's size, at the edge, is writing there
 PAPER_FIT_ROUNDS, PAPER_FIT_SIGMAS = 3, 3.0  # refits of the paper's surface, each without the pixels this many
 # deviations on the ink's side of the last one
@@ -387,7 +388,20 @@ def lacks_paper_margin(result: CleanUp) -> bool:
     mask, grey = result.mask, result.grey
     if result.empty:
         return True
-    _, labels, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
+
+    def pieces(of: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return cv2.connectedComponentsWithStats(of.view(np.uint8), connectivity=8)[1:3]
+
+    labels, stats = pieces(mask)
+    writing = stats[1 + np.argmax(stats[1:, cv2.CC_STAT_AREA])]
+    span = max(writing[cv2.CC_STAT_HEIGHT] / mask.shape[0], writing[cv2.CC_STAT_WIDTH] / mask.shape[1])
+    if result.lines.any() and span >= WRITING_SPAN:
+        # A removed line as dark as the writing is writing for this test (a 7's bar cropped to the ink crossed
+        # the picture and went as ruling, so the rest of the 7 seemed to have a margin of paper).
+        count, pieces_of_lines = cv2.connectedComponents(result.lines.view(np.uint8), connectivity=8)
+        dark = LINE_AS_STROKE * float(np.median(result.ink[mask]))
+        strong = [n for n in range(1, count) if np.median(result.ink[pieces_of_lines == n]) >= dark]
+        labels, stats = pieces(mask | np.isin(pieces_of_lines, strong))
     at_edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
     areas = stats[1:, cv2.CC_STAT_AREA]
     if (stats[at_edge[at_edge > 0], cv2.CC_STAT_AREA] >= WRITING_AT_EDGE * areas.max()).any():

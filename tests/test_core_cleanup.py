@@ -195,3 +195,15 @@ def test_a_one_cropped_to_a_narrow_strip_is_its_writing_not_a_lines_leftover():
     assert prepared.readable, prepared.problem
     digit = prepared.digit.numpy()
     assert (digit[5:23].max(1) > 0.5).all() and digit[:, :8].max() < 0.1 and digit[:, 20:].max() < 0.1  # MNIST's 1
+
+
+def test_a_tight_seven_whose_bar_looks_like_ruling_is_cleaned_without_a_margin():
+    # A 7 cropped to its bar, whose stem stops just above the bottom: with a margin assumed, the bar crossing the
+    # picture went as ruling and the stem alone seemed to have paper around it, so no margin-less pass was tried.
+    image = paper(120, 90)
+    cv2.line(image, (0, 5), (89, 5), 0.15, 5)
+    cv2.line(image, (85, 5), (40, 112), 0.15, 5)
+    cleaned = clean_up(image)
+    assert cleaned.dark_on_light
+    bar = cleaned.mask[: round(10 * cleaned.scale), :]
+    assert bar.any(0).mean() > 0.9
