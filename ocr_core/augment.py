@@ -448,7 +448,7 @@ def squared_grid(grid: torch.Tensor, images: torch.Tensor, probability: float, g
     reach = uniform(generator, count, 0.5, 1)
     top, bottom, left, right, _ = (edge.cpu() for edge in ink_box(images))
     inked = chosen & (bottom >= top)
-    # The box's centre and half-sides in grid units ([-1, 1] across the image, pixel edges included).
+    # The box's centre in grid units ([-1, 1] across the image, pixel edges included), and its sides (their ratio).
     size = torch.stack([right - left + 1, bottom - top + 1], -1).clamp_min(1) / IMAGE_SIZE
     centre = torch.stack([left + right + 1, top + bottom + 1], -1) / IMAGE_SIZE - 1
     shrink = (size / size.amax(-1, keepdim=True)) ** reach[:, None]  # 1 on the long side
