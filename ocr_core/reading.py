@@ -62,7 +62,9 @@ MAX_JOINED = 3
 SEPARATORS = {"-": "dash", "/": "slash", ":": "colon", ".": "period", ",": "comma"}
 MARK_GAP = 0.08  # a period or comma is at least this many digit heights from the digits beside it
 DASH_WIDTH = (0.25, 1.2)  # a dash is this many digit heights wide ...
-DASH_HEIGHT = 0.25  # ... at most this high, and lies at mid-height
+DASH_HEIGHT = 0.25  # ... at most this high, and lies at mid-height: its middle this share of the writing's
+# height above the baseline (higher, a flat stroke is a 5's or a 7's bar written apart from its digit)
+DASH_BAND = (0.2, 0.7)
 # A slash leans at least this far from vertical (dx/dy: about 31 degrees) as written, and half of it once the
 # writing's slant is undone: with 0.4 (22 degrees) the slanted 1s of held-out numbers read as slashes
 # (4 digits apart 96.7% -> 79%).
@@ -665,7 +667,7 @@ def separators(parts: list[Component], height: float, baseline: float, slant: fl
             alone
             and DASH_WIDTH[0] * height <= part.width <= DASH_WIDTH[1] * height
             and part.height <= min(DASH_HEIGHT * height, part.width / 2)
-            and baseline - 0.8 * height <= middle <= baseline - 0.2 * height
+            and baseline - DASH_BAND[1] * height <= middle <= baseline - DASH_BAND[0] * height
         ):
             found[index] = "-"
         elif READ_SLASHES and alone and part.height >= 0.7 * height and part.width >= 0.25 * height:

@@ -475,6 +475,20 @@ def test_separators_are_characters_of_the_text_with_boxes(marks):
     assert len(reading.digits) == len(marks) + 1, "no separator glued to a digit"
 
 
+def test_a_fives_bar_written_apart_is_no_dash():
+    # A 5 written a little short, its top bar apart from its body and reaching right: a flat stroke three
+    # quarters of the writing's height up used to be a dash (held-out 8057 read 805-7, 1 5 1 read 15-1).
+    image, pen = sheet(700, 240)
+    one(pen, 80)
+    pen.line([(260, 100), (255, 155)], fill=INK, width=12)
+    pen.arc([245, 140, 335, 195], start=-150, end=140, fill=INK, width=12)
+    pen.line([(300, 100), (385, 100)], fill=INK, width=12)
+    one(pen, 500)
+    reading = read_number(np.asarray(image), best(), calibration(), shipped_pair_reader())
+    assert reading.text == "151"
+    assert not [mark for mark in reading.marks if mark.character]
+
+
 def test_a_colon_written_at_a_lean_is_a_colon():
     # hh:mm in italic writing: the upper dot sits a dot's width and more right of the lower one (they used to
     # have to overlap, and the time 14:30 read as 14.30)
