@@ -62,8 +62,9 @@ MAX_JOINED = 3
 SEPARATORS = {"-": "dash", "/": "slash", ":": "colon", ".": "period", ",": "comma"}
 MARK_GAP = 0.08  # a period or comma is at least this many digit heights from the digits beside it
 DASH_WIDTH = (0.25, 1.2)  # a dash is this many digit heights wide ...
-DASH_HEIGHT = 0.25  # ... at most this high, and lies at mid-height: its middle this share of the writing's
-# height above the baseline (higher, a flat stroke is a 5's or a 7's bar written apart from its digit)
+DASH_HEIGHT = 0.25  # ... at most this high ...
+# ... and lies at mid-height: its middle between these shares of the writing's height above the baseline
+# (higher, a flat stroke is a 5's or a 7's bar written apart from its digit)
 DASH_BAND = (0.2, 0.7)
 # A slash leans at least this far from vertical (dx/dy: about 31 degrees) as written, and half of it once the
 # writing's slant is undone: with 0.4 (22 degrees) the slanted 1s of held-out numbers read as slashes
