@@ -23,13 +23,17 @@ from ocr_core.preprocess import prepare_digit
 from ocr_core.reading import (
     one_thread,
     CALIBRATED_CUTS,
+    CROWD_PENALTY,
     UNCALIBRATED_CUTS,
     Component,
+    Unit,
+    candidate_units,
     components,
     deskew_transform,
     plausibility_cost,
     read_number,
     split_options,
+    unit_scores,
 )
 
 SHIPPED = PROJECT_DIR / "checkpoints"
@@ -283,6 +287,33 @@ def test_a_cut_leaving_a_low_piece_pays_more_the_lower_it_is():
     assert cost(95) == pytest.approx(cut_penalty)
     assert cost(40) > cost(55) > cost(65) > cost(75) == pytest.approx(cut_penalty)
     assert plausibility_cost([block(0, 50, 40)], 100.0, cut_penalty) == 0.0, "a whole glyph is no cut"
+
+
+def test_a_glyph_as_wide_as_its_neighbours_pays_to_be_read_as_several_digits():
+    """A wide 7 read "17", a 6 cut into "13": a glyph about as wide as the line's other glyphs is one digit
+    more likely than two, so its cuts and its pair reading cost more; one twice as wide (a touching pair)
+    does not, nor does any glyph of a line too short to compare with."""
+    height = 100.0
+    line = [block(0, 75, 100), block(100, 75, 100), block(200, 80, 100), block(300, 150, 100)]
+
+    def extra_costs(glyphs: list[Component], index: int) -> tuple[set[float], set[float]]:
+        """The costs beyond the pieces' plausibility of the glyph's whole readings and of its splits."""
+        whole, splits = set(), set()
+        for unit in candidate_units(glyphs, height, CALIBRATED_CUTS, pairs=True):
+            if unit.start == index and unit.stop == index + 1:
+                plausibility = plausibility_cost(unit.pieces, height, CALIBRATED_CUTS.cut_penalty) if unit.pieces else 0
+                extra = round(unit.cost(height, CALIBRATED_CUTS) - plausibility, 6)
+                (splits if unit.pair or len(unit.pieces) > 1 else whole).add(extra)
+        return whole, splits
+
+    assert extra_costs(line, 2) == ({0.0}, {CROWD_PENALTY}), "read whole, it costs nothing more"
+    assert extra_costs(line, 3) == ({0.0}, {0.0}), "twice a digit's width: a touching pair costs no more"
+    assert extra_costs(line[2:], 0) == ({0.0}, {0.0}), "one neighbour is too few to compare with"
+    pair_rows = np.full((2, 101), 0.5 / 100, np.float32)
+    pair_rows[:, 17] = 0.5
+    pairs = [Unit(0, 1, [], pair=True, crowded=True), Unit(0, 1, [], pair=True)]
+    crowded, free = unit_scores(pairs, np.zeros((0, 10)), None, pair_rows, height, CALIBRATED_CUTS)
+    assert free - crowded == pytest.approx(CROWD_PENALTY), "the pair reading pays too"
 
 
 def test_a_broken_digit_stays_one_digit():
