@@ -119,18 +119,19 @@ def odd(value: float) -> int:
     return max(3, int(value) // 2 * 2 + 1)
 
 
-def paper_level(
-    grey: np.ndarray, strokes: tuple[bool, np.ndarray] | None = None, fit_wide_strokes: bool = False
-) -> np.ndarray:
+def paper_level(grey: np.ndarray, strokes: tuple[bool, np.ndarray] | None = None, fit: bool = False) -> np.ndarray:
     """The paper's brightness at each pixel: a median over windows much wider than a stroke (ink is a
     minority in each), on a shrunken copy, enlarged again (the lighting varies smoothly). Where ink may be
     the majority of a window (a marker's digit, a digit cropped to its ink), `strokes` (dark_on_light, the
     light class of `two_classes`) closes the dark strokes over (opens light ones away) first, with a kernel
     from their width on the shrunken copy: a grey closing removes only features narrower than its kernel and
     keeps a shadow's edge where it is. Strokes wider than the window (a marker's 1 on a narrow photo) are
-    closed over only up to it, so the median is the stroke itself; with `fit_wide_strokes` (the no-margin
-    pass) their paper is `fitted_paper` instead. The margin test keeps the capped closing: there, a hard
-    shadow's class would count as a wide stroke."""
+    closed over only up to it, so the median is the stroke itself; with `fit` (the no-margin pass) their
+    paper is `fitted_paper` instead, and so is dark paper's always: light strokes on dark are a scan, a
+    screen or a board, not a photo of ruled paper under hard shadows, and a smoothly enlarged scan's blurred
+    strokes fill whole windows, whose median then hollowed a loop out (held-out low-res scans 95.75 ->
+    96.50%; fitting light paper too kept grid lines as strokes: tight crops 95.00 -> 94.50%). The margin
+    test keeps the capped closing: there, a hard shadow's class would count as a wide stroke."""
     height, width = grey.shape
     small = shrink_to(grey, BACKGROUND_SIDE)
     window = odd(min(small.shape) * BACKGROUND_WINDOW)
@@ -138,7 +139,7 @@ def paper_level(
     if strokes is not None:
         dark_on_light, light = strokes
         side = odd(2 * stroke_width(~light if dark_on_light else light) + 3)
-        if fit_wide_strokes and side > window:
+        if fit and (side > window or not dark_on_light):
             paper = fitted_paper(small, dark_on_light, light)
             return cv2.resize(paper, (width, height), interpolation=cv2.INTER_LINEAR)
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (min(side, window),) * 2)
@@ -218,7 +219,7 @@ def normalise_illumination(grey: np.ndarray, margin: bool = True) -> tuple[np.nd
         darker, lighter = np.percentile(sample(residual), [0.5, 99.5])
         dark_on_light = bool(-darker > lighter)
     if not margin:
-        paper = paper_level(grey, (dark_on_light, light), fit_wide_strokes=True)
+        paper = paper_level(grey, (dark_on_light, light), fit=True)
     # (light ink is not scaled up by the paper's darkness: over light paper that would turn noise into ink)
     ink = 1 - grey / np.maximum(paper, 0.05) if dark_on_light else grey - paper
     return np.clip(ink, 0, 1).astype(np.float32), dark_on_light
