@@ -471,6 +471,19 @@ def test_a_decimal_point_is_part_of_the_text_and_an_underline_is_not():
     assert 330 <= dot.box[0] <= 350 and dot.character == "."
 
 
+def test_the_crumb_of_a_broken_stroke_is_no_decimal_point():
+    # A 3 whose pen lifted near the end: the lower arc's tail lies apart, small and on the line, like a
+    # period, but it is a thin curve, not a blob (held-out 2773 read 277.3)
+    image, pen = sheet(560, 240)
+    one(pen, 100)
+    pen.arc([260, 50, 360, 125], start=-170, end=90, fill=INK, width=12)
+    pen.arc([255, 115, 365, 190], start=-90, end=100, fill=INK, width=12)
+    pen.arc([255, 115, 365, 190], start=135, end=170, fill=INK, width=12)  # the tail
+    reading = read_number(np.asarray(image), best(), calibration(), shipped_pair_reader())
+    assert reading.text == "13"
+    assert [mark.character for mark in reading.marks] == [None], "the tail is reported as a mark, not text"
+
+
 def separated(marks) -> tuple[np.ndarray, str]:
     """'1', '7', '0' digits 220 px apart with a separator drawn in each gap."""
     image, pen = sheet(220 * (len(marks) + 1) + 80, 240)
