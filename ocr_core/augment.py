@@ -83,7 +83,8 @@ AUGMENT_OPS: dict[str, AugmentOp] = {
             0.6,
             0.05,
             0.3,
-            "max share by which a digit's width shrinks (condensed, tall writing; the height stays)",
+            "max share by which a digit's width shrinks (condensed, tall writing; the height stays); labelled 7s "
+            "keep their width: a narrowed 7's short bar over a long stem is a flagged 1's shape",
         ),
         AugmentOp(
             "square",
@@ -405,8 +406,11 @@ def resized_crop(
     return centre, size / IMAGE_SIZE
 
 
-def affine_grid(spec: AugmentSpec, count: int, generator: torch.Generator) -> torch.Tensor:
-    """Sampling grid (N, 28, 28, 2) mapping each output pixel to where it reads the input."""
+def affine_grid(
+    spec: AugmentSpec, count: int, generator: torch.Generator, full_width: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Sampling grid (N, 28, 28, 2) mapping each output pixel to where it reads the input; `full_width` marks
+    the samples `narrow` leaves their width."""
     angle = torch.deg2rad(uniform(generator, count, -spec.rotate, spec.rotate))
     shear = torch.tan(torch.deg2rad(uniform(generator, count, -spec.shear, spec.shear)))
     zoom = uniform(generator, count, *spec.scale)
@@ -435,7 +439,10 @@ def affine_grid(spec: AugmentSpec, count: int, generator: torch.Generator) -> to
         field = F.interpolate(coarse, size=(IMAGE_SIZE, IMAGE_SIZE), mode="bicubic", align_corners=True)
         grid = grid + field.permute(0, 2, 3, 1)
     if spec.narrow:  # drawn last, so specs without it keep their samples
-        width = uniform(generator, count, 1 - spec.narrow, 1).view(count, 1, 1)
+        width = uniform(generator, count, 1 - spec.narrow, 1)
+        if full_width is not None:
+            width = torch.where(full_width.cpu(), 1.0, width)
+        width = width.view(count, 1, 1)
         grid = torch.stack([grid[..., 0] / width, grid[..., 1]], -1)
     return grid
 
@@ -721,7 +728,8 @@ def augment_batch(
             raise ConfigError("the augmentations flag1 and cross7 need the digits' labels")
         images = written_forms(images, labels, spec, generator)
     if spec.is_geometric:
-        grid = affine_grid(spec, count, generator).to(device)
+        sevens = labels == 7 if labels is not None else None
+        grid = affine_grid(spec, count, generator, sevens).to(device)
         if spec.square:
             grid = squared_grid(grid, images, spec.square, generator)
         images = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)

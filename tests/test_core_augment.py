@@ -361,6 +361,16 @@ def test_narrow_shrinks_the_width_and_keeps_the_height():
     assert (heights - 20).abs().max() <= 1
 
 
+def test_narrow_leaves_sevens_their_width():
+    images = torch.zeros(16, 28, 28, dtype=torch.uint8)
+    images[:, 4:24, 6:22] = 255
+    labels = torch.tensor([7, 3] * 8)
+    out = augment_images(images, "narrow=0.5", seed=0, labels=labels)[:, 0] > 0.5
+    widths = out.any(1).sum(1)
+    assert (widths[labels == 7] == 16).all(), "a 7's bar keeps its length"
+    assert widths[labels == 3].min() < 12, "the other digits narrow"
+
+
 def test_square_stretches_a_narrow_stroke_towards_its_height_about_its_centre():
     images = torch.zeros(64, 28, 28, dtype=torch.uint8)
     images[:, 4:24, 12:16] = 255  # a 1's stem, 4x20
