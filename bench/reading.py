@@ -1,5 +1,6 @@
-"""`python -m bench.reading [--quick] [--run NAME] [--digits test|holdout] [--seed N]`: how well the OCR
-clean-up and the number reader work, printed as a Markdown table (progress on stderr).
+"""`python -m bench.reading [--quick] [--run NAME] [--digits test|holdout] [--seed N] [--sets kinds,numbers]
+[--kind-count N] [--number-count N]`: how well the OCR clean-up and the number reader work, printed as a
+Markdown table (progress on stderr).
 
 - single-digit photos (bench.photos: paper kinds, inks, pens, light, blur, noise, JPEG) through
   `prepare_digit`, as Draw's Upload and `predict` do;
@@ -37,6 +38,7 @@ from ocr_core.preprocess import prepare, prepare_digit
 from ocr_core.reading import read_number
 
 HOLDOUT = 5000
+SETS = ("photos", "kinds", "canvas", "numbers", "timing")
 
 
 def progress(message: str) -> None:
@@ -134,7 +136,82 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--uncalibrated", action="store_true", help="read numbers without the run's calibration (no not-a-digit signal)"
     )
     parser.add_argument("--no-pairs", action="store_true", help="read numbers without the pair reader (cuts only)")
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--sets",
+        default=",".join(SETS),
+        help=f"comma-separated sets to measure, of {', '.join(SETS)} (default: all); candidates are compared on "
+        "`--digits holdout --sets kinds,numbers` with larger counts",
+    )
+    parser.add_argument("--kind-count", type=int, help="digits per single-digit kind (default: 200, 30 with --quick)")
+    parser.add_argument("--number-count", type=int, help="numbers per number set (default: 120, 20 with --quick)")
+    args = parser.parse_args(argv)
+    args.sets = {name.strip() for name in args.sets.split(",") if name.strip()}
+    if unknown := args.sets - set(SETS):
+        parser.error(f"unknown sets {', '.join(sorted(unknown))}: choose from {', '.join(SETS)}")
+    return args
+
+
+def kind_rows(model, calibration, images, labels, count: int, seed: int) -> list[tuple]:
+    """Single digits of each of SINGLE_DIGIT_KINDS through `predict`'s path, and all of them together."""
+    rows = []
+    kind_targets = {"tight": 0.96, "low-res": 0.96}
+    results = {}
+    for offset, kind in enumerate(SINGLE_DIGIT_KINDS):
+        progress(f"single digits through predict: {kind} ({count})")
+        photos = digit_photos(images, labels, count, seed + 10 * offset, kind)
+        results[kind] = (*predict_accuracy(model, calibration, photos), len(photos))
+    for kind, (accuracy, flagged, size) in results.items():
+        target = kind_targets.get(kind)
+        rows.append(
+            (
+                f"single digits through predict: {kind}, {size}",
+                f"{accuracy:.2%}",
+                f"{flagged:.1%} flagged not a digit (or no ink)",
+                f"≥ {target:.0%}" if target else "",
+                accuracy >= target if target else None,
+            )
+        )
+    total = sum(size for _, _, size in results.values())
+    overall = sum(accuracy * size for accuracy, _, size in results.values()) / total
+    flagged = sum(flag * size for _, flag, size in results.values()) / total
+    rows.append(
+        (
+            f"single digits through predict: all the classes above, {total}",
+            f"{overall:.2%}",
+            f"{flagged:.1%} flagged not a digit (target ≤ 2%)",
+            "≥ 97%",
+            overall >= 0.97 and flagged <= 0.02,
+        )
+    )
+    return rows
+
+
+def number_rows(model, calibration, pair_model, images, labels, count: int, seed: int) -> list[tuple]:
+    """Numbers of each kind through `read_number`: whole strings right, and digits right."""
+    rows = []
+    number_sets = [
+        ("4 digits apart, plain paper", {"lengths": (4,)}, 0.97),
+        ("4 digits, one touching pair", {"lengths": (4,), "touching": True}, 0.85),
+        ("2-8 digits apart", {"lengths": tuple(range(2, 9))}, None),
+        ("4 digits apart, any paper", {"lengths": (4,), "papers": PAPERS}, None),
+        ("numbers with separators (. , - / :)", {"separated": True}, None),
+        ("two- and three-line lists of 2-4 digits", {"lengths": (2, 3, 4), "lines": (2, 3)}, None),
+    ]
+    for offset, (name, options, target) in enumerate(number_sets):
+        progress(f"numbers: {name} ({count})")
+        photos = number_photos(images, labels, count, seed + 100 * (offset + 1), **{"papers": ("plain",), **options})
+        strings, digits, median, flagged = number_accuracy(model, photos, calibration, pair_model)
+        rows.append(
+            (
+                f"numbers: {name}, {count}",
+                f"{strings:.2%}",
+                f"digit accuracy {digits:.2%}; {median:.0f} ms median"
+                + (f"; {flagged:.1%} of digits flagged not a digit" if calibration else ""),
+                f"≥ {target:.0%}" if target else "",
+                strings >= target if target else None,
+            )
+        )
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -146,112 +223,66 @@ def main(argv: list[str] | None = None) -> int:
         images, labels = data.train_images.numpy()[-HOLDOUT:], data.train_labels.numpy()[-HOLDOUT:]
     seed = args.seed if args.seed is not None else (1 if args.digits == "test" else 0)
     photo_count, canvas_count, number_count, timing_count = (60, 200, 20, 5) if args.quick else (400, 500, 120, 10)
+    kind_count = args.kind_count or photo_count // 2
+    number_count = args.number_count or number_count
     store = RunStore()
     model = folded_for_inference(store.load(args.run)[0])
     calibration = None if args.uncalibrated else calibration_of(store.info(args.run).metadata)
     pair_model = None if args.no_pairs else shipped_pair_reader()
     rows = []
 
-    progress(f"single-digit photos ({photo_count})")
-    accuracy, per_kind, milliseconds = digit_photo_accuracy(model, digit_photos(images, labels, photo_count, seed))
-    kinds = ", ".join(f"{kind} {value:.1%}" for kind, value in per_kind.items())
-    rows.append(
-        (
-            f"single-digit photos, {photo_count}",
-            f"{accuracy:.2%}",
-            f"{kinds}; {milliseconds:.0f} ms each",
-            "≥ 97%",
-            accuracy >= 0.97,
-        )
-    )
-
-    # Single digits through `predict` (calibrated), by class: issue 17's targets.
-    kind_targets = {"tight": 0.96, "low-res": 0.96}
-    kind_count = photo_count // 2
-    results = {}
-    for offset, kind in enumerate(SINGLE_DIGIT_KINDS):
-        progress(f"single digits through predict: {kind} ({kind_count})")
-        photos = digit_photos(images, labels, kind_count, seed + 10 * offset, kind)
-        results[kind] = (*predict_accuracy(model, calibration, photos), len(photos))
-    for kind, (accuracy, flagged, count) in results.items():
-        target = kind_targets.get(kind)
+    if "photos" in args.sets:
+        progress(f"single-digit photos ({photo_count})")
+        accuracy, per_kind, milliseconds = digit_photo_accuracy(model, digit_photos(images, labels, photo_count, seed))
+        kinds = ", ".join(f"{kind} {value:.1%}" for kind, value in per_kind.items())
         rows.append(
             (
-                f"single digits through predict: {kind}, {count}",
+                f"single-digit photos, {photo_count}",
                 f"{accuracy:.2%}",
-                f"{flagged:.1%} flagged not a digit (or no ink)",
-                f"≥ {target:.0%}" if target else "",
-                accuracy >= target if target else None,
+                f"{kinds}; {milliseconds:.0f} ms each",
+                "≥ 97%",
+                accuracy >= 0.97,
             )
         )
-    total = sum(count for _, _, count in results.values())
-    overall = sum(accuracy * count for accuracy, _, count in results.values()) / total
-    flagged = sum(flag * count for _, flag, count in results.values()) / total
-    rows.append(
-        (
-            f"single digits through predict: all the classes above, {total}",
-            f"{overall:.2%}",
-            f"{flagged:.1%} flagged not a digit (target ≤ 2%)",
-            "≥ 97%",
-            overall >= 0.97 and flagged <= 0.02,
-        )
-    )
 
-    progress(f"canvas drawings ({canvas_count})")
-    accuracy, median, slow = canvas_accuracy(model, images[:canvas_count], labels[:canvas_count])
-    rows.append(
-        (
-            f"MNIST digits drawn on the canvas, {canvas_count}",
-            f"{accuracy:.2%}",
-            f"prepare_digit {median:.1f} ms median, {slow:.1f} ms p95",
-            "≥ 98%",
-            accuracy >= 0.98,
-        )
-    )
+    if "kinds" in args.sets:  # single digits through `predict` (calibrated), by class: issue 17's targets
+        rows += kind_rows(model, calibration, images, labels, kind_count, seed)
 
-    number_sets = [
-        ("4 digits apart, plain paper", {"lengths": (4,)}, 0.97),
-        ("4 digits, one touching pair", {"lengths": (4,), "touching": True}, 0.85),
-        ("2-8 digits apart", {"lengths": tuple(range(2, 9))}, None),
-        ("4 digits apart, any paper", {"lengths": (4,), "papers": PAPERS}, None),
-        ("numbers with separators (. , - / :)", {"separated": True}, None),
-        ("two- and three-line lists of 2-4 digits", {"lengths": (2, 3, 4), "lines": (2, 3)}, None),
-    ]
-    for offset, (name, options, target) in enumerate(number_sets):
-        progress(f"numbers: {name} ({number_count})")
-        photos = number_photos(
-            images, labels, number_count, seed + 100 * (offset + 1), **{"papers": ("plain",), **options}
-        )
-        strings, digits, median, flagged = number_accuracy(model, photos, calibration, pair_model)
+    if "canvas" in args.sets:
+        progress(f"canvas drawings ({canvas_count})")
+        accuracy, median, slow = canvas_accuracy(model, images[:canvas_count], labels[:canvas_count])
         rows.append(
             (
-                f"numbers: {name}, {number_count}",
-                f"{strings:.2%}",
-                f"digit accuracy {digits:.2%}; {median:.0f} ms median"
-                + (f"; {flagged:.1%} of digits flagged not a digit" if calibration else ""),
-                f"≥ {target:.0%}" if target else "",
-                strings >= target if target else None,
+                f"MNIST digits drawn on the canvas, {canvas_count}",
+                f"{accuracy:.2%}",
+                f"prepare_digit {median:.1f} ms median, {slow:.1f} ms p95",
+                "≥ 98%",
+                accuracy >= 0.98,
             )
         )
 
-    progress(f"8-digit photos 1,000 px wide ({timing_count})")
-    photos = number_photos(images, labels, timing_count, seed + 1000, lengths=(8,), width=1000, papers=("plain",))
-    read_number(photos[0].image, model, calibration, pair_model)  # the first call creates the kernels
-    timings = []
-    for photo in photos:
-        started = time.perf_counter()
-        read_number(photo.image, model, calibration, pair_model)
-        timings.append((time.perf_counter() - started) * 1000)
-    median, slow = statistics.median(timings), statistics.quantiles(timings, n=20)[18]
-    rows.append(
-        (
-            "read an 8-digit photo, 1,000 px wide",
-            f"{median:.0f} ms median",
-            f"{slow:.0f} ms p95",
-            "≤ 150 ms",
-            median <= 150,
+    if "numbers" in args.sets:
+        rows += number_rows(model, calibration, pair_model, images, labels, number_count, seed)
+
+    if "timing" in args.sets:
+        progress(f"8-digit photos 1,000 px wide ({timing_count})")
+        photos = number_photos(images, labels, timing_count, seed + 1000, lengths=(8,), width=1000, papers=("plain",))
+        read_number(photos[0].image, model, calibration, pair_model)  # the first call creates the kernels
+        timings = []
+        for photo in photos:
+            started = time.perf_counter()
+            read_number(photo.image, model, calibration, pair_model)
+            timings.append((time.perf_counter() - started) * 1000)
+        median, slow = statistics.median(timings), statistics.quantiles(timings, n=20)[18]
+        rows.append(
+            (
+                "read an 8-digit photo, 1,000 px wide",
+                f"{median:.0f} ms median",
+                f"{slow:.0f} ms p95",
+                "≤ 150 ms",
+                median <= 150,
+            )
         )
-    )
 
     settings = f"{args.digits} digits, generator seed {seed}{' (quick)' if args.quick else ''}"
     calibrated = "calibrated" if calibration else "uncalibrated"

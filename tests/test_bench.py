@@ -100,3 +100,13 @@ def test_memory_is_read_from_the_kernels_figures_in_megabytes():
     assert "| first Draw page | 1.5 s | 420 MB | 512 MB |" in table([Phase("first Draw page", 1.5, 420.0, 512.0)])
     with pytest.raises(app_timing.Skipped, match="Linux"):
         status_mb(2**22 + 12345, "VmRSS")  # above the kernel's largest pid: no such process
+
+
+def test_reading_bench_measures_only_the_sets_asked_for():
+    from bench.reading import SETS, parse_args
+
+    assert parse_args([]).sets == set(SETS)
+    args = parse_args(["--sets", "kinds, numbers", "--kind-count", "400"])
+    assert args.sets == {"kinds", "numbers"} and args.kind_count == 400
+    with pytest.raises(SystemExit):
+        parse_args(["--sets", "kinds,letters"])
