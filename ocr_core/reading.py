@@ -73,10 +73,10 @@ DASH_BAND = (0.2, 0.7)
 # A slash is not told from a slanted 1 by its shape alone: at 0.4 and even at 0.6 from vertical, the slanted 1s
 # of held-out numbers read as slashes (4 digits apart 92.5% -> 77.5% of 40). What tells them apart is the layout
 # of a date: two straight strokes, each leaning at least SLASH_SLOPE from vertical once the writing's slant is
-# undone (the held-out dates' slashes 0.2-0.56, a median 0.42; their digits' straight strokes a median 0.2),
-# that split the line's glyphs into groups of DATE_GROUPS (d/m/yy, dd/mm/yyyy; held-out 49131667 read 49/3/667
-# while a year of 3 was allowed).
-# A lone slanted stroke (a fraction, 1/2) stays a digit: a 1 leans as much in a quarter of 4-digit numbers.
+# undone (the straight strokes of held-out dates lean 0.2-0.56, a median 0.42; those of other numbers a median
+# 0.2), that split the line's glyphs into groups of DATE_GROUPS (d/m/yy, dd/mm/yyyy; held-out 49131667 read
+# 49/3/667 while a year of 3 was allowed).
+# A lone slanted stroke (a fraction, 1/2) stays a digit: 66 strokes of 400 held-out 4-digit numbers lean as much.
 SLASH_SLOPE = 0.2
 DATE_GROUPS = ({1, 2}, {1, 2}, {2, 4})
 SLASH_ELONGATION = 3.0  # a slash is one straight stroke: its principal axes differ this much
