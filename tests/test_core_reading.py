@@ -540,6 +540,17 @@ def test_a_slanted_stroke_outside_a_dates_layout_is_read_as_a_digit(groups):
     assert len(reading.digits) == sum(map(len, groups)) + len(groups) - 1
 
 
+def test_a_comma_close_to_the_next_digit_is_a_comma_when_its_tail_drops_below_the_line():
+    # the comma's head almost touches the 0 after it, but its tail reaches well under the line, where no
+    # digit's crumb lies (held-out 40,18 read 4018)
+    image, pen = sheet(420, 260)
+    seven(pen, 40)
+    pen.line([(216, 178), (200, 222)], fill=INK, width=10)
+    ellipse(pen, [224, 50, 309, 190])
+    reading = read_number(np.asarray(image), best(), calibration(), shipped_pair_reader())
+    assert reading.text == "7,0"
+
+
 def test_a_fives_bar_written_apart_is_no_dash():
     # A 5 written a little short, its top bar apart from its body and reaching right: a flat stroke three
     # quarters of the writing's height up used to be a dash (held-out 8057 read 805-7, 1 5 1 read 15-1).
