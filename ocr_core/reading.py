@@ -677,15 +677,17 @@ def slope_from_vertical(part: Component) -> float:
 
 def date_slashes(parts: list[Component], candidates: list[int], height: float) -> list[int]:
     """The two of `candidates` (indexes of slanted strokes in `parts`) that split the line's other glyphs as
-    the slashes of a date do (DATE_GROUPS), leaning the most of such pairs; none when no pair does."""
-    rest = [part for index, part in enumerate(parts) if index not in candidates]
-    centres = [centre_x_of(glyph) for glyph in group_pieces(rest, height) if not small(glyph, height)]
+    the slashes of a date do (DATE_GROUPS), leaning the most of such pairs; none when no pair does. Glyphs
+    are counted as digits are read: pieces stacked over each other are one, and a piece lower than SHORT of
+    the digits' height (a 5's bar written apart) is none."""
     fitting = []
     for first in candidates:
         for second in candidates:
             left, right = centre_x_of(parts[first]), centre_x_of(parts[second])
             if left >= right:
                 continue
+            rest = [part for index, part in enumerate(parts) if index not in (first, second)]
+            centres = [centre_x_of(glyph) for glyph in group_pieces(rest, height) if glyph.height >= SHORT * height]
             groups = (
                 sum(x < left for x in centres),
                 sum(left < x < right for x in centres),
@@ -695,6 +697,16 @@ def date_slashes(parts: list[Component], candidates: list[int], height: float) -
                 lean = slope_from_vertical(parts[first]) + slope_from_vertical(parts[second])
                 fitting.append((lean, first, second))
     return list(max(fitting)[1:]) if fitting else []
+
+
+def digit_centres(parts: list[Component], height: float) -> list[float]:
+    """The middles of the pieces that may be digits: neither marks nor lower than SHORT of the digits' height."""
+    return [centre_x_of(part) for part in parts if part.height >= SHORT * height and not small(part, height)]
+
+
+def digits_beside(x: float, centres: list[float]) -> tuple[bool, bool]:
+    """Whether a digit stands left of `x`, and whether one stands right of it."""
+    return any(centre < x for centre in centres), any(centre > x for centre in centres)
 
 
 def separators(parts: list[Component], height: float, baseline: float) -> dict[int, str]:
@@ -815,10 +827,14 @@ def read_number(
             if character != ":":
                 box = to_input_box(transform_back, parts[index], scale, input_shape)
                 marks.append(Mark(SEPARATORS[character], box, character=character))
-        for pair in range(0, len(colon), 2):
-            box = to_input_box(transform_back, joined(colon[pair : pair + 2]), scale, input_shape)
-            marks.append(Mark("colon", box, character=":"))
         groups = group_pieces([part for index, part in enumerate(parts) if index not in found], height)
+        centres = digit_centres(groups, height)
+        for pair in range(0, len(colon), 2):
+            dots = joined(colon[pair : pair + 2])
+            box = to_input_box(transform_back, dots, scale, input_shape)
+            # hh:mm: a colon stands between digits (a speck over a crumb after the last digit is none)
+            character = ":" if all(digits_beside(centre_x_of(dots), centres)) else None
+            marks.append(Mark("colon", box, character=character))
         for group in groups:
             kind = mark_kind(group, height, baseline)
             if kind is None:
@@ -832,7 +848,10 @@ def read_number(
                     if other is not group and mark_kind(other, height, baseline) is None
                 )
                 solid = kind != "period" or np.count_nonzero(group.mask) >= PERIOD_FILL * group.mask.size
-                character = {"period": ".", "comma": ","}.get(kind) if apart and solid else None
+                # a decimal point comes before digits (.50 too), a comma between them; neither ends the number
+                left, right = digits_beside(centre_x_of(group), centres)
+                placed = right and (left or kind == "period")
+                character = {"period": ".", "comma": ","}.get(kind) if apart and solid and placed else None
                 box = to_input_box(transform_back, group, scale, input_shape)
                 marks.append(Mark(kind, box, character=character))
 

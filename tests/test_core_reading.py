@@ -540,6 +540,43 @@ def test_a_slanted_stroke_outside_a_dates_layout_is_read_as_a_digit(groups):
     assert len(reading.digits) == sum(map(len, groups)) + len(groups) - 1
 
 
+def test_a_slanted_one_in_the_year_does_not_hide_the_dates_slashes():
+    # 10/7/1071 with the year's last 1 leaning like a slash: counted among the year's digits, not left out as
+    # a would-be slash (held-out 30/46/8621 read 3014618621)
+    image, pen = sheet(1420, 240)
+    draw_number(pen, [40, 180], "10")
+    pen.line([(310, 195), (415, 45)], fill=INK, width=10)
+    draw_number(pen, [460], "7")
+    pen.line([(590, 195), (695, 45)], fill=INK, width=10)
+    draw_number(pen, [740, 880, 1020], "107")
+    pen.line([(1200, 190), (1250, 50)], fill=INK, width=12)
+    reading = read_number(np.asarray(image), best(), calibration(), shipped_pair_reader())
+    assert reading.text == "10/7/1071"
+
+
+@pytest.mark.parametrize("mark", [":", ","])
+def test_a_colon_or_comma_after_the_last_digit_is_not_text(mark):
+    # held-out 82:39 read 82:39: (a speck over a crumb of the 9); a period may lead (.70) but not end
+    image, pen = sheet(560, 240)
+    draw_number(pen, [40, 180], "70")
+    if mark == ":":
+        pen.ellipse([330, 95, 346, 111], fill=INK)
+        pen.ellipse([330, 172, 346, 188], fill=INK)
+    else:
+        pen.line([(338, 178), (330, 205)], fill=INK, width=10)
+    reading = read_number(np.asarray(image), best(), calibration(), shipped_pair_reader())
+    assert reading.text == "70"
+    assert reading.marks, "still reported as a mark"
+
+
+def test_a_decimal_point_may_lead_the_number():
+    image, pen = sheet(480, 240)
+    pen.ellipse([40, 172, 56, 188], fill=INK)
+    draw_number(pen, [100, 240], "70")
+    reading = read_number(np.asarray(image), best(), calibration(), shipped_pair_reader())
+    assert reading.text == ".70"
+
+
 def test_a_comma_close_to_the_next_digit_is_a_comma_when_its_tail_drops_below_the_line():
     # the comma's head almost touches the 0 after it, but its tail reaches well under the line, where no
     # digit's crumb lies (held-out 40,18 read 4018)
