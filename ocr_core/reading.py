@@ -675,11 +675,21 @@ def slope_from_vertical(part: Component) -> float:
     return float(-covariance[0, 1] / covariance[1, 1]) if covariance[1, 1] > 0 else 0.0
 
 
+def digit_centres(parts: list[Component], height: float) -> list[float]:
+    """The middles of the pieces that may be digits: neither marks nor lower than SHORT of the digits' height."""
+    return [centre_x_of(part) for part in parts if part.height >= SHORT * height and not small(part, height)]
+
+
+def digits_beside(x: float, centres: list[float]) -> tuple[bool, bool]:
+    """Whether a digit stands left of `x`, and whether one stands right of it."""
+    return any(centre < x for centre in centres), any(centre > x for centre in centres)
+
+
 def date_slashes(parts: list[Component], candidates: list[int], height: float) -> list[int]:
     """The two of `candidates` (indexes of slanted strokes in `parts`) that split the line's other glyphs as
     the slashes of a date do (DATE_GROUPS), leaning the most of such pairs; none when no pair does. Glyphs
-    are counted as digits are read: pieces stacked over each other are one, and a piece lower than SHORT of
-    the digits' height (a 5's bar written apart) is none."""
+    are counted as digits are read: pieces stacked over each other are one, and a mark or a piece lower than
+    SHORT of the digits' height (a 5's bar written apart) is none (`digit_centres`)."""
     fitting = []
     for first in candidates:
         for second in candidates:
@@ -687,7 +697,7 @@ def date_slashes(parts: list[Component], candidates: list[int], height: float) -
             if left >= right:
                 continue
             rest = [part for index, part in enumerate(parts) if index not in (first, second)]
-            centres = [centre_x_of(glyph) for glyph in group_pieces(rest, height) if glyph.height >= SHORT * height]
+            centres = digit_centres(group_pieces(rest, height), height)
             groups = (
                 sum(x < left for x in centres),
                 sum(left < x < right for x in centres),
@@ -697,16 +707,6 @@ def date_slashes(parts: list[Component], candidates: list[int], height: float) -
                 lean = slope_from_vertical(parts[first]) + slope_from_vertical(parts[second])
                 fitting.append((lean, first, second))
     return list(max(fitting)[1:]) if fitting else []
-
-
-def digit_centres(parts: list[Component], height: float) -> list[float]:
-    """The middles of the pieces that may be digits: neither marks nor lower than SHORT of the digits' height."""
-    return [centre_x_of(part) for part in parts if part.height >= SHORT * height and not small(part, height)]
-
-
-def digits_beside(x: float, centres: list[float]) -> tuple[bool, bool]:
-    """Whether a digit stands left of `x`, and whether one stands right of it."""
-    return any(centre < x for centre in centres), any(centre > x for centre in centres)
 
 
 def separators(parts: list[Component], height: float, baseline: float) -> dict[int, str]:
