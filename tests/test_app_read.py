@@ -159,3 +159,20 @@ def test_read_shows_a_short_list_line_by_line_with_a_csv(app_env):
     assert list(table["line"]) == [1, 2] and all(len(text) in (2, 3) for text in table["reading"])
     assert [len(text) for text in table["reading"]] == [2, 3]
     assert any("CSV" in button.label for button in app.get("download_button"))
+
+
+def test_read_shows_the_slashes_of_a_date_as_characters_of_the_text(app_env):
+    """1/7/17 on the canvas: the slashes are told apart by the date's layout, whatever the run reads."""
+    image = Image.new("RGBA", (840, 280), (0, 0, 0, 255))
+    pen = ImageDraw.Draw(image)
+    ink = {"fill": (255, 255, 255, 255), "width": 18}
+    for left in (60, 480):
+        pen.line([(left, 50), (left, 230)], **ink)
+    for left in (230, 560):
+        pen.line([(left, 60), (left + 100, 60), (left + 35, 230)], **ink)
+    for left in (120, 370):
+        pen.line([(left, 230), (left + 75, 50)], **ink)
+    app = open_read_page(np.asarray(image))
+    reading = next(metric for metric in app.metric if metric.label == "Reading").value
+    assert reading.count("/") == 2 and len(reading) == 6, reading
+    assert "slash only where two of them make a date" in texts(app.caption)
