@@ -126,6 +126,13 @@ def number_accuracy(
     return float(np.mean(strings)), float(np.mean(digits)), statistics.median(timings), flagged / max(read, 1)
 
 
+def positive(text: str) -> int:
+    count = int(text) if text.strip().isdigit() else 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return count
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.reading", description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", default="best", help="saved run to measure (default: best)")
@@ -142,8 +149,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help=f"comma-separated sets to measure, of {', '.join(SETS)} (default: all); candidates are compared on "
         "`--digits holdout --sets kinds,numbers` with larger counts",
     )
-    parser.add_argument("--kind-count", type=int, help="digits per single-digit kind (default: 200, 30 with --quick)")
-    parser.add_argument("--number-count", type=int, help="numbers per number set (default: 120, 20 with --quick)")
+    parser.add_argument(
+        "--kind-count", type=positive, help="digits per single-digit kind (default: 200, 30 with --quick)"
+    )
+    parser.add_argument("--number-count", type=positive, help="numbers per number set (default: 120, 20 with --quick)")
     args = parser.parse_args(argv)
     args.sets = {name.strip() for name in args.sets.split(",") if name.strip()}
     if unknown := args.sets - set(SETS):

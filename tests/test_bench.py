@@ -108,5 +108,6 @@ def test_reading_bench_measures_only_the_sets_asked_for():
     assert parse_args([]).sets == set(SETS)
     args = parse_args(["--sets", "kinds, numbers", "--kind-count", "400"])
     assert args.sets == {"kinds", "numbers"} and args.kind_count == 400
-    with pytest.raises(SystemExit):
-        parse_args(["--sets", "kinds,letters"])
+    for wrong in (["--sets", "kinds,letters"], ["--kind-count", "0"], ["--number-count", "-5"]):
+        with pytest.raises(SystemExit):
+            parse_args(wrong)
