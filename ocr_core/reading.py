@@ -685,14 +685,14 @@ def digits_beside(x: float, centres: list[float]) -> tuple[bool, bool]:
     return any(centre < x for centre in centres), any(centre > x for centre in centres)
 
 
-def date_slashes(parts: list[Component], candidates: list[int], height: float) -> list[int]:
-    """The two of `candidates` (indexes of slanted strokes in `parts`) that split the line's other glyphs as
-    the slashes of a date do (DATE_GROUPS), leaning the most of such pairs; none when no pair does. Glyphs
-    are counted as digits are read: pieces stacked over each other are one, and a mark or a piece lower than
-    SHORT of the digits' height (a 5's bar written apart) is none (`digit_centres`)."""
+def date_slashes(parts: list[Component], slanted: dict[int, float], height: float) -> list[int]:
+    """The two of the `slanted` strokes (their indexes in `parts`, with their slopes) that split the line's
+    other glyphs as the slashes of a date do (DATE_GROUPS), leaning the most of such pairs; none when no pair
+    does. Glyphs are counted as digits are read: pieces stacked over each other are one, and a mark or a piece
+    lower than SHORT of the digits' height (a 5's bar written apart) is none (`digit_centres`)."""
     fitting = []
-    for first in candidates:
-        for second in candidates:
+    for first in slanted:
+        for second in slanted:
             left, right = centre_x_of(parts[first]), centre_x_of(parts[second])
             if left >= right:
                 continue
@@ -704,8 +704,7 @@ def date_slashes(parts: list[Component], candidates: list[int], height: float) -
                 sum(x > right for x in centres),
             )
             if all(count in allowed for count, allowed in zip(groups, DATE_GROUPS, strict=True)):
-                lean = slope_from_vertical(parts[first]) + slope_from_vertical(parts[second])
-                fitting.append((lean, first, second))
+                fitting.append((slanted[first] + slanted[second], first, second))
     return list(max(fitting)[1:]) if fitting else []
 
 
@@ -715,7 +714,7 @@ def separators(parts: list[Component], height: float, baseline: float) -> dict[i
     date (straight strokes as tall as the digits leaning at least SLASH_SLOPE from vertical, see
     `date_slashes`); neither overlapped by other ink (a 7's stem under its bar, a 5's bar over its body)."""
     found: dict[int, str] = {}
-    slanted = []
+    slanted: dict[int, float] = {}  # straight strokes as tall as the digits, by index: their slope
     for index, part in enumerate(parts):
         others = [other for other in parts if other is not part]
         alone = all(overlap(part, other) < PIECE_OVERLAP for other in others if not small(other, height))
@@ -727,13 +726,10 @@ def separators(parts: list[Component], height: float, baseline: float) -> dict[i
             and baseline - DASH_BAND[1] * height <= middle <= baseline - DASH_BAND[0] * height
         ):
             found[index] = "-"
-        elif (
-            alone
-            and part.height >= 0.7 * height
-            and part.width >= 0.25 * height
-            and slope_from_vertical(part) >= SLASH_SLOPE  # after deskewing: the writing's own slant is undone
-        ):
-            slanted.append(index)
+        elif alone and part.height >= 0.7 * height and part.width >= 0.25 * height:
+            slope = slope_from_vertical(part)  # after deskewing: the writing's own slant is undone
+            if slope >= SLASH_SLOPE:
+                slanted[index] = slope
     found.update(dict.fromkeys(date_slashes(parts, slanted, height), "/"))
     marks = [index for index, part in enumerate(parts) if small(part, height) and index not in found]
     for lower in marks:
