@@ -73,6 +73,13 @@ DASH_HEIGHT = 0.25  # ... at most this high ...
 # ... and lies at mid-height: its middle between these shares of the writing's height above the baseline
 # (higher, a flat stroke is a 5's or a 7's bar written apart from its digit)
 DASH_BAND = (0.2, 0.7)
+# ... and of the digit before it, unless it is that digit's bar: a 5's bar written apart lies at the top of the 5's
+# body, over its end or just past it. A flat stroke whose middle is at least BAR_TOP of the digit before it up and
+# no farther than BAR_REACH digit heights from it is a bar (held-out numbers: the dashes' middles reach 0.84 of the
+# digit before them, and the dashes that high stand 0.16 or more from it; the bars of 5s read as dashes in 2,400
+# numbers without separators, 11, were 0.88-1.15 of their 5 up and 0.0 or less from it, the 10 measured).
+BAR_TOP = 0.8
+BAR_REACH = 0.1
 # A slash is not told from a slanted 1 by its shape alone: at 0.4 and even at 0.6 from vertical, the slanted 1s
 # of held-out numbers read as slashes (4 digits apart 92.5% -> 77.5% of 40). What tells them apart is the layout
 # of a date: two straight strokes, each leaning at least SLASH_SLOPE from vertical once the writing's slant is
@@ -708,11 +715,22 @@ def date_slashes(parts: list[Component], slanted: dict[int, float], height: floa
     return list(max(fitting)[1:]) if fitting else []
 
 
+def bar_of_digit_before(part: Component, others: list[Component], height: float) -> bool:
+    """Whether the flat stroke `part` is the bar of the digit before it (BAR_TOP, BAR_REACH)."""
+    before = [other for other in others if not small(other, height) and centre_x_of(other) < centre_x_of(part)]
+    if not before:
+        return False
+    digit = max(before, key=lambda other: other.right)
+    middle = (part.top + part.bottom) / 2
+    return digit.bottom - middle >= BAR_TOP * digit.height and part.left - digit.right <= BAR_REACH * height
+
+
 def separators(parts: list[Component], height: float, baseline: float) -> dict[int, str]:
     """The parts (by index) that are separators of a number, not digits: a colon (two small marks one over
-    the other, the lower on the line), a dash (a short flat stroke at mid-height) and the two slashes of a
-    date (straight strokes as tall as the digits leaning at least SLASH_SLOPE from vertical, see
-    `date_slashes`); neither overlapped by other ink (a 7's stem under its bar, a 5's bar over its body)."""
+    the other, the lower on the line), a dash (a short flat stroke at mid-height, not the bar of the digit
+    before it) and the two slashes of a date (straight strokes as tall as the digits leaning at least
+    SLASH_SLOPE from vertical, see `date_slashes`); neither overlapped by other ink (a 7's stem under its bar,
+    a 5's bar over its body)."""
     found: dict[int, str] = {}
     slanted: dict[int, float] = {}  # straight strokes as tall as the digits, by index: their slope
     for index, part in enumerate(parts):
@@ -724,6 +742,7 @@ def separators(parts: list[Component], height: float, baseline: float) -> dict[i
             and DASH_WIDTH[0] * height <= part.width <= DASH_WIDTH[1] * height
             and part.height <= min(DASH_HEIGHT * height, part.width / 2)
             and baseline - DASH_BAND[1] * height <= middle <= baseline - DASH_BAND[0] * height
+            and not bar_of_digit_before(part, others, height)
         ):
             found[index] = "-"
         elif alone and part.height >= 0.7 * height and part.width >= 0.25 * height:

@@ -602,6 +602,20 @@ def test_a_fives_bar_written_apart_is_no_dash():
     assert not [mark for mark in reading.marks if mark.character]
 
 
+def test_a_short_fives_bar_at_mid_height_is_no_dash():
+    # A 5 written well under the other digits' height: its bar, apart from its body and reaching right, lies at
+    # mid-height of the line, where a dash lies, but at the top of the 5 (held-out 6451 read 643-1, 0065 read 0065-).
+    image, pen = sheet(700, 240)
+    one(pen, 80)
+    pen.line([(260, 115), (256, 150)], fill=INK, width=12)
+    pen.arc([245, 135, 325, 195], start=-150, end=140, fill=INK, width=12)
+    pen.line([(290, 115), (360, 115)], fill=INK, width=12)
+    one(pen, 500)
+    reading = read_number(np.asarray(image), best(), calibration(), shipped_pair_reader())
+    assert reading.text == "151"
+    assert not [mark for mark in reading.marks if mark.character]
+
+
 def test_a_colon_written_at_a_lean_is_a_colon():
     # hh:mm in italic writing: the upper dot sits a dot's width and more right of the lower one (they used to
     # have to overlap, and the time 14:30 read as 14.30)
