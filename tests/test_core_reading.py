@@ -18,12 +18,13 @@ from ocr_core.checkpoints import RunStore
 from ocr_core.cleanup import clean_up
 from ocr_core.cli import main
 from ocr_core.evaluation import folded_for_inference, predict_probabilities
-from ocr_core.pairs import shipped_pair_reader
+from ocr_core.pairs import SINGLE, shipped_pair_reader
 from ocr_core.preprocess import prepare_digit
 from ocr_core.reading import (
     one_thread,
     CALIBRATED_CUTS,
     CROWD_PENALTY,
+    PAIR_CONFIDENCE,
     UNCALIBRATED_CUTS,
     Component,
     Unit,
@@ -314,6 +315,18 @@ def test_a_glyph_as_wide_as_its_neighbours_pays_to_be_read_as_several_digits():
     pairs = [Unit(0, 1, [], pair=True, crowded=True), Unit(0, 1, [], pair=True)]
     crowded, free = unit_scores(pairs, np.zeros((0, 10)), None, pair_rows, height, CALIBRATED_CUTS)
     assert free - crowded == pytest.approx(CROWD_PENALTY), "the pair reading pays too"
+
+
+def test_a_pair_the_pair_reader_is_unsure_of_is_no_reading():
+    """A wide 4 read "14" at 0.49 won over the 4 read whole (the glyph strange to the run, which costs it): a pair
+    reading needs the pair reader's likeliest pair at PAIR_CONFIDENCE or more, as a cut needs its pieces."""
+    pair_rows = np.full((2, 101), 0.0, np.float32)
+    pair_rows[0, 14], pair_rows[0, SINGLE] = PAIR_CONFIDENCE - 0.01, 1 - PAIR_CONFIDENCE + 0.01
+    pair_rows[1, 14], pair_rows[1, SINGLE] = PAIR_CONFIDENCE + 0.01, 1 - PAIR_CONFIDENCE - 0.01
+    pairs = [Unit(0, 1, [], pair=True), Unit(0, 1, [], pair=True)]
+    unsure, sure = unit_scores(pairs, np.zeros((0, 10)), None, pair_rows, 100.0, CALIBRATED_CUTS)
+    assert unsure == -np.inf
+    assert sure == pytest.approx(np.log(PAIR_CONFIDENCE + 0.01))
 
 
 def test_a_broken_digit_stays_one_digit():
