@@ -41,6 +41,7 @@ WRITING_SPAN = 0.8  # writing (its largest piece) across this share of the pictu
 WRITING_AT_EDGE = 0.25  # a component this share of the largest one's size, at the edge, is writing there
 PAPER_FIT_ROUNDS, PAPER_FIT_SIGMAS = 3, 3.0  # refits of the paper's surface, each without the pixels this many
 # deviations on the ink's side of the last one
+INK_CLEAR_OF_BORDER = 0.02  # share of the border in the ink's brightness class that is still paper all around
 INK_FILLS_WINDOWS = 0.05  # share of the picture where the paper's median took strokes for paper (a marker)
 MIN_CONTRAST = 0.12  # weaker ink (after normalisation) is paper texture, not writing
 NOISE_SIGMAS = 5.0  # the strong threshold stays this many noise deviations above the paper
@@ -424,7 +425,12 @@ def lacks_paper_margin(result: CleanUp) -> bool:
     if (stats[at_edge[at_edge > 0], cv2.CC_STAT_AREA] >= WRITING_AT_EDGE * areas.max()).any():
         return True  # the writing, not a crumb of a shadow's edge, reaches the picture's edge
     _, light = two_classes(grey)
-    closed = paper_level(grey, (result.dark_on_light, light))
+    ink_class = ~light if result.dark_on_light else light
+    # A shadow is cast from outside the picture; ink with paper all around it is writing however wide (a
+    # marker's 1 wider than the median's window, whose strokes the capped closing keeps): there, the paper is
+    # the fitted surface.
+    clear = float(np.concatenate([ink_class[0], ink_class[-1], ink_class[:, 0], ink_class[:, -1]]).mean())
+    closed = paper_level(grey, (result.dark_on_light, light), fit=clear <= INK_CLEAR_OF_BORDER)
     hollowed = (closed - paper_level(grey)) * (1 if result.dark_on_light else -1) > MIN_CONTRAST
     return float(np.mean(hollowed)) > INK_FILLS_WINDOWS
 
