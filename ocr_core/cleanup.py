@@ -132,7 +132,8 @@ def paper_level(grey: np.ndarray, strokes: tuple[bool, np.ndarray] | None = None
     screen or a board, not a photo of ruled paper under hard shadows, and a smoothly enlarged scan's blurred
     strokes fill whole windows, whose median then hollowed a loop out (held-out low-res scans 95.75 ->
     96.50%; fitting light paper too kept grid lines as strokes: tight crops 95.00 -> 94.50%). The margin
-    test keeps the capped closing: there, a hard shadow's class would count as a wide stroke."""
+    test keeps the capped closing (a hard shadow's class would count as a wide stroke) unless the ink's class
+    is clear of the picture's border."""
     height, width = grey.shape
     small = shrink_to(grey, BACKGROUND_SIDE)
     window = odd(min(small.shape) * BACKGROUND_WINDOW)
