@@ -430,8 +430,8 @@ def lacks_paper_margin(result: CleanUp) -> bool:
     # A shadow is cast from outside the picture; ink with paper all around it is writing however wide (a
     # marker's 1 wider than the median's window, whose strokes the capped closing keeps): there, the paper is
     # the fitted surface.
-    clear = float(np.concatenate([ink_class[0], ink_class[-1], ink_class[:, 0], ink_class[:, -1]]).mean())
-    closed = paper_level(grey, (result.dark_on_light, light), fit=clear <= INK_CLEAR_OF_BORDER)
+    ink_on_border = float(np.concatenate([ink_class[0], ink_class[-1], ink_class[:, 0], ink_class[:, -1]]).mean())
+    closed = paper_level(grey, (result.dark_on_light, light), fit=ink_on_border <= INK_CLEAR_OF_BORDER)
     hollowed = (closed - paper_level(grey)) * (1 if result.dark_on_light else -1) > MIN_CONTRAST
     return float(np.mean(hollowed)) > INK_FILLS_WINDOWS
 
