@@ -110,6 +110,11 @@ def greyscale(array: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(values, np.float32)
 
 
+def border_pixels(array: np.ndarray) -> np.ndarray:
+    """The values of the picture's outermost rows and columns, in one flat array."""
+    return np.concatenate([array[0], array[-1], array[:, 0], array[:, -1]])
+
+
 def sample(image: np.ndarray) -> np.ndarray:
     """Every pixel of a small image, a regular sample of a large one: enough for its statistics."""
     step = max(1, round(np.sqrt(image.size / STATISTICS_SAMPLE)))
@@ -198,11 +203,11 @@ def normalise_illumination(grey: np.ndarray, margin: bool = True) -> tuple[np.nd
     `margin` of paper around the writing, the polarity and the strokes' width come from the whole picture's
     two brightness classes, and the paper's level is taken with the strokes closed over."""
     paper = paper_level(grey)
-    border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
+    border = border_pixels(grey)
     low, middle, high = np.percentile(border, [10, 50, 90])
     darkest, lightest = np.percentile(sample(grey), [0.5, 99.5])
     _, light = two_classes(grey)
-    light_border = float(np.concatenate([light[0], light[-1], light[:, 0], light[:, -1]]).mean())
+    light_border = float(border_pixels(light).mean())
     if high - low < UNIFORM_BORDER:  # an evenly lit border is paper: the ink is the extreme farther from it
         dark_on_light = bool(middle - darkest > lightest - middle)
     elif not margin and abs(light_border - 0.5) >= BORDER_MAJORITY - 0.5:
@@ -421,7 +426,7 @@ def lacks_paper_margin(result: CleanUp) -> bool:
         strong = ink_per_piece >= LINE_AS_STROKE * float(np.median(result.ink[mask]))  # one pass, for any grid
         strong[0] = False
         labels, stats = pieces(mask | strong[pieces_of_lines])
-    at_edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    at_edge = np.unique(border_pixels(labels))
     areas = stats[1:, cv2.CC_STAT_AREA]
     if (stats[at_edge[at_edge > 0], cv2.CC_STAT_AREA] >= WRITING_AT_EDGE * areas.max()).any():
         return True  # the writing, not a crumb of a shadow's edge, reaches the picture's edge
@@ -430,7 +435,7 @@ def lacks_paper_margin(result: CleanUp) -> bool:
     # A shadow is cast from outside the picture; ink with paper all around it is writing however wide (a
     # marker's 1 wider than the median's window, whose strokes the capped closing keeps): there, the paper is
     # the fitted surface.
-    ink_on_border = float(np.concatenate([ink_class[0], ink_class[-1], ink_class[:, 0], ink_class[:, -1]]).mean())
+    ink_on_border = float(border_pixels(ink_class).mean())
     closed = paper_level(grey, (result.dark_on_light, light), fit=ink_on_border <= INK_CLEAR_OF_BORDER)
     hollowed = (closed - paper_level(grey)) * (1 if result.dark_on_light else -1) > MIN_CONTRAST
     return float(np.mean(hollowed)) > INK_FILLS_WINDOWS
@@ -458,7 +463,7 @@ def clean_up(array: np.ndarray) -> CleanUp:
 def clean_up_at_working_size(grey: np.ndarray, scale: float, margin: bool = True) -> CleanUp:
     """The clean-up's steps on a greyscale picture already at its working size; `margin`: whether the
     picture's border is paper and ink a minority of it."""
-    border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
+    border = border_pixels(grey)
     paper = float(np.median(border))
     flat = bool(np.ptp(border) < FLAT and np.mean(np.abs(sample(grey) - paper) < FLAT) > 0.5)
     if flat:
