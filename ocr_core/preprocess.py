@@ -38,7 +38,7 @@ PIECE_REACH = 0.25  # pieces of one digit lie within this fraction of its size f
 # 9s are) is widened to LOOP_DIGIT_ASPECT (their median is 0.7-0.9) before the fit.
 CONDENSED = 0.45
 LOOP_DIGIT_ASPECT = 0.7
-LOOP_AREA = 0.4  # paper enclosed by strokes is a loop from this many stroke widths squared (smaller: a pen's pocket)
+LOOP_HEIGHT = 0.1  # paper enclosed by strokes is a loop from this share of the digit's height (smaller: a pocket)
 MIN_STROKE = 0.1  # MNIST's strokes are about this fraction of the digit's longer side
 
 
@@ -216,10 +216,10 @@ def widened_if_condensed(mask: np.ndarray) -> np.ndarray:
 
 
 def encloses_paper(mask: np.ndarray) -> bool:
-    """Whether the strokes enclose a loop of paper (`LOOP_AREA`)."""
+    """Whether the strokes of a digit cropped to its ink enclose a loop of paper (`LOOP_HEIGHT`)."""
     paper = np.pad(~mask, 1, constant_values=True).view(np.uint8)  # the outside is one piece, the first found
-    areas = cv2.connectedComponentsWithStats(paper, connectivity=4)[2][2:, cv2.CC_STAT_AREA]
-    return bool((areas >= LOOP_AREA * stroke_width(mask) ** 2).any())
+    heights = cv2.connectedComponentsWithStats(paper, connectivity=4)[2][2:, cv2.CC_STAT_HEIGHT]
+    return bool((heights >= LOOP_HEIGHT * mask.shape[0]).any())
 
 
 def degenerate_ink(ink: np.ndarray) -> str | None:

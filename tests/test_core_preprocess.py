@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ocr_core.preprocess import ImageError, load_image, main_digit, prepare_digit
+from ocr_core.preprocess import ImageError, load_image, main_digit, prepare_digit, widened_if_condensed
 
 
 def canvas_with_stroke(polarity="white-on-black", size=280):
@@ -128,3 +128,16 @@ def test_huge_dimensions_are_refused_without_decoding():
 def test_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(ImageError, match="cannot read"):
         load_image(tmp_path / "nope.png")
+
+
+def test_a_condensed_digit_is_widened_only_for_a_loop_not_a_pocket():
+    zero = np.zeros((200, 40), bool)
+    zero[:, 6:34] = True
+    zero[20:180, 16:24] = False  # a 0 a seventh as wide as it is tall: its loop spans most of its height
+    assert widened_if_condensed(zero).shape == (200, 140)  # 28 columns of ink widened to 0.7 of the height
+    # A marker 1 the clean-up left with a pocket of paper inside (held-out tight crops): 60 pixels, more than
+    # the stroke's width squared, but a twentieth of the digit's height; widened, it read 8.
+    one = np.zeros((200, 40), bool)
+    one[:, 14:26] = True
+    one[40:50, 17:23] = False
+    assert (widened_if_condensed(one) == one).all()
