@@ -50,6 +50,7 @@ HOUGH_SIDE = 512
 LINE_ANGLE = 12.0  # degrees from horizontal or vertical
 LINE_RUN = 9  # pixels (on the transform's copy) a line's ink runs straight, tilted up to LINE_ANGLE
 LINE_AS_STROKE = 0.7  # without a margin, a line this share of the writing's strength is a stroke reaching the edges
+WRITING_OVER_LINE = 2.0  # ink on a printed line this many times as strong as the line (and as writing) is writing
 MAX_STRAIGHT_STROKES = 2  # of one orientation crossing a digit cropped to its ink (a 9's loop: two)
 LINE_TOLERANCE = 3  # pixels: a run of ink across a line up to its thickness plus this is the line alone
 SLIVER = 6  # longer than this many times its width (or a stroke's), at the edge: a printed line's leftover
@@ -329,7 +330,8 @@ def printed_lines(mask: np.ndarray, candidates: np.ndarray, strength: np.ndarray
     """Pixels of `mask` on straight near-horizontal or near-vertical lines that cross the picture (found
     among `candidates`, the faint ink too, as printed lines are often lighter than the writing). Across a
     line, a run of ink no thicker than the line that covers the line's middle is the line; a thicker run is
-    a stroke crossing or running along it, and ink beside the line (not touching its middle) is writing.
+    a stroke crossing or running along it, ink beside the line (not touching its middle) is writing, and so
+    is ink on the line as strong as the writing and `WRITING_OVER_LINE` times the line's own strength.
     Without a `margin` of paper (a digit cropped to its ink), a straight stroke crosses the picture too (a
     1's stem, a 7's bar): a line whose ink `strength` is near the writing's is a stroke (printed lines are
     lighter than the ink)."""
@@ -338,21 +340,24 @@ def printed_lines(mask: np.ndarray, candidates: np.ndarray, strength: np.ndarray
     if columns[-1] - columns[0] < LINE_SPAN * width * 0.95 and rows[-1] - rows[0] < LINE_SPAN * height * 0.95:
         return np.zeros_like(mask)  # nothing crosses the picture (a drawing on a canvas): spare the Hough transform
     found = {horizontal: line_centres(candidates, horizontal, margin) for horizontal in (True, False)}
-    if not margin:
-        on_any = found[True][0] | found[False][0]
-        beside = mask & ~cv2.dilate(on_any.view(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
-        dark = LINE_AS_STROKE * float(np.median(strength[beside])) if beside.any() else np.inf
-        for horizontal, (centres, thickness) in list(found.items()):
-            count, labels = cv2.connectedComponents(centres.view(np.uint8))
-            # a line as strong as the writing is a stroke of it (printed lines are lighter than ink), unless its
-            # family is a ruling's pattern (a digit has at most two straight strokes of one orientation). Its
-            # thickness tells nothing: a margin line is as thick as a fine-liner's strokes (cropped photos of
-            # digits beside a margin line kept it as a stroke; held-out tight crops 93.0 -> 94.0%).
-            if count - 1 > MAX_STRAIGHT_STROKES:
-                continue
-            strokes = [n for n in range(1, count) if np.median(strength[(labels == n) & candidates]) >= dark]
-            if strokes:
-                found[horizontal] = (centres & ~np.isin(labels, strokes), thickness)
+    on_any = found[True][0] | found[False][0]
+    beside = mask & ~cv2.dilate(on_any.view(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    dark = LINE_AS_STROKE * float(np.median(strength[beside])) if beside.any() else np.inf
+    reach = np.ones((odd(max(thickness for _, thickness in found.values()) + LINE_TOLERANCE),) * 2, np.uint8)
+    writing_on_line = np.full(mask.shape, np.inf, np.float32)  # the strength from which ink on a line is writing
+    for horizontal, (centres, thickness) in list(found.items()):
+        count, labels = cv2.connectedComponents(centres.view(np.uint8))
+        medians = np.array([np.inf] + [np.median(strength[(labels == n) & candidates]) for n in range(1, count)])
+        strong = [n for n in range(1, count) if medians[n] >= dark]
+        # each line's level, spread over its thickness (a minimum filter: the lower level where lines cross)
+        levels = np.maximum(dark, WRITING_OVER_LINE * medians).astype(np.float32)[labels]
+        writing_on_line = np.minimum(writing_on_line, cv2.erode(levels, reach))
+        # Without a margin, a line as strong as the writing is a stroke of it (printed lines are lighter than
+        # ink), unless its family is a ruling's pattern (a digit has at most two straight strokes of one
+        # orientation). Its thickness tells nothing: a margin line is as thick as a fine-liner's strokes
+        # (cropped photos of digits beside a margin line kept it as a stroke; held-out tight crops 93.0 -> 94.0%).
+        if not margin and strong and count - 1 <= MAX_STRAIGHT_STROKES:
+            found[horizontal] = (centres & ~np.isin(labels, strong), thickness)
 
     def on_lines(horizontal: bool, ink: np.ndarray) -> np.ndarray:
         centres, thickness = found[horizontal]
@@ -370,7 +375,10 @@ def printed_lines(mask: np.ndarray, candidates: np.ndarray, strength: np.ndarray
 
     # A grid's crossings look like strokes across each family: judge each family without the other's lines.
     horizontal_lines, vertical_lines = on_lines(True, mask), on_lines(False, mask)
-    return on_lines(True, mask & ~vertical_lines) | on_lines(False, mask & ~horizontal_lines)
+    lines = on_lines(True, mask & ~vertical_lines) | on_lines(False, mask & ~horizontal_lines)
+    # Ink on a line as strong as the writing and far stronger than the line is a stroke running along it (a
+    # condensed digit's stem on a grid line), not the line.
+    return lines & (strength < writing_on_line)
 
 
 def despeckle(mask: np.ndarray, width: float) -> np.ndarray:

@@ -116,6 +116,25 @@ def test_a_fine_stroke_beside_a_grid_line_stays_even_as_faint_as_the_line():
     assert cleaned.lines[76:88, 20:90].any(0).all(), "the grid line above it is removed"
 
 
+def test_a_pen_stroke_running_along_a_lighter_grid_line_stays():
+    """A condensed 4 in a fine pen, its stem drawn along a grid line as thin as it: the stem used to go with the
+    line (held-out condensed digits on squared paper read 1 or were no ink); ink far stronger than its line is
+    writing."""
+
+    def four(pen):
+        pen.line([(136, 60), (136, 240)], fill=INK, width=3)  # on the grid line from (135, 0) to (137, 300)
+        pen.line([(120, 60), (85, 160), (165, 160)], fill=INK, width=3)
+
+    image, pen = sheet(300, 300)
+    squared(pen, 300, 300, fill=170)
+    four(pen)
+    cleaned = clean_up(np.asarray(image))
+    stem = stroke_mask(lambda pen: pen.line([(136, 60), (136, 240)], fill=0, width=3))
+    assert (cleaned.mask & stem).sum() >= 0.9 * stem.sum(), "the stem along the line is writing"
+    near_strokes = ndimage.binary_dilation(stroke_mask(four), iterations=2)
+    assert (cleaned.mask & ~near_strokes).sum() <= 0.1 * stroke_mask(four).sum(), "little is left of the grid"
+
+
 def test_every_line_of_a_grid_under_a_number_is_found():
     """1010 photographed on squared paper with a margin around it (the bench's paper and camera, one seeded draw):
     on the grid's thick lines the line search's walk strays off a line and loses it; a lost line's stub on the
