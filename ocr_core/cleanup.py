@@ -377,8 +377,12 @@ def printed_lines(mask: np.ndarray, candidates: np.ndarray, strength: np.ndarray
     horizontal_lines, vertical_lines = on_lines(True, mask), on_lines(False, mask)
     lines = on_lines(True, mask & ~vertical_lines) | on_lines(False, mask & ~horizontal_lines)
     # Ink on a line as strong as the writing and far stronger than the line is a stroke running along it (a
-    # condensed digit's stem on a grid line), not the line.
-    return lines & (strength < writing_on_line)
+    # condensed digit's stem on a grid line), not the line, when it joins the rest of the writing (a stretch
+    # of line that the uneven light left darker does not).
+    along = lines & (strength >= writing_on_line)
+    _, pieces = cv2.connectedComponents((mask & ~lines | along).view(np.uint8))
+    along &= np.isin(pieces, np.unique(pieces[mask & ~lines]))
+    return lines & ~along
 
 
 def despeckle(mask: np.ndarray, width: float) -> np.ndarray:
