@@ -135,6 +135,19 @@ def test_a_pen_stroke_running_along_a_lighter_grid_line_stays():
     assert (cleaned.mask & ~near_strokes).sum() <= 0.1 * stroke_mask(four).sum(), "little is left of the grid"
 
 
+def test_a_darker_stretch_of_a_line_apart_from_the_writing_goes_with_the_line():
+    """A margin line that the light left darker for a stretch beside a 7 (held out: beside a 5, read 6): the
+    stretch is twice as strong as the line, but it does not join the writing, so it is no stroke along it."""
+    image, pen = sheet(300, 300)
+    pen.line([(60, 0), (60, 300)], fill=150, width=4)
+    pen.line([(60, 190), (60, 280)], fill=70, width=4)
+    seven(pen, 110, top=70, bottom=230, width=6)
+    cleaned = clean_up(np.asarray(image))
+    strokes = stroke_mask(lambda pen: seven(pen, 110, top=70, bottom=230, width=6))
+    assert (cleaned.mask & strokes).sum() >= 0.9 * strokes.sum()
+    assert not cleaned.mask[:, :80].any(), "nothing is left of the margin line"
+
+
 def test_every_line_of_a_grid_under_a_number_is_found():
     """1010 photographed on squared paper with a margin around it (the bench's paper and camera, one seeded draw):
     on the grid's thick lines the line search's walk strays off a line and loses it; a lost line's stub on the
