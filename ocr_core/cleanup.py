@@ -331,7 +331,8 @@ def printed_lines(mask: np.ndarray, candidates: np.ndarray, strength: np.ndarray
     among `candidates`, the faint ink too, as printed lines are often lighter than the writing). Across a
     line, a run of ink no thicker than the line that covers the line's middle is the line; a thicker run is
     a stroke crossing or running along it, ink beside the line (not touching its middle) is writing, and so
-    is ink on the line as strong as the writing and `WRITING_OVER_LINE` times the line's own strength.
+    is ink on the line as strong as the writing and `WRITING_OVER_LINE` times the line's own strength that
+    joins the rest of the writing.
     Without a `margin` of paper (a digit cropped to its ink), a straight stroke crosses the picture too (a
     1's stem, a 7's bar): a line whose ink `strength` is near the writing's is a stroke (printed lines are
     lighter than the ink)."""
@@ -380,8 +381,8 @@ def printed_lines(mask: np.ndarray, candidates: np.ndarray, strength: np.ndarray
     # condensed digit's stem on a grid line), not the line, when it joins the rest of the writing (a stretch
     # of line that the uneven light left darker does not).
     along = lines & (strength >= writing_on_line)
-    _, pieces = cv2.connectedComponents((mask & ~lines | along).view(np.uint8))
-    along &= np.isin(pieces, np.unique(pieces[mask & ~lines]))
+    _, joined = cv2.connectedComponents((mask & ~lines | along).view(np.uint8))
+    along &= np.isin(joined, np.unique(joined[mask & ~lines]))
     return lines & ~along
 
 
