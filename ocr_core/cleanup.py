@@ -350,6 +350,11 @@ def printed_lines(mask: np.ndarray, candidates: np.ndarray, strength: np.ndarray
         count, labels = cv2.connectedComponents(centres.view(np.uint8))
         medians = np.array([np.inf] + [np.median(strength[(labels == n) & candidates]) for n in range(1, count)])
         strong = [n for n in range(1, count) if medians[n] >= dark]
+        # With a margin too, a line as strong as the writing along the picture's edge is a stroke of a digit
+        # cropped to its ink (a 7's bar), not a printed line that the crop happens to follow.
+        along_edge = [n for n in strong if at_edge(labels == n, horizontal, thickness + LINE_TOLERANCE)]
+        if margin and along_edge:
+            found[horizontal] = (centres & ~np.isin(labels, along_edge), thickness)
         # each line's level, spread over its thickness (a minimum filter: the lower level where lines cross)
         levels = np.maximum(dark, WRITING_OVER_LINE * medians).astype(np.float32)[labels]
         writing_on_line = np.minimum(writing_on_line, cv2.erode(levels, reach))
@@ -384,6 +389,12 @@ def printed_lines(mask: np.ndarray, candidates: np.ndarray, strength: np.ndarray
     _, joined = cv2.connectedComponents((mask & ~lines | along).view(np.uint8))
     along &= np.isin(joined, np.unique(joined[mask & ~lines]))
     return lines & ~along
+
+
+def at_edge(line: np.ndarray, horizontal: bool, band: float) -> bool:
+    """Whether a line's middle lies within `band` pixels of the picture's top or bottom (left or right)."""
+    position = float(np.median(np.nonzero(line)[0 if horizontal else 1]))
+    return min(position, line.shape[0 if horizontal else 1] - 1 - position) <= band
 
 
 def despeckle(mask: np.ndarray, width: float) -> np.ndarray:
