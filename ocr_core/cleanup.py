@@ -335,7 +335,7 @@ def printed_lines(mask: np.ndarray, candidates: np.ndarray, strength: np.ndarray
     joins the rest of the writing.
     Without a `margin` of paper (a digit cropped to its ink), a straight stroke crosses the picture too (a
     1's stem, a 7's bar): a line whose ink `strength` is near the writing's is a stroke (printed lines are
-    lighter than the ink)."""
+    lighter than the ink); with a margin too when it runs along the picture's edge (`at_edge`)."""
     height, width = mask.shape
     rows, columns = np.flatnonzero(candidates.any(1)), np.flatnonzero(candidates.any(0))
     if columns[-1] - columns[0] < LINE_SPAN * width * 0.95 and rows[-1] - rows[0] < LINE_SPAN * height * 0.95:
