@@ -49,7 +49,7 @@ LINE_SPAN = 0.85  # a printed line crosses at least this fraction of the picture
 HOUGH_SIDE = 512
 LINE_ANGLE = 12.0  # degrees from horizontal or vertical
 LINE_RUN = 9  # pixels (on the transform's copy) a line's ink runs straight, tilted up to LINE_ANGLE
-LINE_AS_STROKE = 0.7  # without a margin, a line this share of the writing's strength is a stroke reaching the edges
+LINE_AS_STROKE = 0.7  # ink this share of the writing's median strength is as strong as the writing
 WRITING_OVER_LINE = 2.0  # ink on a printed line this many times as strong as the line (and as writing) is writing
 MAX_STRAIGHT_STROKES = 2  # of one orientation crossing a digit cropped to its ink (a 9's loop: two)
 LINE_TOLERANCE = 3  # pixels: a run of ink across a line up to its thickness plus this is the line alone
@@ -350,20 +350,21 @@ def printed_lines(mask: np.ndarray, candidates: np.ndarray, strength: np.ndarray
         count, labels = cv2.connectedComponents(centres.view(np.uint8))
         medians = np.array([np.inf] + [np.median(strength[(labels == n) & candidates]) for n in range(1, count)])
         strong = [n for n in range(1, count) if medians[n] >= dark]
-        # With a margin too, a line as strong as the writing along the picture's edge is a stroke of a digit
-        # cropped to its ink (a 7's bar), not a printed line that the crop happens to follow.
-        along_edge = [n for n in strong if at_edge(labels == n, horizontal, thickness + LINE_TOLERANCE)]
-        if margin and along_edge:
-            found[horizontal] = (centres & ~np.isin(labels, along_edge), thickness)
+        # A line as strong as the writing is a stroke of it (printed lines are lighter than ink): without a
+        # margin, unless its family is a ruling's pattern (a digit has at most two straight strokes of one
+        # orientation); with a margin, when it runs along the picture's edge (a 7's bar cropped to its ink, not
+        # a printed line that the crop happens to follow). Its thickness tells nothing: a margin line is as thick
+        # as a fine-liner's strokes (cropped photos of digits beside a margin line kept it as a stroke; held-out
+        # tight crops 93.0 -> 94.0%).
+        if margin:
+            strokes = [n for n in strong if at_edge(labels == n, horizontal, thickness + LINE_TOLERANCE)]
+        else:
+            strokes = strong if count - 1 <= MAX_STRAIGHT_STROKES else []
+        if strokes:
+            found[horizontal] = (centres & ~np.isin(labels, strokes), thickness)
         # each line's level, spread over its thickness (a minimum filter: the lower level where lines cross)
         levels = np.maximum(dark, WRITING_OVER_LINE * medians).astype(np.float32)[labels]
         writing_on_line = np.minimum(writing_on_line, cv2.erode(levels, reach))
-        # Without a margin, a line as strong as the writing is a stroke of it (printed lines are lighter than
-        # ink), unless its family is a ruling's pattern (a digit has at most two straight strokes of one
-        # orientation). Its thickness tells nothing: a margin line is as thick as a fine-liner's strokes
-        # (cropped photos of digits beside a margin line kept it as a stroke; held-out tight crops 93.0 -> 94.0%).
-        if not margin and strong and count - 1 <= MAX_STRAIGHT_STROKES:
-            found[horizontal] = (centres & ~np.isin(labels, strong), thickness)
 
     def on_lines(horizontal: bool, ink: np.ndarray) -> np.ndarray:
         centres, thickness = found[horizontal]
