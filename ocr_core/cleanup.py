@@ -6,7 +6,8 @@ measured against it, so gradients and soft shadows vanish; under strokes too wid
 surface fitted to the paper's pixels), binarisation (Otsu's threshold, applied with hysteresis so faint
 stroke ends stay attached to their strokes while isolated noise does not), removal of printed ruling and
 grid lines (straight lines that cross the whole picture, found with a probabilistic Hough transform; where a
-stroke crosses a line the stroke's pixels are kept), despeckling (components far smaller than a stroke's
+stroke crosses a line the stroke's pixels are kept; in a colour picture, a line in another colour than the
+writing is printed however dark), despeckling (components far smaller than a stroke's
 width squared).
 
 OpenCV (`opencv-python-headless`) does the pixel work: median blur, Gaussian blur, Hough lines, morphology
@@ -54,6 +55,15 @@ WRITING_OVER_LINE = 2.0  # ink on a printed line this many times as strong as th
 MAX_STRAIGHT_STROKES = 2  # of one orientation crossing a digit cropped to its ink (a 9's loop: two)
 LINE_TOLERANCE = 3  # pixels: a run of ink across a line up to its thickness plus this is the line alone
 SLIVER = 6  # longer than this many times its width (or a stroke's), at the edge: a printed line's leftover
+# Colour (of a colour picture): inks whose shares of absorbed light (`hue`) differ by more than HUE_APART in a
+# channel are told apart (red or blue printed lines from pencil or black ink: 0.15-0.25; JPEG's colour noise on
+# one ink: up to 0.07); a pixel is the writing's colour within half of it. Below HUE_MIN_ABSORPTION in all
+# (faint ink) the shares are noise. The paper for comparison is looked for within HUE_RING pixels; a picture
+# whose channels differ by less than GREY_SPREAD everywhere is grey.
+HUE_APART = 0.1
+HUE_MIN_ABSORPTION = 0.15
+HUE_RING = 9
+GREY_SPREAD = 0.04
 SPECK_AREA = 0.3  # components smaller than this times the stroke width squared are specks
 LUMINANCE = np.array([0.299, 0.587, 0.114], np.float32)
 
@@ -326,7 +336,13 @@ def line_centres(candidates: np.ndarray, horizontal: bool, margin: bool) -> tupl
     return centres.astype(bool), 2 * float(np.percentile(cv2.distanceTransform(pixels, cv2.DIST_L2, 3)[on_line], 75))
 
 
-def printed_lines(mask: np.ndarray, candidates: np.ndarray, strength: np.ndarray, margin: bool = True) -> np.ndarray:
+def printed_lines(
+    mask: np.ndarray,
+    candidates: np.ndarray,
+    strength: np.ndarray,
+    margin: bool = True,
+    colour: np.ndarray | None = None,
+) -> np.ndarray:
     """Pixels of `mask` on straight near-horizontal or near-vertical lines that cross the picture (found
     among `candidates`, the faint ink too, as printed lines are often lighter than the writing). Across a
     line, a run of ink no thicker than the line that covers the line's middle is the line; a thicker run is
@@ -335,7 +351,9 @@ def printed_lines(mask: np.ndarray, candidates: np.ndarray, strength: np.ndarray
     joins the rest of the writing.
     Without a `margin` of paper (a digit cropped to its ink), a straight stroke crosses the picture too (a
     1's stem, a 7's bar): a line whose ink `strength` is near the writing's is a stroke (printed lines are
-    lighter than the ink); with a margin too when it runs along the picture's edge (`at_edge`)."""
+    lighter than the ink); with a margin too when it runs along the picture's edge (`at_edge`).
+    With the picture's `colour` (dark on light), a line away from the edge in another colour than the
+    writing (`hue`) is printed whatever its strength, and ink on it in the writing's colour is writing."""
     height, width = mask.shape
     rows, columns = np.flatnonzero(candidates.any(1)), np.flatnonzero(candidates.any(0))
     if columns[-1] - columns[0] < LINE_SPAN * width * 0.95 and rows[-1] - rows[0] < LINE_SPAN * height * 0.95:
@@ -344,6 +362,8 @@ def printed_lines(mask: np.ndarray, candidates: np.ndarray, strength: np.ndarray
     on_any = found[True][0] | found[False][0]
     beside = mask & ~cv2.dilate(on_any.view(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
     dark = LINE_AS_STROKE * float(np.median(strength[beside])) if beside.any() else np.inf
+    paper = ~cv2.dilate(mask.view(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    writing_hue = hue(colour, beside, paper)
     reach = np.ones((odd(max(thickness for _, thickness in found.values()) + LINE_TOLERANCE),) * 2, np.uint8)
     writing_on_line = np.full(mask.shape, np.inf, np.float32)  # the strength from which ink on a line is writing
     for horizontal, (centres, thickness) in list(found.items()):
@@ -355,11 +375,28 @@ def printed_lines(mask: np.ndarray, candidates: np.ndarray, strength: np.ndarray
         # orientation); with a margin, when it runs along the picture's edge (a 7's bar cropped to its ink, not
         # a printed line that the crop happens to follow). Its thickness tells nothing: a margin line is as thick
         # as a fine-liner's strokes (cropped photos of digits beside a margin line kept it as a stroke; held-out
-        # tight crops 93.0 -> 94.0%).
+        # tight crops 93.0 -> 94.0%). Its colour does: one away from the edge in another colour than the writing
+        # is printed (a red margin line or a blue grid line beside pencil), whatever its strength.
+        edge = {n: at_edge(labels == n, horizontal, thickness + LINE_TOLERANCE) for n in strong}
         if margin:
-            strokes = [n for n in strong if at_edge(labels == n, horizontal, thickness + LINE_TOLERANCE)]
+            strokes = [n for n in strong if edge[n]]
+        elif count - 1 <= MAX_STRAIGHT_STROKES:
+            strokes = strong
         else:
-            strokes = strong if count - 1 <= MAX_STRAIGHT_STROKES else []
+            strokes = []
+        hues = {n: hue(colour, (labels == n) & mask, paper, 2 * int(thickness)) for n in range(1, count)}
+        coloured = [n for n in range(1, count) if differs(hues[n], writing_hue)]
+        strokes = [n for n in strokes if edge[n] or n not in coloured]
+        for n in coloured:
+            # ink on a line in another colour that has the writing's colour is a stroke running along it
+            on_line = cv2.dilate((labels == n).view(np.uint8), reach).astype(bool) & mask & (strength >= dark)
+            absorbed = light_absorbed(colour, on_line, paper, 2 * int(thickness))
+            if absorbed is not None:
+                shares = absorbed / np.maximum(absorbed.sum(1, keepdims=True), 1e-6)
+                writing_colour = (np.abs(shares - writing_hue).max(1) < HUE_APART / 2) & (
+                    np.abs(shares - hues[n]).max(1) > HUE_APART
+                )
+                writing_on_line[tuple(np.argwhere(on_line)[writing_colour].T)] = 0
         if strokes:
             found[horizontal] = (centres & ~np.isin(labels, strokes), thickness)
         # each line's level, spread over its thickness (a minimum filter: the lower level where lines cross)
@@ -390,6 +427,48 @@ def printed_lines(mask: np.ndarray, candidates: np.ndarray, strength: np.ndarray
     _, joined = cv2.connectedComponents((mask & ~lines | along).view(np.uint8))
     along &= np.isin(joined, np.unique(joined[mask & ~lines]))
     return lines & ~along
+
+
+def colour_of(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray | None:
+    """(H, W, 3) float32 RGB of a colour picture at the working `shape`; None for a grey one."""
+    values = np.asarray(array)
+    if values.ndim != 3 or values.shape[2] not in (3, 4):
+        return None
+    if values.shape[2] == 4 and to_unit_float(values[..., 3]).min() < 0.99:
+        return None  # a drawing with transparency: a canvas, no printed lines
+    rgb = to_unit_float(values[..., :3])
+    if np.ptp(sample(rgb), axis=2).max() < GREY_SPREAD:
+        return None
+    if rgb.shape[:2] != shape:
+        rgb = cv2.resize(rgb, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
+    return np.ascontiguousarray(rgb, np.float32)
+
+
+def light_absorbed(colour: np.ndarray, region: np.ndarray, paper: np.ndarray, reach: int = 0) -> np.ndarray | None:
+    """(N, 3): the share of each channel's light that each pixel of `region` (in `np.argwhere` order) absorbs,
+    against the `paper` pixels within `reach` + HUE_RING pixels of it, so lighting and the paper's tint cancel;
+    None when too little paper is near."""
+    side = odd(reach + HUE_RING)
+    around = cv2.dilate(region.view(np.uint8), np.ones((side, side), np.uint8)).astype(bool) & paper
+    if np.count_nonzero(around) < 10:
+        return None
+    return np.clip(1 - colour[region] / np.maximum(np.median(colour[around], axis=0), 0.05), 0, 1)
+
+
+def hue(colour: np.ndarray | None, region: np.ndarray, paper: np.ndarray, reach: int = 0) -> np.ndarray | None:
+    """The colour of the ink (dark on light) over `region`: each channel's share of the light it absorbs
+    (`light_absorbed`): black and grey absorb all alike, blue ink red the most, a red margin line green and
+    blue. None where too little paper or absorption is there to tell, or no `colour` (a grey picture)."""
+    absorbed = light_absorbed(colour, region, paper, reach) if colour is not None else None
+    if absorbed is None or len(absorbed) < 10:
+        return None
+    typical = np.median(absorbed, axis=0)
+    return typical / typical.sum() if typical.sum() >= HUE_MIN_ABSORPTION else None
+
+
+def differs(hue: np.ndarray | None, other: np.ndarray | None) -> bool:
+    """Whether two inks' colours (`hue`) are told apart; not when either is unknown."""
+    return hue is not None and other is not None and float(np.abs(hue - other).max()) > HUE_APART
 
 
 def at_edge(line: np.ndarray, horizontal: bool, band: float) -> bool:
@@ -476,16 +555,19 @@ def clean_up(array: np.ndarray) -> CleanUp:
         grey = cv2.resize(
             grey, (round(grey.shape[1] * scale), round(grey.shape[0] * scale)), interpolation=cv2.INTER_LINEAR
         )
-    result = clean_up_at_working_size(grey, scale)
+    colour = colour_of(array, grey.shape)
+    result = clean_up_at_working_size(grey, scale, colour=colour)
     if result.flat_paper or not lacks_paper_margin(result):
         return result
-    again = clean_up_at_working_size(grey, scale, margin=False)
+    again = clean_up_at_working_size(grey, scale, margin=False, colour=colour)
     # A second look that finds no ink at all is no better than the first (an edge line on a canvas is ink to
     # report as an edge line, not a blank picture).
     return result if again.empty and not result.empty else again
 
 
-def clean_up_at_working_size(grey: np.ndarray, scale: float, margin: bool = True) -> CleanUp:
+def clean_up_at_working_size(
+    grey: np.ndarray, scale: float, margin: bool = True, colour: np.ndarray | None = None
+) -> CleanUp:
     """The clean-up's steps on a greyscale picture already at its working size; `margin`: whether the
     picture's border is paper and ink a minority of it."""
     border = border_pixels(grey)
@@ -505,7 +587,13 @@ def clean_up_at_working_size(grey: np.ndarray, scale: float, margin: bool = True
     else:
         binary = apply_hysteresis_threshold(levels.smooth, levels.low, levels.high)
         lines = (
-            printed_lines(binary, levels.smooth > levels.faint, levels.smooth, margin)
+            printed_lines(
+                binary,
+                levels.smooth > levels.faint,
+                levels.smooth,
+                margin,
+                colour if dark_on_light else None,
+            )
             if binary.any()
             else np.zeros_like(binary)
         )

@@ -43,9 +43,9 @@ MIN_STROKE = 0.1  # MNIST's strokes are about this fraction of the digit's longe
 
 
 def load_image(source: bytes | str | Path, max_side: int = WORKING_SIDE) -> np.ndarray:
-    """Decode an uploaded file into a float array in [0, 1], (H, W) or (H, W, 4) with alpha, shrunk to at
-    most `max_side` pixels (a whole number needs more than one digit). Only the decoders of UPLOAD_FORMATS
-    ever run, whatever the file's name says; anything else is an ImageError with the reason."""
+    """Decode an uploaded file into a float array in [0, 1], (H, W) grey, (H, W, 3) colour or (H, W, 4) with
+    alpha, shrunk to at most `max_side` pixels (a whole number needs more than one digit). Only the decoders
+    of UPLOAD_FORMATS ever run, whatever the file's name says; anything else is an ImageError with the reason."""
     if isinstance(source, (str, Path)):
         try:
             source = Path(source).read_bytes()
@@ -58,7 +58,7 @@ def load_image(source: bytes | str | Path, max_side: int = WORKING_SIDE) -> np.n
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(source), formats=UPLOAD_FORMATS)
             check_size(image.width, image.height)
-            image.draft("L", (max_side, max_side))  # JPEG decodes straight at a reduced size
+            image.draft(None, (max_side, max_side))  # JPEG decodes straight at a reduced size
             image.load()
             image = upright(image)
             image = with_resizable_mode(image)
@@ -122,8 +122,10 @@ def image_to_array(image: Image.Image) -> np.ndarray:
             values = (values - low) / max(high - low, 1e-12)
         return values.astype(np.float32)
     has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
+    grey = image.mode in ("1", "L", "LA", "La") or (image.mode == "P" and image.palette.mode == "L")
     try:
-        image = image.convert("RGBA" if has_alpha else "L")
+        # colour is kept: the clean-up tells printed lines from the writing by it
+        image = image.convert("RGBA" if has_alpha else "L" if grey else "RGB")
     except ValueError:
         raise ImageError(f"unsupported colour mode {image.mode} (save the image as RGB or greyscale)") from None
     return np.asarray(image, dtype=np.float32) / 255.0

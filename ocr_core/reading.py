@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from .calibration import Calibration, features_of, logits_of, softmax
-from .cleanup import CleanUp, clean_up, greyscale
+from .cleanup import CleanUp, clean_up, greyscale, to_unit_float
 from .evaluation import predict_probabilities
 from .pairs import SINGLE, pair_input, pair_marginals
 from .preprocess import mnist_input
@@ -803,14 +803,15 @@ def read_number(
     looks like no digit is flagged (`DigitReading.looks_like_digit`). With a `pair_model`
     (`pairs.shipped_pair_reader()`), a wide glyph is also read whole as two touching digits (the pair reader
     has a class for one digit too, so a wide single digit seldom reads as a pair)."""
-    grey = greyscale(image)
-    input_shape = grey.shape
-    shrink = min(1.0, READ_SIDE / max(grey.shape))
-    if shrink < 1:
-        grey = cv2.resize(
-            grey, (round(grey.shape[1] * shrink), round(grey.shape[0] * shrink)), interpolation=cv2.INTER_AREA
+    input_shape = greyscale(image).shape  # (and a picture of no image's shape is refused here)
+    shrink = min(1.0, READ_SIDE / max(input_shape))
+    if shrink < 1:  # in colour, if it has any: the clean-up tells printed lines by it
+        image = cv2.resize(
+            to_unit_float(np.asarray(image)),
+            (round(input_shape[1] * shrink), round(input_shape[0] * shrink)),
+            interpolation=cv2.INTER_AREA,
         )
-    cleaned = clean_up(grey)
+    cleaned = clean_up(image)
     scale = shrink * cleaned.scale
 
     def finish(digits, marks, rotation=0.0, slant=0.0, deskewed=None, segments=None, problem=None) -> Reading:

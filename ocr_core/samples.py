@@ -112,10 +112,13 @@ def as_uint8(image: np.ndarray | torch.Tensor) -> np.ndarray:
 
 
 def png_of(image: np.ndarray, limit: int = MAX_PNG_BYTES) -> bytes:
-    """PNG bytes of an image (H, W) or (H, W, 4) as `load_image` or the canvas gives it, greyscale with alpha
-    kept, halved in size until it fits in `limit` bytes."""
+    """PNG bytes of an image (H, W), (H, W, 3) or (H, W, 4) as `load_image` or the canvas gives it, greyscale
+    with alpha kept, halved in size until it fits in `limit` bytes."""
     array = as_uint8(image)
-    picture = Image.fromarray(array[..., [0, 3]] if array.ndim == 3 else array, "LA" if array.ndim == 3 else "L")
+    if array.ndim == 3 and array.shape[2] == 3:
+        picture = Image.fromarray(array, "RGB").convert("L")
+    else:
+        picture = Image.fromarray(array[..., [0, 3]] if array.ndim == 3 else array, "LA" if array.ndim == 3 else "L")
     while True:
         buffer = io.BytesIO()
         picture.save(buffer, format="PNG", optimize=False)

@@ -252,3 +252,39 @@ def test_a_sevens_bar_along_the_top_of_a_tight_crop_is_no_printed_line(seed):
     photo = digit_photo(digit, 7, np.random.default_rng(seed), margin="tight")
     mask = clean_up(photo.image).mask
     assert mask[: round(0.2 * mask.shape[0])].any(0).mean() > 0.9, "the bar across the top is writing"
+
+
+def kept(cleaned, rows: tuple[int, int], columns: tuple[int, int]) -> np.ndarray:
+    """The mask over a box given in the input's pixels."""
+    (top, bottom), (left, right) = ((round(end * cleaned.scale) for end in ends) for ends in (rows, columns))
+    return cleaned.mask[top:bottom, left:right]
+
+
+def coloured(grey_paper: np.ndarray, tint=(1.0, 0.98, 0.93)) -> np.ndarray:
+    """Cream paper in colour, lit as `grey_paper` is."""
+    return np.ascontiguousarray(grey_paper[..., None] * np.array(tint), np.float32)
+
+
+def test_a_red_margin_line_as_dark_as_the_pencil_through_a_tight_crop_is_printed():
+    # A pencil 0 cropped to its ink, a red margin line through it as dark as the pencil: strong lines crossing a
+    # tight crop are kept as strokes (a 1's stem, a 4's bar), so the line stayed and the 0 read 8 or 9. Its
+    # colour tells it apart from the writing (held-out tight crops with a margin line read 7 as 8 so).
+    image = coloured(paper(120, 100))
+    cv2.ellipse(image, (50, 60), (48, 59), 0, 0, 360, (0.45, 0.45, 0.47), 5)  # touching all four sides
+    cv2.line(image, (60, 0), (60, 119), (0.85, 0.3, 0.33), 4)  # the same brightness as the pencil
+    cleaned = clean_up(image)
+    assert kept(cleaned, (15, 105), (56, 65)).mean() < 0.05, "the margin line is gone inside the 0"
+    assert cleaned.mask.any(0).mean() > 0.95 and cleaned.mask.any(1).mean() > 0.95, "the 0 is whole"
+
+
+def test_a_blue_stroke_running_along_a_red_line_is_writing():
+    # A 4's stem in blue ink drawn along a red margin line as wide as the pen: ink on a line is writing when it is
+    # twice as strong as the line, which blue on red is not; by its colour it is the writing's.
+    image = coloured(paper(300, 300))
+    cv2.line(image, (150, 0), (150, 299), (0.85, 0.35, 0.38), 4)
+    blue = (0.12, 0.2, 0.62)  # RGB, as the picture is
+    cv2.line(image, (150, 60), (150, 240), blue, 4)
+    cv2.polylines(image, [np.array([(130, 60), (95, 170), (185, 170)], np.int32)], False, blue, 4)
+    cleaned = clean_up(image)
+    assert kept(cleaned, (75, 160), (146, 155)).any(1).mean() > 0.95, "the stem along the line is writing"
+    assert not cleaned.mask[: round(40 * cleaned.scale)].any(), "the line above the 4 is gone"

@@ -141,3 +141,15 @@ def test_a_condensed_digit_is_widened_only_for_a_loop_not_a_pocket():
     one[:, 14:26] = True
     one[40:50, 17:23] = False
     assert (widened_if_condensed(one) == one).all()
+
+
+def test_a_colour_upload_keeps_its_colour_and_a_grey_one_stays_grey():
+    # the clean-up tells a red margin line from pencil by colour, so the upload must not lose it
+    picture = np.full((40, 60, 3), 230, np.uint8)
+    picture[:, 30:33] = (215, 80, 90)
+    buffer = io.BytesIO()
+    Image.fromarray(picture).save(buffer, format="JPEG")
+    image = load_image(buffer.getvalue())
+    assert image.shape == (40, 60, 3)
+    assert image[20, 31, 0] - image[20, 31, 1] > 0.3, "the line is still red"
+    assert load_image(png_bytes(picture[..., 1])).shape == (40, 60)

@@ -148,6 +148,24 @@ def test_a_darker_stretch_of_a_line_apart_from_the_writing_goes_with_the_line():
     assert not cleaned.mask[:, :80].any(), "nothing is left of the margin line"
 
 
+def test_a_number_read_in_colour_keeps_a_blue_stem_drawn_along_a_red_margin_line():
+    """The reader shrinks a large picture in colour, so the clean-up still tells a blue 4's stem drawn along a
+    red margin line (not twice as strong as the line) from the line."""
+    image = Image.new("RGB", (1400, 500), (235, 235, 235))
+    pen = ImageDraw.Draw(image)
+    pen.line([(500, 0), (500, 500)], fill=(215, 85, 95), width=8)
+    blue = (30, 50, 160)
+    pen.line([(500, 120), (500, 400)], fill=blue, width=8)
+    pen.line([(470, 120), (400, 300), (560, 300)], fill=blue, width=8)
+    seven(pen, 700, top=120, bottom=400, width=8, fill=blue)
+    noise = np.random.default_rng(0).normal(0, 3, (500, 1400, 1))  # a photo's, so the paper is not one flat colour
+    reading = read_number((np.asarray(image) + noise).clip(0, 255).astype(np.uint8), best())
+    mask, scale = reading.cleanup.mask, reading.cleanup.scale * 1000 / 1400
+    stem = mask[round(160 * scale) : round(360 * scale), round(490 * scale) : round(511 * scale)]
+    assert stem.any(1).mean() > 0.95, "the stem along the line is writing"
+    assert reading.text == "47"
+
+
 def test_every_line_of_a_grid_under_a_number_is_found():
     """1010 photographed on squared paper with a margin around it (the bench's paper and camera, one seeded draw):
     on the grid's thick lines the line search's walk strays off a line and loses it; a lost line's stub on the
