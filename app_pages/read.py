@@ -20,12 +20,14 @@ from ocr_core.reading import READ_SIDE, SEPARATORS, UNSURE_BELOW, Reading, read_
 
 CANVAS_WIDTH, CANVAS_HEIGHT = 840, 280
 STEP_NOTES = {
-    "greyscale": "**1. Greyscale.** Colour carries no digit: one brightness per pixel.",
+    "greyscale": "**1. Greyscale.** Colour carries no digit: one brightness per pixel (the colour is kept aside "
+    "for step 4).",
     "illumination normalised": "**2. Illumination.** Each pixel against the paper around it (a wide median), so "
     "gradients and shadows vanish; polarity is settled here (dark ink or light ink).",
     "binarised": "**3. Binarisation.** Otsu's threshold with hysteresis: ink or paper.",
     "lines and specks removed": "**4. Clean-up.** Printed ruling and grid lines (red) and specks are removed; "
-    "where a stroke crosses a line it is kept.",
+    "where a stroke crosses a line it is kept. In a colour photo, a line in another colour than the writing (a "
+    "red margin, a blue grid beside pencil) is printed however dark it is.",
     "deskewed": "**5. Deskew.** The line's rotation and the writing's slant are measured and undone.",
     "segmented": "**6. Segmentation.** Connected pieces become digits (one colour each); pieces of one digit are "
     "joined, touching digits are cut where the model reads the pieces best, or read whole as a pair by the "
