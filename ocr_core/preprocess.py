@@ -122,9 +122,10 @@ def image_to_array(image: Image.Image) -> np.ndarray:
             values = (values - low) / max(high - low, 1e-12)
         return values.astype(np.float32)
     has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
-    grey = image.mode in ("1", "L", "LA", "La") or (image.mode == "P" and image.palette.mode == "L")
+    grey = image.mode in ("1", "L", "LA", "La")
     try:
-        # colour is kept: the clean-up tells printed lines from the writing by it
+        # colour is kept (a palette's too; `cleanup.colour_of` finds a grey one grey): the clean-up tells
+        # printed lines from the writing by it
         image = image.convert("RGBA" if has_alpha else "L" if grey else "RGB")
     except ValueError:
         raise ImageError(f"unsupported colour mode {image.mode} (save the image as RGB or greyscale)") from None
