@@ -449,7 +449,14 @@ def light_absorbed(colour: np.ndarray, region: np.ndarray, paper: np.ndarray, re
     against the `paper` pixels within `reach` + HUE_RING pixels of it, so lighting and the paper's tint cancel;
     None when too little paper is near."""
     side = odd(reach + HUE_RING)
-    around = cv2.dilate(region.view(np.uint8), np.ones((side, side), np.uint8)).astype(bool) & paper
+    rows, columns = np.flatnonzero(region.any(1)), np.flatnonzero(region.any(0))
+    if not len(rows):
+        return None
+    # within the region's box grown by the kernel (a line is a strip): the same pixels as over the whole picture,
+    # in a fraction of the time (indexing a whole colour picture costs a millisecond per line)
+    box = np.s_[max(0, rows[0] - side) : rows[-1] + side + 1, max(0, columns[0] - side) : columns[-1] + side + 1]
+    region, colour = region[box], colour[box]
+    around = cv2.dilate(region.view(np.uint8), np.ones((side, side), np.uint8)).astype(bool) & paper[box]
     if np.count_nonzero(around) < 10:
         return None
     return np.clip(1 - colour[region] / np.maximum(np.median(colour[around], axis=0), 0.05), 0, 1)
